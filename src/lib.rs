@@ -1,9 +1,29 @@
 //! tinyformer: int8 and f16 transformer inference for microcontrollers.
-#![cfg_attr(not(feature = "std"), no_std)]
+//!
+//! - [`format`]: the flat model file, validated once, read in place;
+//! - [`tokenizer`]: BERT WordPiece over the vocabulary stored in the file;
+//! - [`model`]: the memory plan and the forward pass (float and full-integer int8);
+//! - [`kernels`]: one op per file, scalar reference implementations;
+//! - [`quant`]: fixed-point helpers.
+//!
+//! No heap, no panics on any input, errors as values; the working memory of a forward
+//! pass is a caller-provided arena whose exact size [`Model::arena_bytes`] gives before
+//! the first inference.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(target_endian = "big")]
+compile_error!("tinyformer model files are little-endian and viewed in place: big-endian targets are not supported");
+
+pub mod format;
+pub mod kernels;
+pub mod model;
+pub mod quant;
 pub mod tokenizer;
+
+pub use format::{Config, FormatError, ModelFile};
+pub use model::{Arena, Error, Input, Model, Plan};

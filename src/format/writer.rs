@@ -1,0 +1,180 @@
+//! The model-file writer (feature `alloc`): the reader's twin, so the two cannot drift.
+
+use super::{
+    dir, header, tensor_count, tensor_spec, Config, FormatError, TensorKind, ALIGN, DIR_ENTRY_LEN,
+    HEADER_LEN, MAGIC, MODEL_LEVEL, VERSION,
+};
+use alloc::vec::Vec;
+
+/// One tensor's payload, little-endian, in the layout its spec requires.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorData<'d> {
+    /// Kind.
+    pub kind: TensorKind,
+    /// Layer, `None` for model-level tensors.
+    pub layer: Option<u16>,
+    /// Payload bytes.
+    pub bytes: &'d [u8],
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u16(buf: &mut [u8], at: usize, v: u16) {
+    buf[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn pad_to(buf: &mut Vec<u8>, align: usize) {
+    while buf.len() % align != 0 {
+        buf.push(0);
+    }
+}
+
+fn offset_u32(at: usize) -> Result<u32, FormatError> {
+    u32::try_from(at).map_err(|_| FormatError::ConfigOutOfRange {
+        field: "file_len",
+        value: u32::MAX,
+    })
+}
+
+/// Serialises a model: header, directory, tokenizer section, labels, then every tensor
+/// the config requires in canonical order (each 16-byte aligned), and the CRC-32.
+///
+/// `tensors` may be in any order; each tensor the config requires must appear exactly
+/// with the spec's byte length. `labels` must have `config.num_labels` entries.
+pub fn write_model(
+    config: &Config,
+    tokenizer_section: &[u8],
+    labels: &[&str],
+    tensors: &[TensorData<'_>],
+) -> Result<Vec<u8>, FormatError> {
+    config.check()?;
+    if labels.len() != config.num_labels as usize {
+        return Err(FormatError::BadLabels {
+            index: labels.len() as u32,
+        });
+    }
+    let count = tensor_count(config);
+    let mut out = alloc::vec![0u8; HEADER_LEN + count * DIR_ENTRY_LEN];
+
+    let h = &mut out[..HEADER_LEN];
+    h[header::MAGIC..header::MAGIC + 4].copy_from_slice(&MAGIC);
+    put_u16(h, header::VERSION, VERSION);
+    put_u32(h, header::HEADER_LEN, HEADER_LEN as u32);
+    put_u32(h, header::TENSOR_COUNT, count as u32);
+    put_u32(h, header::DIR_OFFSET, HEADER_LEN as u32);
+    h[header::ARCH] = config.arch as u8;
+    h[header::WEIGHT_DTYPE] = config.weight_dtype as u8;
+    h[header::ACTIVATION] = config.activation as u8;
+    h[header::POOLING] = config.pooling as u8;
+    for (at, v) in [
+        (header::VOCAB_SIZE, config.vocab_size),
+        (header::HIDDEN, config.hidden),
+        (header::LAYERS, config.layers),
+        (header::HEADS, config.heads),
+        (header::FFN, config.ffn),
+        (header::MAX_POSITIONS, config.max_positions),
+        (header::TYPE_VOCAB, config.type_vocab),
+        (header::NUM_LABELS, config.num_labels),
+        (header::MAX_SEQ, config.max_seq),
+        (header::LAYER_NORM_EPS, config.layer_norm_eps_bits),
+    ] {
+        put_u32(h, at, v);
+    }
+
+    // Tokenizer section.
+    pad_to(&mut out, 4);
+    let tok_offset = offset_u32(out.len())?;
+    out.extend_from_slice(tokenizer_section);
+    put_u32(&mut out, header::TOKENIZER_OFFSET, tok_offset);
+    put_u32(
+        &mut out,
+        header::TOKENIZER_LEN,
+        offset_u32(tokenizer_section.len())?,
+    );
+
+    // Labels section: count, count + 1 offsets (relative to the section), names.
+    pad_to(&mut out, 4);
+    let lab_offset = out.len();
+    let table = (labels.len() + 2) * 4;
+    out.extend_from_slice(&(labels.len() as u32).to_le_bytes());
+    let mut at = table;
+    out.extend_from_slice(&(at as u32).to_le_bytes());
+    for l in labels {
+        at += l.len();
+        out.extend_from_slice(&offset_u32(at)?.to_le_bytes());
+    }
+    for l in labels {
+        out.extend_from_slice(l.as_bytes());
+    }
+    put_u32(&mut out, header::LABELS_OFFSET, offset_u32(lab_offset)?);
+    let lab_len = offset_u32(out.len() - lab_offset)?;
+    put_u32(&mut out, header::LABELS_LEN, lab_len);
+
+    // Tensors.
+    for index in 0..count {
+        let Some(spec) = tensor_spec(config, index) else {
+            break;
+        };
+        let data = tensors
+            .iter()
+            .find(|t| t.kind == spec.kind && t.layer == spec.layer)
+            .ok_or(FormatError::MissingTensor {
+                kind: spec.kind as u16,
+                layer: spec.layer.unwrap_or(MODEL_LEVEL),
+            })?;
+        if data.bytes.len() as u64 != spec.byte_len() {
+            return Err(FormatError::ByteLengthMismatch {
+                index: index as u32,
+                expected: u32::try_from(spec.byte_len()).unwrap_or(u32::MAX),
+                found: u32::try_from(data.bytes.len()).unwrap_or(u32::MAX),
+            });
+        }
+        pad_to(&mut out, ALIGN);
+        let offset = offset_u32(out.len())?;
+        out.extend_from_slice(data.bytes);
+        let e = HEADER_LEN + index * DIR_ENTRY_LEN;
+        let entry = &mut out[e..e + DIR_ENTRY_LEN];
+        put_u16(entry, dir::KIND, spec.kind as u16);
+        put_u16(entry, dir::LAYER, spec.layer.unwrap_or(MODEL_LEVEL));
+        entry[dir::DTYPE] = spec.dtype as u8;
+        entry[dir::RANK] = spec.rank;
+        put_u32(entry, dir::DIM0, spec.dims[0]);
+        put_u32(entry, dir::DIM1, spec.dims[1]);
+        put_u32(entry, dir::OFFSET, offset);
+        put_u32(entry, dir::LEN, data.bytes.len() as u32);
+    }
+    let file_len = offset_u32(out.len())?;
+    put_u32(&mut out, header::FILE_LEN, file_len);
+    let crc = super::file_crc32(&out);
+    put_u32(&mut out, header::CRC32, crc);
+    Ok(out)
+}
+
+/// A byte buffer whose start is 16-byte aligned, as [`super::ModelFile::from_bytes`]
+/// requires: a `Vec<u8>` only guarantees the allocator's alignment.
+pub struct AlignedBuf {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Copies `bytes` into a 16-byte aligned buffer.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut words = alloc::vec![0u128; bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+    /// The bytes, mutable.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut::<u128, u8>(&mut self.words)[..self.len]
+    }
+}

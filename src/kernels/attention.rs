@@ -1,0 +1,157 @@
+//! Scaled dot-product attention for one query row and one head.
+//!
+//! Keys and values are the full `[seq, hidden]` projections; head `h` uses columns
+//! `h * head_dim .. (h + 1) * head_dim`. The only scratch is one row of `seq` scores,
+//! so attention memory grows O(seq), not O(heads * seq^2).
+
+use super::matvec::dot_i8;
+use super::softmax::{softmax_f32, softmax_q15, MASKED};
+use crate::quant::{saturate_i8, Requant};
+
+/// Scratch elements (`f32` or `i32`) one attention row needs: one score per key.
+pub const fn attention_scratch_len(seq: usize) -> usize {
+    seq
+}
+
+/// Columns of head `head` within a `[seq, hidden]` row.
+#[inline(always)]
+fn head_cols<T>(row: &[T], head: usize, head_dim: usize) -> &[T] {
+    row.get(head * head_dim..(head + 1) * head_dim)
+        .unwrap_or(&[])
+}
+
+/// `ctx = softmax(q . K^T * scale) V` for one head, `f32`.
+///
+/// `q` and `ctx` are `head_dim` long; `keys`, `values` are `[seq, hidden]`;
+/// `scores` is `seq` long; keys with `keep(j) == false` get probability 0.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_f32(
+    ctx: &mut [f32],
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    hidden: usize,
+    head: usize,
+    scale: f32,
+    scores: &mut [f32],
+    keep: impl Fn(usize) -> bool,
+) {
+    let head_dim = ctx.len();
+    for (j, (score, key)) in scores.iter_mut().zip(keys.chunks_exact(hidden)).enumerate() {
+        let key = head_cols(key, head, head_dim);
+        *score = if keep(j) {
+            q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+        } else {
+            0.0
+        };
+    }
+    softmax_f32(scores, keep);
+    ctx.fill(0.0);
+    for (p, value) in scores.iter().zip(values.chunks_exact(hidden)) {
+        for (c, v) in ctx.iter_mut().zip(head_cols(value, head, head_dim)) {
+            *c += p * v;
+        }
+    }
+}
+
+/// Integer attention for one head: int8 `q`, `keys`, `values` to int8 `ctx`.
+///
+/// Scores `q . k` are exact `i32`; [`softmax_q15`] turns them into Q15 probabilities
+/// using `to_log2` (real multiplier `s_q * s_k / sqrt(head_dim) * log2(e) * 2^16`);
+/// `ctx[c] = sat8(ctx_rq[c](sum_j p_j * v_j[c]))` with per-channel
+/// `ctx_rq[c] = s_v[c] / (2^15 * s_ctx[c])` (`ctx_rq` holds this head's `head_dim` pairs).
+/// `|sum_j p_j v_j| <= 2^15 * 128 * (1 + seq / 2^15)` fits `i32`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_i8(
+    ctx: &mut [i8],
+    q: &[i8],
+    keys: &[i8],
+    values: &[i8],
+    hidden: usize,
+    head: usize,
+    to_log2: Requant,
+    ctx_rq: &[[i32; 2]],
+    scores: &mut [i32],
+    keep: impl Fn(usize) -> bool,
+) {
+    let head_dim = ctx.len();
+    for (j, (score, key)) in scores.iter_mut().zip(keys.chunks_exact(hidden)).enumerate() {
+        *score = if keep(j) {
+            dot_i8(q, head_cols(key, head, head_dim))
+        } else {
+            MASKED
+        };
+    }
+    softmax_q15(scores, to_log2);
+    for (d, c) in ctx.iter_mut().enumerate() {
+        let mut acc = 0i32;
+        for (p, value) in scores.iter().zip(values.chunks_exact(hidden)) {
+            let v = value.get(head * head_dim + d).copied().unwrap_or(0);
+            acc += p * i32::from(v);
+        }
+        *c = saturate_i8(Requant::from_table(ctx_rq, d).apply(acc));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_attention_picks_matching_key() {
+        // Two keys, hidden 2, one head: the query matches key 1 strongly.
+        let keys = [1.0f32, 0.0, 0.0, 1.0];
+        let values = [10.0f32, 20.0, 30.0, 40.0];
+        let mut ctx = [0.0f32; 2];
+        let mut scores = [0.0f32; 2];
+        attend_f32(
+            &mut ctx,
+            &[0.0, 50.0],
+            &keys,
+            &values,
+            2,
+            0,
+            1.0,
+            &mut scores,
+            |_| true,
+        );
+        assert!((ctx[0] - 30.0).abs() < 1e-3 && (ctx[1] - 40.0).abs() < 1e-3);
+        attend_f32(
+            &mut ctx,
+            &[0.0, 50.0],
+            &keys,
+            &values,
+            2,
+            0,
+            1.0,
+            &mut scores,
+            |j| j == 0,
+        );
+        assert_eq!(ctx, [10.0, 20.0]);
+    }
+
+    #[test]
+    fn int8_attention_matches_float_on_peaked_row() {
+        let keys = [127i8, 0, 0, 127];
+        let values = [10i8, 20, 30, 40];
+        let mut ctx = [0i8; 2];
+        let mut scores = [0i32; 2];
+        // score unit 1/64, ctx scale equal to value scale.
+        let to_log2 = Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0);
+        let r = Requant::from_real(1.0 / 32768.0);
+        let ctx_rq = [[r.multiplier, r.shift]; 2];
+        attend_i8(
+            &mut ctx,
+            &[0, 127],
+            &keys,
+            &values,
+            2,
+            0,
+            to_log2,
+            &ctx_rq,
+            &mut scores,
+            |_| true,
+        );
+        assert_eq!(ctx, [30, 40]);
+    }
+}

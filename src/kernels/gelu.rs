@@ -1,0 +1,135 @@
+//! FFN activations in `f32` (the int8 mode uses a 256-entry table built from these
+//! same functions by the converter).
+
+use crate::format::Activation;
+
+/// `x * Phi(x)` with the exact error function.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The tanh approximation of GELU.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+}
+
+/// Applies `activation` in place.
+pub fn activate_f32(x: &mut [f32], activation: Activation) {
+    for v in x {
+        *v = match activation {
+            Activation::Gelu => gelu(*v),
+            Activation::GeluTanh => gelu_tanh(*v),
+            Activation::Relu => v.max(0.0),
+        };
+    }
+}
+
+/// Fractional bits of the fixed-point activation input and output.
+pub const ACT_FRAC_BITS: u32 = 10;
+/// Table samples per unit of input.
+const ACT_STEPS_PER_UNIT: i32 = 32;
+/// The table covers `[-ACT_RANGE, ACT_RANGE]`.
+pub const ACT_RANGE: i32 = 8;
+/// Entries of the activation table: `2 * 8 * 32 + 1`.
+pub const ACT_TABLE_LEN: usize = (2 * ACT_RANGE * ACT_STEPS_PER_UNIT + 1) as usize;
+
+/// Input of table entry `i`, in real units (host side: building the table).
+pub fn act_table_input(i: usize) -> f64 {
+    i as f64 / f64::from(ACT_STEPS_PER_UNIT) - f64::from(ACT_RANGE)
+}
+
+/// What a tabulated function does beyond `[-8, 8)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// `f(x) = table[0]` below, `f(x) = x` above: GELU (both forms) and ReLU, within
+    /// 1e-14.
+    Linear,
+    /// `f(x) = table[0]` below, `f(x) = table[last]` above: tanh, within 3e-7.
+    Flat,
+}
+
+/// A function `f` in Q10 fixed point by linear interpolation in `table`
+/// (`f(-8 + i/32)` in Q10, [`ACT_TABLE_LEN`] entries), continued by `tail` outside
+/// `[-8, 8)`. Interpolation error for GELU and tanh is below 1e-4 (step 1/32,
+/// `|f''| <= 0.8`), near the Q10 resolution.
+#[inline]
+pub fn activation_q10(x: i32, table: &[i32], tail: Tail) -> i32 {
+    const UNIT: i32 = 1 << ACT_FRAC_BITS;
+    const STEP: i32 = UNIT / ACT_STEPS_PER_UNIT;
+    let lo = -ACT_RANGE * UNIT;
+    if x < lo {
+        return table.first().copied().unwrap_or(0);
+    }
+    if x >= ACT_RANGE * UNIT {
+        return match tail {
+            Tail::Linear => x,
+            Tail::Flat => table.last().copied().unwrap_or(0),
+        };
+    }
+    let offset = x - lo;
+    let index = (offset / STEP) as usize;
+    let frac = i64::from(offset % STEP);
+    let a = i64::from(table.get(index).copied().unwrap_or(0));
+    let b = i64::from(table.get(index + 1).copied().unwrap_or(0));
+    (a + ((b - a) * frac + i64::from(STEP / 2)) / i64::from(STEP)) as i32
+}
+
+/// Applies a 256-entry int8 lookup table in place: `x = lut[x + 128]`.
+#[inline]
+pub fn apply_lut_i8(x: &mut [i8], lut: &[i8]) {
+    for v in x {
+        *v = lut
+            .get((i16::from(*v) + 128) as usize)
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_known_values() {
+        // Phi(1) = 0.841344746..., Phi(-1) = 0.158655254...
+        assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
+        assert!((gelu(-1.0) + 0.158_655_25).abs() < 1e-6);
+        assert_eq!(gelu(0.0), 0.0);
+        assert!((gelu_tanh(1.0) - gelu(1.0)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn fixed_point_gelu_matches_f64() {
+        let table: alloc_free::Table = alloc_free::table();
+        let mut worst = 0f64;
+        for x in -12_000..12_000 {
+            let got = f64::from(activation_q10(x, &table, Tail::Linear)) / 1024.0;
+            let xr = f64::from(x) / 1024.0;
+            let want = 0.5 * xr * (1.0 + libm::erf(xr / core::f64::consts::SQRT_2));
+            worst = worst.max((got - want).abs());
+        }
+        // Half a Q10 unit from table rounding plus interpolation error.
+        assert!(worst < 1.0 / 1024.0, "{worst}");
+    }
+
+    mod alloc_free {
+        pub type Table = [i32; super::ACT_TABLE_LEN];
+        pub fn table() -> Table {
+            core::array::from_fn(|i| {
+                let x = super::act_table_input(i);
+                (0.5 * x * (1.0 + libm::erf(x / core::f64::consts::SQRT_2)) * 1024.0).round() as i32
+            })
+        }
+    }
+
+    #[test]
+    fn lut_indexing() {
+        let lut: [i8; 256] = core::array::from_fn(|i| (i as i32 - 128) as i8);
+        let mut x = [-128i8, -1, 0, 1, 127];
+        apply_lut_i8(&mut x, &lut);
+        assert_eq!(x, [-128, -1, 0, 1, 127]);
+    }
+}

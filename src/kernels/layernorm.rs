@@ -1,0 +1,177 @@
+//! LayerNorm over one token's hidden vector.
+
+use crate::quant::{div_round, isqrt_u64, saturate_i8};
+
+/// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
+pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = x.len().max(1) as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv_std = 1.0 / libm::sqrtf(var + eps);
+    for (i, v) in x.iter_mut().enumerate() {
+        let g = gamma.get(i).copied().unwrap_or(0.0);
+        let b = beta.get(i).copied().unwrap_or(0.0);
+        *v = (*v - mean) * inv_std * g + b;
+    }
+}
+
+/// Fractional bits of the normalised value `(x - mean) / std` inside the kernel.
+const NORM_BITS: u32 = 16;
+/// Fractional bits of the variance (the standard deviation gets half as many).
+const VAR_BITS: u32 = 8;
+/// Fractional bits of the reciprocal standard deviation.
+const INV_BITS: u32 = 40;
+
+/// Square root rounded to nearest.
+fn isqrt_round(x: u64) -> u64 {
+    let r = isqrt_u64(x);
+    // x - r^2 > r  <=>  x > (r + 1/2)^2 - 1/4, i.e. the root is nearer r + 1.
+    if x - r * r > r {
+        r + 1
+    } else {
+        r
+    }
+}
+
+/// Fractional bits of the stored `gamma_q` / `beta_q`.
+pub const PARAM_BITS: u32 = 14;
+
+/// Integer LayerNorm: residual `x` (i32, any common scale, `|x| <= RESIDUAL_MAX`) to
+/// int8 `out` with output scale `s_out`.
+///
+/// The input scale cancels in `(x - mean) / std`, so it only enters through `eps`,
+/// given in squared input units (clamped to `[0, 2^31)`). With `gamma_q = round(gamma / s_out * 2^14)` and
+/// `beta_q = round(beta / s_out * 2^14)`:
+///
+/// - `mean = round(sum(x) / n)`, `d_i = x_i - mean`;
+/// - `var = sum(d^2) / n + eps` in Q8 (floor), `std = round(sqrt(var))` in Q4;
+/// - `inv = floor(2^44 / std)` (so `2^40 / std` in input units); normalised
+///   `z_i = (d_i * inv) >> 24` (Q16, floor);
+/// - `out_i = sat8((z_i * gamma_q_i + (beta_q_i << 16) + 2^29) >> 30)`.
+///
+/// Bounds: `|d| < 2^25`, `sum(d^2) < 2^50 * n < 2^63` for `n <= 4096`, `var` in Q8
+/// `< 2^59`; `|d * inv| <= 2^40 * sqrt(n) * 2^2`; `|z| <= 2^16 *
+/// sqrt(n) < 2^23`, so `z * gamma_q < 2^54`: nothing overflows for any parameters.
+/// A constant input (`std == 0`) gives `out = sat8(beta_q >> 14)`.
+pub fn layer_norm_i32(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32], eps: i64) {
+    let n = x.len().max(1) as i64;
+    let sum: i64 = x.iter().map(|&v| i64::from(v)).sum();
+    let mean = div_round(sum, n);
+    let sum_sq: u64 = x
+        .iter()
+        .map(|&v| {
+            let d = (i64::from(v) - mean).unsigned_abs();
+            d * d
+        })
+        .sum();
+    // Variance with 8 fractional bits (Q8), so the standard deviation has 4 (Q4):
+    // the floor of small integer variances would otherwise cost several percent.
+    let n_u = n as u64;
+    let var_q8 = ((sum_sq / n_u) << VAR_BITS)
+        + (((sum_sq % n_u) << VAR_BITS) / n_u)
+        + ((eps.clamp(0, i64::from(i32::MAX)) as u64) << VAR_BITS);
+    let std_q4 = isqrt_round(var_q8);
+    let inv = if std_q4 == 0 {
+        0
+    } else {
+        (1i64 << (INV_BITS + VAR_BITS / 2)) / std_q4 as i64
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let d = i64::from(x.get(i).copied().unwrap_or(0)) - mean;
+        let z = (d * inv) >> (INV_BITS - NORM_BITS);
+        let g = i64::from(gamma_q.get(i).copied().unwrap_or(0));
+        let b = i64::from(beta_q.get(i).copied().unwrap_or(0));
+        let shift = NORM_BITS + PARAM_BITS;
+        *o = saturate_i8((z * g + (b << NORM_BITS) + (1 << (shift - 1))) >> shift);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::RESIDUAL_MAX;
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn float_layer_norm_normalises() {
+        let mut x = [1.0f32, 2.0, 3.0, 4.0];
+        layer_norm_f32(&mut x, &[1.0; 4], &[0.0; 4], 1e-12);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        let var: f32 = x.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+
+    /// The integer kernel against an f64 LayerNorm on random rows: every output within
+    /// one int8 step of the rounded real result.
+    #[test]
+    fn integer_layer_norm_matches_f64() {
+        let mut s = 7u64;
+        let mut worst = 0f64;
+        for case in 0..300 {
+            let n = [1usize, 2, 7, 64, 384, 768][case % 6];
+            let amp = [3.0, 300.0, 16384.0, 1e6][case % 4];
+            let x: Vec<i32> = (0..n)
+                .map(|_| ((lcg(&mut s) * 2.0 - 1.0) * amp) as i32)
+                .collect();
+            let s_out = 0.05;
+            let gamma: Vec<f64> = (0..n).map(|_| 0.5 + lcg(&mut s)).collect();
+            let beta: Vec<f64> = (0..n).map(|_| lcg(&mut s) - 0.5).collect();
+            let gq: Vec<i32> = gamma
+                .iter()
+                .map(|g| (g / s_out * 16384.0).round() as i32)
+                .collect();
+            let bq: Vec<i32> = beta
+                .iter()
+                .map(|b| (b / s_out * 16384.0).round() as i32)
+                .collect();
+            let mut out = vec![0i8; n];
+            layer_norm_i32(&mut out, &x, &gq, &bq, 0);
+            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+            for i in 0..n {
+                let want = if var == 0.0 {
+                    beta[i] / s_out
+                } else {
+                    (x[i] as f64 - mean) / var.sqrt() * gamma[i] / s_out + beta[i] / s_out
+                };
+                let want = want.clamp(-128.0, 127.0);
+                let err = (out[i] as f64 - want).abs();
+                if var.sqrt() >= 16.0 {
+                    worst = worst.max(err);
+                }
+            }
+        }
+        assert!(worst <= 1.0, "worst error {worst} int8 steps");
+    }
+
+    #[test]
+    fn integer_layer_norm_extremes_do_not_overflow() {
+        let r = RESIDUAL_MAX as i32;
+        let x: Vec<i32> = (0..4096).map(|i| if i % 2 == 0 { r } else { -r }).collect();
+        let mut out = vec![0i8; 4096];
+        layer_norm_i32(
+            &mut out,
+            &x,
+            &vec![i32::MAX; 4096],
+            &vec![i32::MIN; 4096],
+            i64::MAX,
+        );
+        layer_norm_i32(
+            &mut out,
+            &x,
+            &vec![i32::MIN; 4096],
+            &vec![i32::MAX; 4096],
+            0,
+        );
+        let mut one = [0i8; 1];
+        layer_norm_i32(&mut one, &[5], &[1 << 14], &[3 << 14], 0);
+        assert_eq!(one, [3]);
+        layer_norm_i32(&mut [], &[], &[], &[], 0);
+    }
+}

@@ -1,0 +1,259 @@
+//! The full-integer forward pass: int8 weights and activations, i32 accumulators and
+//! residual stream, fixed-point requantization, integer softmax, LayerNorm and
+//! table-driven activations. It executes no floating-point operation.
+//!
+//! Scales never appear here: the converter folded them into the `*Rq` tables, the
+//! integer LayerNorm parameters and the scalar tensors (see `docs/FORMAT.md`).
+
+use super::float::{copy, row};
+use super::plan::{views, Plan};
+use super::{Fixed, FixedObserver, Input, Point};
+use crate::format::{scalar, ModelFile, Pooling, TensorKind as K};
+use crate::kernels::attention::attend_i8;
+use crate::kernels::gelu::{activation_q10, Tail};
+use crate::kernels::layernorm::layer_norm_i32;
+use crate::kernels::matvec::matvec_i8;
+use crate::quant::{div_round, saturate_i8, saturate_residual, Requant};
+
+/// A quantized dense layer: `W` int8 `[out, in]`, bias i32 `[out]` in units of
+/// `s_in * s_w[o]`, and per-output `(multiplier, shift)` to the output scale.
+struct Dense<'a> {
+    w: &'a [i8],
+    b: &'a [i32],
+    rq: &'a [[i32; 2]],
+}
+
+impl<'a> Dense<'a> {
+    fn load(file: &ModelFile<'a>, w: K, b: K, rq: K, layer: Option<u16>) -> Self {
+        Self {
+            w: file.tensor(w, layer),
+            b: file.tensor(b, layer),
+            rq: file.tensor(rq, layer),
+        }
+    }
+
+    /// `out = sat8(rq(W x + b))`.
+    fn to_i8(&self, out: &mut [i8], x: &[i8]) {
+        matvec_i8(out.len(), x, self.w, self.b, |o, acc| {
+            if let Some(y) = out.get_mut(o) {
+                *y = saturate_i8(Requant::from_table(self.rq, o).apply(acc));
+            }
+        });
+    }
+
+    /// `residual = sat_r(rq(W x + b) + skip_rq(skip))`: the projection back into the
+    /// residual stream, plus the skip connection (per-channel scales: LayerNorm
+    /// outputs are quantized per channel, see `docs/FORMAT.md`).
+    fn to_residual(&self, residual: &mut [i32], x: &[i8], skip: &[i8], skip_rq: &[[i32; 2]]) {
+        matvec_i8(residual.len(), x, self.w, self.b, |o, acc| {
+            let s = i32::from(skip.get(o).copied().unwrap_or(0));
+            if let Some(r) = residual.get_mut(o) {
+                let skip = Requant::from_table(skip_rq, o).apply(s);
+                *r = saturate_residual(Requant::from_table(self.rq, o).apply(acc) + skip);
+            }
+        });
+    }
+}
+
+/// Integer LayerNorm parameters `[2, hidden]` (gamma_q row, beta_q row).
+fn norm_params<'a>(
+    file: &ModelFile<'a>,
+    kind: K,
+    layer: Option<u16>,
+    hidden: usize,
+) -> (&'a [i32], &'a [i32]) {
+    let params: &[i32] = file.tensor(kind, layer);
+    params.split_at(hidden.min(params.len()))
+}
+
+fn requant_at(scalars: &[i32], at: usize) -> Requant {
+    Requant::new(
+        scalars.get(at).copied().unwrap_or(0),
+        scalars.get(at + 1).copied().unwrap_or(0),
+    )
+}
+
+fn eps_at(scalars: &[i32], at: usize) -> i64 {
+    i64::from(scalars.get(at).copied().unwrap_or(0))
+}
+
+pub(super) fn forward<O: FixedObserver>(
+    file: &ModelFile<'_>,
+    input: &Input<'_>,
+    plan: &Plan,
+    arena: &mut [u8],
+    out: &mut [i32],
+    obs: &mut O,
+) {
+    let config = file.config();
+    let (hidden, heads) = (config.hidden as usize, config.heads as usize);
+    let head_dim = config.head_dim();
+    let v = views::<i8, i32>(plan, arena);
+
+    // Embeddings: each table row has its own scale, requantized into a common residual
+    // scale, summed, then LayerNorm to int8.
+    let tables: [(&[i8], &[[i32; 2]]); 3] = [
+        (file.tensor(K::WordEmb, None), file.tensor(K::WordRq, None)),
+        (file.tensor(K::PosEmb, None), file.tensor(K::PosRq, None)),
+        (file.tensor(K::TypeEmb, None), file.tensor(K::TypeRq, None)),
+    ];
+    let (gamma, beta) = norm_params(file, K::EmbNorm, None, hidden);
+    let emb_scalars: &[i32] = file.tensor(K::EmbScalars, None);
+    let eps = eps_at(emb_scalars, scalar::EMB_EPS);
+    let act_table: &[i32] = file.tensor(K::ActTable, None);
+    for (t, x) in v.x.chunks_exact_mut(hidden).enumerate() {
+        let rows = [
+            input.ids.get(t).copied().unwrap_or(0) as usize,
+            t,
+            input.type_id(t),
+        ];
+        v.residual.fill(0);
+        for ((table, rq), r) in tables.iter().zip(rows) {
+            let scale = Requant::from_table(rq, r);
+            for (acc, &e) in v.residual.iter_mut().zip(row(table, r, hidden)) {
+                *acc = saturate_residual(i64::from(*acc) + scale.apply(i32::from(e)));
+            }
+        }
+        obs.observe(Point::EmbSum, 0, Fixed::I32(v.residual));
+        layer_norm_i32(x, v.residual, gamma, beta, eps);
+        obs.observe(Point::EmbOut, 0, Fixed::I8(x));
+    }
+
+    for layer in 0..config.layers as usize {
+        let l = Some(layer as u16);
+        let query = Dense::load(file, K::QueryW, K::QueryB, K::QueryRq, l);
+        let key = Dense::load(file, K::KeyW, K::KeyB, K::KeyRq, l);
+        let value = Dense::load(file, K::ValueW, K::ValueB, K::ValueRq, l);
+        let attn_out = Dense::load(file, K::AttnOutW, K::AttnOutB, K::AttnOutRq, l);
+        let ffn1 = Dense::load(file, K::Ffn1W, K::Ffn1B, K::Ffn1Rq, l);
+        let ffn2 = Dense::load(file, K::Ffn2W, K::Ffn2B, K::Ffn2Rq, l);
+        let act_rq: &[[i32; 2]] = file.tensor(K::ActRq, l);
+        let ctx_rq: &[[i32; 2]] = file.tensor(K::CtxRq, l);
+        let (attn_gamma, attn_beta) = norm_params(file, K::AttnNorm, l, hidden);
+        let (ffn_gamma, ffn_beta) = norm_params(file, K::FfnNorm, l, hidden);
+        let s: &[i32] = file.tensor(K::LayerScalars, l);
+        let attn_skip: &[[i32; 2]] = file.tensor(K::AttnSkipRq, l);
+        let to_log2 = requant_at(s, scalar::SCORE_TO_LOG2);
+        let ffn_skip: &[[i32; 2]] = file.tensor(K::FfnSkipRq, l);
+        let (attn_eps, ffn_eps) = (eps_at(s, scalar::ATTN_EPS), eps_at(s, scalar::FFN_EPS));
+
+        for ((x, k), val) in
+            v.x.chunks_exact(hidden)
+                .zip(v.keys.chunks_exact_mut(hidden))
+                .zip(v.values.chunks_exact_mut(hidden))
+        {
+            key.to_i8(k, x);
+            value.to_i8(val, x);
+            obs.observe(Point::Key, layer, Fixed::I8(k));
+            obs.observe(Point::Value, layer, Fixed::I8(val));
+        }
+
+        for x in v.x.chunks_exact_mut(hidden) {
+            query.to_i8(v.query, x);
+            obs.observe(Point::Query, layer, Fixed::I8(v.query));
+            for head in 0..heads {
+                let cols = head * head_dim..(head + 1) * head_dim;
+                attend_i8(
+                    v.context.get_mut(cols.clone()).unwrap_or(&mut []),
+                    v.query.get(cols).unwrap_or(&[]),
+                    v.keys,
+                    v.values,
+                    hidden,
+                    head,
+                    to_log2,
+                    ctx_rq
+                        .get(head * head_dim..(head + 1) * head_dim)
+                        .unwrap_or(&[]),
+                    v.scores,
+                    |j| input.keep(j),
+                );
+            }
+            obs.observe(Point::Context, layer, Fixed::I8(v.context));
+            attn_out.to_residual(v.residual, v.context, x, attn_skip);
+            obs.observe(Point::AttnSum, layer, Fixed::I32(v.residual));
+            layer_norm_i32(x, v.residual, attn_gamma, attn_beta, attn_eps);
+            obs.observe(Point::AttnOut, layer, Fixed::I8(x));
+        }
+
+        for x in v.x.chunks_exact_mut(hidden) {
+            // FFN1 into Q10 fixed point, the activation by table interpolation, then
+            // per-channel requantization to int8.
+            matvec_i8(v.ffn.len(), x, ffn1.w, ffn1.b, |o, acc| {
+                let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
+                let act = activation_q10(pre, act_table, Tail::Linear);
+                if let Some(y) = v.ffn.get_mut(o) {
+                    *y = saturate_i8(Requant::from_table(act_rq, o).apply(act));
+                }
+            });
+            obs.observe(Point::Act, layer, Fixed::I8(v.ffn));
+            ffn2.to_residual(v.residual, v.ffn, x, ffn_skip);
+            obs.observe(Point::FfnSum, layer, Fixed::I32(v.residual));
+            layer_norm_i32(x, v.residual, ffn_gamma, ffn_beta, ffn_eps);
+            obs.observe(Point::FfnOut, layer, Fixed::I8(x));
+        }
+    }
+
+    // Pooling into `context` (int8, the scale of its source). Mean pooling also keeps
+    // the exact integer sum in `residual` for a full-precision embedding output.
+    let mut count = 1i64;
+    match config.pooling {
+        Pooling::ClsPooler => {
+            // Dense into Q10, tanh by table, per-channel requantization to int8.
+            let pooler = Dense::load(file, K::PoolerW, K::PoolerB, K::PoolerRq, None);
+            let table: &[i32] = file.tensor(K::TanhTable, None);
+            let tanh_rq: &[[i32; 2]] = file.tensor(K::TanhRq, None);
+            matvec_i8(hidden, row(v.x, 0, hidden), pooler.w, pooler.b, |o, acc| {
+                let pre = saturate_residual(Requant::from_table(pooler.rq, o).apply(acc));
+                let t = activation_q10(pre, table, Tail::Flat);
+                if let Some(y) = v.context.get_mut(o) {
+                    *y = saturate_i8(Requant::from_table(tanh_rq, o).apply(t));
+                }
+            });
+        }
+        Pooling::Cls => copy(v.context, row(v.x, 0, hidden)),
+        Pooling::Mean => {
+            v.residual.fill(0);
+            count = 0;
+            for (t, x) in v.x.chunks_exact(hidden).enumerate() {
+                if input.keep(t) {
+                    for (acc, &e) in v.residual.iter_mut().zip(x) {
+                        *acc += i32::from(e);
+                    }
+                    count += 1;
+                }
+            }
+            let count = count.max(1);
+            for (p, &sum) in v.context.iter_mut().zip(v.residual.iter()) {
+                *p = saturate_i8(div_round(i64::from(sum), count));
+            }
+        }
+    }
+
+    obs.observe(Point::Pooled, 0, Fixed::I8(v.context));
+    let clamp_i32 = |x: i64| x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    if config.num_labels > 0 {
+        let classifier = Dense::load(file, K::ClassW, K::ClassB, K::ClassRq, None);
+        matvec_i8(
+            out.len(),
+            v.context,
+            classifier.w,
+            classifier.b,
+            |o, acc| {
+                if let Some(y) = out.get_mut(o) {
+                    *y = clamp_i32(Requant::from_table(classifier.rq, o).apply(acc));
+                }
+            },
+        );
+    } else {
+        let to_q16: &[[i32; 2]] = file.tensor(K::PooledRq, None);
+        for (c, y) in out.iter_mut().enumerate() {
+            let rq = Requant::from_table(to_q16, c);
+            *y = if config.pooling == Pooling::Mean {
+                let sum = v.residual.get(c).copied().unwrap_or(0);
+                clamp_i32(div_round(rq.apply(sum), count.max(1)))
+            } else {
+                clamp_i32(rq.apply(i32::from(v.context.get(c).copied().unwrap_or(0))))
+            };
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The encoder: a validated model file plus a memory plan, and the forward pass.
+//!
+//! ```text
+//! ids ──embed──▶ LN ──▶ [ attention ─▶ +residual ─▶ LN ─▶ FFN ─▶ +residual ─▶ LN ] x layers
+//!                                                                   ──▶ pool ──▶ head ──▶ out
+//! ```
+//!
+//! Two numeric modes share this structure: [`float`] (f32 or f16 weights, f32
+//! arithmetic) and [`int8`] (int8 weights and activations, no floating point at all).
+//! Both work token row by token row, so the only `[seq, hidden]` buffers are the layer
+//! state `x` and the keys and values; see [`Plan`].
+
+mod float;
+mod int8;
+mod plan;
+
+pub use plan::{Buffer, Plan};
+
+use crate::format::{Config, FormatError, ModelFile};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use core::fmt;
+
+/// Why a forward pass (or its preparation) was refused. Nothing is written to the
+/// output when an error is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The arena is smaller than [`Model::arena_bytes`] for this sequence length.
+    ArenaTooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// The arena does not start at a 4-byte aligned address (use [`Arena`]).
+    ArenaMisaligned {
+        /// Required alignment.
+        align: usize,
+    },
+    /// More tokens than the model's `max_seq`.
+    SequenceTooLong {
+        /// The model's `max_seq`.
+        max: usize,
+        /// Tokens given.
+        got: usize,
+    },
+    /// No tokens.
+    EmptySequence,
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// Position in the input.
+        index: usize,
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab: u32,
+    },
+    /// A token-type id is not below the token-type vocabulary size.
+    TokenTypeOutOfRange {
+        /// Position in the input.
+        index: usize,
+        /// The id.
+        id: u32,
+        /// Token-type vocabulary size.
+        type_vocab: u32,
+    },
+    /// Mask or token-type slice length differs from the id count.
+    InputLengthMismatch {
+        /// Number of ids.
+        ids: usize,
+        /// Length of the mask or type-id slice.
+        got: usize,
+    },
+    /// The attention mask has no non-zero entry.
+    EmptyMask,
+    /// The output slice length is not the model's output length.
+    OutputLengthMismatch {
+        /// `config.output_len()`.
+        needed: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// The fixed-point entry point was called on a float model.
+    NotQuantized,
+    /// The observed entry point was called on an int8 model.
+    NotFloat,
+    /// Tokenization failed.
+    Tokenizer(TokenizerError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match *self {
+            ArenaTooSmall { needed, got } => {
+                write!(f, "arena too small: needs {needed} bytes, got {got}")
+            }
+            ArenaMisaligned { align } => write!(f, "arena is not {align}-byte aligned"),
+            SequenceTooLong { max, got } => {
+                write!(
+                    f,
+                    "sequence of {got} tokens is longer than the model's maximum {max}"
+                )
+            }
+            EmptySequence => write!(f, "empty token sequence"),
+            TokenOutOfRange { index, id, vocab } => {
+                write!(
+                    f,
+                    "token {index}: id {id} is not below the vocabulary size {vocab}"
+                )
+            }
+            TokenTypeOutOfRange {
+                index,
+                id,
+                type_vocab,
+            } => write!(
+                f,
+                "token {index}: type id {id} is not below the type vocabulary size {type_vocab}"
+            ),
+            InputLengthMismatch { ids, got } => {
+                write!(f, "mask or type ids have length {got}, ids have {ids}")
+            }
+            EmptyMask => write!(f, "attention mask selects no token"),
+            OutputLengthMismatch { needed, got } => {
+                write!(f, "output has length {got}, the model writes {needed}")
+            }
+            NotQuantized => write!(f, "fixed-point output needs an int8 model"),
+            NotFloat => write!(f, "observation needs a float (f32/f16) model"),
+            Tokenizer(e) => write!(f, "tokenizer: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<TokenizerError> for Error {
+    fn from(e: TokenizerError) -> Self {
+        Self::Tokenizer(e)
+    }
+}
+
+/// A 16-byte aligned arena of `N` bytes that can live in a `static`.
+///
+/// ```
+/// static mut ARENA: tinyformer::Arena<4096> = tinyformer::Arena::new();
+/// ```
+#[repr(C, align(16))]
+pub struct Arena<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Arena<N> {
+    /// A zeroed arena.
+    pub const fn new() -> Self {
+        Self([0; N])
+    }
+    /// The bytes.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Default for Arena<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One input sequence: token ids with an optional attention mask and token types.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'i> {
+    /// Token ids, `[CLS] ... [SEP]`.
+    pub ids: &'i [u32],
+    /// 1 = attend, 0 = padding; `None` attends to every token.
+    pub mask: Option<&'i [u8]>,
+    /// Segment ids; `None` means all 0.
+    pub type_ids: Option<&'i [u32]>,
+}
+
+impl<'i> Input<'i> {
+    /// Ids only: no padding, one segment.
+    pub fn new(ids: &'i [u32]) -> Self {
+        Self {
+            ids,
+            mask: None,
+            type_ids: None,
+        }
+    }
+
+    fn keep(&self, j: usize) -> bool {
+        self.mask
+            .is_none_or(|m| m.get(j).copied().unwrap_or(0) != 0)
+    }
+
+    fn type_id(&self, t: usize) -> usize {
+        self.type_ids.and_then(|ty| ty.get(t)).copied().unwrap_or(0) as usize
+    }
+}
+
+/// Where the float forward pass reports intermediate activations (the converter's
+/// calibration uses it to choose int8 scales). Rows are reported one token at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    /// Sum of the three embeddings, before LayerNorm (a residual).
+    EmbSum,
+    /// Embedding LayerNorm output: the input of layer 0.
+    EmbOut,
+    /// Query projection.
+    Query,
+    /// Key projection.
+    Key,
+    /// Value projection.
+    Value,
+    /// Attention context, before the output projection.
+    Context,
+    /// Residual sum before the attention LayerNorm.
+    AttnSum,
+    /// Attention LayerNorm output.
+    AttnOut,
+    /// FFN first projection, before the activation.
+    Ffn1,
+    /// Activation output.
+    Act,
+    /// Residual sum before the FFN LayerNorm.
+    FfnSum,
+    /// FFN LayerNorm output: the input of the next layer.
+    FfnOut,
+    /// Pooler dense output, before tanh.
+    PoolerPre,
+    /// Pooled vector (after tanh for the BERT pooler).
+    Pooled,
+    /// Classifier logits.
+    Logits,
+}
+
+/// Receives activations from [`Model::forward_observed`].
+pub trait Observer {
+    /// `values` are one token's activations at `point` of `layer` (0 for model-level
+    /// points).
+    fn observe(&mut self, point: Point, layer: usize, values: &[f32]);
+}
+
+/// Integer activations reported by [`Model::forward_fixed_observed`]: int8
+/// activations, or the i32 residual stream and outputs.
+#[derive(Clone, Copy, Debug)]
+pub enum Fixed<'v> {
+    /// int8 values (their scales are the converter's; see `docs/FORMAT.md`).
+    I8(&'v [i8]),
+    /// i32 values: residual sums (before LayerNorm) and Q16 outputs.
+    I32(&'v [i32]),
+}
+
+/// Receives integer activations from [`Model::forward_fixed_observed`], at the same
+/// [`Point`]s as [`Observer`] (used to measure quantization error layer by layer).
+pub trait FixedObserver {
+    /// One token's values at `point` of `layer`.
+    fn observe(&mut self, point: Point, layer: usize, values: Fixed<'_>);
+}
+
+/// An observer that does nothing (compiled away).
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    #[inline(always)]
+    fn observe(&mut self, _: Point, _: usize, _: &[f32]) {}
+}
+
+impl FixedObserver for NoObserver {
+    #[inline(always)]
+    fn observe(&mut self, _: Point, _: usize, _: Fixed<'_>) {}
+}
+
+/// A loaded model: the validated file and its tokenizer. Cheap to copy; holds only
+/// references into the model bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a> {
+    file: ModelFile<'a>,
+    tokenizer: Tokenizer<'a>,
+}
+
+/// Fractional bits of the int8 mode's fixed-point outputs (logits and embeddings):
+/// `value = raw / 65536`.
+pub const OUTPUT_FRAC_BITS: u32 = 16;
+
+impl<'a> Model<'a> {
+    /// Validates `bytes` (see [`ModelFile::from_bytes`]) and prepares the model.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let file = ModelFile::from_bytes(bytes)?;
+        let tokenizer =
+            Tokenizer::from_section(file.tokenizer_section()).map_err(FormatError::Tokenizer)?;
+        Ok(Self { file, tokenizer })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.file.config()
+    }
+
+    /// The validated file (tensors, labels).
+    pub fn file(&self) -> &ModelFile<'a> {
+        &self.file
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer<'a> {
+        &self.tokenizer
+    }
+
+    /// Name of label `index`.
+    pub fn label(&self, index: usize) -> Option<&'a str> {
+        self.file.label(u32::try_from(index).ok()?)
+    }
+
+    /// The memory plan for `seq` tokens.
+    pub fn plan(&self, seq: usize) -> Result<Plan, Error> {
+        Plan::new(self.config(), seq)
+    }
+
+    /// Exact arena bytes a forward pass over `seq` tokens needs: a pure function of
+    /// the config and `seq`. Fails for `seq == 0` or `seq > max_seq`.
+    pub fn arena_bytes(&self, seq: usize) -> Result<usize, Error> {
+        Ok(self.plan(seq)?.total_bytes())
+    }
+
+    /// Runs the encoder and writes `config().output_len()` values to `out`: logits for
+    /// a classifier, else the pooled embedding. Float models compute in `f32`; int8
+    /// models compute in integers and convert the fixed-point result at the end (use
+    /// [`Model::forward_fixed`] to avoid that single float step).
+    pub fn forward(
+        &self,
+        input: Input<'_>,
+        arena: &mut [u8],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        if self.config().is_int8() {
+            let fixed: &mut [i32] = bytemuck::cast_slice_mut(out);
+            self.forward_fixed(input, arena, fixed)?;
+            for v in out.iter_mut() {
+                *v = v.to_bits() as i32 as f32 / (1u32 << OUTPUT_FRAC_BITS) as f32;
+            }
+            Ok(())
+        } else {
+            self.forward_observed(input, arena, out, &mut NoObserver)
+        }
+    }
+
+    /// The int8 forward pass, integer only: writes the output in fixed point with
+    /// [`OUTPUT_FRAC_BITS`] fractional bits (Q16.16).
+    pub fn forward_fixed(
+        &self,
+        input: Input<'_>,
+        arena: &mut [u8],
+        out: &mut [i32],
+    ) -> Result<(), Error> {
+        self.forward_fixed_observed(input, arena, out, &mut NoObserver)
+    }
+
+    /// [`Model::forward_fixed`], reporting every intermediate activation to `observer`.
+    pub fn forward_fixed_observed<O: FixedObserver>(
+        &self,
+        input: Input<'_>,
+        arena: &mut [u8],
+        out: &mut [i32],
+        observer: &mut O,
+    ) -> Result<(), Error> {
+        if !self.config().is_int8() {
+            return Err(Error::NotQuantized);
+        }
+        let plan = self.check(&input, arena, out.len())?;
+        int8::forward(&self.file, &input, &plan, arena, out, observer);
+        Ok(())
+    }
+
+    /// The float forward pass, reporting every intermediate activation to `observer`.
+    pub fn forward_observed<O: Observer>(
+        &self,
+        input: Input<'_>,
+        arena: &mut [u8],
+        out: &mut [f32],
+        observer: &mut O,
+    ) -> Result<(), Error> {
+        let plan = self.check(&input, arena, out.len())?;
+        match self.config().weight_dtype {
+            crate::format::DType::F32 => {
+                float::forward::<f32, O>(&self.file, &input, &plan, arena, out, observer)
+            }
+            crate::format::DType::F16 => {
+                float::forward::<half::f16, O>(&self.file, &input, &plan, arena, out, observer)
+            }
+            _ => return Err(Error::NotFloat),
+        }
+        Ok(())
+    }
+
+    /// Checks the input, output and arena against the config; returns the plan.
+    fn check(&self, input: &Input<'_>, arena: &[u8], out_len: usize) -> Result<Plan, Error> {
+        let config = self.config();
+        let n = input.ids.len();
+        let plan = self.plan(n)?;
+        if out_len != config.output_len() {
+            return Err(Error::OutputLengthMismatch {
+                needed: config.output_len(),
+                got: out_len,
+            });
+        }
+        for (index, &id) in input.ids.iter().enumerate() {
+            if id >= config.vocab_size {
+                return Err(Error::TokenOutOfRange {
+                    index,
+                    id,
+                    vocab: config.vocab_size,
+                });
+            }
+        }
+        if let Some(mask) = input.mask {
+            if mask.len() != n {
+                return Err(Error::InputLengthMismatch {
+                    ids: n,
+                    got: mask.len(),
+                });
+            }
+            if mask.iter().all(|&m| m == 0) {
+                return Err(Error::EmptyMask);
+            }
+        }
+        if let Some(types) = input.type_ids {
+            if types.len() != n {
+                return Err(Error::InputLengthMismatch {
+                    ids: n,
+                    got: types.len(),
+                });
+            }
+            for (index, &id) in types.iter().enumerate() {
+                if id >= config.type_vocab {
+                    return Err(Error::TokenTypeOutOfRange {
+                        index,
+                        id,
+                        type_vocab: config.type_vocab,
+                    });
+                }
+            }
+        }
+        let needed = plan.total_bytes();
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall {
+                needed,
+                got: arena.len(),
+            });
+        }
+        if arena.as_ptr() as usize % plan::ARENA_ALIGN != 0 {
+            return Err(Error::ArenaMisaligned {
+                align: plan::ARENA_ALIGN,
+            });
+        }
+        Ok(plan)
+    }
+}

@@ -1,0 +1,274 @@
+//! Fixed-point helpers shared by the integer kernels.
+//!
+//! Conventions (all symmetric, zero point 0):
+//! - an int8 activation `q` with scale `s` stands for the real value `q * s`;
+//! - a real multiplier `M > 0` is stored as `(multiplier, shift)` with `multiplier` in
+//!   `[2^30, 2^31)` (or 0) and `M = multiplier * 2^(shift - 31)`;
+//! - [`Requant::apply`] computes `round(x * M)` with a single rounding step, half
+//!   rounded toward positive infinity, in 64-bit arithmetic (the semantics of TFLite's
+//!   64-bit reference `MultiplyByQuantizedMultiplier`).
+
+/// A fixed-point multiplier: `M = multiplier * 2^(shift - 31)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Requant {
+    /// Mantissa, `[2^30, 2^31)` for a normalised non-zero multiplier, or 0.
+    pub multiplier: i32,
+    /// Binary exponent; the right shift applied is `31 - shift`, in `[1, 62]`.
+    pub shift: i32,
+}
+
+/// Largest magnitude of the residual stream of the int8 encoder: values are clamped to
+/// `±RESIDUAL_MAX` so that LayerNorm's sum of squares fits `i64` for any hidden size
+/// up to [`crate::format::limits::MAX_HIDDEN`].
+pub const RESIDUAL_MAX: i64 = (1 << 24) - 1;
+
+/// Residual-stream scale target: the converter maps the calibrated absolute maximum of
+/// each residual sum to this value, leaving a factor 1024 of headroom below
+/// [`RESIDUAL_MAX`].
+pub const RESIDUAL_RANGE: f64 = 16384.0;
+
+impl Requant {
+    /// A multiplier from its parts (not validated; see [`Requant::is_valid`]).
+    pub const fn new(multiplier: i32, shift: i32) -> Self {
+        Self { multiplier, shift }
+    }
+
+    /// Reads pair `index` of a `[n, 2]` requantization table; the zero multiplier if
+    /// out of range.
+    #[inline(always)]
+    pub fn from_table(table: &[[i32; 2]], index: usize) -> Self {
+        match table.get(index) {
+            Some(&[multiplier, shift]) => Self { multiplier, shift },
+            None => Self::new(0, 0),
+        }
+    }
+
+    /// Whether [`Requant::apply`] is overflow-free for every `i32` input.
+    pub const fn is_valid(&self) -> bool {
+        self.multiplier >= 0 && self.shift >= -31 && self.shift <= 30
+    }
+
+    /// `round(x * M)`, half toward +inf. For a valid multiplier and any `i32` input the
+    /// product is below `2^62` in magnitude, so nothing overflows.
+    #[inline(always)]
+    pub fn apply(&self, x: i32) -> i64 {
+        let total_shift = (31 - self.shift).clamp(1, 62) as u32;
+        let product = i64::from(x) * i64::from(self.multiplier);
+        (product + (1i64 << (total_shift - 1))) >> total_shift
+    }
+
+    /// The fixed-point form of a real multiplier (host side: the converter).
+    /// Multipliers too small to represent become 0; too large ones saturate.
+    pub fn from_real(real: f64) -> Self {
+        if !(real > 0.0) || !real.is_finite() {
+            return Self::new(0, 0);
+        }
+        let (mantissa, exponent) = libm::frexp(real);
+        let mut q = libm::round(mantissa * (1u64 << 31) as f64) as i64;
+        let mut exponent = exponent;
+        if q == 1 << 31 {
+            q /= 2;
+            exponent += 1;
+        }
+        if exponent < -31 {
+            return Self::new(0, 0);
+        }
+        if exponent > 30 {
+            return Self::new(i32::MAX, 30);
+        }
+        Self::new(q as i32, exponent)
+    }
+
+    /// The real multiplier this stands for (host side: reports and tests).
+    pub fn to_real(&self) -> f64 {
+        f64::from(self.multiplier) * libm::exp2(f64::from(self.shift - 31))
+    }
+}
+
+/// Clamps to the int8 range.
+#[inline(always)]
+pub fn saturate_i8(x: i64) -> i8 {
+    x.clamp(-128, 127) as i8
+}
+
+/// Clamps to the residual range `±RESIDUAL_MAX`.
+#[inline(always)]
+pub fn saturate_residual(x: i64) -> i32 {
+    x.clamp(-RESIDUAL_MAX, RESIDUAL_MAX) as i32
+}
+
+/// `round(a / b)` for `b > 0`, half away from zero.
+#[inline]
+pub fn div_round(a: i64, b: i64) -> i64 {
+    if a >= 0 {
+        (a + b / 2) / b
+    } else {
+        (a - b / 2) / b
+    }
+}
+
+/// Floor of the square root of `x`, bit by bit (no division, no float).
+pub fn isqrt_u64(x: u64) -> u64 {
+    let mut rem = x;
+    let mut root = 0u64;
+    let mut bit = 1u64 << 62;
+    while bit > x {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+/// Number of linear segments of [`EXP2_LUT`].
+const EXP2_SEGMENTS: usize = 256;
+
+/// `2^(-i/256)` in Q30 for `i` in `0..=256`, computed at compile time (the float
+/// arithmetic runs in the compiler, not on the device).
+pub static EXP2_LUT: [u32; EXP2_SEGMENTS + 1] = exp2_table();
+
+const fn exp2_table() -> [u32; EXP2_SEGMENTS + 1] {
+    let mut table = [0u32; EXP2_SEGMENTS + 1];
+    let mut i = 0;
+    while i <= EXP2_SEGMENTS {
+        // exp(-i/256 * ln 2) by its Taylor series; |x| <= ln 2, 24 terms is exact to
+        // well below f64 precision.
+        let x = -(i as f64) / EXP2_SEGMENTS as f64 * core::f64::consts::LN_2;
+        let mut term = 1.0f64;
+        let mut sum = 1.0f64;
+        let mut k = 1;
+        while k < 24 {
+            term = term * x / k as f64;
+            sum += term;
+            k += 1;
+        }
+        table[i] = (sum * (1u64 << 30) as f64 + 0.5) as u32;
+        i += 1;
+    }
+    table
+}
+
+/// `2^(-t / 65536)` in Q30, for `t >= 0` in Q16 (integer part `t >> 16`, fraction the
+/// low 16 bits): linear interpolation in [`EXP2_LUT`] (relative error below `1.2e-6`),
+/// then a rounding right shift by the integer part. Results below `2^-30` are 0.
+#[inline]
+pub fn exp2_neg_q16(t: u32) -> u32 {
+    let whole = t >> 16;
+    if whole > 30 {
+        return 0;
+    }
+    let index = ((t >> 8) & 0xFF) as usize;
+    let frac = t & 0xFF;
+    let a = EXP2_LUT[index];
+    let b = EXP2_LUT[index + 1];
+    let v = a - (((a - b) * frac + 128) >> 8);
+    if whole == 0 {
+        v
+    } else {
+        (v + (1 << (whole - 1))) >> whole
+    }
+}
+
+/// `log2(e)` as a multiplier: turns a natural-log exponent into a base-2 one.
+pub const LOG2_E: Requant = Requant::new(1_549_082_005, 1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requant_matches_real_multiplication() {
+        for &m in &[1e-9, 3.7e-5, 0.0123, 0.5, 0.999_999, 1.0, 3.25, 1000.0] {
+            let rq = Requant::from_real(m);
+            assert!(rq.is_valid(), "{m}");
+            assert!(
+                (rq.to_real() - m).abs() <= m * 1e-9,
+                "{m} -> {}",
+                rq.to_real()
+            );
+            for &x in &[0i32, 1, -1, 1000, -1000, 123_456, i32::MAX, i32::MIN] {
+                let want = (f64::from(x) * rq.to_real()).round_ties_even();
+                let got = rq.apply(x) as f64;
+                // Half toward +inf differs from ties-even only on exact ties.
+                assert!((got - want).abs() <= 1.0, "{m} {x}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn requant_rounds_half_up() {
+        let half = Requant::from_real(0.5);
+        assert_eq!(half.apply(3), 2);
+        assert_eq!(half.apply(-3), -1);
+        assert_eq!(half.apply(1), 1);
+        assert_eq!(half.apply(-1), 0);
+    }
+
+    #[test]
+    fn requant_extremes_do_not_overflow() {
+        for shift in -31..=30 {
+            let rq = Requant::new(i32::MAX, shift);
+            assert!(rq.is_valid());
+            rq.apply(i32::MAX);
+            rq.apply(i32::MIN);
+        }
+        assert!(!Requant::new(-1, 0).is_valid());
+        assert!(!Requant::new(1, 31).is_valid());
+        assert!(!Requant::new(1, -32).is_valid());
+        assert_eq!(Requant::from_real(0.0), Requant::new(0, 0));
+        assert_eq!(Requant::from_real(f64::NAN), Requant::new(0, 0));
+        assert_eq!(Requant::from_real(1e-30), Requant::new(0, 0));
+    }
+
+    #[test]
+    fn isqrt_is_floor_sqrt() {
+        let mut x = 1u64;
+        for i in 0..200_000u64 {
+            let r = isqrt_u64(i);
+            assert!(r * r <= i && (r + 1) * (r + 1) > i, "{i}");
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let big = x >> 2;
+            let r = isqrt_u64(big);
+            assert!(r * r <= big && (r + 1).checked_mul(r + 1).map_or(true, |s| s > big));
+        }
+        assert_eq!(isqrt_u64(u64::MAX), u32::MAX as u64);
+    }
+
+    #[test]
+    fn exp2_table_and_interpolation_are_accurate() {
+        for (i, &v) in EXP2_LUT.iter().enumerate() {
+            let want = (2f64).powf(-(i as f64) / 256.0) * (1u64 << 30) as f64;
+            assert!((f64::from(v) - want).abs() <= 0.5, "{i}");
+        }
+        // Interpolation error (no shift) is relative; the shift by the integer part
+        // adds at most one unit of output rounding.
+        let mut max_rel = 0f64;
+        for t in (0..(30u32 << 16)).step_by(37) {
+            let want = (2f64).powf(-f64::from(t) / 65536.0) * (1u64 << 30) as f64;
+            let got = f64::from(exp2_neg_q16(t));
+            let err = (got - want).abs();
+            if t < 1 << 16 {
+                max_rel = max_rel.max(err / want);
+            }
+            assert!(err <= 1.0 + 1.5e-6 * want, "{t}: {got} vs {want}");
+        }
+        assert!(max_rel < 1.5e-6, "max relative error {max_rel}");
+        assert_eq!(exp2_neg_q16(31 << 16), 0);
+        assert_eq!(exp2_neg_q16(u32::MAX), 0);
+    }
+
+    #[test]
+    fn log2e_constant() {
+        assert_eq!(LOG2_E, Requant::from_real(core::f64::consts::LOG2_E));
+    }
+}

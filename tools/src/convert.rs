@@ -1,0 +1,710 @@
+//! Checkpoint -> tinyformer model file, in f32, f16 or full-integer int8.
+
+use crate::checkpoint::{Checkpoint, Tensor};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::path::Path;
+use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
+use tinyformer::format::{scalar, Activation, Arch, Config, DType, Pooling, TensorKind as K};
+use tinyformer::model::{Observer, Point};
+use tinyformer::quant::{Requant, RESIDUAL_RANGE};
+use tinyformer::{Input, Model};
+
+/// Weight precision of the output file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// f32 weights (the runtime's own reference).
+    F32,
+    /// f16 weights, f32 arithmetic.
+    F16,
+    /// int8 weights and activations, integer-only arithmetic.
+    Int8,
+}
+
+/// Conversion options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub precision: Precision,
+    /// Longest sequence the model file accepts (default: the checkpoint's
+    /// `max_position_embeddings`, at most 512). Position rows beyond it are dropped.
+    pub max_seq: Option<u32>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// What a tensor name maps to in the format.
+fn hf_name(kind: K, layer: Option<u16>) -> Option<String> {
+    let l = layer
+        .map(|l| format!("encoder.layer.{l}."))
+        .unwrap_or_default();
+    let name = match kind {
+        K::WordEmb => "embeddings.word_embeddings.weight",
+        K::PosEmb => "embeddings.position_embeddings.weight",
+        K::TypeEmb => "embeddings.token_type_embeddings.weight",
+        K::QueryW => "attention.self.query.weight",
+        K::QueryB => "attention.self.query.bias",
+        K::KeyW => "attention.self.key.weight",
+        K::KeyB => "attention.self.key.bias",
+        K::ValueW => "attention.self.value.weight",
+        K::ValueB => "attention.self.value.bias",
+        K::AttnOutW => "attention.output.dense.weight",
+        K::AttnOutB => "attention.output.dense.bias",
+        K::Ffn1W => "intermediate.dense.weight",
+        K::Ffn1B => "intermediate.dense.bias",
+        K::Ffn2W => "output.dense.weight",
+        K::Ffn2B => "output.dense.bias",
+        K::PoolerW => "pooler.dense.weight",
+        K::PoolerB => "pooler.dense.bias",
+        K::ClassW => "classifier.weight",
+        K::ClassB => "classifier.bias",
+        _ => return None,
+    };
+    Some(format!("{l}{name}"))
+}
+
+/// LayerNorm name stem for a norm kind.
+fn norm_name(kind: K, layer: Option<u16>) -> String {
+    let l = layer
+        .map(|l| format!("encoder.layer.{l}."))
+        .unwrap_or_default();
+    let stem = match kind {
+        K::EmbNorm => "embeddings.LayerNorm",
+        K::AttnNorm => "attention.output.LayerNorm",
+        _ => "output.LayerNorm",
+    };
+    format!("{l}{stem}")
+}
+
+/// The format config for a checkpoint.
+pub fn format_config(
+    ckpt: &Checkpoint,
+    weight_dtype: DType,
+    max_seq: Option<u32>,
+) -> Result<Config> {
+    let c = &ckpt.config;
+    let max_seq = max_seq.unwrap_or(c.max_position_embeddings.min(512));
+    if max_seq < 2 || max_seq > c.max_position_embeddings {
+        bail!(
+            "--max-seq {max_seq} must be between 2 and the checkpoint's max_position_embeddings ({})",
+            c.max_position_embeddings
+        );
+    }
+    Ok(Config {
+        arch: Arch::BertEncoder,
+        weight_dtype,
+        activation: ckpt.activation,
+        pooling: ckpt.pooling,
+        vocab_size: c.vocab_size,
+        hidden: c.hidden_size,
+        layers: c.num_hidden_layers,
+        heads: c.num_attention_heads,
+        ffn: c.intermediate_size,
+        // Only the positions the runtime can use are stored.
+        max_positions: max_seq,
+        type_vocab: c.type_vocab_size,
+        num_labels: ckpt.labels.len() as u32,
+        max_seq,
+        layer_norm_eps_bits: (c.layer_norm_eps as f32).to_bits(),
+    })
+}
+
+/// The first `rows` rows of a 2-D tensor.
+fn first_rows(t: &Tensor, rows: usize) -> &[f32] {
+    let cols = t.shape.get(1).copied().unwrap_or(1);
+    &t.data[..(rows * cols).min(t.data.len())]
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i8_bytes(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+fn requant_bytes(v: &[Requant]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|r| [r.multiplier, r.shift])
+        .flat_map(|x| x.to_le_bytes())
+        .collect()
+}
+
+/// Serialises the tokenizer section for a checkpoint's vocabulary and settings.
+pub fn tokenizer_section(ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    let vocab: Vec<&str> = ckpt.vocab.iter().map(String::as_str).collect();
+    let settings = tinyformer::tokenizer::TokenizerConfig {
+        lowercase: ckpt.tokenizer.lowercase,
+        strip_accents: ckpt.tokenizer.strip_accents,
+        chinese_chars: ckpt.tokenizer.chinese_chars,
+        ..Default::default()
+    };
+    tinyformer::tokenizer::encode_section(&vocab, &settings)
+        .map_err(|e| anyhow!("{}: vocabulary: {e}", ckpt.dir.display()))
+}
+
+/// Owned tensor payloads keyed by (kind, layer).
+type Payloads = Vec<(K, Option<u16>, Vec<u8>)>;
+
+fn assemble(config: &Config, ckpt: &Checkpoint, payloads: &Payloads) -> Result<Vec<u8>> {
+    let tensors: Vec<TensorData<'_>> = payloads
+        .iter()
+        .map(|(kind, layer, bytes)| TensorData {
+            kind: *kind,
+            layer: *layer,
+            bytes,
+        })
+        .collect();
+    let labels: Vec<&str> = ckpt.labels.iter().map(String::as_str).collect();
+    let section = tokenizer_section(ckpt)?;
+    write_model(config, &section, &labels, &tensors).map_err(|e| anyhow!("writing the model: {e}"))
+}
+
+/// Converts to f32 or f16 weights.
+pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Result<Vec<u8>> {
+    let dtype = if f16 { DType::F16 } else { DType::F32 };
+    let config = format_config(ckpt, dtype, max_seq)?;
+    let mut payloads: Payloads = Vec::new();
+    let weight_bytes = |v: &[f32]| -> Vec<u8> {
+        if f16 {
+            v.iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect()
+        } else {
+            f32_bytes(v)
+        }
+    };
+    for index in 0..tinyformer::format::tensor_count(&config) {
+        let Some(spec) = tinyformer::format::tensor_spec(&config, index) else {
+            break;
+        };
+        let bytes = match spec.kind {
+            K::EmbNorm | K::AttnNorm | K::FfnNorm => {
+                let stem = norm_name(spec.kind, spec.layer);
+                let mut v = ckpt.tensor(&format!("{stem}.weight"))?.data.clone();
+                v.extend_from_slice(&ckpt.tensor(&format!("{stem}.bias"))?.data);
+                f32_bytes(&v)
+            }
+            kind => {
+                let name =
+                    hf_name(kind, spec.layer).ok_or_else(|| anyhow!("no source for {kind:?}"))?;
+                let t = ckpt.tensor(&name)?;
+                if spec.dtype == DType::F32 && spec.rank == 1 {
+                    f32_bytes(&t.data)
+                } else {
+                    weight_bytes(first_rows(t, spec.dims[0] as usize))
+                }
+            }
+        };
+        payloads.push((spec.kind, spec.layer, bytes));
+    }
+    assemble(&config, ckpt, &payloads)
+}
+
+/// Per-channel absolute maxima of every activation point, from the float model on
+/// real text.
+#[derive(Default, Debug, Clone)]
+pub struct Ranges {
+    absmax: HashMap<(PointKey, usize), Vec<f32>>,
+}
+
+/// `Point` as a hashable key.
+type PointKey = u8;
+
+fn key(p: Point) -> PointKey {
+    p as u8
+}
+
+impl Observer for Ranges {
+    fn observe(&mut self, point: Point, layer: usize, values: &[f32]) {
+        let e = self
+            .absmax
+            .entry((key(point), layer))
+            .or_insert_with(|| vec![0.0; values.len()]);
+        for (m, v) in e.iter_mut().zip(values) {
+            *m = m.max(v.abs());
+        }
+    }
+}
+
+/// The scale of the Q10 fixed-point activation input and output.
+const ACT_UNIT: f64 = 1.0 / (1u32 << tinyformer::kernels::gelu::ACT_FRAC_BITS) as f64;
+
+/// Smallest channel scale relative to the tensor's largest: keeps near-dead channels
+/// from producing huge LayerNorm constants.
+const MIN_CHANNEL_RATIO: f64 = 1.0 / 1024.0;
+
+/// Per-channel maxima from a finite calibration set are less robust than the tensor
+/// maximum; this margin (capped at the tensor maximum) keeps unseen inputs from
+/// saturating.
+const CHANNEL_HEADROOM: f64 = 1.5;
+
+impl Ranges {
+    fn get(&self, point: Point, layer: usize) -> f64 {
+        let v = self.absmax.get(&(key(point), layer));
+        f64::from(v.map_or(0.0, |v| v.iter().fold(0f32, |a, &b| a.max(b)))).max(1e-6)
+    }
+    /// Per-tensor scale of an int8 activation at `point`.
+    fn int8(&self, point: Point, layer: usize) -> f64 {
+        self.get(point, layer) / 127.0
+    }
+    /// Per-channel scales of an int8 activation at `point` (LayerNorm outputs, whose
+    /// channels differ in range by more than 10x in real BERT models).
+    fn int8_channels(&self, point: Point, layer: usize, channels: usize) -> Vec<f64> {
+        let max = self.get(point, layer);
+        let v = self.absmax.get(&(key(point), layer));
+        (0..channels)
+            .map(|c| {
+                let m = v.and_then(|v| v.get(c)).map_or(max, |&m| f64::from(m));
+                (m * CHANNEL_HEADROOM).min(max).max(max * MIN_CHANNEL_RATIO) / 127.0
+            })
+            .collect()
+    }
+    /// Scale of the i32 residual stream at `point`.
+    fn residual(&self, point: Point, layer: usize) -> f64 {
+        self.get(point, layer) / RESIDUAL_RANGE
+    }
+    /// The per-channel scales the int8 model uses at `point` (for points inside the
+    /// encoder; the pooled vector's depend on the pooling).
+    pub fn scales(&self, point: Point, layer: usize, channels: usize) -> Vec<f64> {
+        match point {
+            Point::EmbSum | Point::AttnSum | Point::FfnSum => {
+                vec![self.residual(point, layer); channels]
+            }
+            Point::EmbOut
+            | Point::AttnOut
+            | Point::FfnOut
+            | Point::Value
+            | Point::Context
+            | Point::Act => self.int8_channels(point, layer, channels),
+            Point::Ffn1 => vec![ACT_UNIT; channels],
+            _ => vec![self.int8(point, layer); channels],
+        }
+    }
+    /// Every recorded absolute maximum `(point, layer, max)`, for reports.
+    pub fn report(&self) -> Vec<(u8, usize, f32)> {
+        let mut v: Vec<_> = self
+            .absmax
+            .iter()
+            .map(|(&(p, l), m)| (p, l, m.iter().fold(0f32, |a, &b| a.max(b))))
+            .collect();
+        v.sort_by_key(|&(p, l, _)| (l, p));
+        v
+    }
+}
+
+/// Runs the float model over calibration sequences and records activation ranges.
+pub fn calibrate(float_model: &[u8], sequences: &[Vec<u32>], progress: bool) -> Result<Ranges> {
+    let buf = AlignedBuf::from_bytes(float_model);
+    let model = Model::from_bytes(buf.as_bytes())
+        .map_err(|e| anyhow!("float model for calibration: {e}"))?;
+    let mut ranges = Ranges::default();
+    let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
+    let mut arena = vec![
+        0u32;
+        model
+            .arena_bytes(longest)
+            .map_err(|e| anyhow!("{e}"))?
+            .div_ceil(4)
+    ];
+    let mut out = vec![0f32; model.config().output_len()];
+    let bar = progress_bar(progress, sequences.len() as u64, "calibrating");
+    for ids in sequences {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
+        model
+            .forward_observed(Input::new(ids), bytes, &mut out, &mut ranges)
+            .map_err(|e| anyhow!("calibration forward pass: {e}"))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(ranges)
+}
+
+pub(crate) fn progress_bar(enabled: bool, len: u64, message: &'static str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+/// A dense layer quantized per output channel.
+struct QDense {
+    w: Vec<i8>,
+    b: Vec<i32>,
+    rq: Vec<Requant>,
+}
+
+/// Symmetric per-row int8 quantization: returns the values and each row's scale.
+fn quantize_rows(data: &[f32], cols: usize) -> (Vec<i8>, Vec<f64>) {
+    let mut q = Vec::with_capacity(data.len());
+    let mut scales = Vec::new();
+    for row in data.chunks(cols) {
+        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let s = if max > 0.0 {
+            f64::from(max) / 127.0
+        } else {
+            1.0
+        };
+        q.extend(
+            row.iter()
+                .map(|&v| (f64::from(v) / s).round().clamp(-127.0, 127.0) as i8),
+        );
+        scales.push(s);
+    }
+    (q, scales)
+}
+
+fn clamp_i32(x: f64) -> i32 {
+    x.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+}
+
+/// `y = W x + b` with per-channel input scales `s_in` and per-output-channel scales
+/// `s_out`.
+///
+/// The input scales are folded into the weight columns (`W'[o][i] = W[o][i] * s_in[i]`)
+/// before per-row quantization, so the integer kernel is the same whether the input is
+/// quantized per tensor or per channel: `y[o] = s_w'[o] * sum_i Wq[o][i] * q[i]`.
+fn quantize_dense(w: &Tensor, b: &Tensor, s_in: &[f64], s_out: &[f64]) -> QDense {
+    let cols = w.shape.get(1).copied().unwrap_or(1);
+    let folded: Vec<f32> = w
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (f64::from(v) * s_in[i % cols]) as f32)
+        .collect();
+    let (wq, s_w) = quantize_rows(&folded, cols);
+    let b = b
+        .data
+        .iter()
+        .zip(&s_w)
+        .map(|(&b, &sw)| clamp_i32(f64::from(b) / sw))
+        .collect();
+    let rq = s_w
+        .iter()
+        .zip(s_out)
+        .map(|(&sw, &so)| Requant::from_real(sw / so))
+        .collect();
+    QDense { w: wq, b, rq }
+}
+
+/// `f` sampled for [`tinyformer::kernels::gelu::activation_q10`], computed in f64.
+fn function_table(f: impl Fn(f64) -> f64) -> Vec<i32> {
+    (0..tinyformer::kernels::gelu::ACT_TABLE_LEN)
+        .map(|i| clamp_i32(f(tinyformer::kernels::gelu::act_table_input(i)) / ACT_UNIT))
+        .collect()
+}
+
+/// The FFN activation's table.
+fn activation_table(activation: Activation) -> Vec<i32> {
+    function_table(|x| match activation {
+        Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        }
+        Activation::Relu => x.max(0.0),
+    })
+}
+
+/// `(gamma, beta)` of a LayerNorm to `(gamma_q, beta_q)` for per-channel output
+/// scales `s_out`.
+fn quantize_norm(
+    ckpt: &Checkpoint,
+    kind: K,
+    layer: Option<u16>,
+    s_out: &[f64],
+) -> Result<Vec<i32>> {
+    let stem = norm_name(kind, layer);
+    let bits = f64::from(1u32 << tinyformer::kernels::layernorm::PARAM_BITS);
+    let q = |name: &str| -> Result<Vec<i32>> {
+        let t = ckpt.tensor(&format!("{stem}.{name}"))?;
+        Ok(t.data
+            .iter()
+            .zip(s_out)
+            .map(|(&v, s)| clamp_i32(f64::from(v) / s * bits))
+            .collect())
+    };
+    let mut v = q("weight")?;
+    v.extend(q("bias")?);
+    Ok(v)
+}
+
+/// Per-channel `s_in[c] / s_out` requantization table.
+fn channel_requant(s_in: &[f64], s_out: f64) -> Vec<u8> {
+    requant_bytes(
+        &s_in
+            .iter()
+            .map(|s| Requant::from_real(s / s_out))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Converts to a full-integer int8 model, with activation scales from `ranges`.
+pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) -> Result<Vec<u8>> {
+    let config = format_config(ckpt, DType::I8, max_seq)?;
+    let eps = ckpt.config.layer_norm_eps;
+    let head_dim = config.head_dim() as f64;
+    let mut p: Payloads = Vec::new();
+    let hidden = config.hidden as usize;
+    let dense = |p: &mut Payloads,
+                 w: K,
+                 b: K,
+                 rq: K,
+                 layer: Option<u16>,
+                 s_in: &[f64],
+                 s_out: &[f64]|
+     -> Result<()> {
+        let wt = ckpt.tensor(&hf_name(w, layer).unwrap_or_default())?;
+        let bt = ckpt.tensor(&hf_name(b, layer).unwrap_or_default())?;
+        let q = quantize_dense(wt, bt, s_in, s_out);
+        p.push((w, layer, i8_bytes(&q.w)));
+        p.push((b, layer, i32_bytes(&q.b)));
+        p.push((rq, layer, requant_bytes(&q.rq)));
+        Ok(())
+    };
+    let eps_units = |s_r: f64| clamp_i32(eps / (s_r * s_r)).max(0);
+
+    // Embeddings: per-row int8 tables, each row requantized into the residual scale.
+    let s_emb = ranges.residual(Point::EmbSum, 0);
+    for (table, rq, rows) in [
+        (K::WordEmb, K::WordRq, config.vocab_size),
+        (K::PosEmb, K::PosRq, config.max_positions),
+        (K::TypeEmb, K::TypeRq, config.type_vocab),
+    ] {
+        let t = ckpt.tensor(&hf_name(table, None).unwrap_or_default())?;
+        let (q, scales) = quantize_rows(first_rows(t, rows as usize), config.hidden as usize);
+        p.push((table, None, i8_bytes(&q)));
+        p.push((
+            rq,
+            None,
+            requant_bytes(
+                &scales
+                    .iter()
+                    .map(|s| Requant::from_real(s / s_emb))
+                    .collect::<Vec<_>>(),
+            ),
+        ));
+    }
+    // LayerNorm outputs (`x`, `h`) are quantized per channel.
+    let mut s_x = ranges.int8_channels(Point::EmbOut, 0, hidden);
+    p.push((
+        K::EmbNorm,
+        None,
+        i32_bytes(&quantize_norm(ckpt, K::EmbNorm, None, &s_x)?),
+    ));
+    p.push((
+        K::ActTable,
+        None,
+        i32_bytes(&activation_table(ckpt.activation)),
+    ));
+    let mut emb_scalars = [0i32; 8];
+    emb_scalars[scalar::EMB_EPS] = eps_units(s_emb);
+    p.push((K::EmbScalars, None, i32_bytes(&emb_scalars)));
+
+    for layer in 0..config.layers as usize {
+        let l = Some(layer as u16);
+        let (h, f) = (hidden, config.ffn as usize);
+        let (s_q, s_k) = (
+            ranges.int8(Point::Query, layer),
+            ranges.int8(Point::Key, layer),
+        );
+        let s_v = ranges.scales(Point::Value, layer, h);
+        let s_ctx = ranges.scales(Point::Context, layer, h);
+        let s_r1 = ranges.residual(Point::AttnSum, layer);
+        let s_h = ranges.scales(Point::AttnOut, layer, h);
+        let s_g = ranges.scales(Point::Act, layer, f);
+        let s_r2 = ranges.residual(Point::FfnSum, layer);
+        let s_next = ranges.scales(Point::FfnOut, layer, h);
+
+        dense(
+            &mut p,
+            K::QueryW,
+            K::QueryB,
+            K::QueryRq,
+            l,
+            &s_x,
+            &vec![s_q; h],
+        )?;
+        dense(&mut p, K::KeyW, K::KeyB, K::KeyRq, l, &s_x, &vec![s_k; h])?;
+        dense(&mut p, K::ValueW, K::ValueB, K::ValueRq, l, &s_x, &s_v)?;
+        let ctx_rq: Vec<Requant> = s_v
+            .iter()
+            .zip(&s_ctx)
+            .map(|(v, c)| Requant::from_real(v / (32768.0 * c)))
+            .collect();
+        p.push((K::CtxRq, l, requant_bytes(&ctx_rq)));
+        dense(
+            &mut p,
+            K::AttnOutW,
+            K::AttnOutB,
+            K::AttnOutRq,
+            l,
+            &s_ctx,
+            &vec![s_r1; h],
+        )?;
+        p.push((K::AttnSkipRq, l, channel_requant(&s_x, s_r1)));
+        p.push((
+            K::AttnNorm,
+            l,
+            i32_bytes(&quantize_norm(ckpt, K::AttnNorm, l, &s_h)?),
+        ));
+        // FFN1 writes Q10 fixed point; the activation table keeps it there; then
+        // per-channel requantization to int8.
+        dense(
+            &mut p,
+            K::Ffn1W,
+            K::Ffn1B,
+            K::Ffn1Rq,
+            l,
+            &s_h,
+            &vec![ACT_UNIT; f],
+        )?;
+        let act_rq: Vec<Requant> = s_g
+            .iter()
+            .map(|g| Requant::from_real(ACT_UNIT / g))
+            .collect();
+        p.push((K::ActRq, l, requant_bytes(&act_rq)));
+        dense(
+            &mut p,
+            K::Ffn2W,
+            K::Ffn2B,
+            K::Ffn2Rq,
+            l,
+            &s_g,
+            &vec![s_r2; h],
+        )?;
+        p.push((K::FfnSkipRq, l, channel_requant(&s_h, s_r2)));
+        p.push((
+            K::FfnNorm,
+            l,
+            i32_bytes(&quantize_norm(ckpt, K::FfnNorm, l, &s_next)?),
+        ));
+
+        let mut s = [0i32; 16];
+        let mut put = |at: usize, r: Requant| {
+            s[at] = r.multiplier;
+            s[at + 1] = r.shift;
+        };
+        put(
+            scalar::SCORE_TO_LOG2,
+            Requant::from_real(s_q * s_k / head_dim.sqrt() * std::f64::consts::LOG2_E * 65536.0),
+        );
+        s[scalar::ATTN_EPS] = eps_units(s_r1);
+        s[scalar::FFN_EPS] = eps_units(s_r2);
+        p.push((K::LayerScalars, l, i32_bytes(&s)));
+        s_x = s_next;
+    }
+
+    // Pooling and head. `s_pooled` are the channel scales of the pooled int8 vector.
+    let s_pooled = if config.pooling == Pooling::ClsPooler {
+        // Dense into Q10, tanh by table, per-channel requantization to int8.
+        let s_tanh = ranges.int8_channels(Point::Pooled, 0, hidden);
+        dense(
+            &mut p,
+            K::PoolerW,
+            K::PoolerB,
+            K::PoolerRq,
+            None,
+            &s_x,
+            &vec![ACT_UNIT; hidden],
+        )?;
+        p.push((K::TanhTable, None, i32_bytes(&function_table(f64::tanh))));
+        let tanh_rq: Vec<Requant> = s_tanh
+            .iter()
+            .map(|s| Requant::from_real(ACT_UNIT / s))
+            .collect();
+        p.push((K::TanhRq, None, requant_bytes(&tanh_rq)));
+        s_tanh
+    } else {
+        s_x
+    };
+    let q16 = f64::from(1u32 << tinyformer::model::OUTPUT_FRAC_BITS);
+    if config.num_labels > 0 {
+        dense(
+            &mut p,
+            K::ClassW,
+            K::ClassB,
+            K::ClassRq,
+            None,
+            &s_pooled,
+            &vec![1.0 / q16; config.num_labels as usize],
+        )?;
+    } else {
+        p.push((K::PooledRq, None, channel_requant(&s_pooled, 1.0 / q16)));
+    }
+
+    assemble(&config, ckpt, &p)
+}
+
+/// Converts a checkpoint directory. int8 needs calibration sequences.
+pub fn convert(
+    ckpt: &Checkpoint,
+    options: &Options,
+    calibration: Option<&[Vec<u32>]>,
+) -> Result<Vec<u8>> {
+    match options.precision {
+        Precision::F32 => convert_float(ckpt, false, options.max_seq),
+        Precision::F16 => convert_float(ckpt, true, options.max_seq),
+        Precision::Int8 => {
+            let sequences = calibration.filter(|c| !c.is_empty()).ok_or_else(|| {
+                anyhow!(
+                    "--dtype int8 needs --calibration <TEXT_FILE> (real text, one sample per line)"
+                )
+            })?;
+            let float = convert_float(ckpt, false, options.max_seq)?;
+            let ranges = calibrate(&float, sequences, options.progress)?;
+            convert_int8(ckpt, &ranges, options.max_seq)
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, then
+/// rename), refusing to overwrite any of `inputs`.
+pub fn write_atomically(path: &Path, bytes: &[u8], inputs: &[std::path::PathBuf]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if path.exists() {
+        let target = path
+            .canonicalize()
+            .with_context(|| format!("{}: cannot resolve", path.display()))?;
+        for input in inputs {
+            if input.canonicalize().ok().as_deref() == Some(target.as_path()) {
+                bail!(
+                    "{}: refusing to overwrite an input file of the conversion",
+                    path.display()
+                );
+            }
+        }
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| {
+        format!(
+            "{}: cannot create a temporary file (is the directory writable?)",
+            dir.display()
+        )
+    })?;
+    use std::io::Write;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("{}: write failed (disk full?)", path.display()))?;
+    tmp.persist(path).map_err(|e| {
+        anyhow!(
+            "{}: cannot rename the temporary file into place: {}",
+            path.display(),
+            e.error
+        )
+    })?;
+    Ok(())
+}
