@@ -277,6 +277,14 @@ pub struct Model<'a> {
     tokenizer: Tokenizer<'a>,
 }
 
+/// Class probabilities from Q16.16 logits, integer only: `logits` are replaced by
+/// probabilities in Q15 (`32768` = 1.0) using [`crate::kernels::softmax::softmax_q15`].
+/// This is what the int8 mode reports on a device, bit for bit.
+pub fn probabilities_q15(logits: &mut [i32]) {
+    // One logit unit is 2^-16, so the base-2 exponent in Q16 is distance * log2(e).
+    crate::kernels::softmax::softmax_q15(logits, crate::quant::LOG2_E);
+}
+
 /// Fractional bits of the int8 mode's fixed-point outputs (logits and embeddings):
 /// `value = raw / 65536`.
 pub const OUTPUT_FRAC_BITS: u32 = 16;

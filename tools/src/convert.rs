@@ -324,7 +324,7 @@ pub fn calibrate(float_model: &[u8], sequences: &[Vec<u32>], progress: bool) -> 
     Ok(ranges)
 }
 
-pub(crate) fn progress_bar(enabled: bool, len: u64, message: &'static str) -> ProgressBar {
+pub fn progress_bar(enabled: bool, len: u64, message: &'static str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }

@@ -1,5 +1,6 @@
 //! Host-side library of the tinyformer tool: checkpoint reading, conversion and
-//! quantization, and helpers the CLI and tests share.
+//! quantization, running models; the `tinyformer` binary is a thin front over it.
 
 pub mod checkpoint;
 pub mod convert;
+pub mod run;

@@ -1,1 +1,569 @@
-fn main() {}
+//! `tinyformer`: convert, inspect and run tinyformer models on a host.
+//!
+//! Human-readable output by default; `--json` prints JSON Lines (one object per input
+//! text, in input order). Errors go to stderr naming the file and field; the exit code
+//! is 0 only on success.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use tinyformer::format::tensor_spec;
+use tinyformer_cli::checkpoint::Checkpoint;
+use tinyformer_cli::convert::{convert, write_atomically, Options, Precision};
+use tinyformer_cli::run::{argmax, read_texts, tokenize, warn_truncated, ModelBytes, Runner};
+
+/// `println!` that returns the write error instead of panicking (a closed pipe, as with
+/// `| head`, ends the program quietly).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tinyformer",
+    version,
+    about = "Convert, inspect and run tinyformer models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a Hugging Face BERT checkpoint directory to a tinyformer model file.
+    Convert {
+        /// Directory with config.json, model.safetensors and vocab.txt (or tokenizer.json).
+        model_dir: PathBuf,
+        /// Output model file (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Weight precision.
+        #[arg(long, value_enum, default_value = "int8")]
+        dtype: Precision,
+        /// Text file for int8 calibration, one sample per line (required for int8).
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// Longest sequence the model accepts, tokens incl. [CLS]/[SEP].
+        #[arg(long)]
+        max_seq: Option<u32>,
+    },
+    /// Show a model file's config, tensors, sizes, checksum and memory plan.
+    Inspect {
+        file: PathBuf,
+        /// Sequence length for the memory plan (default: the model's max).
+        #[arg(long)]
+        seq: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the token ids the device would see.
+    Tokenize {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Texts (standard input lines if none).
+        texts: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the pooled embedding (or the logits of a classifier).
+    Embed {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Texts (standard input lines if none); with --ids, comma-separated token ids.
+        texts: Vec<String>,
+        /// Inputs are token ids, e.g. `101,7592,102`.
+        #[arg(long)]
+        ids: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify texts: label and probability per text.
+    Classify {
+        /// Model file (default: the model embedded in this binary).
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Texts (standard input lines if none); with --ids, comma-separated token ids.
+        texts: Vec<String>,
+        /// Inputs are token ids, e.g. `101,7592,102`.
+        #[arg(long)]
+        ids: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a classifier on a labelled TSV file (`label<TAB>text` per line).
+    Eval {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Another model to measure label agreement with.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.command) {
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            return;
+        }
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Convert {
+            model_dir,
+            output,
+            dtype,
+            calibration,
+            max_seq,
+        } => cmd_convert(&model_dir, &output, dtype, calibration.as_deref(), max_seq),
+        Command::Inspect { file, seq, json } => cmd_inspect(&file, seq, json),
+        Command::Tokenize { model, texts, json } => cmd_tokenize(&model, &texts, json),
+        Command::Embed {
+            model,
+            texts,
+            ids,
+            json,
+        } => cmd_run(&ModelBytes::open(&model)?, &texts, ids, json, false),
+        Command::Classify {
+            model,
+            texts,
+            ids,
+            json,
+        } => {
+            let bytes = match model {
+                Some(path) => ModelBytes::open(&path)?,
+                None => default_model()?,
+            };
+            cmd_run(&bytes, &texts, ids, json, true)
+        }
+        Command::Eval {
+            model,
+            data,
+            compare,
+            json,
+        } => cmd_eval(&model, &data, compare.as_deref(), json),
+    }
+}
+
+fn default_model() -> Result<ModelBytes> {
+    tinyformer_cli::run::default_model()
+        .ok_or_else(|| anyhow!("this build has no embedded default model; pass -m FILE"))
+}
+
+fn cmd_convert(
+    dir: &Path,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+) -> Result<()> {
+    let ckpt = Checkpoint::load(dir)?;
+    let options = Options {
+        precision,
+        max_seq,
+        progress: true,
+    };
+    let sequences = match calibration {
+        Some(path) => Some(calibration_sequences(&ckpt, path, max_seq)?),
+        None => None,
+    };
+    let bytes = convert(&ckpt, &options, sequences.as_deref())?;
+    write_atomically(output, &bytes, &ckpt.inputs)?;
+    // Re-open what was written and validate it.
+    let written = ModelBytes::open(output)?;
+    let model = written.model()?;
+    eprintln!(
+        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
+        output.display(),
+        bytes.len(),
+        precision,
+        model.file().tensor_count()
+    );
+    Ok(())
+}
+
+/// Tokenizes the calibration text with the tokenizer the model file will carry.
+fn calibration_sequences(
+    ckpt: &Checkpoint,
+    path: &Path,
+    max_seq: Option<u32>,
+) -> Result<Vec<Vec<u32>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: invalid UTF-8 at byte {}",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    // A float model file gives the exact tokenizer the converted file will use.
+    let float = tinyformer_cli::convert::convert_float(ckpt, false, max_seq)?;
+    let buf = tinyformer::format::writer::AlignedBuf::from_bytes(&float);
+    let model = tinyformer::Model::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        out.push(tokenize(&model, line)?.ids);
+    }
+    if out.is_empty() {
+        bail!("{}: no non-empty lines to calibrate on", path.display());
+    }
+    Ok(out)
+}
+
+fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
+    let bytes = ModelBytes::open(path)?;
+    let model = bytes.model()?;
+    let file = model.file();
+    let c = *model.config();
+    let seq = seq.unwrap_or(c.max_seq as usize);
+    let plan = model
+        .plan(seq)
+        .map_err(|e| anyhow!("{}: --seq {seq}: {e}", path.display()))?;
+    let mut tensors = Vec::new();
+    let mut per_dtype: std::collections::BTreeMap<&str, u64> = Default::default();
+    for i in 0..file.tensor_count() {
+        let (Some(info), Some(spec)) = (file.tensor_info(i), tensor_spec(&c, i as usize)) else {
+            continue;
+        };
+        let name = match info.layer {
+            Some(l) => format!("encoder.layer.{l}.{}", info.kind.name()),
+            None => info.kind.name().to_string(),
+        };
+        let shape: Vec<u32> = if spec.rank == 1 {
+            vec![info.dims[0]]
+        } else {
+            info.dims.to_vec()
+        };
+        *per_dtype.entry(info.dtype.name()).or_default() += u64::from(info.len);
+        tensors.push((name, info.dtype, shape, info.len, info.offset));
+    }
+    let labels: Vec<String> = (0..c.num_labels as usize)
+        .map(|i| model.label(i).unwrap_or("").to_string())
+        .collect();
+    if json {
+        let v = json!({
+            "file": path.display().to_string(),
+            "file_bytes": bytes.bytes().len(),
+            "format_version": tinyformer::format::VERSION,
+            "checksum": "ok",
+            "crc32": format!("{:08x}", file.crc32()),
+            "config": {
+                "arch": "bert_encoder",
+                "weight_dtype": c.weight_dtype.name(),
+                "activation": c.activation.name(),
+                "pooling": c.pooling.name(),
+                "vocab_size": c.vocab_size, "hidden": c.hidden, "layers": c.layers, "heads": c.heads,
+                "ffn": c.ffn, "max_positions": c.max_positions, "type_vocab": c.type_vocab,
+                "num_labels": c.num_labels, "max_seq": c.max_seq, "layer_norm_eps": c.layer_norm_eps(),
+            },
+            "labels": labels,
+            "vocab_size": model.tokenizer().vocab_size(),
+            "tensors": tensors.iter().map(|(name, dtype, shape, len, offset)| json!({
+                "name": name, "dtype": dtype.name(), "shape": shape, "bytes": len, "offset": offset,
+            })).collect::<Vec<_>>(),
+            "bytes_per_dtype": per_dtype,
+            "tensor_bytes": per_dtype.values().sum::<u64>(),
+            "memory_plan": {
+                "seq": seq,
+                "arena_bytes": plan.total_bytes(),
+                "live_lower_bound_bytes": plan.live_lower_bound(),
+                "buffers": plan.buffers.iter().map(|b| json!({"name": b.name, "offset": b.offset, "bytes": b.bytes})).collect::<Vec<_>>(),
+            },
+        });
+        out!("{v}");
+        return Ok(());
+    }
+    out!(
+        "{}: tinyformer format v{}, {} bytes, checksum: ok (crc32 {:08x})",
+        path.display(),
+        tinyformer::format::VERSION,
+        bytes.bytes().len(),
+        file.crc32()
+    );
+    out!(
+        "config: bert encoder, weights {}, {} layers, hidden {}, {} heads, ffn {}, vocab {}, max_seq {}, activation {}, pooling {}, labels {}",
+        c.weight_dtype.name(), c.layers, c.hidden, c.heads, c.ffn, c.vocab_size, c.max_seq, c.activation.name(), c.pooling.name(),
+        if labels.is_empty() { "none (embedding model)".to_string() } else { labels.join(", ") }
+    );
+    out!(
+        "\n{:<52} {:>5} {:>14} {:>10}",
+        "tensor",
+        "dtype",
+        "shape",
+        "bytes"
+    );
+    for (name, dtype, shape, len, _) in &tensors {
+        let shape = shape
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
+        out!("{name:<52} {:>5} {shape:>14} {len:>10}", dtype.name());
+    }
+    out!();
+    for (dtype, n) in &per_dtype {
+        out!("{dtype:>5}: {n} bytes");
+    }
+    out!("total: {} tensor bytes", per_dtype.values().sum::<u64>());
+    out!(
+        "\nmemory plan at seq {seq}: arena {} bytes (lower bound for a row-wise schedule {})",
+        plan.total_bytes(),
+        plan.live_lower_bound()
+    );
+    for b in &plan.buffers {
+        out!(
+            "  {:<10} offset {:>8} bytes {:>8}",
+            b.name,
+            b.offset,
+            b.bytes
+        );
+    }
+    Ok(())
+}
+
+fn cmd_tokenize(path: &Path, texts: &[String], json: bool) -> Result<()> {
+    let bytes = ModelBytes::open(path)?;
+    let model = bytes.model()?;
+    for (i, text) in read_texts(texts)?.iter().enumerate() {
+        let tokens = tokenize(&model, text)?;
+        warn_truncated(i, &tokens, model.config().max_seq);
+        if json {
+            out!("{}", json!({"text": text, "ids": tokens.ids}));
+        } else {
+            let pieces: Vec<&str> = tokens
+                .ids
+                .iter()
+                .map(|&id| model.tokenizer().token(id).unwrap_or("?"))
+                .collect();
+            out!(
+                "{}\t{}",
+                tokens
+                    .ids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                pieces.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>> {
+    s.split([',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| anyhow!("`{t}` is not a token id"))
+        })
+        .collect()
+}
+
+fn cmd_run(
+    bytes: &ModelBytes,
+    texts: &[String],
+    ids: bool,
+    json: bool,
+    classify: bool,
+) -> Result<()> {
+    let model = bytes.model()?;
+    let c = *model.config();
+    if classify && c.num_labels == 0 {
+        bail!(
+            "{}: model has no classifier head (num_labels 0); use `embed`",
+            bytes.name()
+        );
+    }
+    let mut runner = Runner::new(model)?;
+    for (i, text) in read_texts(texts)?.iter().enumerate() {
+        let token_ids = if ids {
+            parse_ids(text)?
+        } else {
+            let tokens = tokenize(&runner.model, text)?;
+            warn_truncated(i, &tokens, c.max_seq);
+            tokens.ids
+        };
+        let out = runner
+            .run(&token_ids)
+            .with_context(|| format!("text {}", i + 1))?;
+        if classify {
+            let best = argmax(&out.probabilities);
+            let label = runner.label(best);
+            let scores: serde_json::Map<String, serde_json::Value> = out
+                .probabilities
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (runner.label(k), json!(p)))
+                .collect();
+            if json {
+                let mut v = json!({"text": text, "label": label, "score": out.probabilities[best], "scores": scores});
+                if let Some(q) = &out.probabilities_q15 {
+                    v["scores_q15"] = json!(q);
+                }
+                out!("{v}");
+            } else {
+                out!("{label}\t{:.4}\t{text}", out.probabilities[best]);
+            }
+        } else if json {
+            out!("{}", json!({"text": text, "embedding": out.values}));
+        } else {
+            let values: Vec<String> = out.values.iter().map(|v| format!("{v:.6}")).collect();
+            out!("{}\t{}", text, values.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Result<()> {
+    let bytes = ModelBytes::open(path)?;
+    let mut runner = Runner::new(bytes.model()?)?;
+    let other_bytes = compare.map(ModelBytes::open).transpose()?;
+    let mut other = match &other_bytes {
+        Some(b) => Some(Runner::new(b.model()?)?),
+        None => None,
+    };
+    let labels: Vec<String> = (0..runner.model.config().num_labels as usize)
+        .map(|i| runner.label(i))
+        .collect();
+    if labels.is_empty() {
+        bail!("{}: model has no classifier head", path.display());
+    }
+    let raw = std::fs::read(data).with_context(|| format!("{}: cannot read", data.display()))?;
+    let mut rows = Vec::new();
+    for (n, line) in raw.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(line).map_err(|e| {
+            anyhow!(
+                "{}: line {}: invalid UTF-8 at byte {}",
+                data.display(),
+                n + 1,
+                e.valid_up_to()
+            )
+        })?;
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        let (label, text) = line.split_once('\t').ok_or_else(|| {
+            anyhow!(
+                "{}: line {}: expected `label<TAB>text`",
+                data.display(),
+                n + 1
+            )
+        })?;
+        let gold = labels.iter().position(|l| l == label).ok_or_else(|| {
+            anyhow!(
+                "{}: line {}: label `{label}` is not one of the model's {labels:?}",
+                data.display(),
+                n + 1
+            )
+        })?;
+        rows.push((gold, text.to_string()));
+    }
+    let k = labels.len();
+    let mut confusion = vec![vec![0usize; k]; k];
+    let (mut agree, mut truncated) = (0usize, 0usize);
+    let bar = tinyformer_cli::convert::progress_bar(true, rows.len() as u64, "evaluating");
+    for (gold, text) in &rows {
+        let tokens = tokenize(&runner.model, text)?;
+        truncated += usize::from(tokens.truncated);
+        let pred = argmax(&runner.run(&tokens.ids)?.probabilities);
+        confusion[*gold][pred] += 1;
+        if let Some(o) = other.as_mut() {
+            let t = tokenize(&o.model, text)?;
+            agree += usize::from(argmax(&o.run(&t.ids)?.probabilities) == pred);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let total = rows.len().max(1);
+    let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
+    let accuracy = correct as f64 / total as f64;
+    let per_class: Vec<serde_json::Value> = (0..k)
+        .map(|i| {
+            let tp = confusion[i][i] as f64;
+            let predicted: usize = (0..k).map(|g| confusion[g][i]).sum();
+            let actual: usize = confusion[i].iter().sum();
+            let p = if predicted > 0 {
+                tp / predicted as f64
+            } else {
+                0.0
+            };
+            let r = if actual > 0 { tp / actual as f64 } else { 0.0 };
+            let f1 = if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            };
+            json!({"label": labels[i], "precision": p, "recall": r, "f1": f1, "support": actual})
+        })
+        .collect();
+    let agreement = other.as_ref().map(|_| agree as f64 / total as f64);
+    if truncated > 0 {
+        eprintln!(
+            "warning: {truncated} texts were truncated to the model's {} tokens",
+            runner.model.config().max_seq
+        );
+    }
+    if json {
+        out!(
+            "{}",
+            json!({"model": path.display().to_string(), "data": data.display().to_string(), "examples": rows.len(),
+                   "accuracy": accuracy, "per_class": per_class, "labels": labels, "confusion": confusion,
+                   "compare": compare.map(|p| p.display().to_string()), "agreement": agreement, "truncated": truncated})
+        );
+        return Ok(());
+    }
+    out!(
+        "{}: {} examples, accuracy {:.4}",
+        data.display(),
+        rows.len(),
+        accuracy
+    );
+    out!(
+        "{:<16} {:>9} {:>9} {:>9} {:>8}",
+        "label",
+        "precision",
+        "recall",
+        "f1",
+        "support"
+    );
+    for v in &per_class {
+        out!(
+            "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>8}",
+            v["label"].as_str().unwrap_or(""),
+            v["precision"].as_f64().unwrap_or(0.0),
+            v["recall"].as_f64().unwrap_or(0.0),
+            v["f1"].as_f64().unwrap_or(0.0),
+            v["support"]
+        );
+    }
+    out!("confusion (rows: gold, columns: predicted; order {labels:?}):");
+    for row in &confusion {
+        out!(
+            "  {}",
+            row.iter().map(|n| format!("{n:>7}")).collect::<String>()
+        );
+    }
+    if let (Some(a), Some(p)) = (agreement, compare) {
+        out!("label agreement with {}: {:.4}", p.display(), a);
+    }
+    Ok(())
+}
