@@ -61,7 +61,7 @@ impl Requant {
     /// The fixed-point form of a real multiplier (host side: the converter).
     /// Multipliers too small to represent become 0; too large ones saturate.
     pub fn from_real(real: f64) -> Self {
-        if !(real > 0.0) || !real.is_finite() {
+        if real.is_nan() || real <= 0.0 || !real.is_finite() {
             return Self::new(0, 0);
         }
         let (mantissa, exponent) = libm::frexp(real);
@@ -239,7 +239,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let big = x >> 2;
             let r = isqrt_u64(big);
-            assert!(r * r <= big && (r + 1).checked_mul(r + 1).map_or(true, |s| s > big));
+            assert!(r * r <= big && (r + 1).checked_mul(r + 1).is_none_or(|s| s > big));
         }
         assert_eq!(isqrt_u64(u64::MAX), u32::MAX as u64);
     }

@@ -64,6 +64,9 @@ fn model_bytes(weight_dtype: DType) -> Vec<u8> {
     write_model(&config, &section, &["negative", "positive"], &tensors).unwrap()
 }
 
+/// A named corruption and the error class it must produce.
+type Case = (&'static str, Box<dyn Fn(&mut Vec<u8>)>, fn(&FormatError) -> bool);
+
 fn load(bytes: &[u8]) -> Result<(), FormatError> {
     let buf = AlignedBuf::from_bytes(bytes);
     ModelFile::from_bytes(buf.as_bytes()).map(|_| ())
@@ -143,8 +146,7 @@ fn payload_corruption_fails_the_checksum() {
 #[test]
 fn header_field_errors() {
     let good = model_bytes(DType::F16);
-    type Check = fn(&FormatError) -> bool;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, Check)> = vec![
+    let cases: Vec<Case> = vec![
         ("magic", Box::new(|b| b[0] = b'X'), |e| {
             matches!(e, FormatError::BadMagic { .. })
         }),
@@ -353,8 +355,7 @@ fn header_field_errors() {
 fn directory_entry_errors() {
     let good = model_bytes(DType::I8);
     let e = entry(1);
-    type Check = fn(&FormatError) -> bool;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, Check)> = vec![
+    let cases: Vec<Case> = vec![
         ("kind", Box::new(move |b| b[e + dir::KIND] = 99), |e| {
             matches!(e, FormatError::UnexpectedTensor { index: 1, .. })
         }),
