@@ -1,0 +1,150 @@
+//! Forward-pass and kernel benchmarks (criterion, one thread).
+//!
+//! `cargo bench --bench forward` times the full forward pass of two encoder shapes at
+//! several sequence lengths in each precision, and the int8 kernels. The models have
+//! random weights (speed does not depend on values) and are built with the format
+//! writer, so the benchmark needs no checkpoint.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
+use tinyformer::format::{tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind};
+use tinyformer::{Input, Model};
+
+/// An encoder shape.
+struct Shape {
+    name: &'static str,
+    hidden: u32,
+    layers: u32,
+    heads: u32,
+    ffn: u32,
+    vocab: u32,
+}
+
+const TINY: Shape = Shape { name: "tiny-h64-l2", hidden: 64, layers: 2, heads: 4, ffn: 128, vocab: 1536 };
+const MINILM: Shape = Shape { name: "minilm-h384-l6", hidden: 384, layers: 6, heads: 12, ffn: 1536, vocab: 30522 };
+
+fn lcg(state: &mut u64) -> u32 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (*state >> 33) as u32
+}
+
+/// A random model of `shape` in `dtype`: small random weights, valid requantization
+/// pairs (multipliers near 1/64 so activations stay in range), unit LayerNorms.
+fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
+    let config = Config {
+        arch: Arch::BertEncoder,
+        weight_dtype: dtype,
+        activation: Activation::Gelu,
+        pooling: Pooling::ClsPooler,
+        vocab_size: shape.vocab,
+        hidden: shape.hidden,
+        layers: shape.layers,
+        heads: shape.heads,
+        ffn: shape.ffn,
+        max_positions: 128,
+        type_vocab: 2,
+        num_labels: 2,
+        max_seq: 128,
+        layer_norm_eps_bits: 1e-12f32.to_bits(),
+    };
+    let mut state = 1u64;
+    let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(&config))
+        .map(|i| {
+            let spec = tensor_spec(&config, i).unwrap();
+            let n = (spec.dims[0] * spec.dims[1]) as usize;
+            let bytes: Vec<u8> = match spec.dtype {
+                _ if spec.kind.is_requant() => (0..n / 2).flat_map(|_| [1i32 << 30, -6]).flat_map(i32::to_le_bytes).collect(),
+                DType::F32 if matches!(spec.kind, TensorKind::EmbNorm | TensorKind::AttnNorm | TensorKind::FfnNorm) => {
+                    (0..n).flat_map(|k| if k < n / 2 { 1.0f32 } else { 0.0 }.to_le_bytes()).collect()
+                }
+                DType::F32 => (0..n).flat_map(|_| ((lcg(&mut state) % 2001) as f32 / 1000.0 - 1.0).mul_add(0.05, 0.0).to_le_bytes()).collect(),
+                DType::F16 => (0..n)
+                    .flat_map(|_| half::f16::from_f32((lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05).to_le_bytes())
+                    .collect(),
+                DType::I8 => (0..n).map(|_| lcg(&mut state) as u8).collect(),
+                DType::I32 => (0..n).flat_map(|_| ((lcg(&mut state) % 4096) as i32 - 2048).to_le_bytes()).collect(),
+            };
+            (spec.kind, spec.layer, bytes)
+        })
+        .collect();
+    let tensors: Vec<TensorData<'_>> =
+        payloads.iter().map(|(kind, layer, bytes)| TensorData { kind: *kind, layer: *layer, bytes }).collect();
+    let vocab: Vec<String> = (0..shape.vocab)
+        .map(|i| match i {
+            0 => "[PAD]".to_string(),
+            1 => "[UNK]".to_string(),
+            2 => "[CLS]".to_string(),
+            3 => "[SEP]".to_string(),
+            _ => format!("tok{i}"),
+        })
+        .collect();
+    let vocab: Vec<&str> = vocab.iter().map(String::as_str).collect();
+    let section = tinyformer::tokenizer::encode_section(&vocab, &Default::default()).unwrap();
+    AlignedBuf::from_bytes(&write_model(&config, &section, &["no", "yes"], &tensors).unwrap())
+}
+
+fn forward(c: &mut Criterion) {
+    for shape in [TINY, MINILM] {
+        let mut group = c.benchmark_group(format!("forward/{}", shape.name));
+        group.sample_size(10);
+        for (dtype, label) in [(DType::I8, "int8"), (DType::F16, "f16"), (DType::F32, "f32")] {
+            let buf = random_model(&shape, dtype);
+            let model = Model::from_bytes(buf.as_bytes()).unwrap();
+            for seq in [16usize, 64, 128] {
+                let ids: Vec<u32> = (0..seq as u32).map(|i| (i * 37 + 5) % shape.vocab).collect();
+                let mut arena = vec![0u128; model.arena_bytes(seq).unwrap().div_ceil(16)];
+                let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
+                // Multiply-accumulates of the encoder: projections, FFN and attention.
+                let (h, f, n) = (u64::from(shape.hidden), u64::from(shape.ffn), seq as u64);
+                let macs = u64::from(shape.layers) * n * (4 * h * h + 2 * h * f + 2 * n * h);
+                group.throughput(Throughput::Elements(macs));
+                group.bench_with_input(BenchmarkId::new(label, seq), &seq, |b, _| {
+                    let mut out = [0f32; 2];
+                    b.iter(|| model.forward(Input::new(black_box(&ids)), arena, &mut out).unwrap());
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn kernels(c: &mut Criterion) {
+    use tinyformer::kernels::{layernorm, matvec, softmax};
+    use tinyformer::quant::Requant;
+    let mut group = c.benchmark_group("kernels");
+    let mut state = 7u64;
+    let (rows, cols) = (1536usize, 384usize);
+    let w: Vec<i8> = (0..rows * cols).map(|_| lcg(&mut state) as i8).collect();
+    let x: Vec<i8> = (0..cols).map(|_| lcg(&mut state) as i8).collect();
+    let bias = vec![0i32; rows];
+    group.throughput(Throughput::Elements((rows * cols) as u64));
+    group.bench_function("matvec_i8 1536x384", |b| {
+        let mut sink = 0i32;
+        b.iter(|| matvec::matvec_i8(rows, black_box(&x), &w, &bias, |_, v| sink = sink.wrapping_add(v)));
+    });
+    let wf: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(f32::from(v) / 128.0)).collect();
+    let xf: Vec<f32> = x.iter().map(|&v| f32::from(v) / 128.0).collect();
+    let mut out = vec![0f32; rows];
+    group.bench_function("matvec_f16 1536x384", |b| b.iter(|| matvec::matvec_f32(&mut out, black_box(&xf), &wf, &[])));
+    let scores: Vec<i32> = (0..128).map(|_| (lcg(&mut state) % 20000) as i32).collect();
+    group.throughput(Throughput::Elements(128));
+    group.bench_function("softmax_q15 128", |b| {
+        let mut row = scores.clone();
+        b.iter(|| {
+            row.copy_from_slice(&scores);
+            softmax::softmax_q15(black_box(&mut row), Requant::from_real(1.0 / 4096.0 * 1.4427 * 65536.0));
+        });
+    });
+    let resid: Vec<i32> = (0..384).map(|_| (lcg(&mut state) % 32768) as i32 - 16384).collect();
+    let gamma = vec![1 << 14; 384];
+    let mut normed = vec![0i8; 384];
+    group.throughput(Throughput::Elements(384));
+    group.bench_function("layer_norm_i32 384", |b| {
+        b.iter(|| layernorm::layer_norm_i32(&mut normed, black_box(&resid), &gamma, &bias[..384], 0))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward, kernels);
+criterion_main!(benches);
