@@ -8,7 +8,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
-use tinyformer::format::{tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind};
+use tinyformer::format::{
+    tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind,
+};
 use tinyformer::{Input, Model};
 
 /// An encoder shape.
@@ -21,11 +23,27 @@ struct Shape {
     vocab: u32,
 }
 
-const TINY: Shape = Shape { name: "tiny-h64-l2", hidden: 64, layers: 2, heads: 4, ffn: 128, vocab: 1536 };
-const MINILM: Shape = Shape { name: "minilm-h384-l6", hidden: 384, layers: 6, heads: 12, ffn: 1536, vocab: 30522 };
+const TINY: Shape = Shape {
+    name: "tiny-h64-l2",
+    hidden: 64,
+    layers: 2,
+    heads: 4,
+    ffn: 128,
+    vocab: 1536,
+};
+const MINILM: Shape = Shape {
+    name: "minilm-h384-l6",
+    hidden: 384,
+    layers: 6,
+    heads: 12,
+    ffn: 1536,
+    vocab: 30522,
+};
 
 fn lcg(state: &mut u64) -> u32 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (*state >> 33) as u32
 }
 
@@ -54,22 +72,49 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
             let spec = tensor_spec(&config, i).unwrap();
             let n = (spec.dims[0] * spec.dims[1]) as usize;
             let bytes: Vec<u8> = match spec.dtype {
-                _ if spec.kind.is_requant() => (0..n / 2).flat_map(|_| [1i32 << 30, -6]).flat_map(i32::to_le_bytes).collect(),
-                DType::F32 if matches!(spec.kind, TensorKind::EmbNorm | TensorKind::AttnNorm | TensorKind::FfnNorm) => {
-                    (0..n).flat_map(|k| if k < n / 2 { 1.0f32 } else { 0.0 }.to_le_bytes()).collect()
+                _ if spec.kind.is_requant() => (0..n / 2)
+                    .flat_map(|_| [1i32 << 30, -6])
+                    .flat_map(i32::to_le_bytes)
+                    .collect(),
+                DType::F32
+                    if matches!(
+                        spec.kind,
+                        TensorKind::EmbNorm | TensorKind::AttnNorm | TensorKind::FfnNorm
+                    ) =>
+                {
+                    (0..n)
+                        .flat_map(|k| if k < n / 2 { 1.0f32 } else { 0.0 }.to_le_bytes())
+                        .collect()
                 }
-                DType::F32 => (0..n).flat_map(|_| ((lcg(&mut state) % 2001) as f32 / 1000.0 - 1.0).mul_add(0.05, 0.0).to_le_bytes()).collect(),
+                DType::F32 => (0..n)
+                    .flat_map(|_| {
+                        ((lcg(&mut state) % 2001) as f32 / 1000.0 - 1.0)
+                            .mul_add(0.05, 0.0)
+                            .to_le_bytes()
+                    })
+                    .collect(),
                 DType::F16 => (0..n)
-                    .flat_map(|_| half::f16::from_f32((lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05).to_le_bytes())
+                    .flat_map(|_| {
+                        half::f16::from_f32((lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05)
+                            .to_le_bytes()
+                    })
                     .collect(),
                 DType::I8 => (0..n).map(|_| lcg(&mut state) as u8).collect(),
-                DType::I32 => (0..n).flat_map(|_| ((lcg(&mut state) % 4096) as i32 - 2048).to_le_bytes()).collect(),
+                DType::I32 => (0..n)
+                    .flat_map(|_| ((lcg(&mut state) % 4096) as i32 - 2048).to_le_bytes())
+                    .collect(),
             };
             (spec.kind, spec.layer, bytes)
         })
         .collect();
-    let tensors: Vec<TensorData<'_>> =
-        payloads.iter().map(|(kind, layer, bytes)| TensorData { kind: *kind, layer: *layer, bytes }).collect();
+    let tensors: Vec<TensorData<'_>> = payloads
+        .iter()
+        .map(|(kind, layer, bytes)| TensorData {
+            kind: *kind,
+            layer: *layer,
+            bytes,
+        })
+        .collect();
     let vocab: Vec<String> = (0..shape.vocab)
         .map(|i| match i {
             0 => "[PAD]".to_string(),
@@ -80,7 +125,14 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
         })
         .collect();
     let vocab: Vec<&str> = vocab.iter().map(String::as_str).collect();
-    let section = tinyformer::tokenizer::encode_section(&vocab, &Default::default()).unwrap();
+    let section = tinyformer::tokenizer::encode_section(
+        &vocab,
+        &tinyformer::tokenizer::TokenizerConfig {
+            added_tokens: &["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+            ..tinyformer::tokenizer::TokenizerConfig::bert_uncased()
+        },
+    )
+    .unwrap();
     AlignedBuf::from_bytes(&write_model(&config, &section, &["no", "yes"], &tensors).unwrap())
 }
 
@@ -88,11 +140,17 @@ fn forward(c: &mut Criterion) {
     for shape in [TINY, MINILM] {
         let mut group = c.benchmark_group(format!("forward/{}", shape.name));
         group.sample_size(10);
-        for (dtype, label) in [(DType::I8, "int8"), (DType::F16, "f16"), (DType::F32, "f32")] {
+        for (dtype, label) in [
+            (DType::I8, "int8"),
+            (DType::F16, "f16"),
+            (DType::F32, "f32"),
+        ] {
             let buf = random_model(&shape, dtype);
             let model = Model::from_bytes(buf.as_bytes()).unwrap();
             for seq in [16usize, 64, 128] {
-                let ids: Vec<u32> = (0..seq as u32).map(|i| (i * 37 + 5) % shape.vocab).collect();
+                let ids: Vec<u32> = (0..seq as u32)
+                    .map(|i| (i * 37 + 5) % shape.vocab)
+                    .collect();
                 let mut arena = vec![0u128; model.arena_bytes(seq).unwrap().div_ceil(16)];
                 let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
                 // Multiply-accumulates of the encoder: projections, FFN and attention.
@@ -101,7 +159,11 @@ fn forward(c: &mut Criterion) {
                 group.throughput(Throughput::Elements(macs));
                 group.bench_with_input(BenchmarkId::new(label, seq), &seq, |b, _| {
                     let mut out = [0f32; 2];
-                    b.iter(|| model.forward(Input::new(black_box(&ids)), arena, &mut out).unwrap());
+                    b.iter(|| {
+                        model
+                            .forward(Input::new(black_box(&ids)), arena, &mut out)
+                            .unwrap()
+                    });
                 });
             }
         }
@@ -121,27 +183,43 @@ fn kernels(c: &mut Criterion) {
     group.throughput(Throughput::Elements((rows * cols) as u64));
     group.bench_function("matvec_i8 1536x384", |b| {
         let mut sink = 0i32;
-        b.iter(|| matvec::matvec_i8(rows, black_box(&x), &w, &bias, |_, v| sink = sink.wrapping_add(v)));
+        b.iter(|| {
+            matvec::matvec_i8(rows, black_box(&x), &w, &bias, |_, v| {
+                sink = sink.wrapping_add(v)
+            })
+        });
     });
-    let wf: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(f32::from(v) / 128.0)).collect();
+    let wf: Vec<half::f16> = w
+        .iter()
+        .map(|&v| half::f16::from_f32(f32::from(v) / 128.0))
+        .collect();
     let xf: Vec<f32> = x.iter().map(|&v| f32::from(v) / 128.0).collect();
     let mut out = vec![0f32; rows];
-    group.bench_function("matvec_f16 1536x384", |b| b.iter(|| matvec::matvec_f32(&mut out, black_box(&xf), &wf, &[])));
+    group.bench_function("matvec_f16 1536x384", |b| {
+        b.iter(|| matvec::matvec_f32(&mut out, black_box(&xf), &wf, &[]))
+    });
     let scores: Vec<i32> = (0..128).map(|_| (lcg(&mut state) % 20000) as i32).collect();
     group.throughput(Throughput::Elements(128));
     group.bench_function("softmax_q15 128", |b| {
         let mut row = scores.clone();
         b.iter(|| {
             row.copy_from_slice(&scores);
-            softmax::softmax_q15(black_box(&mut row), Requant::from_real(1.0 / 4096.0 * 1.4427 * 65536.0));
+            softmax::softmax_q15(
+                black_box(&mut row),
+                Requant::from_real(1.0 / 4096.0 * 1.4427 * 65536.0),
+            );
         });
     });
-    let resid: Vec<i32> = (0..384).map(|_| (lcg(&mut state) % 32768) as i32 - 16384).collect();
+    let resid: Vec<i32> = (0..384)
+        .map(|_| (lcg(&mut state) % 32768) as i32 - 16384)
+        .collect();
     let gamma = vec![1 << 14; 384];
     let mut normed = vec![0i8; 384];
     group.throughput(Throughput::Elements(384));
     group.bench_function("layer_norm_i32 384", |b| {
-        b.iter(|| layernorm::layer_norm_i32(&mut normed, black_box(&resid), &gamma, &bias[..384], 0))
+        b.iter(|| {
+            layernorm::layer_norm_i32(&mut normed, black_box(&resid), &gamma, &bias[..384], 0)
+        })
     });
     group.finish();
 }

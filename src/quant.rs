@@ -58,6 +58,21 @@ impl Requant {
         (product + (1i64 << (total_shift - 1))) >> total_shift
     }
 
+    /// `round(x * M * 2^extra)`: the multiplier scaled by a run-time power of two (a
+    /// row's dynamic exponent). Results too large for the shift range saturate.
+    #[inline(always)]
+    pub fn apply_scaled(&self, x: i32, extra: u32) -> i64 {
+        let total_shift = 31 - self.shift - extra.min(62) as i32;
+        if total_shift >= 1 {
+            Self::new(self.multiplier, 31 - total_shift).apply(x)
+        } else if x == 0 || self.multiplier == 0 {
+            0
+        } else {
+            // |x * M * 2^extra| >= 2^30 * |x|: beyond every range the kernels keep.
+            i64::from(x.signum()) << 62
+        }
+    }
+
     /// The fixed-point form of a real multiplier (host side: the converter).
     /// Multipliers too small to represent become 0; too large ones saturate.
     pub fn from_real(real: f64) -> Self {
@@ -105,6 +120,27 @@ pub fn div_round(a: i64, b: i64) -> i64 {
         (a + b / 2) / b
     } else {
         (a - b / 2) / b
+    }
+}
+
+/// Smallest `e` such that `round(max / 2^e) <= 127`: the power-of-two scale that fits
+/// a row whose largest magnitude is `max` into int8.
+#[inline]
+pub fn row_exponent(max: u32) -> u32 {
+    let mut e = 0;
+    while e < 31 && ((u64::from(max) + ((1u64 << e) >> 1)) >> e) > 127 {
+        e += 1;
+    }
+    e
+}
+
+/// `round(x / 2^e)`, half toward +inf.
+#[inline(always)]
+pub fn shift_round(x: i32, e: u32) -> i64 {
+    if e == 0 {
+        i64::from(x)
+    } else {
+        (i64::from(x) + (1i64 << (e - 1))) >> e
     }
 }
 
@@ -226,6 +262,25 @@ mod tests {
         assert_eq!(Requant::from_real(0.0), Requant::new(0, 0));
         assert_eq!(Requant::from_real(f64::NAN), Requant::new(0, 0));
         assert_eq!(Requant::from_real(1e-30), Requant::new(0, 0));
+    }
+
+    #[test]
+    fn row_exponent_fits_int8() {
+        for max in (0..100_000u32).chain([u32::MAX, 1 << 30]) {
+            let e = row_exponent(max);
+            assert!(
+                shift_round(max.min(i32::MAX as u32) as i32, e) <= 127 || max > i32::MAX as u32
+            );
+            if e > 0 {
+                assert!(
+                    ((u64::from(max) + ((1u64 << (e - 1)) >> 1)) >> (e - 1)) > 127,
+                    "{max}: {e} not minimal"
+                );
+            }
+        }
+        let r = Requant::from_real(0.001);
+        assert_eq!(r.apply_scaled(1000, 3), r.apply(8000));
+        assert_eq!(Requant::new(1 << 30, 30).apply_scaled(5, 10), 1 << 62);
     }
 
     #[test]

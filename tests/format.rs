@@ -28,7 +28,7 @@ fn config(weight_dtype: DType) -> Config {
 }
 
 const VOCAB: [&str; 12] = [
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "a", "good", "bad", "movie", "##s", ".", "!",
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "a", "good", "bad", "movie", "##s", ".", "[MASK]",
 ];
 
 /// A valid model whose payload bytes are a deterministic pattern (requant tensors get
@@ -60,12 +60,16 @@ fn model_bytes(weight_dtype: DType) -> Vec<u8> {
             bytes,
         })
         .collect();
-    let section = encode_section(&VOCAB, &TokenizerConfig::default()).unwrap();
+    let section = encode_section(&VOCAB, &TokenizerConfig::bert_uncased()).unwrap();
     write_model(&config, &section, &["negative", "positive"], &tensors).unwrap()
 }
 
 /// A named corruption and the error class it must produce.
-type Case = (&'static str, Box<dyn Fn(&mut Vec<u8>)>, fn(&FormatError) -> bool);
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Vec<u8>)>,
+    fn(&FormatError) -> bool,
+);
 
 fn load(bytes: &[u8]) -> Result<(), FormatError> {
     let buf = AlignedBuf::from_bytes(bytes);
@@ -499,7 +503,7 @@ fn misaligned_buffer_is_refused() {
 #[test]
 fn writer_refuses_missing_or_mis_sized_tensors() {
     let config = config(DType::F32);
-    let section = encode_section(&VOCAB, &TokenizerConfig::default()).unwrap();
+    let section = encode_section(&VOCAB, &TokenizerConfig::bert_uncased()).unwrap();
     let err = write_model(&config, &section, &["a", "b"], &[]).unwrap_err();
     assert!(
         matches!(err, FormatError::MissingTensor { kind: 1, .. }),
@@ -516,6 +520,25 @@ fn writer_refuses_missing_or_mis_sized_tensors() {
     let err = write_model(&config, &section, &["a", "b"], &tensors).unwrap_err();
     assert!(
         matches!(err, FormatError::ByteLengthMismatch { index: 0, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn tokenizer_vocab_must_match_config() {
+    let mut bytes = model_bytes(DType::F32);
+    // vocab_size 12 -> 11: the directory shapes no longer match either, but the
+    // tokenizer check comes first.
+    put_u32(&mut bytes, header::VOCAB_SIZE, 11);
+    let err = load(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::VocabMismatch {
+                config: 11,
+                tokenizer: 12
+            }
+        ),
         "{err:?}"
     );
 }

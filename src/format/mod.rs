@@ -431,6 +431,13 @@ pub enum FormatError {
     },
     /// The tokenizer section is malformed.
     Tokenizer(crate::tokenizer::TokenizerError),
+    /// The tokenizer's vocabulary size differs from the config's `vocab_size`.
+    VocabMismatch {
+        /// `vocab_size` in the header.
+        config: u32,
+        /// Tokens in the tokenizer section.
+        tokenizer: u32,
+    },
     /// The writer was not given a tensor the config requires.
     MissingTensor {
         /// Kind code.
@@ -512,6 +519,10 @@ impl fmt::Display for FormatError {
             ),
             BadLabels { index } => write!(f, "labels section is malformed at label {index}"),
             Tokenizer(e) => write!(f, "tokenizer section: {e}"),
+            VocabMismatch { config, tokenizer } => write!(
+                f,
+                "config vocab_size is {config} but the tokenizer section has {tokenizer} tokens"
+            ),
             MissingTensor { kind, layer } => {
                 write!(f, "tensor of kind {kind} (layer {layer}) is missing")
             }
@@ -661,7 +672,8 @@ fn hdr(bytes: &[u8], at: usize) -> u32 {
 pub fn file_crc32(bytes: &[u8]) -> u32 {
     // One 1 KiB table rather than slice-by-16's 16 KiB: flash matters more than
     // the speed of a check that runs once at boot.
-    const CRC: crc::Crc<u32, crc::Table<1>> = crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+    const CRC: crc::Crc<u32, crc::Table<1>> =
+        crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
     let mut digest = CRC.digest();
     digest.update(bytes.get(..header::CRC32).unwrap_or(&[]));
     digest.update(&[0u8; 4]);
@@ -873,7 +885,15 @@ impl<'a> ModelFile<'a> {
         let tokenizer = &bytes[tok_offset as usize..(tok_offset + tok_len) as usize];
         let labels = &bytes[lab_offset as usize..(lab_offset + lab_len) as usize];
         check_labels(labels, config.num_labels)?;
-        crate::tokenizer::Tokenizer::from_section(tokenizer).map_err(FormatError::Tokenizer)?;
+        let vocab = crate::tokenizer::Tokenizer::from_section(tokenizer)
+            .map_err(FormatError::Tokenizer)?
+            .vocab_size();
+        if vocab != config.vocab_size {
+            return Err(FormatError::VocabMismatch {
+                config: config.vocab_size,
+                tokenizer: vocab,
+            });
+        }
 
         // Tensors, in canonical order.
         for index in 0..tensor_count {

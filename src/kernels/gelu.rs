@@ -74,7 +74,9 @@ pub fn activation_q10(x: i32, table: &[i32], tail: Tail) -> i32 {
     let frac = i64::from(offset % STEP);
     let a = i64::from(table.get(index).copied().unwrap_or(0));
     let b = i64::from(table.get(index + 1).copied().unwrap_or(0));
-    (a + ((b - a) * frac + i64::from(STEP / 2)) / i64::from(STEP)) as i32
+    // STEP is a power of two: an arithmetic shift is floor division, so rounding is
+    // half-up for both signs of the slope.
+    (a + (((b - a) * frac + i64::from(STEP / 2)) >> STEP.trailing_zeros())) as i32
 }
 
 /// Applies a 256-entry int8 lookup table in place: `x = lut[x + 128]`.
@@ -111,8 +113,9 @@ mod tests {
             let want = 0.5 * xr * (1.0 + libm::erf(xr / core::f64::consts::SQRT_2));
             worst = worst.max((got - want).abs());
         }
-        // Half a Q10 unit from table rounding plus interpolation error.
-        assert!(worst < 1.0 / 1024.0, "{worst}");
+        // Half a Q10 unit of table rounding, half a unit of interpolation rounding,
+        // and the interpolation error itself (< 0.1 unit).
+        assert!(worst < 1.15 / 1024.0, "{worst}");
     }
 
     mod alloc_free {

@@ -13,7 +13,7 @@ use crate::kernels::attention::attend_i8;
 use crate::kernels::gelu::{activation_q10, Tail};
 use crate::kernels::layernorm::layer_norm_i32;
 use crate::kernels::matvec::matvec_i8;
-use crate::quant::{div_round, saturate_i8, saturate_residual, Requant};
+use crate::quant::{div_round, row_exponent, saturate_i8, saturate_residual, shift_round, Requant};
 
 /// A quantized dense layer: `W` int8 `[out, in]`, bias i32 `[out]` in units of
 /// `s_in * s_w[o]`, and per-output `(multiplier, shift)` to the output scale.
@@ -41,15 +41,26 @@ impl<'a> Dense<'a> {
         });
     }
 
-    /// `residual = sat_r(rq(W x + b) + skip_rq(skip))`: the projection back into the
-    /// residual stream, plus the skip connection (per-channel scales: LayerNorm
-    /// outputs are quantized per channel, see `docs/FORMAT.md`).
-    fn to_residual(&self, residual: &mut [i32], x: &[i8], skip: &[i8], skip_rq: &[[i32; 2]]) {
-        matvec_i8(residual.len(), x, self.w, self.b, |o, acc| {
+    /// `residual = sat_r(rq(W x * 2^x_exponent) + rq(b) + skip_rq(skip))`: the
+    /// projection back into the residual stream plus the skip connection (per-channel
+    /// scales: LayerNorm outputs are quantized per channel, see `docs/FORMAT.md`).
+    /// `x_exponent` is the input row's power-of-two scale (0 if static); the bias is on
+    /// the unscaled grid, so it is requantized on its own.
+    fn to_residual(
+        &self,
+        residual: &mut [i32],
+        x: &[i8],
+        x_exponent: u32,
+        skip: &[i8],
+        skip_rq: &[[i32; 2]],
+    ) {
+        matvec_i8(residual.len(), x, self.w, &[], |o, dot| {
+            let rq = Requant::from_table(self.rq, o);
+            let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
             let s = i32::from(skip.get(o).copied().unwrap_or(0));
             if let Some(r) = residual.get_mut(o) {
                 let skip = Requant::from_table(skip_rq, o).apply(s);
-                *r = saturate_residual(Requant::from_table(self.rq, o).apply(acc) + skip);
+                *r = saturate_residual(rq.apply_scaled(dot, x_exponent) + bias + skip);
             }
         });
     }
@@ -169,24 +180,36 @@ pub(super) fn forward<O: FixedObserver>(
                 );
             }
             obs.observe(Point::Context, layer, Fixed::I8(v.context));
-            attn_out.to_residual(v.residual, v.context, x, attn_skip);
+            attn_out.to_residual(v.residual, v.context, 0, x, attn_skip);
             obs.observe(Point::AttnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, attn_gamma, attn_beta, attn_eps);
             obs.observe(Point::AttnOut, layer, Fixed::I8(x));
         }
 
         for x in v.x.chunks_exact_mut(hidden) {
-            // FFN1 into Q10 fixed point, the activation by table interpolation, then
-            // per-channel requantization to int8.
-            matvec_i8(v.ffn.len(), x, ffn1.w, ffn1.b, |o, acc| {
+            // FFN1 into Q10 fixed point, the activation by table interpolation, a
+            // per-channel requantization onto a grid 256x finer than int8, then a
+            // power-of-two row scale that fits the row's largest value into int8:
+            // rows of small activations keep their resolution, large ones never clip.
+            matvec_i8(v.ffn_wide.len(), x, ffn1.w, ffn1.b, |o, acc| {
                 let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
                 let act = activation_q10(pre, act_table, Tail::Linear);
-                if let Some(y) = v.ffn.get_mut(o) {
-                    *y = saturate_i8(Requant::from_table(act_rq, o).apply(act));
+                if let Some(y) = v.ffn_wide.get_mut(o) {
+                    *y = saturate_residual(Requant::from_table(act_rq, o).apply(act));
                 }
             });
-            obs.observe(Point::Act, layer, Fixed::I8(v.ffn));
-            ffn2.to_residual(v.residual, v.ffn, x, ffn_skip);
+            obs.observe(Point::Act, layer, Fixed::I32(v.ffn_wide));
+            let row_max = v
+                .ffn_wide
+                .iter()
+                .map(|u| u.unsigned_abs())
+                .max()
+                .unwrap_or(0);
+            let exponent = row_exponent(row_max);
+            for (q, &u) in v.ffn.iter_mut().zip(v.ffn_wide.iter()) {
+                *q = saturate_i8(shift_round(u, exponent));
+            }
+            ffn2.to_residual(v.residual, v.ffn, exponent, x, ffn_skip);
             obs.observe(Point::FfnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, ffn_gamma, ffn_beta, ffn_eps);
             obs.observe(Point::FfnOut, layer, Fixed::I8(x));

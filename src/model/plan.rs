@@ -12,6 +12,7 @@
 //! |---|---|---|---|
 //! | `scores` | `seq` | i32 (Q15 probabilities after softmax) | f32 |
 //! | `residual` | `hidden` | i32 | f32 |
+//! | `ffn_wide` | `ffn` (int8 mode only) | i32 | - |
 //! | `x` | `seq * hidden` | i8 | f32 |
 //! | `keys` | `seq * hidden` | i8 | f32 |
 //! | `values` | `seq * hidden` | i8 | f32 |
@@ -61,12 +62,13 @@ impl Buffer {
 pub(crate) mod ix {
     pub const SCORES: usize = 0;
     pub const RESIDUAL: usize = 1;
-    pub const X: usize = 2;
-    pub const KEYS: usize = 3;
-    pub const VALUES: usize = 4;
-    pub const QUERY: usize = 5;
-    pub const CONTEXT: usize = 6;
-    pub const FFN: usize = 7;
+    pub const FFN_WIDE: usize = 2;
+    pub const X: usize = 3;
+    pub const KEYS: usize = 4;
+    pub const VALUES: usize = 5;
+    pub const QUERY: usize = 6;
+    pub const CONTEXT: usize = 7;
+    pub const FFN: usize = 8;
 }
 
 /// The arena layout for one sequence length.
@@ -75,7 +77,7 @@ pub struct Plan {
     /// Sequence length.
     pub seq: usize,
     /// The buffers, in arena order.
-    pub buffers: [Buffer; 8],
+    pub buffers: [Buffer; 9],
 }
 
 impl Plan {
@@ -92,9 +94,13 @@ impl Plan {
         // Activations are 1 byte in the int8 mode, 4 in the float modes; scores and
         // the residual row are 4 bytes in both.
         let act = if config.is_int8() { 1 } else { 4 };
-        let specs: [(&'static str, usize, usize); 8] = [
+        // The int8 FFN keeps one row of activations at 32 bits to choose its
+        // power-of-two row scale before narrowing to int8.
+        let wide = if config.is_int8() { f } else { 0 };
+        let specs: [(&'static str, usize, usize); 9] = [
             ("scores", seq, 4),
             ("residual", h, 4),
+            ("ffn_wide", wide, 4),
             ("x", seq * h, act),
             ("keys", seq * h, act),
             ("values", seq * h, act),
@@ -132,6 +138,7 @@ impl Plan {
 pub(crate) struct Views<'r, A, S> {
     pub scores: &'r mut [S],
     pub residual: &'r mut [S],
+    pub ffn_wide: &'r mut [S],
     pub x: &'r mut [A],
     pub keys: &'r mut [A],
     pub values: &'r mut [A],
@@ -157,11 +164,13 @@ pub(crate) fn views<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     let b = plan.buffers;
     let scores = bytemuck::try_cast_slice_mut(take(b[ix::SCORES])).unwrap_or(&mut []);
     let residual = bytemuck::try_cast_slice_mut(take(b[ix::RESIDUAL])).unwrap_or(&mut []);
+    let ffn_wide = bytemuck::try_cast_slice_mut(take(b[ix::FFN_WIDE])).unwrap_or(&mut []);
     let mut act =
         |i: usize| -> &'r mut [A] { bytemuck::try_cast_slice_mut(take(b[i])).unwrap_or(&mut []) };
     Views {
         scores,
         residual,
+        ffn_wide,
         x: act(ix::X),
         keys: act(ix::KEYS),
         values: act(ix::VALUES),

@@ -136,12 +136,20 @@ fn requant_bytes(v: &[Requant]) -> Vec<u8> {
 
 /// Serialises the tokenizer section for a checkpoint's vocabulary and settings.
 pub fn tokenizer_section(ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    use tinyformer::tokenizer::{TokenizerConfig, BERT_ADDED_TOKENS};
     let vocab: Vec<&str> = ckpt.vocab.iter().map(String::as_str).collect();
-    let settings = tinyformer::tokenizer::TokenizerConfig {
+    // HF matches the special tokens verbatim in raw text; only those in the vocabulary.
+    let added: Vec<&str> = BERT_ADDED_TOKENS
+        .iter()
+        .copied()
+        .filter(|t| vocab.contains(t))
+        .collect();
+    let settings = TokenizerConfig {
         lowercase: ckpt.tokenizer.lowercase,
         strip_accents: ckpt.tokenizer.strip_accents,
         chinese_chars: ckpt.tokenizer.chinese_chars,
-        ..Default::default()
+        added_tokens: &added,
+        ..TokenizerConfig::bert_uncased()
     };
     tinyformer::tokenizer::encode_section(&vocab, &settings)
         .map_err(|e| anyhow!("{}: vocabulary: {e}", ckpt.dir.display()))
@@ -234,6 +242,9 @@ impl Observer for Ranges {
 /// The scale of the Q10 fixed-point activation input and output.
 const ACT_UNIT: f64 = 1.0 / (1u32 << tinyformer::kernels::gelu::ACT_FRAC_BITS) as f64;
 
+/// Extra bits of the activation's wide grid (see `model/int8.rs`).
+const ACT_FINE_BITS: u32 = 8;
+
 /// Smallest channel scale relative to the tensor's largest: keeps near-dead channels
 /// from producing huge LayerNorm constants.
 const MIN_CHANNEL_RATIO: f64 = 1.0 / 1024.0;
@@ -275,12 +286,16 @@ impl Ranges {
             Point::EmbSum | Point::AttnSum | Point::FfnSum => {
                 vec![self.residual(point, layer); channels]
             }
-            Point::EmbOut
-            | Point::AttnOut
-            | Point::FfnOut
-            | Point::Value
-            | Point::Context
-            | Point::Act => self.int8_channels(point, layer, channels),
+            Point::EmbOut | Point::AttnOut | Point::FfnOut | Point::Value | Point::Context => {
+                self.int8_channels(point, layer, channels)
+            }
+            // The activation row is kept on a grid 2^ACT_FINE_BITS finer than its int8
+            // scale; each row then gets a power-of-two scale at run time.
+            Point::Act => self
+                .int8_channels(point, layer, channels)
+                .iter()
+                .map(|s| s / f64::from(1u32 << ACT_FINE_BITS))
+                .collect(),
             Point::Ffn1 => vec![ACT_UNIT; channels],
             _ => vec![self.int8(point, layer); channels],
         }

@@ -1,0 +1,241 @@
+//! Tokenizer errors: section validation, section writing, and encoding.
+
+use core::fmt;
+
+/// One of the special tokens a tokenizer section must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SpecialToken {
+    /// Unknown-word token, `[UNK]` in BERT.
+    Unk,
+    /// Sequence start, `[CLS]` in BERT.
+    Cls,
+    /// Sequence end, `[SEP]` in BERT.
+    Sep,
+    /// Padding, `[PAD]` in BERT.
+    Pad,
+}
+
+impl fmt::Display for SpecialToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpecialToken::Unk => "unk",
+            SpecialToken::Cls => "cls",
+            SpecialToken::Sep => "sep",
+            SpecialToken::Pad => "pad",
+        })
+    }
+}
+
+/// Everything that can go wrong in [`crate::tokenizer`]. Offsets are byte offsets,
+/// `id`s are token ids, `position`s are positions in the sorted index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TokenizerError {
+    /// The section is shorter than its fixed header.
+    Truncated {
+        /// Bytes the header needs.
+        needed: usize,
+        /// Bytes available.
+        len: usize,
+    },
+    /// The section does not start with [`super::SECTION_MAGIC`].
+    BadMagic {
+        /// The first four bytes found.
+        found: [u8; 4],
+    },
+    /// The section's layout version is not [`super::SECTION_VERSION`].
+    UnsupportedVersion {
+        /// Version found.
+        version: u32,
+    },
+    /// Flag bits this version does not define are set.
+    UnknownFlags {
+        /// The whole flags word.
+        flags: u32,
+    },
+    /// The vocabulary has no tokens.
+    EmptyVocab,
+    /// A size computed from the header does not fit in `usize` (or a vocabulary does
+    /// not fit in the `u32` fields of the layout).
+    SizeOverflow,
+    /// The section length differs from what the header implies.
+    LengthMismatch {
+        /// Length implied by the header, padding included.
+        expected: usize,
+        /// Actual length.
+        len: usize,
+    },
+    /// A padding byte at the end of the section is not zero.
+    NonZeroPadding {
+        /// Offset of the byte in the section.
+        offset: usize,
+    },
+    /// `max_word_chars` is zero or above [`super::MAX_WORD_CHARS_LIMIT`].
+    MaxWordChars {
+        /// Value given.
+        value: u32,
+        /// Largest supported value.
+        limit: u32,
+    },
+    /// More added (literal) tokens than [`super::MAX_ADDED_TOKENS`].
+    TooManyAddedTokens {
+        /// Count given.
+        count: u32,
+        /// Largest supported count.
+        limit: u32,
+    },
+    /// A special token id is not below the vocabulary size.
+    SpecialIdOutOfRange {
+        /// Which special token.
+        which: SpecialToken,
+        /// Its id.
+        id: u32,
+        /// Vocabulary size.
+        vocab_size: u32,
+    },
+    /// An added-token id is not below the vocabulary size.
+    AddedIdOutOfRange {
+        /// Position in the added-token list.
+        index: u32,
+        /// Its id.
+        id: u32,
+        /// Vocabulary size.
+        vocab_size: u32,
+    },
+    /// The string offsets are not `0`, non-decreasing, ending at the string-area length.
+    BadOffset {
+        /// Index into the offsets table (token `id` starts there).
+        id: u32,
+        /// The offending offset.
+        offset: u32,
+    },
+    /// A token's bytes are not valid UTF-8.
+    TokenNotUtf8 {
+        /// The token id.
+        id: u32,
+    },
+    /// A token is the empty string.
+    EmptyToken {
+        /// The token id.
+        id: u32,
+    },
+    /// A sorted-index entry is not a valid token id.
+    IndexOutOfRange {
+        /// Position in the index.
+        position: u32,
+        /// The entry.
+        id: u32,
+    },
+    /// The index is not strictly increasing by token bytes at `position` (compared with
+    /// `position - 1`); this also rejects duplicate entries and duplicate strings.
+    IndexNotSorted {
+        /// Position in the index.
+        position: u32,
+    },
+    /// Writer: two ids have the same token string.
+    DuplicateToken {
+        /// The smaller id.
+        first: u32,
+        /// The larger id.
+        second: u32,
+    },
+    /// Writer: a special token's string is not in the vocabulary.
+    MissingSpecialToken {
+        /// Which special token.
+        which: SpecialToken,
+    },
+    /// Writer: an added token's string is not in the vocabulary.
+    MissingAddedToken {
+        /// Position in `TokenizerConfig::added_tokens`.
+        index: u32,
+    },
+    /// Encode: the input text is not UTF-8; `offset` is the length of its valid prefix.
+    InvalidUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// Encode: the output buffer cannot hold even `[CLS] [SEP]`.
+    OutputTooShort {
+        /// Length given (must be at least 2).
+        len: usize,
+    },
+}
+
+impl fmt::Display for TokenizerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TokenizerError::*;
+        match *self {
+            Truncated { needed, len } => {
+                write!(
+                    f,
+                    "tokenizer section truncated: header needs {needed} bytes, have {len}"
+                )
+            }
+            BadMagic { found } => write!(f, "tokenizer section has bad magic {found:02x?}"),
+            UnsupportedVersion { version } => {
+                write!(f, "tokenizer section version {version} is not supported")
+            }
+            UnknownFlags { flags } => write!(f, "tokenizer section has unknown flags {flags:#x}"),
+            EmptyVocab => f.write_str("tokenizer vocabulary is empty"),
+            SizeOverflow => f.write_str("tokenizer section sizes overflow"),
+            LengthMismatch { expected, len } => write!(
+                f,
+                "tokenizer section is {len} bytes but its header implies {expected}"
+            ),
+            NonZeroPadding { offset } => {
+                write!(f, "tokenizer section padding byte at {offset} is not zero")
+            }
+            MaxWordChars { value, limit } => {
+                write!(f, "max_word_chars {value} is not in 1..={limit}")
+            }
+            TooManyAddedTokens { count, limit } => {
+                write!(f, "{count} added tokens, at most {limit} supported")
+            }
+            SpecialIdOutOfRange {
+                which,
+                id,
+                vocab_size,
+            } => write!(
+                f,
+                "{which} token id {id} out of range (vocab size {vocab_size})"
+            ),
+            AddedIdOutOfRange {
+                index,
+                id,
+                vocab_size,
+            } => write!(
+                f,
+                "added token {index} has id {id} out of range (vocab size {vocab_size})"
+            ),
+            BadOffset { id, offset } => write!(f, "token {id} has bad string offset {offset}"),
+            TokenNotUtf8 { id } => write!(f, "token {id} is not valid UTF-8"),
+            EmptyToken { id } => write!(f, "token {id} is empty"),
+            IndexOutOfRange { position, id } => {
+                write!(f, "sorted index entry {position} is id {id}, out of range")
+            }
+            IndexNotSorted { position } => {
+                write!(
+                    f,
+                    "sorted index is not strictly increasing at entry {position}"
+                )
+            }
+            DuplicateToken { first, second } => {
+                write!(f, "tokens {first} and {second} have the same string")
+            }
+            MissingSpecialToken { which } => {
+                write!(f, "the {which} token is not in the vocabulary")
+            }
+            MissingAddedToken { index } => {
+                write!(f, "added token {index} is not in the vocabulary")
+            }
+            InvalidUtf8 { offset } => write!(f, "input text is not UTF-8 at byte {offset}"),
+            OutputTooShort { len } => {
+                write!(f, "output buffer of {len} ids cannot hold [CLS] and [SEP]")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TokenizerError {}
