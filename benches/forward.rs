@@ -206,7 +206,7 @@ fn kernels(c: &mut Criterion) {
             row.copy_from_slice(&scores);
             softmax::softmax_q15(
                 black_box(&mut row),
-                Requant::from_real(1.0 / 4096.0 * 1.4427 * 65536.0),
+                Requant::from_real(1.0 / 4096.0 * std::f64::consts::LOG2_E * 65536.0),
             );
         });
     });
