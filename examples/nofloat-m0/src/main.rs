@@ -20,11 +20,17 @@ fn main() -> ! {
     if let Ok(model) = Model::from_bytes(bytes) {
         let mut ids = [0u32; 64];
         let text = core::hint::black_box(b"a microcontroller reads this");
-        let len = model.tokenizer().encode(text, &mut ids).map_or(2, |e| e.len);
+        let len = model
+            .tokenizer()
+            .encode(text, &mut ids)
+            .map_or(2, |e| e.len);
         let ids = core::hint::black_box(&ids[..len]);
         let mut out = [0i32; 16];
         let n = model.config().output_len().min(out.len());
-        if model.forward_fixed(Input::new(ids), arena.as_mut_slice(), &mut out[..n]).is_ok() {
+        if model
+            .forward_fixed(Input::new(ids), arena.as_mut_slice(), &mut out[..n])
+            .is_ok()
+        {
             probabilities_q15(&mut out[..n]);
         }
         core::hint::black_box(out);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The firmware example on an emulated Cortex-M4F (QEMU mps2-an386), end to end:
+#  1. builds it with MODEL_FILE in flash and runs it under QEMU with the instruction
+#     counting plugin (tools/qemu/insncount.c);
+#  2. checks that its labels and int8 Q15 probabilities are bit-identical to
+#     `tinyformer classify --json` on the host, for the same model and sentences;
+#  3. prints the footprint (runtime code, model, static RAM, arena, peak stack) and the
+#     deterministic cost: guest instructions per inference and per multiply-accumulate.
+# Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools.
+# Usage: tools/firmware-check.sh [MODEL_FILE]   (default: the bundled int8 model)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=$(realpath "${1:-$root/models/default/sentiment-int8.tfm}")
+sentences="$root/examples/cortex-m/sentences.txt"
+bin_dir="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+gcc -O2 -Wall -shared -fPIC -o "$work/libinsncount.so" "$root/tools/qemu/insncount.c"
+(cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet)
+elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/tinyformer-cortex-m"
+addr() { "$bin_dir/llvm-nm" "$elf" | awk -v s="$1" '$3 == s { print "0x" $1 }'; }
+timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+  -semihosting-config enable=on,target=native \
+  -plugin "$work/libinsncount.so,begin=$(addr tinyformer_inference_begin),end=$(addr tinyformer_inference_end)" \
+  -d plugin -D "$work/insns.txt" -kernel "$elf" >"$work/device.txt"
+
+cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli -- \
+  classify -m "$model" --json <"$sentences" >"$work/host.jsonl"
+cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli -- \
+  inspect "$model" --json >"$work/inspect.json"
+"$bin_dir/llvm-size" -A "$elf" >"$work/sections.txt"
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+lines = open(f"{work}/device.txt").read().splitlines()
+device = [l.split(" ", 4) for l in lines if l.startswith("RESULT ")]
+tokens = [int(l.split()[2]) for l in lines if l.startswith("TOKENS ")]
+host = [json.loads(l) for l in open(f"{work}/host.jsonl")]
+if not host or len(device) != len(host):
+    sys.exit(f"FAIL: {len(device)} device results, {len(host)} host results\n" + "\n".join(lines[-5:]))
+for (_, index, label, q15, text), h in zip(device, host):
+    q15 = [int(v) for v in q15.split(",")]
+    if label != h["label"] or q15 != h["scores_q15"] or text.strip() != h["text"]:
+        sys.exit(f"FAIL: sentence {index}: device {label} {q15}, host {h['label']} {h['scores_q15']}")
+print(f"device and host agree bit for bit on {len(host)} sentences (labels and Q15 probabilities)")
+
+foot = dict(kv.split("=") for l in lines if l.startswith("FOOTPRINT ") for kv in l.split()[1:])
+sections = {}
+for l in open(f"{work}/sections.txt"):
+    parts = l.split()
+    if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+        sections[parts[0]] = int(parts[1])
+model_bytes = int(foot["model_bytes"])
+insns = dict(kv.split("=") for kv in open(f"{work}/insns.txt").read().split()[1:])
+cfg = json.load(open(f"{work}/inspect.json"))["config"]
+h, f, layers = cfg["hidden"], cfg["ffn"], cfg["layers"]
+def macs(n):
+    head = h * h + h * cfg["num_labels"]  # pooler + classifier on one row
+    return layers * n * (4 * h * h + 2 * h * f + 2 * n * h) + head
+total_macs = sum(macs(n) for n in tokens)
+regions, total = int(insns["regions"]), int(insns["total"])
+rows = [
+    ("runtime code (.text + .rodata without the model)", sections.get(".text", 0) + sections.get(".rodata", 0) - model_bytes),
+    ("  of which .text", sections.get(".text", 0)),
+    ("model (in flash)", model_bytes),
+    ("static RAM (.data + .bss, incl. the 64 KiB arena buffer)", sections.get(".data", 0) + sections.get(".bss", 0)),
+    ("arena needed at max_seq %d" % cfg["max_seq"], int(foot["arena_bytes"])),
+    ("peak stack (painted, measured)", int(foot["stack_peak_bytes"])),
+]
+print("\nfootprint (bytes):")
+for name, value in rows:
+    print(f"  {name:<58} {value:>10}")
+print(f"\ncost on Cortex-M4 (QEMU TCG instruction count, deterministic):")
+print(f"  inferences {regions}, mean tokens {sum(tokens) / len(tokens):.1f}")
+print(f"  instructions per inference {total / regions:,.0f}")
+print(f"  multiply-accumulates per inference {total_macs / regions:,.0f}")
+print(f"  instructions per MAC {total / total_macs:.2f}")
+PY
+grep -E "^HEAP" "$work/device.txt" || true
