@@ -58,6 +58,16 @@ impl Requant {
         (product + (1i64 << (total_shift - 1))) >> total_shift
     }
 
+    /// The multiplier times `2^extra` (a row's dynamic exponent), as a pair; the shift
+    /// is capped at its valid maximum.
+    #[inline(always)]
+    pub fn with_exponent(&self, extra: u32) -> Self {
+        Self::new(
+            self.multiplier,
+            self.shift.saturating_add(extra.min(62) as i32).min(30),
+        )
+    }
+
     /// `round(x * M * 2^extra)`: the multiplier scaled by a run-time power of two (a
     /// row's dynamic exponent). Results too large for the shift range saturate.
     #[inline(always)]
@@ -130,6 +140,18 @@ pub fn row_exponent(max: u32) -> u32 {
     let mut e = 0;
     while e < 31 && ((u64::from(max) + ((1u64 << e) >> 1)) >> e) > 127 {
         e += 1;
+    }
+    e
+}
+
+/// Narrows a row of wide values to int8 with one power-of-two scale: writes
+/// `round(wide / 2^e)` to `out` and returns `e` (see [`row_exponent`]).
+#[inline]
+pub fn narrow_row(out: &mut [i8], wide: &[i32]) -> u32 {
+    let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+    let e = row_exponent(max);
+    for (q, &w) in out.iter_mut().zip(wide) {
+        *q = saturate_i8(shift_round(w, e));
     }
     e
 }

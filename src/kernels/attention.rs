@@ -6,7 +6,7 @@
 
 use super::matvec::dot_i8;
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
-use crate::quant::{saturate_i8, Requant};
+use crate::quant::{saturate_residual, Requant};
 
 /// Scratch elements (`f32` or `i32`) one attention row needs: one score per key.
 pub const fn attention_scratch_len(seq: usize) -> usize {
@@ -54,16 +54,18 @@ pub fn attend_f32(
     }
 }
 
-/// Integer attention for one head: int8 `q`, `keys`, `values` to int8 `ctx`.
+/// Integer attention for one head: int8 `q`, `keys`, `values` to the context on a
+/// fine i32 grid (the caller narrows the whole row to int8 with one row scale).
 ///
 /// Scores `q . k` are exact `i32`; [`softmax_q15`] turns them into Q15 probabilities
 /// using `to_log2` (real multiplier `s_q * s_k / sqrt(head_dim) * log2(e) * 2^16`);
-/// `ctx[c] = sat8(ctx_rq[c](sum_j p_j * v_j[c]))` with per-channel
-/// `ctx_rq[c] = s_v[c] / (2^15 * s_ctx[c])` (`ctx_rq` holds this head's `head_dim` pairs).
+/// `ctx[c] = ctx_rq[c](sum_j p_j * v_j[c])` (clamped to the residual range) with
+/// per-channel `ctx_rq[c] = s_v[c] / (2^15 * s_ctx[c])` (`ctx_rq` holds this head's
+/// `head_dim` pairs).
 /// `|sum_j p_j v_j| <= 2^15 * 128 * (1 + seq / 2^15)` fits `i32`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_i8(
-    ctx: &mut [i8],
+    ctx: &mut [i32],
     q: &[i8],
     keys: &[i8],
     values: &[i8],
@@ -89,7 +91,7 @@ pub fn attend_i8(
             let v = value.get(head * head_dim + d).copied().unwrap_or(0);
             acc += p * i32::from(v);
         }
-        *c = saturate_i8(Requant::from_table(ctx_rq, d).apply(acc));
+        *c = saturate_residual(Requant::from_table(ctx_rq, d).apply(acc));
     }
 }
 
@@ -134,7 +136,7 @@ mod tests {
     fn int8_attention_matches_float_on_peaked_row() {
         let keys = [127i8, 0, 0, 127];
         let values = [10i8, 20, 30, 40];
-        let mut ctx = [0i8; 2];
+        let mut ctx = [0i32; 2];
         let mut scores = [0i32; 2];
         // score unit 1/64, ctx scale equal to value scale.
         let to_log2 = Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0);

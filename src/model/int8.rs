@@ -13,7 +13,7 @@ use crate::kernels::attention::attend_i8;
 use crate::kernels::gelu::{activation_q10, Tail};
 use crate::kernels::layernorm::layer_norm_i32;
 use crate::kernels::matvec::matvec_i8;
-use crate::quant::{div_round, row_exponent, saturate_i8, saturate_residual, shift_round, Requant};
+use crate::quant::{div_round, narrow_row, saturate_i8, saturate_residual, Requant};
 
 /// A quantized dense layer: `W` int8 `[out, in]`, bias i32 `[out]` in units of
 /// `s_in * s_w[o]`, and per-output `(multiplier, shift)` to the output scale.
@@ -30,6 +30,15 @@ impl<'a> Dense<'a> {
             b: file.tensor(b, layer),
             rq: file.tensor(rq, layer),
         }
+    }
+
+    /// `out = sat_r(rq(W x + b))` on a wide (i32) grid.
+    fn to_wide(&self, out: &mut [i32], x: &[i8]) {
+        matvec_i8(out.len(), x, self.w, self.b, |o, acc| {
+            if let Some(y) = out.get_mut(o) {
+                *y = saturate_residual(Requant::from_table(self.rq, o).apply(acc));
+            }
+        });
     }
 
     /// `out = sat8(rq(W x + b))`.
@@ -160,18 +169,22 @@ pub(super) fn forward<O: FixedObserver>(
         }
 
         for x in v.x.chunks_exact_mut(hidden) {
-            query.to_i8(v.query, x);
-            obs.observe(Point::Query, layer, Fixed::I8(v.query));
+            // The query row on a fine grid, narrowed with its own power-of-two scale;
+            // the score multiplier absorbs the exponent.
+            query.to_wide(v.residual, x);
+            obs.observe(Point::Query, layer, Fixed::I32(v.residual));
+            let q_exponent = narrow_row(v.query, v.residual);
+            let to_log2_row = to_log2.with_exponent(q_exponent);
             for head in 0..heads {
                 let cols = head * head_dim..(head + 1) * head_dim;
                 attend_i8(
-                    v.context.get_mut(cols.clone()).unwrap_or(&mut []),
+                    v.residual.get_mut(cols.clone()).unwrap_or(&mut []),
                     v.query.get(cols).unwrap_or(&[]),
                     v.keys,
                     v.values,
                     hidden,
                     head,
-                    to_log2,
+                    to_log2_row,
                     ctx_rq
                         .get(head * head_dim..(head + 1) * head_dim)
                         .unwrap_or(&[]),
@@ -179,8 +192,9 @@ pub(super) fn forward<O: FixedObserver>(
                     |j| input.keep(j),
                 );
             }
-            obs.observe(Point::Context, layer, Fixed::I8(v.context));
-            attn_out.to_residual(v.residual, v.context, 0, x, attn_skip);
+            obs.observe(Point::Context, layer, Fixed::I32(v.residual));
+            let ctx_exponent = narrow_row(v.context, v.residual);
+            attn_out.to_residual(v.residual, v.context, ctx_exponent, x, attn_skip);
             obs.observe(Point::AttnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, attn_gamma, attn_beta, attn_eps);
             obs.observe(Point::AttnOut, layer, Fixed::I8(x));
@@ -199,16 +213,7 @@ pub(super) fn forward<O: FixedObserver>(
                 }
             });
             obs.observe(Point::Act, layer, Fixed::I32(v.ffn_wide));
-            let row_max = v
-                .ffn_wide
-                .iter()
-                .map(|u| u.unsigned_abs())
-                .max()
-                .unwrap_or(0);
-            let exponent = row_exponent(row_max);
-            for (q, &u) in v.ffn.iter_mut().zip(v.ffn_wide.iter()) {
-                *q = saturate_i8(shift_round(u, exponent));
-            }
+            let exponent = narrow_row(v.ffn, v.ffn_wide);
             ffn2.to_residual(v.residual, v.ffn, exponent, x, ffn_skip);
             obs.observe(Point::FfnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, ffn_gamma, ffn_beta, ffn_eps);

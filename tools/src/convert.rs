@@ -242,8 +242,8 @@ impl Observer for Ranges {
 /// The scale of the Q10 fixed-point activation input and output.
 const ACT_UNIT: f64 = 1.0 / (1u32 << tinyformer::kernels::gelu::ACT_FRAC_BITS) as f64;
 
-/// Extra bits of the activation's wide grid (see `model/int8.rs`).
-const ACT_FINE_BITS: u32 = 8;
+/// Extra bits of the wide grid of per-row scaled activations (see `model/int8.rs`).
+const FINE_BITS: u32 = 8;
 
 /// Smallest channel scale relative to the tensor's largest: keeps near-dead channels
 /// from producing huge LayerNorm constants.
@@ -286,16 +286,18 @@ impl Ranges {
             Point::EmbSum | Point::AttnSum | Point::FfnSum => {
                 vec![self.residual(point, layer); channels]
             }
-            Point::EmbOut | Point::AttnOut | Point::FfnOut | Point::Value | Point::Context => {
+            Point::EmbOut | Point::AttnOut | Point::FfnOut | Point::Value => {
                 self.int8_channels(point, layer, channels)
             }
-            // The activation row is kept on a grid 2^ACT_FINE_BITS finer than its int8
-            // scale; each row then gets a power-of-two scale at run time.
-            Point::Act => self
+            // Rows computed one at a time (query, context, activation) are kept on a
+            // grid 2^FINE_BITS finer than their int8 scale; each row then gets a
+            // power-of-two scale at run time.
+            Point::Context | Point::Act => self
                 .int8_channels(point, layer, channels)
                 .iter()
-                .map(|s| s / f64::from(1u32 << ACT_FINE_BITS))
+                .map(|s| s / f64::from(1u32 << FINE_BITS))
                 .collect(),
+            Point::Query => vec![self.int8(point, layer) / f64::from(1u32 << FINE_BITS); channels],
             Point::Ffn1 => vec![ACT_UNIT; channels],
             _ => vec![self.int8(point, layer); channels],
         }
@@ -530,10 +532,8 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
     for layer in 0..config.layers as usize {
         let l = Some(layer as u16);
         let (h, f) = (hidden, config.ffn as usize);
-        let (s_q, s_k) = (
-            ranges.int8(Point::Query, layer),
-            ranges.int8(Point::Key, layer),
-        );
+        let s_q = ranges.scales(Point::Query, layer, 1)[0];
+        let s_k = ranges.int8(Point::Key, layer);
         let s_v = ranges.scales(Point::Value, layer, h);
         let s_ctx = ranges.scales(Point::Context, layer, h);
         let s_r1 = ranges.residual(Point::AttnSum, layer);
