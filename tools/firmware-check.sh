@@ -5,8 +5,13 @@
 #  2. checks that its labels and int8 Q15 probabilities are bit-identical to
 #     `tinyformer classify --json` on the host, for the same model and sentences;
 #  3. prints the footprint (runtime code, model, static RAM, arena, peak stack) and the
-#     deterministic cost: guest instructions per inference and per multiply-accumulate.
-# Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools.
+#     deterministic cost: guest instructions per inference and per multiply-accumulate;
+#  4. rebuilds with the `defmt` feature, decodes the device's defmt frames on the host
+#     (defmt-print) and checks they carry the same lines as the plain-text build;
+#  5. device fault: flashes a copy of the model with one payload byte flipped and checks
+#     that the firmware refuses it at boot (checksum) and exits with failure.
+# Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools,
+# defmt-print (`cargo install defmt-print --locked`).
 # Usage: tools/firmware-check.sh [MODEL_FILE]   (default: the bundled int8 model)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +70,7 @@ rows = [
     ("runtime code (.text + .rodata without the model)", sections.get(".text", 0) + sections.get(".rodata", 0) - model_bytes),
     ("  of which .text", sections.get(".text", 0)),
     ("model (in flash)", model_bytes),
-    ("static RAM (.data + .bss, incl. the 64 KiB arena buffer)", sections.get(".data", 0) + sections.get(".bss", 0)),
+    ("static RAM (.data + .bss, incl. the static arena buffer)", sections.get(".data", 0) + sections.get(".bss", 0)),
     ("arena needed at max_seq %d" % cfg["max_seq"], int(foot["arena_bytes"])),
     ("peak stack (painted, measured)", int(foot["stack_peak_bytes"])),
 ]
@@ -79,3 +84,39 @@ print(f"  multiply-accumulates per inference {total_macs / regions:,.0f}")
 print(f"  instructions per MAC {total / total_macs:.2f}")
 PY
 grep -E "^HEAP" "$work/device.txt" || true
+
+qemu() {
+  timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+    -semihosting-config enable=on,target=native -kernel "$elf"
+}
+
+# 4. defmt logging: same lines, formatted on the host.
+(cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet --features defmt)
+qemu >"$work/device.defmt"
+defmt-print -e "$elf" <"$work/device.defmt" >"$work/device-defmt.txt"
+if ! diff <(grep -E "^(RESULT|TOKENS) " "$work/device.txt") \
+  <(grep -oE "(RESULT|TOKENS) .*" "$work/device-defmt.txt"); then
+  echo "FAIL: the defmt build's decoded lines differ from the plain-text build" >&2
+  exit 1
+fi
+echo "defmt build: $(wc -c <"$work/device.defmt") bytes of frames on the wire" \
+  "for $(wc -c < <(grep -E "^(RESULT|TOKENS|FOOTPRINT) " "$work/device.txt")) bytes of text; decoded lines identical"
+
+# 5. device fault: a corrupted model in flash is refused before any inference.
+python3 - "$model" "$work/corrupt.tfm" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[len(data) // 2] ^= 0x01
+open(sys.argv[2], "wb").write(data)
+PY
+(cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$work/corrupt.tfm" cargo build --release --quiet)
+if qemu >"$work/corrupt.txt"; then
+  echo "FAIL: the firmware accepted a corrupted model" >&2
+  exit 1
+fi
+if ! grep -q "^MODEL_INVALID .*checksum" "$work/corrupt.txt" || grep -q "^RESULT" "$work/corrupt.txt"; then
+  echo "FAIL: expected MODEL_INVALID (checksum) and no result, got:" >&2
+  cat "$work/corrupt.txt" >&2
+  exit 1
+fi
+echo "device fault: corrupted model refused at boot: $(grep "^MODEL_INVALID" "$work/corrupt.txt")"

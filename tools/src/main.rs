@@ -149,7 +149,7 @@ fn run(command: Command) -> Result<()> {
         } => {
             let bytes = match model {
                 Some(path) => ModelBytes::open(&path)?,
-                None => default_model()?,
+                None => tinyformer_cli::run::default_model(),
             };
             cmd_run(&bytes, &texts, ids, json, true)
         }
@@ -160,11 +160,6 @@ fn run(command: Command) -> Result<()> {
             json,
         } => cmd_eval(&model, &data, compare.as_deref(), json),
     }
-}
-
-fn default_model() -> Result<ModelBytes> {
-    tinyformer_cli::run::default_model()
-        .ok_or_else(|| anyhow!("this build has no embedded default model; pass -m FILE"))
 }
 
 fn cmd_convert(

@@ -191,7 +191,12 @@ pub fn read_texts(args: &[String]) -> Result<Vec<String>> {
     Ok(texts)
 }
 
-/// The default model embedded in this binary, if the build has one.
-pub fn default_model() -> Option<ModelBytes> {
-    None
+/// The default model embedded in this binary: the bundled int8 sentiment classifier
+/// (`models/default/sentiment-int8.tfm`, see `models/default/EVAL.md`).
+pub fn default_model() -> ModelBytes {
+    static MODEL: &[u8] = tinyformer::include_model!("../../models/default/sentiment-int8.tfm");
+    ModelBytes::Static(
+        MODEL,
+        "the embedded default model (models/default/sentiment-int8.tfm)",
+    )
 }

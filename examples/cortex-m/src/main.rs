@@ -1,17 +1,25 @@
 //! tinyformer on a Cortex-M4F (QEMU `mps2-an386`): the default int8 sentiment model
 //! in flash, the arena in a `static`, text tokenized and classified on the device.
 //!
-//! Prints one line per sentence over semihosting,
+//! Prints one line per sentence,
 //! `RESULT <index> <label> <q15 probabilities, comma separated> <text>`, then a
 //! `FOOTPRINT` line with the model, arena and peak stack bytes, and exits with status 0
 //! (1 on any error). `tools/firmware-check.sh` compares the results with
 //! `tinyformer classify --json` on the host.
+//!
+//! Output goes over semihosting as plain text, or, with the `defmt` feature, as defmt
+//! frames (`defmt-semihosting`) that the host decodes with `defmt-print -e <ELF>`:
+//! the same lines, with the formatting done on the host instead of the device.
 #![no_std]
 #![no_main]
 
 use core::fmt::Write as _;
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hio};
+use cortex_m_semihosting::debug;
+#[cfg(not(feature = "defmt"))]
+use cortex_m_semihosting::hio;
+#[cfg(feature = "defmt")]
+use defmt_semihosting as _;
 use panic_semihosting as _;
 use tinyformer::model::probabilities_q15;
 use tinyformer::{Arena, Input, Model};
@@ -30,7 +38,7 @@ static MODEL: &[u8] = tinyformer::include_model!(env!("TINYFORMER_MODEL"));
 const SENTENCES: &str = include_str!("../sentences.txt");
 
 /// Working memory of the forward pass; the model's `arena_bytes(max_seq)` must fit.
-const ARENA_BYTES: usize = 64 * 1024;
+const ARENA_BYTES: usize = 32 * 1024;
 static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
 
 /// Longest token sequence this firmware accepts (the model may allow fewer).
@@ -93,15 +101,46 @@ fn stack_peak(bottom: usize, limit: usize) -> usize {
     core::ptr::addr_of!(_stack_start) as usize - p
 }
 
+/// Where output lines go: the semihosting console (absent without a debugger; then
+/// nothing is printed).
+#[cfg(not(feature = "defmt"))]
+type Out = Option<hio::HostStream>;
+#[cfg(not(feature = "defmt"))]
+fn open_output() -> Out {
+    hio::hstdout().ok()
+}
+
+/// With `defmt`, the global logger of `defmt-semihosting` owns the output.
+#[cfg(feature = "defmt")]
+type Out = ();
+#[cfg(feature = "defmt")]
+fn open_output() -> Out {}
+
+/// One line of output. The format strings stay within what both `core::fmt` and
+/// defmt accept (positional `{}`, arguments that are `Display` and `defmt::Format`).
+#[cfg(not(feature = "defmt"))]
+macro_rules! say {
+    ($out:expr, $($t:tt)*) => {
+        if let Some(o) = $out.as_mut() {
+            let _ = writeln!(o, $($t)*);
+        }
+    };
+}
+#[cfg(feature = "defmt")]
+macro_rules! say {
+    ($out:expr, $($t:tt)*) => {{
+        let _ = &$out;
+        defmt::println!($($t)*);
+    }};
+}
+
 #[entry]
 fn main() -> ! {
-    let mut out = hio::hstdout().ok();
+    let mut out = open_output();
     let status = match run(&mut out) {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(message) => {
-            if let Some(o) = out.as_mut() {
-                let _ = writeln!(o, "ERROR {message}");
-            }
+            say!(out, "ERROR {}", message);
             debug::EXIT_FAILURE
         }
     };
@@ -111,16 +150,7 @@ fn main() -> ! {
     }
 }
 
-/// A line of output (semihosting may be absent; then nothing is printed).
-macro_rules! say {
-    ($out:expr, $($t:tt)*) => {
-        if let Some(o) = $out.as_mut() {
-            let _ = writeln!(o, $($t)*);
-        }
-    };
-}
-
-fn run(out: &mut Option<hio::HostStream>) -> Result<(), &'static str> {
+fn run(out: &mut Out) -> Result<(), &'static str> {
     #[cfg(feature = "alloc")]
     {
         // SAFETY: called once, before any allocation.
@@ -135,7 +165,7 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), &'static str> {
     let model = match Model::from_bytes(MODEL) {
         Ok(m) => m,
         Err(e) => {
-            say!(out, "MODEL_INVALID {e}");
+            say!(out, "MODEL_INVALID {}", e);
             return Err("model failed validation");
         }
     };
@@ -149,7 +179,12 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), &'static str> {
         .arena_bytes(max_seq)
         .map_err(|_| "bad sequence length")?;
     if needed > ARENA_BYTES {
-        say!(out, "ARENA_TOO_SMALL needed={needed} have={ARENA_BYTES}");
+        say!(
+            out,
+            "ARENA_TOO_SMALL needed={} have={}",
+            needed,
+            ARENA_BYTES
+        );
         return Err("arena too small");
     }
     // SAFETY: the only reference to ARENA, taken once in the single thread of the
@@ -180,14 +215,14 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), &'static str> {
         probabilities_q15(&mut probs[..labels]);
         tinyformer_inference_end();
         let best = (0..labels).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
-        if let Some(o) = out.as_mut() {
-            let _ = write!(o, "RESULT {index} {} ", model.label(best).unwrap_or("?"));
-            for (i, p) in probs[..labels].iter().enumerate() {
-                let _ = write!(o, "{}{p}", if i > 0 { "," } else { "" });
-            }
-            let _ = writeln!(o, " {text}");
-            let _ = writeln!(o, "TOKENS {index} {}", encoding.len);
+        // "p0,p1,...": at most MAX_LABELS values of at most 6 characters plus commas.
+        let mut q15: heapless::String<{ MAX_LABELS * 7 }> = heapless::String::new();
+        for (i, p) in probs[..labels].iter().enumerate() {
+            let _ = write!(q15, "{}{}", if i > 0 { "," } else { "" }, p);
         }
+        let label = model.label(best).unwrap_or("?");
+        say!(out, "RESULT {} {} {} {}", index, label, q15.as_str(), text);
+        say!(out, "TOKENS {} {}", index, encoding.len);
         #[cfg(feature = "alloc")]
         results.push(best as u8);
     }
@@ -200,8 +235,9 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), &'static str> {
     );
     say!(
         out,
-        "FOOTPRINT model_bytes={} arena_bytes={needed} stack_peak_bytes={}",
+        "FOOTPRINT model_bytes={} arena_bytes={} stack_peak_bytes={}",
         MODEL.len(),
+        needed,
         stack_peak(bottom, limit)
     );
     Ok(())

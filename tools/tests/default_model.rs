@@ -1,0 +1,128 @@
+//! The bundled default model (`models/default/`): its microcontroller budget, the
+//! committed int8 and f16 files against the float64 reference on real sentences, and
+//! the copy embedded in the CLI (the README's main command).
+//!
+//! Golden: `tests/fixtures/golden/default.json`, regenerated with
+//! `python tools/reference/golden.py models/default/checkpoint --sentences
+//! tests/fixtures/sentences.txt -o tests/fixtures/golden/default.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tinyformer::format::writer::AlignedBuf;
+use tinyformer::{Input, Model};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    text: String,
+    ids: Vec<u32>,
+    logits: Vec<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    cases: Vec<Case>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn golden() -> Golden {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/golden/default.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn load(name: &str) -> AlignedBuf {
+    AlignedBuf::from_bytes(&std::fs::read(root().join("models/default").join(name)).unwrap())
+}
+
+fn logits(model: &Model<'_>, ids: &[u32]) -> Vec<f32> {
+    let mut arena = vec![0u8; model.arena_bytes(ids.len()).unwrap()];
+    let mut out = vec![0f32; model.config().output_len()];
+    model
+        .forward(Input::new(ids), &mut arena, &mut out)
+        .unwrap();
+    out
+}
+
+fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+#[test]
+fn committed_int8_model_fits_a_microcontroller() {
+    let int8 = load("sentiment-int8.tfm");
+    let model = Model::from_bytes(int8.as_bytes()).unwrap();
+    let bytes = int8.as_bytes().len();
+    let arena = model.arena_bytes(64).unwrap();
+    println!("int8 file {bytes} bytes, arena at seq 64 {arena} bytes");
+    assert!(
+        bytes <= 1 << 20,
+        "int8 model is {bytes} bytes, budget 1 MiB"
+    );
+    assert!(
+        arena <= 64 * 1024,
+        "arena at seq 64 is {arena} bytes, budget 64 KiB"
+    );
+    assert_eq!(model.config().num_labels, 2);
+}
+
+#[test]
+fn committed_models_agree_with_the_float_reference() {
+    let g = golden();
+    // f16 must match the float64 reference's label everywhere; int8 on >= 99%.
+    for (name, min_percent) in [("sentiment-f16.tfm", 100), ("sentiment-int8.tfm", 99)] {
+        let buf = load(name);
+        let model = Model::from_bytes(buf.as_bytes()).unwrap();
+        let (mut agree, mut worst) = (0, 0f64);
+        for case in &g.cases {
+            let ids = tinyformer_cli::run::tokenize(&model, &case.text)
+                .unwrap()
+                .ids;
+            assert_eq!(
+                ids, case.ids,
+                "tokenizer differs from the reference on {:?}",
+                case.text
+            );
+            let out = logits(&model, &ids);
+            agree += usize::from(argmax(&out) == argmax(&case.logits));
+            for (a, b) in out.iter().zip(&case.logits) {
+                worst = worst.max((f64::from(*a) - b).abs());
+            }
+        }
+        let n = g.cases.len();
+        println!("{name}: label agreement {agree}/{n}, max abs logit error {worst:.4}");
+        assert!(
+            agree * 100 >= n * min_percent,
+            "{name}: label agreement {agree}/{n}"
+        );
+    }
+}
+
+#[test]
+fn cli_classifies_with_the_embedded_default_model() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tinyformer"))
+        .args([
+            "classify",
+            "--json",
+            "A warm, funny and beautifully acted film.",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The embedded copy is the committed int8 file: same answer as loading it by path.
+    let by_path = Command::new(env!("CARGO_BIN_EXE_tinyformer"))
+        .args(["classify", "--json", "-m"])
+        .arg(root().join("models/default/sentiment-int8.tfm"))
+        .arg("A warm, funny and beautifully acted film.")
+        .output()
+        .unwrap();
+    let by_path: serde_json::Value = serde_json::from_slice(&by_path.stdout).unwrap();
+    assert_eq!(line, by_path);
+    assert!(["negative", "positive"].contains(&line["label"].as_str().unwrap()));
+}
