@@ -1,7 +1,7 @@
 //! The float forward pass: f32 or f16 weights, f32 arithmetic. It is the runtime's own
 //! reference and the converter's calibration engine (through [`Observer`]).
 
-use super::plan::{views, Plan};
+use super::plan::{attention, ffn, views, Plan};
 use super::{Input, Observer, Point};
 use crate::format::{ModelFile, Pooling, TensorKind as K};
 use crate::kernels::attention::attend_f32;
@@ -91,10 +91,11 @@ pub(super) fn forward<W: Weight, O: Observer>(
         let (ffn_gamma, ffn_beta) = norm_params(file, K::FfnNorm, l, hidden);
 
         // K = x Wk^T + bk, V = x Wv^T + bv for every row.
+        let a = attention::<f32, f32>(plan, &mut *v.shared);
         for ((x, k), val) in
             v.x.chunks_exact(hidden)
-                .zip(v.keys.chunks_exact_mut(hidden))
-                .zip(v.values.chunks_exact_mut(hidden))
+                .zip(a.keys.chunks_exact_mut(hidden))
+                .zip(a.values.chunks_exact_mut(hidden))
         {
             key.apply(k, x);
             value.apply(val, x);
@@ -104,24 +105,24 @@ pub(super) fn forward<W: Weight, O: Observer>(
 
         // Per query row: attention, output projection, residual, LayerNorm.
         for x in v.x.chunks_exact_mut(hidden) {
-            query.apply(v.query, x);
-            obs.observe(Point::Query, layer, v.query);
+            query.apply(a.query, x);
+            obs.observe(Point::Query, layer, a.query);
             for head in 0..heads {
                 let cols = head * head_dim..(head + 1) * head_dim;
                 attend_f32(
-                    v.context.get_mut(cols.clone()).unwrap_or(&mut []),
-                    v.query.get(cols).unwrap_or(&[]),
-                    v.keys,
-                    v.values,
+                    a.context.get_mut(cols.clone()).unwrap_or(&mut []),
+                    a.query.get(cols).unwrap_or(&[]),
+                    a.keys,
+                    a.values,
                     hidden,
                     head,
                     scale,
-                    v.scores,
+                    a.scores,
                     |j| input.keep(j),
                 );
             }
-            obs.observe(Point::Context, layer, v.context);
-            attn_out.apply(v.residual, v.context);
+            obs.observe(Point::Context, layer, a.context);
+            attn_out.apply(v.residual, a.context);
             add_assign(v.residual, x);
             obs.observe(Point::AttnSum, layer, v.residual);
             layer_norm_f32(v.residual, attn_gamma, attn_beta, eps);
@@ -129,13 +130,14 @@ pub(super) fn forward<W: Weight, O: Observer>(
             obs.observe(Point::AttnOut, layer, x);
         }
 
+        let f = ffn::<f32, f32>(plan, &mut *v.shared);
         // Per row: FFN, residual, LayerNorm.
         for x in v.x.chunks_exact_mut(hidden) {
-            ffn1.apply(v.ffn, x);
-            obs.observe(Point::Ffn1, layer, v.ffn);
-            activate_f32(v.ffn, config.activation);
-            obs.observe(Point::Act, layer, v.ffn);
-            ffn2.apply(v.residual, v.ffn);
+            ffn1.apply(f.act, x);
+            obs.observe(Point::Ffn1, layer, f.act);
+            activate_f32(f.act, config.activation);
+            obs.observe(Point::Act, layer, f.act);
+            ffn2.apply(v.residual, f.act);
             add_assign(v.residual, x);
             obs.observe(Point::FfnSum, layer, v.residual);
             layer_norm_f32(v.residual, ffn_gamma, ffn_beta, eps);
@@ -144,8 +146,9 @@ pub(super) fn forward<W: Weight, O: Observer>(
         }
     }
 
+    let a = attention::<f32, f32>(plan, &mut *v.shared);
     // Pooling into `context`.
-    let pooled = &mut *v.context;
+    let pooled = &mut *a.context;
     match config.pooling {
         Pooling::ClsPooler => {
             let pooler = Dense::<W>::load(file, K::PoolerW, K::PoolerB, None);

@@ -6,7 +6,7 @@
 //! integer LayerNorm parameters and the scalar tensors (see `docs/FORMAT.md`).
 
 use super::float::{copy, row};
-use super::plan::{views, Plan};
+use super::plan::{attention, ffn, views, Plan};
 use super::{Fixed, FixedObserver, Input, Point};
 use crate::format::{scalar, ModelFile, Pooling, TensorKind as K};
 use crate::kernels::attention::attend_i8;
@@ -157,10 +157,11 @@ pub(super) fn forward<O: FixedObserver>(
         let ffn_skip: &[[i32; 2]] = file.tensor(K::FfnSkipRq, l);
         let (attn_eps, ffn_eps) = (eps_at(s, scalar::ATTN_EPS), eps_at(s, scalar::FFN_EPS));
 
+        let a = attention::<i8, i32>(plan, &mut *v.shared);
         for ((x, k), val) in
             v.x.chunks_exact(hidden)
-                .zip(v.keys.chunks_exact_mut(hidden))
-                .zip(v.values.chunks_exact_mut(hidden))
+                .zip(a.keys.chunks_exact_mut(hidden))
+                .zip(a.values.chunks_exact_mut(hidden))
         {
             key.to_i8(k, x);
             value.to_i8(val, x);
@@ -173,54 +174,56 @@ pub(super) fn forward<O: FixedObserver>(
             // the score multiplier absorbs the exponent.
             query.to_wide(v.residual, x);
             obs.observe(Point::Query, layer, Fixed::I32(v.residual));
-            let q_exponent = narrow_row(v.query, v.residual);
+            let q_exponent = narrow_row(a.query, v.residual);
             let to_log2_row = to_log2.with_exponent(q_exponent);
             for head in 0..heads {
                 let cols = head * head_dim..(head + 1) * head_dim;
                 attend_i8(
                     v.residual.get_mut(cols.clone()).unwrap_or(&mut []),
-                    v.query.get(cols).unwrap_or(&[]),
-                    v.keys,
-                    v.values,
+                    a.query.get(cols).unwrap_or(&[]),
+                    a.keys,
+                    a.values,
                     hidden,
                     head,
                     to_log2_row,
                     ctx_rq
                         .get(head * head_dim..(head + 1) * head_dim)
                         .unwrap_or(&[]),
-                    v.scores,
+                    a.scores,
                     |j| input.keep(j),
                 );
             }
             obs.observe(Point::Context, layer, Fixed::I32(v.residual));
-            let ctx_exponent = narrow_row(v.context, v.residual);
-            attn_out.to_residual(v.residual, v.context, ctx_exponent, x, attn_skip);
+            let ctx_exponent = narrow_row(a.context, v.residual);
+            attn_out.to_residual(v.residual, a.context, ctx_exponent, x, attn_skip);
             obs.observe(Point::AttnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, attn_gamma, attn_beta, attn_eps);
             obs.observe(Point::AttnOut, layer, Fixed::I8(x));
         }
 
+        let f = ffn::<i8, i32>(plan, &mut *v.shared);
         for x in v.x.chunks_exact_mut(hidden) {
             // FFN1 into Q10 fixed point, the activation by table interpolation, a
             // per-channel requantization onto a grid 256x finer than int8, then a
             // power-of-two row scale that fits the row's largest value into int8:
             // rows of small activations keep their resolution, large ones never clip.
-            matvec_i8(v.ffn_wide.len(), x, ffn1.w, ffn1.b, |o, acc| {
+            matvec_i8(f.wide.len(), x, ffn1.w, ffn1.b, |o, acc| {
                 let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
                 let act = activation_q10(pre, act_table, Tail::Linear);
-                if let Some(y) = v.ffn_wide.get_mut(o) {
+                if let Some(y) = f.wide.get_mut(o) {
                     *y = saturate_residual(Requant::from_table(act_rq, o).apply(act));
                 }
             });
-            obs.observe(Point::Act, layer, Fixed::I32(v.ffn_wide));
-            let exponent = narrow_row(v.ffn, v.ffn_wide);
-            ffn2.to_residual(v.residual, v.ffn, exponent, x, ffn_skip);
+            obs.observe(Point::Act, layer, Fixed::I32(f.wide));
+            let exponent = narrow_row(f.act, f.wide);
+            ffn2.to_residual(v.residual, f.act, exponent, x, ffn_skip);
             obs.observe(Point::FfnSum, layer, Fixed::I32(v.residual));
             layer_norm_i32(x, v.residual, ffn_gamma, ffn_beta, ffn_eps);
             obs.observe(Point::FfnOut, layer, Fixed::I8(x));
         }
     }
 
+    let a = attention::<i8, i32>(plan, &mut *v.shared);
     // Pooling into `context` (int8, the scale of its source). Mean pooling also keeps
     // the exact integer sum in `residual` for a full-precision embedding output.
     let mut count = 1i64;
@@ -233,12 +236,12 @@ pub(super) fn forward<O: FixedObserver>(
             matvec_i8(hidden, row(v.x, 0, hidden), pooler.w, pooler.b, |o, acc| {
                 let pre = saturate_residual(Requant::from_table(pooler.rq, o).apply(acc));
                 let t = activation_q10(pre, table, Tail::Flat);
-                if let Some(y) = v.context.get_mut(o) {
+                if let Some(y) = a.context.get_mut(o) {
                     *y = saturate_i8(Requant::from_table(tanh_rq, o).apply(t));
                 }
             });
         }
-        Pooling::Cls => copy(v.context, row(v.x, 0, hidden)),
+        Pooling::Cls => copy(a.context, row(v.x, 0, hidden)),
         Pooling::Mean => {
             v.residual.fill(0);
             count = 0;
@@ -251,19 +254,19 @@ pub(super) fn forward<O: FixedObserver>(
                 }
             }
             let count = count.max(1);
-            for (p, &sum) in v.context.iter_mut().zip(v.residual.iter()) {
+            for (p, &sum) in a.context.iter_mut().zip(v.residual.iter()) {
                 *p = saturate_i8(div_round(i64::from(sum), count));
             }
         }
     }
 
-    obs.observe(Point::Pooled, 0, Fixed::I8(v.context));
+    obs.observe(Point::Pooled, 0, Fixed::I8(a.context));
     let clamp_i32 = |x: i64| x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     if config.num_labels > 0 {
         let classifier = Dense::load(file, K::ClassW, K::ClassB, K::ClassRq, None);
         matvec_i8(
             out.len(),
-            v.context,
+            a.context,
             classifier.w,
             classifier.b,
             |o, acc| {
@@ -280,7 +283,7 @@ pub(super) fn forward<O: FixedObserver>(
                 let sum = v.residual.get(c).copied().unwrap_or(0);
                 clamp_i32(div_round(rq.apply(sum), count.max(1)))
             } else {
-                clamp_i32(rq.apply(i32::from(v.context.get(c).copied().unwrap_or(0))))
+                clamp_i32(rq.apply(i32::from(a.context.get(c).copied().unwrap_or(0))))
             };
         }
     }

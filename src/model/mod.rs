@@ -14,7 +14,7 @@ mod float;
 mod int8;
 mod plan;
 
-pub use plan::{Buffer, Plan};
+pub use plan::{Buffer, Phase, Plan};
 
 use crate::format::{Config, FormatError, ModelFile};
 use crate::tokenizer::{Tokenizer, TokenizerError};

@@ -1,32 +1,35 @@
 //! The memory plan: every working buffer's offset in the caller's arena, computed once
 //! from the config and the sequence length.
 //!
-//! The forward pass runs token row by token row. Within a layer, keys and values are
-//! computed for all rows first; then for each query row the attention, output
-//! projection, residual and LayerNorm are computed and written back over that row of
-//! `x` (its keys and values already exist, and no later row reads it); then the FFN
-//! runs row by row the same way. So only `x`, `keys` and `values` are `[seq, hidden]`;
-//! everything else is one row:
+//! The forward pass runs token row by token row, in phases. Within a layer, the
+//! attention phase computes keys and values for all rows first; then for each query
+//! row the attention, output projection, residual and LayerNorm, written back over
+//! that row of `x` (its keys and values already exist, and no later row reads it).
+//! The FFN phase then runs row by row the same way; keys and values are dead by then,
+//! so the FFN rows reuse their bytes. Pooling reuses `context`. So only `x`, `keys`
+//! and `values` are `[seq, hidden]`; everything else is one row:
 //!
-//! | buffer | elements | int8 mode | float modes |
-//! |---|---|---|---|
-//! | `scores` | `seq` | i32 (Q15 probabilities after softmax) | f32 |
-//! | `residual` | `hidden` | i32 | f32 |
-//! | `ffn_wide` | `ffn` (int8 mode only) | i32 | - |
-//! | `x` | `seq * hidden` | i8 | f32 |
-//! | `keys` | `seq * hidden` | i8 | f32 |
-//! | `values` | `seq * hidden` | i8 | f32 |
-//! | `query` | `hidden` | i8 | f32 |
-//! | `context` | `hidden` | i8 | f32 |
-//! | `ffn` | `ffn` | i8 | f32 |
+//! | buffer | phase | elements | int8 mode | float modes |
+//! |---|---|---|---|---|
+//! | `residual` | all | `hidden` | i32 | f32 |
+//! | `scores` | attention | `seq` | i32 (Q15 probabilities after softmax) | f32 |
+//! | `keys` | attention | `seq * hidden` | i8 | f32 |
+//! | `values` | attention | `seq * hidden` | i8 | f32 |
+//! | `query` | attention | `hidden` | i8 | f32 |
+//! | `context` | attention, pooling | `hidden` | i8 | f32 |
+//! | `ffn_wide` | ffn | `ffn` (int8 mode only) | i32 | - |
+//! | `ffn` | ffn | `ffn` | i8 | f32 |
+//! | `x` | all | `seq * hidden` | i8 | f32 |
 //!
-//! Buffers are laid out in this order, 4-byte elements first, so every buffer is
-//! aligned for its element type when the arena start is 4-byte aligned. The total is
-//! exact: `arena_bytes(seq)` succeeds and one byte less is refused.
+//! Layout: `residual`, then one shared region holding either the attention buffers or
+//! the FFN buffers (as large as the larger set), then `x`. Within each part 4-byte
+//! elements come first, so every buffer is aligned for its element type when the arena
+//! start is 4-byte aligned. The total is exact: `arena_bytes(seq)` succeeds and one
+//! byte less is refused.
 //!
 //! The lower bound of any row-wise schedule is `3 * seq * hidden` activation elements
-//! (`x`, keys and values are all live while attention runs); the rest is
-//! `O(seq + hidden + ffn)`.
+//! (`x`, keys and values are all live while attention runs); the plan adds only the
+//! attention phase's rows, `O(seq + hidden)`.
 
 use super::Error;
 use crate::format::Config;
@@ -45,6 +48,30 @@ pub struct Buffer {
     pub bytes: usize,
     /// Bytes per element.
     pub elem: usize,
+    /// When it is live; buffers of the attention and FFN phases share bytes.
+    pub phase: Phase,
+}
+
+/// The part of the forward pass during which a buffer is live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The whole forward pass.
+    All,
+    /// Keys, values and the per-row attention of each layer (and pooling).
+    Attention,
+    /// The per-row FFN of each layer.
+    Ffn,
+}
+
+impl Phase {
+    /// Lower-case name, as in the module docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Attention => "attention",
+            Self::Ffn => "ffn",
+        }
+    }
 }
 
 impl Buffer {
@@ -60,15 +87,15 @@ impl Buffer {
 
 /// Indices into [`Plan::buffers`].
 pub(crate) mod ix {
-    pub const SCORES: usize = 0;
-    pub const RESIDUAL: usize = 1;
-    pub const FFN_WIDE: usize = 2;
-    pub const X: usize = 3;
-    pub const KEYS: usize = 4;
-    pub const VALUES: usize = 5;
-    pub const QUERY: usize = 6;
-    pub const CONTEXT: usize = 7;
-    pub const FFN: usize = 8;
+    pub const RESIDUAL: usize = 0;
+    pub const SCORES: usize = 1;
+    pub const KEYS: usize = 2;
+    pub const VALUES: usize = 3;
+    pub const QUERY: usize = 4;
+    pub const CONTEXT: usize = 5;
+    pub const FFN_WIDE: usize = 6;
+    pub const FFN: usize = 7;
+    pub const X: usize = 8;
 }
 
 /// The arena layout for one sequence length.
@@ -97,34 +124,46 @@ impl Plan {
         // The int8 FFN keeps one row of activations at 32 bits to choose its
         // power-of-two row scale before narrowing to int8.
         let wide = if config.is_int8() { f } else { 0 };
-        let specs: [(&'static str, usize, usize); 9] = [
-            ("scores", seq, 4),
-            ("residual", h, 4),
-            ("ffn_wide", wide, 4),
-            ("x", seq * h, act),
-            ("keys", seq * h, act),
-            ("values", seq * h, act),
-            ("query", h, act),
-            ("context", h, act),
-            ("ffn", f, act),
+        use Phase::{All, Attention, Ffn};
+        let specs: [(&'static str, Phase, usize, usize); 9] = [
+            ("residual", All, h, 4),
+            ("scores", Attention, seq, 4),
+            ("keys", Attention, seq * h, act),
+            ("values", Attention, seq * h, act),
+            ("query", Attention, h, act),
+            ("context", Attention, h, act),
+            ("ffn_wide", Ffn, wide, 4),
+            ("ffn", Ffn, f, act),
+            ("x", All, seq * h, act),
         ];
-        let mut offset = 0;
-        let buffers = specs.map(|(name, len, elem)| {
-            let b = Buffer {
+        // `residual` at 0; each phase's buffers from the start of the shared region
+        // on; `x` after the larger phase (it is the last entry, placed last).
+        let mut ends = [h * 4; 2];
+        let buffers = specs.map(|(name, phase, len, elem)| {
+            let bytes = len * elem;
+            let offset = match phase {
+                All if name == "residual" => 0,
+                All => ends[0].max(ends[1]),
+                Attention | Ffn => {
+                    let end = &mut ends[usize::from(phase == Ffn)];
+                    *end += bytes;
+                    *end - bytes
+                }
+            };
+            Buffer {
                 name,
                 offset,
-                bytes: len * elem,
+                bytes,
                 elem,
-            };
-            offset += b.bytes;
-            b
+                phase,
+            }
         });
         Ok(Self { seq, buffers })
     }
 
     /// Total arena bytes.
     pub fn total_bytes(&self) -> usize {
-        let last = self.buffers[ix::FFN];
+        let last = self.buffers[ix::X];
         last.offset + last.bytes
     }
 
@@ -134,17 +173,40 @@ impl Plan {
     }
 }
 
-/// Typed, disjoint views of the arena for one forward pass.
+/// The arena split by the plan: the buffers live in every phase, and the shared
+/// region that [`attention`] and [`ffn`] split for their phase.
 pub(crate) struct Views<'r, A, S> {
-    pub scores: &'r mut [S],
     pub residual: &'r mut [S],
-    pub ffn_wide: &'r mut [S],
     pub x: &'r mut [A],
+    pub shared: &'r mut [u8],
+}
+
+/// The attention phase's buffers (and `context` for pooling).
+pub(crate) struct Attention<'r, A, S> {
+    pub scores: &'r mut [S],
     pub keys: &'r mut [A],
     pub values: &'r mut [A],
     pub query: &'r mut [A],
     pub context: &'r mut [A],
-    pub ffn: &'r mut [A],
+}
+
+/// The FFN phase's buffers.
+pub(crate) struct Ffn<'r, A, S> {
+    pub wide: &'r mut [S],
+    pub act: &'r mut [A],
+}
+
+/// Cuts `bytes` off the front of `rest` (fewer if `rest` is shorter).
+fn take<'r>(rest: &mut &'r mut [u8], bytes: usize) -> &'r mut [u8] {
+    let r = core::mem::take(rest);
+    let (head, tail) = r.split_at_mut(bytes.min(r.len()));
+    *rest = tail;
+    head
+}
+
+/// Reinterprets bytes as elements; empty if length or alignment do not fit.
+fn cast<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
+    bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut [])
 }
 
 /// Splits the arena by the plan. The caller checked length and alignment, so the
@@ -154,28 +216,98 @@ pub(crate) fn views<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
     arena: &'r mut [u8],
 ) -> Views<'r, A, S> {
-    let mut rest = arena;
-    let mut take = |b: Buffer| -> &'r mut [u8] {
-        let r = core::mem::take(&mut rest);
-        let (head, tail) = r.split_at_mut(b.bytes.min(r.len()));
-        rest = tail;
-        head
-    };
     let b = plan.buffers;
-    let scores = bytemuck::try_cast_slice_mut(take(b[ix::SCORES])).unwrap_or(&mut []);
-    let residual = bytemuck::try_cast_slice_mut(take(b[ix::RESIDUAL])).unwrap_or(&mut []);
-    let ffn_wide = bytemuck::try_cast_slice_mut(take(b[ix::FFN_WIDE])).unwrap_or(&mut []);
-    let mut act =
-        |i: usize| -> &'r mut [A] { bytemuck::try_cast_slice_mut(take(b[i])).unwrap_or(&mut []) };
+    let mut rest = arena;
+    let residual = cast(take(&mut rest, b[ix::RESIDUAL].bytes));
+    let shared = take(&mut rest, b[ix::X].offset - b[ix::RESIDUAL].bytes);
     Views {
-        scores,
         residual,
-        ffn_wide,
-        x: act(ix::X),
-        keys: act(ix::KEYS),
-        values: act(ix::VALUES),
-        query: act(ix::QUERY),
-        context: act(ix::CONTEXT),
-        ffn: act(ix::FFN),
+        x: cast(take(&mut rest, b[ix::X].bytes)),
+        shared,
+    }
+}
+
+/// The attention buffers in the shared region.
+pub(crate) fn attention<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
+    plan: &Plan,
+    mut shared: &'r mut [u8],
+) -> Attention<'r, A, S> {
+    let b = plan.buffers;
+    Attention {
+        scores: cast(take(&mut shared, b[ix::SCORES].bytes)),
+        keys: cast(take(&mut shared, b[ix::KEYS].bytes)),
+        values: cast(take(&mut shared, b[ix::VALUES].bytes)),
+        query: cast(take(&mut shared, b[ix::QUERY].bytes)),
+        context: cast(take(&mut shared, b[ix::CONTEXT].bytes)),
+    }
+}
+
+/// The FFN buffers in the shared region.
+pub(crate) fn ffn<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
+    plan: &Plan,
+    mut shared: &'r mut [u8],
+) -> Ffn<'r, A, S> {
+    let b = plan.buffers;
+    Ffn {
+        wide: cast(take(&mut shared, b[ix::FFN_WIDE].bytes)),
+        act: cast(take(&mut shared, b[ix::FFN].bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Activation, Arch, DType, Pooling};
+
+    fn config(weight_dtype: DType, hidden: u32, ffn: u32) -> Config {
+        Config {
+            arch: Arch::BertEncoder,
+            weight_dtype,
+            activation: Activation::Gelu,
+            pooling: Pooling::Mean,
+            vocab_size: 100,
+            hidden,
+            layers: 1,
+            heads: 4,
+            ffn,
+            max_positions: 512,
+            type_vocab: 2,
+            num_labels: 0,
+            max_seq: 512,
+            layer_norm_eps_bits: 1e-12f32.to_bits(),
+        }
+    }
+
+    /// Buffers of the same phase, and `all` buffers with everything, never overlap;
+    /// every buffer is aligned for its element type and inside the total; the total
+    /// is the larger phase plus the buffers live throughout.
+    #[test]
+    fn phases_share_bytes_and_nothing_else() {
+        for dtype in [DType::I8, DType::F16, DType::F32] {
+            for (hidden, ffn) in [(64, 256), (128, 512), (384, 1536), (32, 4096)] {
+                for seq in [1, 2, 16, 64, 128, 512] {
+                    let plan = Plan::new(&config(dtype, hidden, ffn), seq).unwrap();
+                    let b = plan.buffers;
+                    for (i, x) in b.iter().enumerate() {
+                        assert_eq!(x.offset % x.elem, 0, "{} misaligned", x.name);
+                        assert!(x.offset + x.bytes <= plan.total_bytes());
+                        for y in &b[i + 1..] {
+                            let share = x.phase != y.phase
+                                && x.phase != Phase::All
+                                && y.phase != Phase::All;
+                            let apart =
+                                x.offset + x.bytes <= y.offset || y.offset + y.bytes <= x.offset;
+                            assert!(share || apart, "{} overlaps {}", x.name, y.name);
+                        }
+                    }
+                    let sum = |p: Phase| -> usize {
+                        b.iter().filter(|x| x.phase == p).map(|x| x.bytes).sum()
+                    };
+                    let total = sum(Phase::All) + sum(Phase::Attention).max(sum(Phase::Ffn));
+                    assert_eq!(plan.total_bytes(), total);
+                    assert!(plan.total_bytes() >= plan.live_lower_bound());
+                }
+            }
+        }
     }
 }

@@ -279,7 +279,7 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
                 "seq": seq,
                 "arena_bytes": plan.total_bytes(),
                 "live_lower_bound_bytes": plan.live_lower_bound(),
-                "buffers": plan.buffers.iter().map(|b| json!({"name": b.name, "offset": b.offset, "bytes": b.bytes})).collect::<Vec<_>>(),
+                "buffers": plan.buffers.iter().map(|b| json!({"name": b.name, "phase": b.phase.name(), "offset": b.offset, "bytes": b.bytes})).collect::<Vec<_>>(),
             },
         });
         out!("{v}");
@@ -324,8 +324,9 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
     );
     for b in &plan.buffers {
         out!(
-            "  {:<10} offset {:>8} bytes {:>8}",
+            "  {:<10} {:<9} offset {:>8} bytes {:>8}",
             b.name,
+            b.phase.name(),
             b.offset,
             b.bytes
         );
