@@ -1,6 +1,7 @@
 //! Host-side library of the tinyformer tool: checkpoint reading, conversion and
 //! quantization, running models; the `tinyformer` binary is a thin front over it.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod convert;
 pub mod run;

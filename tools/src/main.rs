@@ -107,6 +107,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time the forward pass (one thread) at fixed sequence lengths.
+    Bench {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Sequence length in tokens, repeatable (default: 16, 64, 128 up to max_seq).
+        #[arg(long)]
+        seq: Vec<usize>,
+        /// Timed passes per length (default: about one second's worth).
+        #[arg(long)]
+        iters: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -159,6 +172,12 @@ fn run(command: Command) -> Result<()> {
             compare,
             json,
         } => cmd_eval(&model, &data, compare.as_deref(), json),
+        Command::Bench {
+            model,
+            seq,
+            iters,
+            json,
+        } => tinyformer_cli::bench::cmd_bench(&model, &seq, iters, json),
     }
 }
 
