@@ -112,6 +112,10 @@ fn round_trip_every_dtype() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "exhaustive: minutes under Miri; the other format tests cover the same code paths"
+)]
 fn truncation_at_every_byte_is_refused() {
     let bytes = model_bytes(DType::I8);
     for len in 0..bytes.len() {
@@ -126,6 +130,10 @@ fn truncation_at_every_byte_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "exhaustive: minutes under Miri; the other format tests cover the same code paths"
+)]
 fn every_single_byte_change_of_header_and_directory_is_refused() {
     let bytes = model_bytes(DType::I8);
     let count = tensor_count(&config(DType::I8));
