@@ -3,7 +3,7 @@
 
 use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
 use tinyformer::format::{
-    dir, header, tensor_count, tensor_spec, Activation, Arch, Config, DType, FormatError,
+    dir, header, scalar, tensor_count, tensor_spec, Activation, Arch, Config, DType, FormatError,
     ModelFile, Pooling, TensorKind, DIR_ENTRY_LEN, HEADER_LEN,
 };
 use tinyformer::tokenizer::{encode_section, TokenizerConfig};
@@ -39,7 +39,10 @@ fn model_bytes(weight_dtype: DType) -> Vec<u8> {
         .map(|i| {
             let spec = tensor_spec(&config, i).unwrap();
             let len = spec.byte_len() as usize;
-            let bytes = if spec.kind.is_requant() {
+            let bytes = if spec.kind == TensorKind::LayerScalars {
+                // The score-to-exponent pair must be a valid requantization pair.
+                vec![0; len]
+            } else if spec.kind.is_requant() {
                 [1 << 30, 0i32]
                     .iter()
                     .flat_map(|v| v.to_le_bytes())
@@ -109,6 +112,10 @@ fn round_trip_every_dtype() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "exhaustive: minutes under Miri; the other format tests cover the same code paths"
+)]
 fn truncation_at_every_byte_is_refused() {
     let bytes = model_bytes(DType::I8);
     for len in 0..bytes.len() {
@@ -123,6 +130,10 @@ fn truncation_at_every_byte_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "exhaustive: minutes under Miri; the other format tests cover the same code paths"
+)]
 fn every_single_byte_change_of_header_and_directory_is_refused() {
     let bytes = model_bytes(DType::I8);
     let count = tensor_count(&config(DType::I8));
@@ -476,6 +487,18 @@ fn directory_entry_errors() {
                     }
                 )
             },
+        ),
+        (
+            "score-to-exponent shift out of range",
+            Box::new(|b| {
+                let config = config(DType::I8);
+                let i = (0..tensor_count(&config))
+                    .find(|&i| tensor_spec(&config, i).unwrap().kind == TensorKind::LayerScalars)
+                    .unwrap();
+                let off = get_u32(b, entry(i) + dir::OFFSET) as usize;
+                put_u32(b, off + 4 * (scalar::SCORE_TO_LOG2 + 1), i32::MIN as u32);
+            }),
+            |e| matches!(e, FormatError::BadQuantParam { element: 2, .. }),
         ),
     ];
     for (name, corrupt, check) in cases {

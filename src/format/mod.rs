@@ -62,6 +62,20 @@ pub mod limits {
     pub const MAX_LABELS: u32 = 1024;
     /// Largest attention head dimension.
     pub const MAX_HEAD_DIM: u32 = 512;
+
+    // The int8 kernels accumulate in `i32`: every dot-product length the config allows
+    // (`hidden` for Q/K/V/attention-output/pooler/classifier rows, `ffn` for the second
+    // FFN matrix, `head_dim` for attention scores) must stay within the overflow-free
+    // bound of `dot_i8`.
+    const _: () = {
+        let max_dot = crate::kernels::matvec::MAX_DOT_LEN as u32;
+        assert!(MAX_HIDDEN <= max_dot);
+        assert!(MAX_FFN <= max_dot);
+        assert!(MAX_HEAD_DIM <= max_dot);
+        // Attention context `sum_j p_j v_j`: Q15 probabilities sum to at most
+        // `2^15 + seq / 2` after rounding, times 128, must fit `i32`.
+        assert!((((1u64 << 15) + MAX_POSITIONS as u64) * 128) < i32::MAX as u64);
+    };
 }
 
 /// Element type of a tensor (directory `dtype` byte).
@@ -1082,9 +1096,23 @@ fn check_entry(
     })
 }
 
-/// Requantization pairs `(multiplier, shift)` must keep [`crate::quant::requantize`]
-/// inside `i64`: multiplier in `[0, 2^31)`, right shift `31 - shift` in `[1, 62]`.
+/// Requantization pairs `(multiplier, shift)` must be in the range
+/// [`crate::quant::Requant::apply`] is exact for: multiplier in `[0, 2^31)`, right
+/// shift `31 - shift` in `[1, 62]`. That covers the `*Rq` tables and the
+/// score-to-exponent pair among the layer scalars.
 fn check_quant_params(index: u32, info: &TensorInfo, payload: &[u8]) -> Result<(), FormatError> {
+    if info.kind == TensorKind::LayerScalars {
+        let at = scalar::SCORE_TO_LOG2;
+        let multiplier = read_u32(payload, 4 * at).unwrap_or(0) as i32;
+        let shift = read_u32(payload, 4 * (at + 1)).unwrap_or(0) as i32;
+        if !crate::quant::Requant::new(multiplier, shift).is_valid() {
+            return Err(FormatError::BadQuantParam {
+                index,
+                element: at as u32,
+            });
+        }
+        return Ok(());
+    }
     if !info.kind.is_requant() {
         return Ok(());
     }

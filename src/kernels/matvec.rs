@@ -38,10 +38,19 @@ pub fn matvec_f32<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32]) 
     }
 }
 
+/// Longest int8 dot product whose `i32` accumulator cannot overflow:
+/// `|sum| <= len * 128 * 128 <= i32::MAX` holds for `len <= 131_071` (`2^17 - 1`).
+///
+/// Every `in` dimension a validated model can have (`hidden`, `ffn`, `head_dim`) is
+/// bounded by [`crate::format::limits`] well below this; a compile-time assertion
+/// there ties the two together.
+pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 128);
+
 /// Dot product of two int8 vectors into `i32`.
 ///
-/// No overflow for `len <= 2^17` (`|sum| <= len * 128 * 128 < 2^31`); the config
-/// limits keep every dot product far below that.
+/// Exact (no overflow) when the shorter of `a`, `b` has at most [`MAX_DOT_LEN`]
+/// elements; the format's config validation guarantees it for every dot product of the
+/// forward pass.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = 0i32;
@@ -54,6 +63,8 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// int8 matrix-vector product: for each output row `o`, calls
 /// `store(o, bias[o] + dot(W[o], x))` with the `i32` accumulator (bias added with
 /// saturation). The caller requantizes, so one kernel serves int8 and residual outputs.
+///
+/// The accumulator is exact for `x.len() <= MAX_DOT_LEN` (see [`MAX_DOT_LEN`]).
 #[inline]
 pub fn matvec_i8(rows: usize, x: &[i8], w: &[i8], bias: &[i32], mut store: impl FnMut(usize, i32)) {
     let cols = x.len();

@@ -175,8 +175,14 @@ pub(crate) fn lowercase(c: char) -> Chars {
 mod tests {
     use super::*;
 
+    /// Every code point; under Miri (which interprets every step) ASCII plus every
+    /// 257th code point.
     fn all_chars() -> impl Iterator<Item = char> {
-        (0..=0x10_FFFFu32).filter_map(char::from_u32)
+        let step = if cfg!(miri) { 257 } else { 1 };
+        (0..0x80u32)
+            .filter(move |_| step > 1)
+            .chain((0..=0x10_FFFFu32).step_by(step))
+            .filter_map(char::from_u32)
     }
 
     #[test]

@@ -319,8 +319,20 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
                 .chunks_exact(8)
                 .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
                 .collect(),
-            // Integer buffers such as `embeddings.position_ids` are not weights.
-            _ => continue,
+            // Integer buffers such as `embeddings.position_ids` are not weights; a
+            // weight in another dtype is refused here rather than reported missing.
+            other => {
+                if [".weight", ".bias", ".gamma", ".beta"]
+                    .iter()
+                    .any(|suffix| name.ends_with(suffix))
+                {
+                    bail!(
+                        "{}: tensor `{name}` has dtype {other:?}; weights must be F32, F16, BF16 or F64",
+                        path.display()
+                    );
+                }
+                continue;
+            }
         };
         let mut key = name.strip_prefix("bert.").unwrap_or(&name).to_string();
         if let Some(stem) = key.strip_suffix(".gamma") {

@@ -687,6 +687,20 @@ pub fn convert(
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then
 /// rename), refusing to overwrite any of `inputs`.
 pub fn write_atomically(path: &Path, bytes: &[u8], inputs: &[std::path::PathBuf]) -> Result<()> {
+    write_atomically_with(path, inputs, |out| std::io::Write::write_all(out, bytes))
+}
+
+/// [`write_atomically`] with the payload produced by `write` (tests inject write
+/// failures through it). Until the final rename nothing exists under `path`'s name:
+/// the data goes to `.<name>.<random>.partial` in the same directory, is synced, then
+/// renamed over `path`. On any error the temporary file is removed and `path` is left
+/// as it was (absent, or the previous complete file); a process killed mid-write
+/// leaves at most a `.partial` file beside it.
+pub fn write_atomically_with(
+    path: &Path,
+    inputs: &[std::path::PathBuf],
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -704,14 +718,22 @@ pub fn write_atomically(path: &Path, bytes: &[u8], inputs: &[std::path::PathBuf]
             }
         }
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| {
-        format!(
-            "{}: cannot create a temporary file (is the directory writable?)",
-            dir.display()
-        )
-    })?;
-    use std::io::Write;
-    tmp.write_all(bytes)
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .with_context(|| {
+            format!(
+                "{}: cannot create a temporary file in {} (is the directory writable?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    write(tmp.as_file_mut())
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("{}: write failed (disk full?)", path.display()))?;
     tmp.persist(path).map_err(|e| {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the core under Miri (undefined behaviour, out-of-bounds, alignment and overflow
+# checks on everything the tests execute, including the zero-copy tensor and arena
+# casts inside `bytemuck`): the core's unit tests, the format integration tests, and
+# the forward pass on random models from tests/properties.rs. Installs the nightly
+# toolchain with Miri if needed. Usage: `bash tools/miri.sh` from anywhere.
+#
+# There is no `unsafe` in src/ (grep -rn unsafe src/); the unsafe code that runs is in
+# dependencies (bytemuck casts, crc, half) and the standard library.
+#
+# `libm/force-soft-floats`: libm's default x86 `sqrtf` is inline assembly, which Miri
+# cannot run. Slow tests are reduced under `cfg(miri)`; the two exhaustive format
+# corruption tests are ignored there (see their attributes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal --component miri,rust-src
+fi
+cargo +nightly miri setup
+
+features=alloc,libm/force-soft-floats
+cargo +nightly miri test --features "$features" --lib
+cargo +nightly miri test --features "$features" --test format
+cargo +nightly miri test --features "$features" --test properties -- \
+  writer_output_is_accepted_and_runs header_and_directory_corruption_is_refused
