@@ -6,6 +6,15 @@ use half::f16;
 pub trait Weight: Copy + bytemuck::Pod {
     /// Widens to `f32`.
     fn to_f32(self) -> f32;
+
+    /// Widens `src` into `dst` (equal lengths), element by element unless the type
+    /// has a faster bulk conversion.
+    #[inline(always)]
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
 }
 
 impl Weight for f32 {
@@ -20,19 +29,43 @@ impl Weight for f16 {
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
+
+    /// `half`'s slice conversion: F16C instructions when the target has them (detected
+    /// at run time with the `std` feature), else software. Exact either way.
+    #[inline(always)]
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let n = src.len().min(dst.len());
+        if let (Some(src), Some(dst)) = (src.get(..n), dst.get_mut(..n)) {
+            src.convert_to_f32_slice(dst);
+        }
+    }
 }
 
-/// `out[o] = bias[o] + sum_i w[o * x.len() + i] * x[i]`, accumulated in `f32`.
+/// Weights widened per chunk in [`matvec_f32`] (a stack buffer of this many `f32`).
+const WIDEN_CHUNK: usize = 64;
+
+/// `out[o] = bias[o] + sum_i w[o * x.len() + i] * x[i]`, accumulated in `f32` in
+/// index order.
 ///
 /// `w` holds `out.len()` rows of `x.len()` elements; missing rows or bias entries
-/// read as zero (never happens for validated models).
+/// read as zero (never happens for validated models). Weights are widened to `f32` a
+/// chunk at a time (tract's convert-then-compute), which lets f16 use bulk conversion;
+/// the sum is the same as widening element by element.
 pub fn matvec_f32<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32]) {
     let cols = x.len();
+    let mut wide = [0.0f32; WIDEN_CHUNK];
     for (o, y) in out.iter_mut().enumerate() {
         let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
         let mut acc = 0.0f32;
-        for (wi, xi) in row.iter().zip(x) {
-            acc += wi.to_f32() * xi;
+        for (w_chunk, x_chunk) in row.chunks(WIDEN_CHUNK).zip(x.chunks(WIDEN_CHUNK)) {
+            let Some(wide) = wide.get_mut(..w_chunk.len()) else {
+                continue;
+            };
+            W::widen_into(w_chunk, wide);
+            for (wi, xi) in wide.iter().zip(x_chunk) {
+                acc += wi * xi;
+            }
         }
         *y = acc + bias.get(o).copied().unwrap_or(0.0);
     }
