@@ -3,7 +3,10 @@
 //! `cargo bench --bench forward` times the full forward pass of two encoder shapes at
 //! several sequence lengths in each precision, and the int8 kernels. The models have
 //! random weights (speed does not depend on values) and are built with the format
-//! writer, so the benchmark needs no checkpoint.
+//! writer, so the benchmark needs no checkpoint. Matrix products report throughput in
+//! multiply-accumulates (criterion prints elements/s: read as MAC/s), element-wise
+//! kernels in elements. The int8 matvec runs once per available kernel (scalar
+//! reference, AVX2, ...), so the ratio comes from one run on the same machine.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -140,11 +143,16 @@ fn forward(c: &mut Criterion) {
     for shape in [TINY, MINILM] {
         let mut group = c.benchmark_group(format!("forward/{}", shape.name));
         group.sample_size(10);
-        for (dtype, label) in [
-            (DType::I8, "int8"),
-            (DType::F16, "f16"),
-            (DType::F32, "f32"),
-        ] {
+        let dtypes: &[(DType, &str)] = if shape.name == MINILM.name {
+            &[(DType::I8, "int8"), (DType::F16, "f16")]
+        } else {
+            &[
+                (DType::I8, "int8"),
+                (DType::F16, "f16"),
+                (DType::F32, "f32"),
+            ]
+        };
+        for &(dtype, label) in dtypes {
             let buf = random_model(&shape, dtype);
             let model = Model::from_bytes(buf.as_bytes()).unwrap();
             for seq in [16usize, 64, 128] {
@@ -172,23 +180,29 @@ fn forward(c: &mut Criterion) {
 }
 
 fn kernels(c: &mut Criterion) {
-    use tinyformer::kernels::{layernorm, matvec, softmax};
+    use tinyformer::kernels::matvec::{self, Int8Kernel};
+    use tinyformer::kernels::{attention, gelu, layernorm, softmax};
     use tinyformer::quant::Requant;
     let mut group = c.benchmark_group("kernels");
     let mut state = 7u64;
+
+    // Matrix-vector products of the MiniLM FFN shape (throughput in MACs).
     let (rows, cols) = (1536usize, 384usize);
     let w: Vec<i8> = (0..rows * cols).map(|_| lcg(&mut state) as i8).collect();
     let x: Vec<i8> = (0..cols).map(|_| lcg(&mut state) as i8).collect();
     let bias = vec![0i32; rows];
     group.throughput(Throughput::Elements((rows * cols) as u64));
-    group.bench_function("matvec_i8 1536x384", |b| {
-        let mut sink = 0i32;
-        b.iter(|| {
-            matvec::matvec_i8(rows, black_box(&x), &w, &bias, |_, v| {
-                sink = sink.wrapping_add(v)
-            })
+    for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+        let name = format!("matvec_i8 1536x384 {kernel:?}");
+        group.bench_function(name, |b| {
+            let mut sink = 0i32;
+            b.iter(|| {
+                matvec::matvec_i8_with(kernel, rows, black_box(&x), &w, &bias, |_, v| {
+                    sink = sink.wrapping_add(v)
+                })
+            });
         });
-    });
+    }
     let wf: Vec<half::f16> = w
         .iter()
         .map(|&v| half::f16::from_f32(f32::from(v) / 128.0))
@@ -198,16 +212,46 @@ fn kernels(c: &mut Criterion) {
     group.bench_function("matvec_f16 1536x384", |b| {
         b.iter(|| matvec::matvec_f32(&mut out, black_box(&xf), &wf, &[]))
     });
-    let scores: Vec<i32> = (0..128).map(|_| (lcg(&mut state) % 20000) as i32).collect();
+
+    // One attention row of one head at seq 128 (head_dim 32): scores, softmax,
+    // weighted values; throughput in MACs (2 * seq * head_dim).
+    let (seq, hidden, head_dim) = (128usize, 384usize, 32usize);
+    let keys: Vec<i8> = (0..seq * hidden)
+        .map(|_| lcg(&mut state) as i8 / 4)
+        .collect();
+    let values: Vec<i8> = (0..seq * hidden).map(|_| lcg(&mut state) as i8).collect();
+    let q: Vec<i8> = (0..head_dim).map(|_| lcg(&mut state) as i8 / 4).collect();
+    let to_log2 = Requant::from_real(1.0 / 4096.0 * std::f64::consts::LOG2_E * 65536.0);
+    let r = Requant::from_real(1.0 / 32768.0);
+    let ctx_rq = vec![[r.multiplier, r.shift]; head_dim];
+    let mut ctx = vec![0i32; head_dim];
+    let mut scores = vec![0i32; attention::attention_scratch_len(seq)];
+    group.throughput(Throughput::Elements((2 * seq * head_dim) as u64));
+    group.bench_function("attend_i8 seq128 head_dim32", |b| {
+        b.iter(|| {
+            attention::attend_i8(
+                &mut ctx,
+                black_box(&q),
+                &keys,
+                &values,
+                hidden,
+                3,
+                to_log2,
+                &ctx_rq,
+                &mut scores,
+                |_| true,
+            )
+        })
+    });
+
+    // Element-wise kernels (throughput in elements).
+    let score_row: Vec<i32> = (0..128).map(|_| (lcg(&mut state) % 20000) as i32).collect();
     group.throughput(Throughput::Elements(128));
     group.bench_function("softmax_q15 128", |b| {
-        let mut row = scores.clone();
+        let mut row = score_row.clone();
         b.iter(|| {
-            row.copy_from_slice(&scores);
-            softmax::softmax_q15(
-                black_box(&mut row),
-                Requant::from_real(1.0 / 4096.0 * std::f64::consts::LOG2_E * 65536.0),
-            );
+            row.copy_from_slice(&score_row);
+            softmax::softmax_q15(black_box(&mut row), to_log2);
         });
     });
     let resid: Vec<i32> = (0..384)
@@ -219,6 +263,22 @@ fn kernels(c: &mut Criterion) {
     group.bench_function("layer_norm_i32 384", |b| {
         b.iter(|| {
             layernorm::layer_norm_i32(&mut normed, black_box(&resid), &gamma, &bias[..384], 0)
+        })
+    });
+    // GELU by table interpolation over one FFN row (Q10 in, Q10 out).
+    let table: Vec<i32> = (0..gelu::ACT_TABLE_LEN)
+        .map(|i| (gelu::gelu(gelu::act_table_input(i) as f32) * 1024.0) as i32)
+        .collect();
+    let pre: Vec<i32> = (0..1536)
+        .map(|_| (lcg(&mut state) % 16384) as i32 - 8192)
+        .collect();
+    group.throughput(Throughput::Elements(1536));
+    group.bench_function("gelu_q10 1536", |b| {
+        b.iter(|| {
+            black_box(&pre)
+                .iter()
+                .map(|&v| gelu::activation_q10(v, &table, gelu::Tail::Linear))
+                .fold(0i32, i32::wrapping_add)
         })
     });
     group.finish();

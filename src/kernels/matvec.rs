@@ -6,6 +6,15 @@ use half::f16;
 pub trait Weight: Copy + bytemuck::Pod {
     /// Widens to `f32`.
     fn to_f32(self) -> f32;
+
+    /// Widens `src` into `dst` (equal lengths), element by element unless the type
+    /// has a faster bulk conversion.
+    #[inline(always)]
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
 }
 
 impl Weight for f32 {
@@ -20,23 +29,51 @@ impl Weight for f16 {
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
+
+    /// `half`'s slice conversion: F16C instructions when the target has them (detected
+    /// at run time with the `std` feature), else software. Exact either way.
+    #[inline(always)]
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        let n = src.len().min(dst.len());
+        if let (Some(src), Some(dst)) = (src.get(..n), dst.get_mut(..n)) {
+            src.convert_to_f32_slice(dst);
+        }
+    }
 }
 
-/// `out[o] = bias[o] + sum_i w[o * x.len() + i] * x[i]`, accumulated in `f32`.
+/// Weights widened per chunk in [`matvec_f32`] (a stack buffer of this many `f32`).
+const WIDEN_CHUNK: usize = 64;
+
+/// `out[o] = bias[o] + sum_i w[o * x.len() + i] * x[i]`, accumulated in `f32` in
+/// index order.
 ///
 /// `w` holds `out.len()` rows of `x.len()` elements; missing rows or bias entries
-/// read as zero (never happens for validated models).
+/// read as zero (never happens for validated models). Weights are widened to `f32` a
+/// chunk at a time (tract's convert-then-compute), which lets f16 use bulk conversion;
+/// the sum is the same as widening element by element.
 pub fn matvec_f32<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32]) {
     let cols = x.len();
+    let mut wide = [0.0f32; WIDEN_CHUNK];
     for (o, y) in out.iter_mut().enumerate() {
         let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
         let mut acc = 0.0f32;
-        for (wi, xi) in row.iter().zip(x) {
-            acc += wi.to_f32() * xi;
+        for (w_chunk, x_chunk) in row.chunks(WIDEN_CHUNK).zip(x.chunks(WIDEN_CHUNK)) {
+            let Some(wide) = wide.get_mut(..w_chunk.len()) else {
+                continue;
+            };
+            W::widen_into(w_chunk, wide);
+            for (wi, xi) in wide.iter().zip(x_chunk) {
+                acc += wi * xi;
+            }
         }
         *y = acc + bias.get(o).copied().unwrap_or(0.0);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// int8: the scalar reference (the definition), then the dispatch to fast paths.
+// ---------------------------------------------------------------------------------
 
 /// Longest int8 dot product whose `i32` accumulator cannot overflow:
 /// `|sum| <= len * 128 * 128 <= i32::MAX` holds for `len <= 131_071` (`2^17 - 1`).
@@ -46,34 +83,187 @@ pub fn matvec_f32<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32]) 
 /// there ties the two together.
 pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 128);
 
-/// Dot product of two int8 vectors into `i32`.
+/// Dot product of two int8 vectors into `i32`, the scalar reference.
 ///
-/// Exact (no overflow) when the shorter of `a`, `b` has at most [`MAX_DOT_LEN`]
-/// elements; the format's config validation guarantees it for every dot product of the
-/// forward pass.
+/// Runs over the common length (`min(a.len(), b.len())`) and sums in wrapping `i32`
+/// arithmetic, so every summation order gives the same result; the sum is exact (no
+/// wrap) when the common length is at most [`MAX_DOT_LEN`], which the format's config
+/// validation guarantees for every dot product of the forward pass.
 #[inline]
-pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+pub fn dot_i8_reference(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = 0i32;
     for (&x, &y) in a.iter().zip(b) {
-        acc += i32::from(x) * i32::from(y);
+        acc = acc.wrapping_add(i32::from(x) * i32::from(y));
     }
     acc
 }
 
-/// int8 matrix-vector product: for each output row `o`, calls
-/// `store(o, bias[o] + dot(W[o], x))` with the `i32` accumulator (bias added with
-/// saturation). The caller requantizes, so one kernel serves int8 and residual outputs.
-///
-/// The accumulator is exact for `x.len() <= MAX_DOT_LEN` (see [`MAX_DOT_LEN`]).
-#[inline]
-pub fn matvec_i8(rows: usize, x: &[i8], w: &[i8], bias: &[i32], mut store: impl FnMut(usize, i32)) {
+/// int8 matrix-vector product, the scalar reference: for each output row `o` in
+/// `0..rows`, calls `store(o, bias[o] + dot(W[o], x))` with the `i32` accumulator (bias
+/// added with saturation). `W` is row-major `[rows, x.len()]`; a row that `w` does not
+/// hold completely reads as zero, a missing bias as 0. The caller requantizes, so one
+/// kernel serves int8 and residual outputs. The accumulator is exact for
+/// `x.len() <= MAX_DOT_LEN`.
+pub fn matvec_i8_reference(
+    rows: usize,
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    mut store: impl FnMut(usize, i32),
+) {
     let cols = x.len();
     for o in 0..rows {
         let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
-        let acc = dot_i8(row, x).saturating_add(bias.get(o).copied().unwrap_or(0));
+        let acc = dot_i8_reference(row, x).saturating_add(bias.get(o).copied().unwrap_or(0));
         store(o, acc);
     }
 }
+
+/// An implementation of the int8 dot products. All give bit-identical results (the
+/// tests and `examples/kernel-check-m4` check it); they differ only in speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Int8Kernel {
+    /// The scalar reference, portable.
+    Scalar,
+    /// x86-64 AVX2: 16 products per instruction (`vpmaddwd` on sign-extended int16),
+    /// four weight rows per pass sharing each widened activation load.
+    Avx2,
+    /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
+    /// unpacked with `SXTB16`, four weight rows per pass.
+    Dsp,
+}
+
+impl Int8Kernel {
+    /// Every kernel, the reference first.
+    pub const ALL: [Self; 3] = [Self::Scalar, Self::Avx2, Self::Dsp];
+
+    /// Whether this kernel can run here: compiled in for this target and, with `std`
+    /// on x86-64, supported by this CPU (detected at run time, cached by `std`).
+    #[inline]
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            Self::Avx2 => avx2_available(),
+            Self::Dsp => cfg!(tinyformer_dsp),
+        }
+    }
+
+    /// The fastest available kernel; [`dot_i8`] and [`matvec_i8`] use it.
+    #[inline]
+    pub fn best() -> Self {
+        if cfg!(tinyformer_dsp) {
+            Self::Dsp
+        } else if avx2_available() {
+            Self::Avx2
+        } else {
+            Self::Scalar
+        }
+    }
+}
+
+/// AVX2 at run time with `std` (or in tests), else only if compiled for it.
+#[inline(always)]
+fn avx2_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
+    {
+        cfg!(all(target_arch = "x86_64", target_feature = "avx2"))
+    }
+}
+
+/// [`dot_i8_reference`], computed by the fastest available kernel.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    dot_i8_with(Int8Kernel::best(), a, b)
+}
+
+/// [`dot_i8_reference`], computed by `kernel` (the reference if it is not available).
+#[inline]
+pub fn dot_i8_with(kernel: Int8Kernel, a: &[i8], b: &[i8]) -> i32 {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx2 if avx2_available() => {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2::dot(a, b) }
+        }
+        #[cfg(tinyformer_dsp)]
+        Int8Kernel::Dsp => dsp::dot(a, b),
+        _ => dot_i8_reference(a, b),
+    }
+}
+
+/// [`matvec_i8_reference`], computed by the fastest available kernel.
+#[inline]
+pub fn matvec_i8(rows: usize, x: &[i8], w: &[i8], bias: &[i32], store: impl FnMut(usize, i32)) {
+    matvec_i8_with(Int8Kernel::best(), rows, x, w, bias, store);
+}
+
+/// [`matvec_i8_reference`], computed by `kernel` (the reference if it is not
+/// available).
+#[inline]
+pub fn matvec_i8_with(
+    kernel: Int8Kernel,
+    rows: usize,
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    store: impl FnMut(usize, i32),
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx2 if avx2_available() => {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2::matvec(rows, x, w, bias, store) }
+        }
+        #[cfg(tinyformer_dsp)]
+        Int8Kernel::Dsp => dsp::matvec(rows, x, w, bias, store),
+        _ => matvec_i8_reference(rows, x, w, bias, store),
+    }
+}
+
+/// The row loop the fast paths share, with the reference's semantics: complete groups
+/// of four rows go through `dot4` (four rows of `x.len()`, contiguous), the remaining
+/// rows, and any row `w` does not hold completely, through `dot`.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without a fast path
+fn matvec_by_four(
+    rows: usize,
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    mut store: impl FnMut(usize, i32),
+    dot4: impl Fn(&[i8], &[i8]) -> [i32; 4],
+    dot: impl Fn(&[i8], &[i8]) -> i32,
+) {
+    let cols = x.len();
+    let bias_at = |o: usize| bias.get(o).copied().unwrap_or(0);
+    let mut o = 0;
+    while o + 4 <= rows {
+        match w.get(o * cols..(o + 4) * cols) {
+            Some(w4) => {
+                for (r, acc) in dot4(w4, x).into_iter().enumerate() {
+                    store(o + r, acc.saturating_add(bias_at(o + r)));
+                }
+            }
+            None => break,
+        }
+        o += 4;
+    }
+    for o in o..rows {
+        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+        store(o, dot(row, x).saturating_add(bias_at(o)));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(tinyformer_dsp)]
+mod dsp;
 
 #[cfg(test)]
 mod tests {
@@ -95,8 +285,101 @@ mod tests {
     fn int8_matvec_extremes() {
         let x = [-128i8; 64];
         let w = [-128i8; 128];
-        let mut got = [0i32; 2];
-        matvec_i8(2, &x, &w, &[i32::MAX, 5], |o, v| got[o] = v);
-        assert_eq!(got, [i32::MAX, 64 * 16384 + 5]);
+        for kernel in available() {
+            let mut got = [0i32; 2];
+            matvec_i8_with(kernel, 2, &x, &w, &[i32::MAX, 5], |o, v| got[o] = v);
+            assert_eq!(got, [i32::MAX, 64 * 16384 + 5], "{kernel:?}");
+        }
+    }
+
+    /// The kernels this machine can run (the reference always among them).
+    fn available() -> impl Iterator<Item = Int8Kernel> {
+        Int8Kernel::ALL.into_iter().filter(|k| k.is_available())
+    }
+
+    fn lcg(state: &mut u64) -> i8 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 56) as i8
+    }
+
+    /// Vectors of length `len`: random, all -128, all 127, alternating extremes.
+    fn patterns(len: usize, state: &mut u64) -> [Vec<i8>; 4] {
+        [
+            (0..len).map(|_| lcg(state)).collect(),
+            vec![-128; len],
+            vec![127; len],
+            (0..len)
+                .map(|i| if i % 3 == 0 { 127 } else { -128 })
+                .collect(),
+        ]
+    }
+
+    #[test]
+    fn dot_kernels_match_reference() {
+        let mut state = 1;
+        for kernel in available() {
+            for len in 0..=300 {
+                let a = patterns(len, &mut state);
+                let b = patterns(len, &mut state);
+                for x in &a {
+                    for y in &b {
+                        let want = dot_i8_reference(x, y);
+                        assert_eq!(dot_i8_with(kernel, x, y), want, "{kernel:?} len {len}");
+                        // Unequal lengths run over the common prefix.
+                        let short = &y[..len / 2];
+                        assert_eq!(
+                            dot_i8_with(kernel, x, short),
+                            dot_i8_reference(x, short),
+                            "{kernel:?} len {len}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matvec_kernels_match_reference() {
+        let mut state = 2;
+        let biases = [0, 1, -7, i32::MAX, i32::MIN, 1 << 30];
+        for kernel in available() {
+            for rows in 0..=9 {
+                for cols in [
+                    0, 1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 64, 100, 127, 300, 384,
+                ] {
+                    for (x, w) in patterns(cols, &mut state)
+                        .into_iter()
+                        .zip(patterns(rows * cols, &mut state))
+                    {
+                        let bias: Vec<i32> = (0..rows).map(|o| biases[o % biases.len()]).collect();
+                        // Full weights, then weights missing the last rows (read as zero)
+                        // and a short bias.
+                        for (w, bias) in [
+                            (&w[..], &bias[..]),
+                            (&w[..w.len() * 2 / 3], &bias[..rows / 2]),
+                        ] {
+                            let mut want = vec![0; rows];
+                            matvec_i8_reference(rows, &x, w, bias, |o, v| want[o] = v);
+                            let mut got = vec![0; rows];
+                            let mut calls = 0;
+                            matvec_i8_with(kernel, rows, &x, w, bias, |o, v| {
+                                got[o] = v;
+                                calls += 1;
+                            });
+                            assert_eq!(calls, rows);
+                            assert_eq!(got, want, "{kernel:?} {rows}x{cols}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn best_kernel_is_available() {
+        assert!(Int8Kernel::best().is_available());
+        assert!(Int8Kernel::Scalar.is_available());
     }
 }

@@ -1,0 +1,198 @@
+//! On-target self-test of the int8 kernels (QEMU `mps2-an386`, Cortex-M4F).
+//!
+//! Runs the Cortex-M DSP kernel (`SMLAD`) and the scalar reference on many
+//! pseudo-random and extreme vectors (every length 0..=300, matrices of 0..=9 rows)
+//! and exits with status 1 at the first mismatch, 0 if all agree. Then it times one
+//! 128x384 matrix-vector product with each kernel between marker functions, so
+//! `tools/kernel-check-m4.sh` can count the instructions of each with the QEMU plugin
+//! `tools/qemu/insncount.c`.
+#![no_std]
+#![no_main]
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU32, Ordering};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hio};
+use panic_semihosting as _;
+use tinyformer::kernels::matvec::{dot_i8_with, matvec_i8_with, Int8Kernel};
+
+/// Shape of the timed matrix-vector product (an FFN-sized row block).
+const ROWS: usize = 128;
+const COLS: usize = 384;
+/// Longest vector of the dot-product sweep.
+const MAX_LEN: usize = 300;
+/// Rows and columns of the matrix sweep.
+const MAX_ROWS: usize = 9;
+const SWEEP_COLS: [usize; 13] = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 64, 130];
+
+static mut WEIGHTS: [i8; ROWS * COLS] = [0; ROWS * COLS];
+
+/// Each marker bumps its own counter, so the linker cannot fold them into one address.
+macro_rules! marker {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[inline(never)]
+        #[no_mangle]
+        pub extern "C" fn $name() {
+            static CALLS: AtomicU32 = AtomicU32::new(0);
+            CALLS.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+}
+marker!(scalar_begin, "Start of the timed scalar matvec.");
+marker!(scalar_end, "End of the timed scalar matvec.");
+marker!(dsp_begin, "Start of the timed DSP matvec.");
+marker!(dsp_end, "End of the timed DSP matvec.");
+
+/// xorshift32: deterministic pseudo-random bytes.
+struct Rng(u32);
+
+impl Rng {
+    fn byte(&mut self) -> i8 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        (self.0 >> 24) as i8
+    }
+
+    /// Fills `v` with pattern `kind`: random, all -128, all 127, alternating extremes,
+    /// random extremes.
+    fn fill(&mut self, v: &mut [i8], kind: usize) {
+        for (i, e) in v.iter_mut().enumerate() {
+            *e = match kind {
+                0 => self.byte(),
+                1 => -128,
+                2 => 127,
+                3 => [127, -128][i % 2],
+                _ => [127, -128][(self.byte() & 1) as usize],
+            };
+        }
+    }
+}
+
+const PATTERNS: usize = 5;
+
+#[entry]
+fn main() -> ! {
+    let mut out = hio::hstdout().ok();
+    let status = match run(&mut out) {
+        Ok(()) => debug::EXIT_SUCCESS,
+        Err(()) => debug::EXIT_FAILURE,
+    };
+    debug::exit(status);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+macro_rules! say {
+    ($out:expr, $($t:tt)*) => {
+        if let Some(o) = $out.as_mut() {
+            let _ = writeln!(o, $($t)*);
+        }
+    };
+}
+
+fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
+    if !Int8Kernel::Dsp.is_available() || Int8Kernel::best() != Int8Kernel::Dsp {
+        say!(
+            out,
+            "FAIL the DSP kernel is not compiled in for this target"
+        );
+        return Err(());
+    }
+    let (fast, reference) = (Int8Kernel::Dsp, Int8Kernel::Scalar);
+    let mut rng = Rng(0x1234_5678);
+    let mut cases = 0u32;
+
+    // Dot products: every length, every pair of patterns, and unequal lengths.
+    let (mut a, mut b) = ([0i8; MAX_LEN], [0i8; MAX_LEN]);
+    for len in 0..=MAX_LEN {
+        for pa in 0..PATTERNS {
+            for pb in 0..PATTERNS {
+                rng.fill(&mut a[..len], pa);
+                rng.fill(&mut b[..len], pb);
+                for (x, y) in [(&a[..len], &b[..len]), (&a[..len], &b[..len / 2])] {
+                    let (got, want) = (dot_i8_with(fast, x, y), dot_i8_with(reference, x, y));
+                    cases += 1;
+                    if got != want {
+                        say!(
+                            out,
+                            "FAIL dot len {} patterns {pa},{pb}: dsp {got} reference {want}",
+                            x.len()
+                        );
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+
+    // Matrix-vector products: row groups of four plus tails, bias saturation, missing
+    // rows (a short weight slice reads as zero rows).
+    let biases = [0, -3, i32::MAX, i32::MIN, 1 << 30];
+    // SAFETY: the only reference to WEIGHTS, in the single thread of the program.
+    let weights = unsafe { &mut *core::ptr::addr_of_mut!(WEIGHTS) };
+    let mut x = [0i8; COLS];
+    for rows in 0..=MAX_ROWS {
+        for cols in SWEEP_COLS {
+            for pattern in 0..PATTERNS {
+                rng.fill(&mut x[..cols], pattern);
+                rng.fill(&mut weights[..rows * cols], (pattern + 1) % PATTERNS);
+                let mut bias = [0i32; MAX_ROWS];
+                for (o, b) in bias.iter_mut().enumerate() {
+                    *b = biases[(o + pattern) % biases.len()];
+                }
+                for (w_len, bias_len) in [(rows * cols, rows), (rows * cols * 2 / 3, rows / 2)] {
+                    let (w, bias) = (&weights[..w_len], &bias[..bias_len]);
+                    let (mut got, mut want) = ([0i32; MAX_ROWS], [0i32; MAX_ROWS]);
+                    let mut calls = 0;
+                    matvec_i8_with(fast, rows, &x[..cols], w, bias, |o, v| {
+                        got[o] = v;
+                        calls += 1;
+                    });
+                    matvec_i8_with(reference, rows, &x[..cols], w, bias, |o, v| want[o] = v);
+                    cases += 1;
+                    if got != want || calls != rows {
+                        say!(
+                            out,
+                            "FAIL matvec {rows}x{cols} pattern {pattern}: dsp {:?} reference {:?}",
+                            &got[..rows],
+                            &want[..rows]
+                        );
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+
+    // The timed product, once per kernel; the results must agree too.
+    rng.fill(weights, 0);
+    rng.fill(&mut x, 0);
+    let (mut sum_reference, mut sum_fast) = (0i32, 0i32);
+    scalar_begin();
+    matvec_i8_with(reference, ROWS, &x, weights, &[], |_, v| {
+        sum_reference = sum_reference.wrapping_add(v)
+    });
+    scalar_end();
+    dsp_begin();
+    matvec_i8_with(fast, ROWS, &x, weights, &[], |_, v| {
+        sum_fast = sum_fast.wrapping_add(v)
+    });
+    dsp_end();
+    cases += 1;
+    if sum_fast != sum_reference {
+        say!(
+            out,
+            "FAIL timed matvec: dsp {sum_fast} reference {sum_reference}"
+        );
+        return Err(());
+    }
+    say!(
+        out,
+        "OK {cases} cases: the DSP kernel matches the scalar reference"
+    );
+    say!(out, "MACS {}", ROWS * COLS);
+    Ok(())
+}

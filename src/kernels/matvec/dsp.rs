@@ -1,0 +1,182 @@
+//! Cortex-M4/M7 (ARMv7E-M DSP extension) int8 dot products, bit-exact against the
+//! scalar reference.
+//!
+//! Four int8 pairs per step: one 32-bit load per operand holds bytes `[b0 b1 b2 b3]`;
+//! `SXTB16` sign-extends bytes 0 and 2 into two int16 halves, `SXTB16 ..., ROR #8`
+//! bytes 1 and 3; `SMLAD` multiplies the halves pairwise and adds both products to the
+//! `i32` accumulator (two products of at most `2^14` each: exact; the accumulation
+//! wraps like the reference). In the four-row kernel each unpacked activation word
+//! serves four weight rows, so a step of 16 MACs is 3 instructions for the activations
+//! and 5 per row (load, two unpacks, two `SMLAD`), about 1.4 instructions per MAC
+//! before loop overhead. Lengths that are not a multiple of 4 finish with the scalar
+//! reference on the tail.
+//!
+//! The `core::arch::arm` DSP intrinsics are unstable, so each instruction is a
+//! one-line `asm!` block; the build script enables this module (`cfg(tinyformer_dsp)`)
+//! only for ARMv7E-M targets (`thumbv7em-*`), which always have the DSP extension.
+
+use core::arch::asm;
+
+use super::dot_i8_reference;
+
+/// Int8 elements per step.
+const STEP: usize = 4;
+
+/// Bytes 0 and 2 of `v`, each sign-extended to 16 bits: `[b0, b2]`.
+#[inline(always)]
+fn sxtb16(v: u32) -> u32 {
+    let out;
+    // SAFETY: a register-only ARMv7E-M DSP instruction (present: cfg(tinyformer_dsp)).
+    unsafe {
+        asm!("sxtb16 {out}, {v}", out = lateout(reg) out, v = in(reg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// Bytes 1 and 3 of `v`, each sign-extended to 16 bits: `[b1, b3]`.
+#[inline(always)]
+fn sxtb16_ror8(v: u32) -> u32 {
+    let out;
+    // SAFETY: as in `sxtb16`.
+    unsafe {
+        asm!("sxtb16 {out}, {v}, ror #8", out = lateout(reg) out, v = in(reg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// `acc + a.lo * b.lo + a.hi * b.hi` on signed 16-bit halves (wrapping; sets the Q
+/// flag on overflow, which nothing reads).
+#[inline(always)]
+fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let out;
+    // SAFETY: as in `sxtb16`; `SMLAD` may set the sticky Q flag, hence no
+    // `preserves_flags`.
+    unsafe {
+        asm!("smlad {out}, {a}, {b}, {acc}", out = lateout(reg) out, a = in(reg) a,
+             b = in(reg) b, acc = in(reg) acc, options(pure, nomem, nostack));
+    }
+    out
+}
+
+/// A 4-byte chunk as one little-endian word (one `LDR`: unaligned loads are allowed
+/// on ARMv7-M); zero if the chunk is short (never: callers pass `chunks_exact(4)`).
+#[inline(always)]
+fn word(chunk: &[i8]) -> u32 {
+    match *chunk {
+        [b0, b1, b2, b3] => u32::from_le_bytes([b0, b1, b2, b3].map(|b| b as u8)),
+        _ => 0,
+    }
+}
+
+/// `acc + dot(w, x)` over the four bytes of each, `x` given unpacked (`[even, odd]`).
+#[inline(always)]
+fn mac4(acc: i32, w: u32, x: [u32; 2]) -> i32 {
+    smlad(sxtb16_ror8(w), x[1], smlad(sxtb16(w), x[0], acc))
+}
+
+/// `w` split into 4-byte steps and the tail that `dot_i8_reference` finishes.
+#[inline(always)]
+fn steps(v: &[i8]) -> core::slice::ChunksExact<'_, i8> {
+    v.chunks_exact(STEP)
+}
+
+/// `dot_i8_reference(a, b)`.
+pub(super) fn dot(a: &[i8], b: &[i8]) -> i32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (a.get(..len).unwrap_or(&[]), b.get(..len).unwrap_or(&[]));
+    let (a_steps, b_steps) = (steps(a), steps(b));
+    let tail = dot_i8_reference(a_steps.remainder(), b_steps.remainder());
+    let mut acc = 0i32;
+    for (x, y) in a_steps.zip(b_steps) {
+        let y = word(y);
+        acc = mac4(acc, word(x), [sxtb16(y), sxtb16_ror8(y)]);
+    }
+    acc.wrapping_add(tail)
+}
+
+/// The dot products of four contiguous rows `w4 = [W0 | W1 | W2 | W3]` (each
+/// `x.len()` long) with `x`; each unpacked `x` word serves all four rows.
+///
+/// The loop over the 4-byte steps is one `asm!` block, because the compiler spills
+/// registers in it otherwise: it needs 13 (four accumulators, the two unpacked
+/// activation halves, two scratch registers, three pointers, the row stride and the
+/// step counter), all but `r7` (frame pointer), `sp` and `pc`. `r6` is among them only
+/// in functions without a base pointer, hence `inline(never)`: this function's own
+/// frame never needs one. Per step of 16 MACs: 3 instructions for the activations, 5
+/// per row, 2 for the loop (25, 1.56 per MAC).
+#[inline(never)]
+fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
+    let cols = x.len();
+    let Some(w4) = w4.get(..4 * cols) else {
+        return [0; 4];
+    };
+    let steps = cols / STEP;
+    let body = steps * STEP;
+    let mut acc = [0i32; 4];
+    if steps > 0 {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        // SAFETY: reads `steps * 4 <= cols` bytes from `x` and from each of the four rows
+        // of `w4` (row `r` starts at `r * cols`; `w4` holds `4 * cols` bytes), with word
+        // loads that ARMv7-M allows unaligned; `steps >= 1`, so the count-down loop ends.
+        // Every register written is an output. The DSP instructions exist on this target
+        // (cfg(tinyformer_dsp)).
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {t}, [{xp}], #4",
+                "sxtb16 {xe}, {t}",
+                "sxtb16 {xo}, {t}, ror #8",
+                "ldr {t}, [{w0}, {stride}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a1}, {u}, {xe}, {a1}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a1}, {t}, {xo}, {a1}",
+                "ldr {t}, [{w0}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a0}, {u}, {xe}, {a0}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a0}, {t}, {xo}, {a0}",
+                "ldr {t}, [{w2}, {stride}]",
+                "sxtb16 {u}, {t}",
+                "smlad {a3}, {u}, {xe}, {a3}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a3}, {t}, {xo}, {a3}",
+                "ldr {t}, [{w2}], #4",
+                "sxtb16 {u}, {t}",
+                "smlad {a2}, {u}, {xe}, {a2}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a2}, {t}, {xo}, {a2}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                n = inout(reg) steps => _,
+                stride = in(reg) cols,
+                xp = inout(reg) x.as_ptr() => _,
+                w0 = inout(reg) w4.as_ptr() => _,
+                w2 = inout(reg) w4.as_ptr().add(2 * cols) => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                t = out(reg) _,
+                u = out(reg) _,
+                xe = out(reg) _,
+                xo = out(reg) _,
+                options(readonly, nostack),
+            );
+        }
+        acc = [a0, a1, a2, a3];
+    }
+    let x_tail = x.get(body..).unwrap_or(&[]);
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
+        *acc = acc.wrapping_add(dot_i8_reference(row_tail, x_tail));
+    }
+    acc
+}
+
+/// `matvec_i8_reference(rows, x, w, bias, store)`.
+pub(super) fn matvec(rows: usize, x: &[i8], w: &[i8], bias: &[i32], store: impl FnMut(usize, i32)) {
+    super::matvec_by_four(rows, x, w, bias, store, dot4, dot);
+}
