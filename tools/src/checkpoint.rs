@@ -551,3 +551,92 @@ fn pooling_module_config(dir: &Path) -> Result<Option<PathBuf>> {
             dir.join(sub).join("config.json")
         }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name)
+    }
+
+    fn read(dir: &Path, file: &str) -> Vec<u8> {
+        fs::read(dir.join(file)).unwrap()
+    }
+
+    /// `from_parts` on the bytes of a directory gives what `load` gives.
+    #[test]
+    fn from_parts_matches_load() {
+        let dir = fixture("tiny-bert-mean");
+        let (config, st, vocab, tok, pool) = (
+            read(&dir, "config.json"),
+            read(&dir, "model.safetensors"),
+            read(&dir, "vocab.txt"),
+            read(&dir, "tokenizer_config.json"),
+            read(&dir, "1_Pooling/config.json"),
+        );
+        let parts = Parts {
+            config_json: &config,
+            safetensors: &st,
+            vocab: VocabSource::Txt(&vocab),
+            tokenizer_config: Some(&tok),
+            pooling_config: Some(&pool),
+        };
+        let from_bytes = Checkpoint::from_parts(&parts).unwrap();
+        let loaded = Checkpoint::load(&dir).unwrap();
+        assert_eq!(from_bytes.pooling, Pooling::Mean);
+        assert_eq!(loaded.pooling, Pooling::Mean);
+        assert_eq!(from_bytes.vocab, loaded.vocab);
+        assert_eq!(from_bytes.tensors.len(), loaded.tensors.len());
+        for (name, t) in &loaded.tensors {
+            assert_eq!(from_bytes.tensors[name].data, t.data, "{name}");
+        }
+        assert!(from_bytes.inputs.is_empty());
+        assert_eq!(loaded.inputs.len(), 3);
+    }
+
+    /// Found while writing the `convert_read` fuzz target: a `num_hidden_layers` of
+    /// 4e9 made the shape check build a list of 64e9 expected tensors (memory and time
+    /// without bound) before noticing that none of them exists. Now refused up front.
+    #[test]
+    fn huge_layer_count_is_refused_before_anything_is_sized() {
+        let dir = fixture("tiny-bert-cls");
+        let config = String::from_utf8(read(&dir, "config.json"))
+            .unwrap()
+            .replace(
+                "\"num_hidden_layers\": 2",
+                "\"num_hidden_layers\": 4000000000",
+            );
+        let (st, vocab) = (read(&dir, "model.safetensors"), read(&dir, "vocab.txt"));
+        let parts = Parts {
+            config_json: config.as_bytes(),
+            safetensors: &st,
+            vocab: VocabSource::Txt(&vocab),
+            tokenizer_config: None,
+            pooling_config: None,
+        };
+        let err = format!("{:#}", Checkpoint::from_parts(&parts).err().unwrap());
+        assert!(
+            err.contains("config.json: field `num_hidden_layers`: 4000000000 is outside 1..=64"),
+            "{err}"
+        );
+    }
+
+    /// Hostile safetensors headers are errors, not allocations: a header length of
+    /// 2^64 - 1, and a tensor claiming 2^62 elements in a tiny buffer.
+    #[test]
+    fn hostile_safetensors_are_errors() {
+        let mut huge_header = u64::MAX.to_le_bytes().to_vec();
+        huge_header.extend_from_slice(b"{}");
+        let json = br#"{"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,4]}}"#;
+        let mut huge_shape = (json.len() as u64).to_le_bytes().to_vec();
+        huge_shape.extend_from_slice(json);
+        huge_shape.extend_from_slice(&[0; 4]);
+        for st in [huge_header, huge_shape] {
+            let err = parse_safetensors(&st).unwrap_err().to_string();
+            assert!(err.starts_with("invalid safetensors"), "{err}");
+        }
+    }
+}
