@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the committed seed corpora under fuzz/corpus/ from the test fixtures:
 #   validate/     the two tiny fixtures shrunk (shrink_checkpoint.py) and converted to
-#                 int8, f16 and f32 model files with the tinyformer CLI
+#                 int8, f16 and f32 model files with the tinyformer CLI, plus variants
+#                 with ReLU / tanh-GELU activations and [CLS] pooling
 #   classify/     the same files, each followed by two request trailers (a sentence as
 #                 text; raw ids with mask and token types), see fuzz_targets/classify.rs
 #   tokenize/     texts from tests/fixtures/sentences.txt and the tokenizer parity
-#                 fixtures, under several tokenizer settings and output lengths
+#                 fixtures, under several tokenizer settings and output lengths, and
+#                 the models' raw tokenizer sections
 #   convert_read/ the shrunk checkpoints packed as fuzz_targets/convert_read.rs reads
 # Run from anywhere: `bash fuzz/make_corpus.sh`. Deterministic.
 set -euo pipefail
@@ -19,13 +21,26 @@ mkdir -p "$corpus"/{validate,classify,tokenize,convert_read}
 
 cargo build -q --release -p tinyformer-cli
 cli=target/release/tinyformer
+convert() { # DIR NAME DTYPE
+  "$cli" convert "$1" -o "$corpus/validate/$2-$3.tfm" --dtype "$3" \
+    --calibration tests/fixtures/sentences.txt 2>/dev/null
+}
 for m in cls mean; do
   python3 fuzz/shrink_checkpoint.py "tests/fixtures/tiny-bert-$m" "$work/$m"
   for d in int8 f16 f32; do
-    "$cli" convert "$work/$m" -o "$corpus/validate/$m-$d.tfm" --dtype "$d" \
-      --calibration tests/fixtures/sentences.txt 2>/dev/null
+    convert "$work/$m" "$m" "$d"
   done
 done
+# The other activations and pooling modes: ReLU, tanh GELU, [CLS] without pooler.
+cp -r "$work/cls" "$work/relu"
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "relu"/' "$work/relu/config.json"
+convert "$work/relu" relu int8
+cp -r "$work/mean" "$work/clstoken"
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "gelu_new"/' "$work/clstoken/config.json"
+sed -i -e 's/"pooling_mode_cls_token": false/"pooling_mode_cls_token": true/' \
+  -e 's/"pooling_mode_mean_tokens": true/"pooling_mode_mean_tokens": false/' "$work/clstoken/1_Pooling/config.json"
+convert "$work/clstoken" clstoken int8
+convert "$work/clstoken" clstoken f16
 
 python3 - "$work" "$corpus" <<'PY'
 import json, os, struct, sys
@@ -52,6 +67,12 @@ variants = [0x0F, 0x0C, 0x1F, 0x08]
 for i, text in enumerate(texts):
     out_len = [128, 16, 2, 5][i % 4]
     open(f"{corpus}/tokenize/text-{i:03}", "wb").write(bytes([variants[i % 4], out_len]) + text)
+
+# tokenize, bit 7: the tokenizer sections of the model files, raw.
+for name in ["cls-int8.tfm", "mean-f16.tfm"]:
+    model = open(f"{corpus}/validate/{name}", "rb").read()
+    offset, length = struct.unpack_from("<II", model, 28)
+    open(f"{corpus}/tokenize/section-{name[:-4]}", "wb").write(bytes([0x80, 16]) + model[offset : offset + length])
 
 # convert_read: flags, length-prefixed parts, safetensors last.
 def part(b):
