@@ -102,6 +102,9 @@ fn round_trip_every_dtype() {
         assert_eq!(file.label(0), Some("negative"));
         assert_eq!(file.label(1), Some("positive"));
         assert_eq!(file.label(2), None);
+        // Checked against the count before any offset arithmetic (which overflowed a
+        // 32-bit usize for indices near u32::MAX).
+        assert_eq!(file.label(u32::MAX), None);
         for i in 0..file.tensor_count() {
             let info = file.tensor_info(i).unwrap();
             assert_eq!(info.offset % 16, 0);

@@ -1155,11 +1155,14 @@ fn check_labels(section: &[u8], count: u32) -> Result<(), FormatError> {
 }
 
 fn label_at(section: &[u8], index: u32) -> Option<&str> {
-    let start = read_u32(section, 4 + 4 * index as usize)? as usize;
-    let end = read_u32(section, 8 + 4 * index as usize)? as usize;
+    // The count check first: it bounds `index` (<= 1024) before any offset arithmetic,
+    // which could otherwise overflow a 32-bit `usize` for an index near `u32::MAX`.
     if index >= read_u32(section, 0)? {
         return None;
     }
+    let at = 4 + 4 * index as usize;
+    let start = read_u32(section, at)? as usize;
+    let end = read_u32(section, at + 4)? as usize;
     core::str::from_utf8(section.get(start..end)?).ok()
 }
 

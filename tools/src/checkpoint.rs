@@ -78,13 +78,43 @@ pub struct Checkpoint {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+    let bytes = fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    parse_json(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).context("invalid JSON")
+}
+
+/// Which vocabulary file a checkpoint has.
+#[derive(Clone, Copy, Debug)]
+pub enum VocabSource<'a> {
+    /// `vocab.txt`: one token per line, UTF-8.
+    Txt(&'a [u8]),
+    /// `tokenizer.json` with a WordPiece model.
+    TokenizerJson(&'a [u8]),
+}
+
+/// A checkpoint's files as bytes, for [`Checkpoint::from_parts`].
+#[derive(Clone, Copy, Debug)]
+pub struct Parts<'a> {
+    /// `config.json`.
+    pub config_json: &'a [u8],
+    /// `model.safetensors`.
+    pub safetensors: &'a [u8],
+    /// `vocab.txt` or `tokenizer.json`.
+    pub vocab: VocabSource<'a>,
+    /// `tokenizer_config.json`, when present (BERT defaults otherwise).
+    pub tokenizer_config: Option<&'a [u8]>,
+    /// The `config.json` of a sentence-transformers pooling module, when the directory
+    /// has one (`modules.json` names it).
+    pub pooling_config: Option<&'a [u8]>,
 }
 
 impl Checkpoint {
-    /// Reads and checks a checkpoint directory.
+    /// Reads and checks a checkpoint directory: finds its files, memory-maps the
+    /// safetensors and hands the bytes to [`Checkpoint::from_parts`]. Errors name the
+    /// directory and the file.
     pub fn load(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             bail!(
@@ -96,9 +126,77 @@ impl Checkpoint {
         if !config_path.exists() {
             bail!("{}: missing config.json", dir.display());
         }
-        let config: HfConfig = read_json(&config_path)?;
-        let cfg_err =
-            |field: &str, why: String| anyhow!("{}: field `{field}`: {why}", config_path.display());
+        let config_json = fs::read(&config_path)
+            .with_context(|| format!("{}: cannot read", config_path.display()))?;
+        let st_path = dir.join("model.safetensors");
+        if !st_path.exists() {
+            if dir.join("pytorch_model.bin").exists() {
+                bail!(
+                    "{}: only a pickle `pytorch_model.bin` is present; tinyformer reads safetensors. Convert it with \
+                     `python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{0}').save_pretrained('{0}', safe_serialization=True)\"` \
+                     (or load it in PyTorch and save with `safetensors.torch.save_file`)",
+                    dir.display()
+                );
+            }
+            bail!("{}: missing model.safetensors", dir.display());
+        }
+        let st_file = fs::File::open(&st_path)
+            .with_context(|| format!("{}: cannot open", st_path.display()))?;
+        // SAFETY: the mapping is read-only and lives only inside this function (tensors
+        // are copied out as f32); a concurrent writer truncating the file could fault
+        // the process, which is the documented limit of memory-mapped input (the same
+        // as every mmap-based loader).
+        let st_map = unsafe { memmap2::Mmap::map(&st_file) }
+            .with_context(|| format!("{}: cannot map", st_path.display()))?;
+        let (vocab_path, vocab_bytes, vocab_is_txt) = {
+            let txt = dir.join("vocab.txt");
+            let json = dir.join("tokenizer.json");
+            let (path, is_txt) = if txt.exists() {
+                (txt, true)
+            } else if json.exists() {
+                (json, false)
+            } else {
+                bail!("{}: missing vocab.txt (or tokenizer.json)", dir.display())
+            };
+            let bytes =
+                fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            (path, bytes, is_txt)
+        };
+        let tokenizer_config = read_optional(&dir.join("tokenizer_config.json"))?;
+        let pooling_config = match pooling_module_config(dir)? {
+            Some(path) => {
+                Some(fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?)
+            }
+            None => None,
+        };
+        let parts = Parts {
+            config_json: &config_json,
+            safetensors: &st_map,
+            vocab: if vocab_is_txt {
+                VocabSource::Txt(&vocab_bytes)
+            } else {
+                VocabSource::TokenizerJson(&vocab_bytes)
+            },
+            tokenizer_config: tokenizer_config.as_deref(),
+            pooling_config: pooling_config.as_deref(),
+        };
+        let mut ckpt = Self::from_parts(&parts).with_context(|| format!("{}", dir.display()))?;
+        ckpt.dir = dir.to_path_buf();
+        ckpt.inputs = vec![config_path, st_path, vocab_path];
+        Ok(ckpt)
+    }
+
+    /// Parses and checks a checkpoint from the bytes of its files, without touching the
+    /// file system (this is what [`Checkpoint::load`] does after reading them). Errors
+    /// name the file (`config.json`, `model.safetensors`, ...) and the field.
+    ///
+    /// Allocation is bounded by the input: config sizes are checked against the
+    /// format's limits before anything is sized from them, and tensors are only
+    /// copied out of `safetensors` (whose header the `safetensors` crate bounds).
+    /// The result's `dir` is empty and `inputs` is empty.
+    pub fn from_parts(parts: &Parts<'_>) -> Result<Self> {
+        let config: HfConfig = parse_json(parts.config_json).context("config.json")?;
+        let cfg_err = |field: &str, why: String| anyhow!("config.json: field `{field}`: {why}");
         if let Some(t) = &config.model_type {
             if t != "bert" {
                 return Err(cfg_err(
@@ -115,6 +213,7 @@ impl Checkpoint {
                 ));
             }
         }
+        check_config_limits(&config).map_err(|(field, why)| cfg_err(field, why))?;
         let activation = match config.hidden_act.as_str() {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
@@ -144,23 +243,17 @@ impl Checkpoint {
             }
         };
 
-        let st_path = dir.join("model.safetensors");
-        if !st_path.exists() {
-            if dir.join("pytorch_model.bin").exists() {
-                bail!(
-                    "{}: only a pickle `pytorch_model.bin` is present; tinyformer reads safetensors. Convert it with \
-                     `python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{0}').save_pretrained('{0}', safe_serialization=True)\"` \
-                     (or load it in PyTorch and save with `safetensors.torch.save_file`)",
-                    dir.display()
-                );
-            }
-            bail!("{}: missing model.safetensors", dir.display());
-        }
-        let tensors = read_safetensors(&st_path)?;
-
-        let (vocab, vocab_path) = read_vocab(dir)?;
-        let tokenizer = read_tokenizer_settings(dir)?;
-        let pooling = detect_pooling(dir, classifier, &tensors)?;
+        let tensors = parse_safetensors(parts.safetensors).context("model.safetensors")?;
+        let vocab = parse_vocab(parts.vocab)?;
+        let tokenizer = match parts.tokenizer_config {
+            Some(bytes) => parse_tokenizer_settings(bytes).context("tokenizer_config.json")?,
+            None => TokenizerSettings::default(),
+        };
+        let pooling = match parts.pooling_config {
+            Some(bytes) => parse_pooling_config(bytes).context("pooling module config.json")?,
+            None if classifier || tensors.contains_key("pooler.dense.weight") => Pooling::ClsPooler,
+            None => Pooling::Cls,
+        };
         let labels = if classifier {
             let map = config
                 .id2label
@@ -180,10 +273,8 @@ impl Checkpoint {
         } else {
             Vec::new()
         };
-        let mut inputs = vec![config_path, st_path, vocab_path];
-        inputs.retain(|p| p.exists());
         let ckpt = Self {
-            dir: dir.to_path_buf(),
+            dir: PathBuf::new(),
             config,
             activation,
             pooling,
@@ -191,7 +282,7 @@ impl Checkpoint {
             vocab,
             tokenizer,
             tensors,
-            inputs,
+            inputs: Vec::new(),
         };
         ckpt.check_shapes()?;
         Ok(ckpt)
@@ -276,8 +367,7 @@ impl Checkpoint {
         }
         if self.vocab.len() != v {
             bail!(
-                "{}: vocabulary has {} tokens, config.json field `vocab_size` says {v}",
-                self.dir.display(),
+                "vocabulary has {} tokens, config.json field `vocab_size` says {v}",
                 self.vocab.len()
             );
         }
@@ -285,17 +375,31 @@ impl Checkpoint {
     }
 }
 
+/// Config sizes the format stores as they are must be within its limits; checking them
+/// first also bounds everything sized from them (e.g. the per-layer tensor list).
+fn check_config_limits(c: &HfConfig) -> std::result::Result<(), (&'static str, String)> {
+    use tinyformer::format::limits::*;
+    for (field, value, max) in [
+        ("vocab_size", c.vocab_size, MAX_VOCAB),
+        ("hidden_size", c.hidden_size, MAX_HIDDEN),
+        ("num_hidden_layers", c.num_hidden_layers, MAX_LAYERS),
+        ("num_attention_heads", c.num_attention_heads, c.hidden_size),
+        ("intermediate_size", c.intermediate_size, MAX_FFN),
+        ("type_vocab_size", c.type_vocab_size, MAX_TYPE_VOCAB),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err((field, format!("{value} is outside 1..={max}")));
+        }
+    }
+    Ok(())
+}
+
 /// Reads every floating-point tensor, widened to f32, with the `bert.` prefix removed
-/// and old `gamma`/`beta` LayerNorm names mapped to `weight`/`bias`.
-fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    // SAFETY: the mapping is read-only and lives only inside this function; a concurrent
-    // writer truncating the file could fault the process, which is the documented
-    // limit of memory-mapped input (the same as every mmap-based loader).
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .with_context(|| format!("{}: cannot map", path.display()))?;
-    let st = SafeTensors::deserialize(&map)
-        .map_err(|e| anyhow!("{}: invalid safetensors: {e}", path.display()))?;
+/// and old `gamma`/`beta` LayerNorm names mapped to `weight`/`bias`. The `safetensors`
+/// crate checks the header (at most 100 MB) and that every tensor's bytes lie in the
+/// buffer, so the copies are bounded by the input.
+fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("invalid safetensors: {e}"))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f32> = match view.dtype() {
@@ -327,8 +431,7 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
                     .any(|suffix| name.ends_with(suffix))
                 {
                     bail!(
-                        "{}: tensor `{name}` has dtype {other:?}; weights must be F32, F16, BF16 or F64",
-                        path.display()
+                        "tensor `{name}` has dtype {other:?}; weights must be F32, F16, BF16 or F64"
                     );
                 }
                 continue;
@@ -351,104 +454,200 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-fn read_vocab(dir: &Path) -> Result<(Vec<String>, PathBuf)> {
-    let txt = dir.join("vocab.txt");
-    if txt.exists() {
-        let text = fs::read_to_string(&txt)
-            .with_context(|| format!("{}: cannot read (UTF-8 expected)", txt.display()))?;
-        let vocab: Vec<String> = text.lines().map(str::to_string).collect();
-        return Ok((vocab, txt));
-    }
-    let json = dir.join("tokenizer.json");
-    if json.exists() {
-        let value: serde_json::Value = read_json(&json)?;
-        let model = &value["model"];
-        if model["type"] != "WordPiece" {
-            bail!(
-                "{}: field `model.type` is {}, only WordPiece is supported",
-                json.display(),
-                model["type"]
-            );
-        }
-        let map = model["vocab"]
-            .as_object()
-            .ok_or_else(|| anyhow!("{}: field `model.vocab` is missing", json.display()))?;
-        let mut vocab = vec![String::new(); map.len()];
-        for (token, id) in map {
-            let id = id.as_u64().ok_or_else(|| {
+fn parse_vocab(source: VocabSource<'_>) -> Result<Vec<String>> {
+    match source {
+        VocabSource::Txt(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
                 anyhow!(
-                    "{}: field `model.vocab.{token}` is not an id",
-                    json.display()
+                    "vocab.txt: invalid UTF-8 at byte {} (UTF-8 expected)",
+                    e.valid_up_to()
                 )
             })?;
-            *vocab.get_mut(id as usize).ok_or_else(|| {
-                anyhow!(
-                    "{}: field `model.vocab.{token}`: id {id} out of range",
-                    json.display()
-                )
-            })? = token.clone();
+            Ok(text.lines().map(str::to_string).collect())
         }
-        return Ok((vocab, json));
+        VocabSource::TokenizerJson(bytes) => {
+            let value: serde_json::Value = parse_json(bytes).context("tokenizer.json")?;
+            let model = &value["model"];
+            if model["type"] != "WordPiece" {
+                bail!(
+                    "tokenizer.json: field `model.type` is {}, only WordPiece is supported",
+                    model["type"]
+                );
+            }
+            let map = model["vocab"]
+                .as_object()
+                .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab` is missing"))?;
+            let mut vocab = vec![String::new(); map.len()];
+            for (token, id) in map {
+                let id = id.as_u64().ok_or_else(|| {
+                    anyhow!("tokenizer.json: field `model.vocab.{token}` is not an id")
+                })?;
+                *usize::try_from(id)
+                    .ok()
+                    .and_then(|i| vocab.get_mut(i))
+                    .ok_or_else(|| {
+                        anyhow!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range")
+                    })? = token.clone();
+            }
+            Ok(vocab)
+        }
     }
-    bail!("{}: missing vocab.txt (or tokenizer.json)", dir.display())
 }
 
-fn read_tokenizer_settings(dir: &Path) -> Result<TokenizerSettings> {
-    let path = dir.join("tokenizer_config.json");
-    let mut s = TokenizerSettings {
-        lowercase: true,
-        strip_accents: true,
-        chinese_chars: true,
-    };
-    if path.exists() {
-        let v: serde_json::Value = read_json(&path)?;
-        if let Some(b) = v["do_lower_case"].as_bool() {
-            s.lowercase = b;
+impl Default for TokenizerSettings {
+    /// BERT's defaults (uncased).
+    fn default() -> Self {
+        Self {
+            lowercase: true,
+            strip_accents: true,
+            chinese_chars: true,
         }
-        // HF: strip_accents = None follows lowercase.
-        s.strip_accents = v["strip_accents"].as_bool().unwrap_or(s.lowercase);
-        if let Some(b) = v["tokenize_chinese_chars"].as_bool() {
-            s.chinese_chars = b;
-        }
+    }
+}
+
+fn parse_tokenizer_settings(bytes: &[u8]) -> Result<TokenizerSettings> {
+    let mut s = TokenizerSettings::default();
+    let v: serde_json::Value = parse_json(bytes)?;
+    if let Some(b) = v["do_lower_case"].as_bool() {
+        s.lowercase = b;
+    }
+    // HF: strip_accents = None follows lowercase.
+    s.strip_accents = v["strip_accents"].as_bool().unwrap_or(s.lowercase);
+    if let Some(b) = v["tokenize_chinese_chars"].as_bool() {
+        s.chinese_chars = b;
     }
     Ok(s)
 }
 
-/// Pooling follows the checkpoint: a sentence-transformers directory says mean or
-/// CLS in its pooling module; a classifier uses CLS + pooler; a bare `BertModel` uses
-/// the pooler when it has one.
-fn detect_pooling(
-    dir: &Path,
-    classifier: bool,
-    tensors: &HashMap<String, Tensor>,
-) -> Result<Pooling> {
+/// A sentence-transformers pooling module says mean or CLS pooling.
+fn parse_pooling_config(bytes: &[u8]) -> Result<Pooling> {
+    let cfg: serde_json::Value = parse_json(bytes)?;
+    if cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
+        return Ok(Pooling::Mean);
+    }
+    if cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
+        return Ok(Pooling::Cls);
+    }
+    bail!("only `pooling_mode_mean_tokens` or `pooling_mode_cls_token` pooling is supported")
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    fs::read(path)
+        .map(Some)
+        .with_context(|| format!("{}: cannot read", path.display()))
+}
+
+/// The pooling module's `config.json` of a sentence-transformers directory, if
+/// `modules.json` lists one. Without a pooling module, pooling follows the checkpoint:
+/// a classifier uses CLS + pooler; a bare `BertModel` uses the pooler when it has one
+/// (see [`Checkpoint::from_parts`]).
+fn pooling_module_config(dir: &Path) -> Result<Option<PathBuf>> {
     let modules = dir.join("modules.json");
-    if modules.exists() {
-        let list: Vec<serde_json::Value> = read_json(&modules)?;
-        for m in &list {
-            if m["type"]
+    if !modules.exists() {
+        return Ok(None);
+    }
+    let list: Vec<serde_json::Value> = read_json(&modules)?;
+    Ok(list
+        .iter()
+        .find(|m| {
+            m["type"]
                 .as_str()
                 .is_some_and(|t| t.ends_with("models.Pooling"))
-            {
-                let sub = m["path"].as_str().unwrap_or("1_Pooling");
-                let path = dir.join(sub).join("config.json");
-                let cfg: serde_json::Value = read_json(&path)?;
-                if cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
-                    return Ok(Pooling::Mean);
-                }
-                if cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
-                    return Ok(Pooling::Cls);
-                }
-                bail!(
-                    "{}: only `pooling_mode_mean_tokens` or `pooling_mode_cls_token` pooling is supported",
-                    path.display()
-                );
-            }
-        }
+        })
+        .map(|m| {
+            let sub = m["path"].as_str().unwrap_or("1_Pooling");
+            dir.join(sub).join("config.json")
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name)
     }
-    if classifier || tensors.contains_key("pooler.dense.weight") {
-        Ok(Pooling::ClsPooler)
-    } else {
-        Ok(Pooling::Cls)
+
+    fn read(dir: &Path, file: &str) -> Vec<u8> {
+        fs::read(dir.join(file)).unwrap()
+    }
+
+    /// `from_parts` on the bytes of a directory gives what `load` gives.
+    #[test]
+    fn from_parts_matches_load() {
+        let dir = fixture("tiny-bert-mean");
+        let (config, st, vocab, tok, pool) = (
+            read(&dir, "config.json"),
+            read(&dir, "model.safetensors"),
+            read(&dir, "vocab.txt"),
+            read(&dir, "tokenizer_config.json"),
+            read(&dir, "1_Pooling/config.json"),
+        );
+        let parts = Parts {
+            config_json: &config,
+            safetensors: &st,
+            vocab: VocabSource::Txt(&vocab),
+            tokenizer_config: Some(&tok),
+            pooling_config: Some(&pool),
+        };
+        let from_bytes = Checkpoint::from_parts(&parts).unwrap();
+        let loaded = Checkpoint::load(&dir).unwrap();
+        assert_eq!(from_bytes.pooling, Pooling::Mean);
+        assert_eq!(loaded.pooling, Pooling::Mean);
+        assert_eq!(from_bytes.vocab, loaded.vocab);
+        assert_eq!(from_bytes.tensors.len(), loaded.tensors.len());
+        for (name, t) in &loaded.tensors {
+            assert_eq!(from_bytes.tensors[name].data, t.data, "{name}");
+        }
+        assert!(from_bytes.inputs.is_empty());
+        assert_eq!(loaded.inputs.len(), 3);
+    }
+
+    /// Found while writing the `convert_read` fuzz target: a `num_hidden_layers` of
+    /// 4e9 made the shape check build a list of 64e9 expected tensors (memory and time
+    /// without bound) before noticing that none of them exists. Now refused up front.
+    #[test]
+    fn huge_layer_count_is_refused_before_anything_is_sized() {
+        let dir = fixture("tiny-bert-cls");
+        let config = String::from_utf8(read(&dir, "config.json"))
+            .unwrap()
+            .replace(
+                "\"num_hidden_layers\": 2",
+                "\"num_hidden_layers\": 4000000000",
+            );
+        let (st, vocab) = (read(&dir, "model.safetensors"), read(&dir, "vocab.txt"));
+        let parts = Parts {
+            config_json: config.as_bytes(),
+            safetensors: &st,
+            vocab: VocabSource::Txt(&vocab),
+            tokenizer_config: None,
+            pooling_config: None,
+        };
+        let err = format!("{:#}", Checkpoint::from_parts(&parts).err().unwrap());
+        assert!(
+            err.contains("config.json: field `num_hidden_layers`: 4000000000 is outside 1..=64"),
+            "{err}"
+        );
+    }
+
+    /// Hostile safetensors headers are errors, not allocations: a header length of
+    /// 2^64 - 1, and a tensor claiming 2^62 elements in a tiny buffer.
+    #[test]
+    fn hostile_safetensors_are_errors() {
+        let mut huge_header = u64::MAX.to_le_bytes().to_vec();
+        huge_header.extend_from_slice(b"{}");
+        let json = br#"{"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,4]}}"#;
+        let mut huge_shape = (json.len() as u64).to_le_bytes().to_vec();
+        huge_shape.extend_from_slice(json);
+        huge_shape.extend_from_slice(&[0; 4]);
+        for st in [huge_header, huge_shape] {
+            let err = parse_safetensors(&st).unwrap_err().to_string();
+            assert!(err.starts_with("invalid safetensors"), "{err}");
+        }
     }
 }

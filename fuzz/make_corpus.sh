@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Regenerates the committed seed corpora under fuzz/corpus/ from the test fixtures:
+#   validate/     the two tiny fixtures shrunk (shrink_checkpoint.py) and converted to
+#                 int8, f16 and f32 model files with the tinyformer CLI, plus variants
+#                 with ReLU / tanh-GELU activations and [CLS] pooling
+#   classify/     the same files, each followed by two request trailers (a sentence as
+#                 text; raw ids with mask and token types), see fuzz_targets/classify.rs
+#   tokenize/     texts from tests/fixtures/sentences.txt and the tokenizer parity
+#                 fixtures, under several tokenizer settings and output lengths, and
+#                 the models' raw tokenizer sections
+#   convert_read/ the shrunk checkpoints packed as fuzz_targets/convert_read.rs reads
+# Run from anywhere: `bash fuzz/make_corpus.sh`. Deterministic.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+corpus=fuzz/corpus
+rm -rf "$corpus"
+mkdir -p "$corpus"/{validate,classify,tokenize,convert_read}
+
+cargo build -q --release -p tinyformer-cli
+cli=target/release/tinyformer
+convert() { # DIR NAME DTYPE
+  "$cli" convert "$1" -o "$corpus/validate/$2-$3.tfm" --dtype "$3" \
+    --calibration tests/fixtures/sentences.txt 2>/dev/null
+}
+for m in cls mean; do
+  python3 fuzz/shrink_checkpoint.py "tests/fixtures/tiny-bert-$m" "$work/$m"
+  for d in int8 f16 f32; do
+    convert "$work/$m" "$m" "$d"
+  done
+done
+# The other activations and pooling modes: ReLU, tanh GELU, [CLS] without pooler.
+cp -r "$work/cls" "$work/relu"
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "relu"/' "$work/relu/config.json"
+convert "$work/relu" relu int8
+cp -r "$work/mean" "$work/clstoken"
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "gelu_new"/' "$work/clstoken/config.json"
+sed -i -e 's/"pooling_mode_cls_token": false/"pooling_mode_cls_token": true/' \
+  -e 's/"pooling_mode_mean_tokens": true/"pooling_mode_mean_tokens": false/' "$work/clstoken/1_Pooling/config.json"
+convert "$work/clstoken" clstoken int8
+convert "$work/clstoken" clstoken f16
+
+python3 - "$work" "$corpus" <<'PY'
+import json, os, struct, sys
+work, corpus = sys.argv[1], sys.argv[2]
+
+# classify: model + trailer.
+sentence = b"a gorgeous, witty, seductive movie"
+for name in sorted(os.listdir(f"{corpus}/validate")):
+    model = open(f"{corpus}/validate/{name}", "rb").read()
+    stem = name[: -len(".tfm")]
+    open(f"{corpus}/classify/{stem}-text", "wb").write(model + b"\x00" + sentence)
+    ids = [2, 17, 200, 301, 45, 3]  # [CLS] ... [SEP] in the shrunk vocabulary
+    raw = b"".join(struct.pack("<H", i) for i in ids)
+    open(f"{corpus}/classify/{stem}-ids", "wb").write(model + b"\x07" + raw)
+
+# tokenize: variant byte, output length, text.
+texts = [l.encode() for l in open("tests/fixtures/sentences.txt", encoding="utf-8").read().splitlines() if l]
+for path, every in [("tests/fixtures/tokenizer/parity.jsonl", 60), ("tests/fixtures/tokenizer/parity_variants.jsonl", 40)]:
+    for i, line in enumerate(open(path, encoding="utf-8")):
+        if i % every == 0:
+            texts.append(json.loads(line)["text"].encode())
+texts.append(b"invalid \xff\xfe utf-8 \xc3")
+variants = [0x0F, 0x0C, 0x1F, 0x08]
+for i, text in enumerate(texts):
+    out_len = [128, 16, 2, 5][i % 4]
+    open(f"{corpus}/tokenize/text-{i:03}", "wb").write(bytes([variants[i % 4], out_len]) + text)
+
+# tokenize, bit 7: the tokenizer sections of the model files, raw.
+for name in ["cls-int8.tfm", "mean-f16.tfm"]:
+    model = open(f"{corpus}/validate/{name}", "rb").read()
+    offset, length = struct.unpack_from("<II", model, 28)
+    open(f"{corpus}/tokenize/section-{name[:-4]}", "wb").write(bytes([0x80, 16]) + model[offset : offset + length])
+
+# convert_read: flags, length-prefixed parts, safetensors last.
+def part(b):
+    return struct.pack("<I", len(b)) + b
+for m in ["cls", "mean"]:
+    d = f"{work}/{m}"
+    read = lambda p: open(os.path.join(d, p), "rb").read()
+    flags = 0x02
+    body = part(read("config.json")) + part(read("vocab.txt")) + part(read("tokenizer_config.json"))
+    if os.path.exists(os.path.join(d, "1_Pooling/config.json")):
+        flags |= 0x04
+        body += part(read("1_Pooling/config.json"))
+    open(f"{corpus}/convert_read/{m}", "wb").write(bytes([flags]) + body + read("model.safetensors"))
+PY
+du -sh "$corpus"/*

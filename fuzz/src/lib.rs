@@ -1,0 +1,103 @@
+//! Helpers shared by the fuzz targets: aligned copies, CRC repair, the classify
+//! request trailer, and a walk over every accessor of a validated model.
+
+use tinyformer::format::{header, writer::AlignedBuf, HEADER_LEN};
+use tinyformer::Model;
+
+/// Copies `bytes` to a 16-byte aligned buffer, as the model reader requires.
+pub fn aligned(bytes: &[u8]) -> AlignedBuf {
+    AlignedBuf::from_bytes(bytes)
+}
+
+/// Rewrites the header CRC so that the checksum matches the bytes (no-op on a buffer
+/// shorter than the header). Lets mutated files get past the CRC to deeper code.
+pub fn fix_crc(bytes: &mut [u8]) {
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    let crc = tinyformer::format::file_crc32(bytes);
+    bytes[header::CRC32..header::CRC32 + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Splits a classify input into the model file (its first `file_len` bytes, as the
+/// header says) and the request trailer after it. Without a readable header the whole
+/// input is the model and the trailer is empty.
+pub fn split_request(data: &[u8]) -> (&[u8], &[u8]) {
+    let file_len = data
+        .get(header::FILE_LEN..header::FILE_LEN + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    match file_len {
+        Some(n) if n >= HEADER_LEN && n <= data.len() => data.split_at(n),
+        _ => (data, &[]),
+    }
+}
+
+/// Calls every read accessor of a validated model and checks the invariants the
+/// validation promises (they are `assert!`s: a failure is a bug the fuzzer reports).
+pub fn touch_model(model: &Model<'_>) {
+    let file = model.file();
+    let config = *model.config();
+    let count = file.tensor_count();
+    for index in 0..count {
+        let info = file.tensor_info(index).expect("validated entry parses");
+        let bytes = file.tensor_bytes(info.kind, info.layer);
+        assert_eq!(bytes.len(), info.len as usize);
+        let _ = file.tensor::<f32>(info.kind, info.layer);
+        let _ = file.tensor::<i32>(info.kind, info.layer);
+        let _ = file.tensor::<i8>(info.kind, info.layer);
+        let _ = file.tensor::<[i32; 2]>(info.kind, info.layer);
+    }
+    assert!(file.tensor_info(count).is_none());
+    assert!(file.tensor_info(u32::MAX).is_none());
+    for index in 0..config.num_labels {
+        assert!(file.label(index).is_some(), "label {index}");
+    }
+    assert!(file.label(config.num_labels).is_none());
+    assert!(file.label(u32::MAX).is_none());
+    assert!(model.label(usize::MAX).is_none());
+    let _ = (
+        file.crc32(),
+        file.bytes().len(),
+        file.tokenizer_section().len(),
+    );
+
+    let tokenizer = model.tokenizer();
+    let vocab = tokenizer.vocab_size();
+    assert_eq!(vocab, config.vocab_size);
+    for id in 0..vocab {
+        let token = tokenizer.token(id).expect("validated token");
+        assert_eq!(tokenizer.token_id(token), Some(id), "token {id} {token:?}");
+    }
+    assert!(tokenizer.token(vocab).is_none());
+    for id in [
+        tokenizer.unk_id(),
+        tokenizer.cls_id(),
+        tokenizer.sep_id(),
+        tokenizer.pad_id(),
+    ] {
+        assert!(id < vocab);
+    }
+    for id in tokenizer.added_token_ids() {
+        assert!(id < vocab);
+    }
+    let _ = (
+        tokenizer.lowercase(),
+        tokenizer.strip_accents(),
+        tokenizer.chinese_chars(),
+        tokenizer.clean_text(),
+        tokenizer.max_word_chars(),
+        format!("{tokenizer:?}"),
+    );
+
+    // The plan is pure arithmetic on the config: every length must give Ok or an error.
+    for seq in [
+        0,
+        1,
+        2,
+        config.max_seq as usize,
+        config.max_seq as usize + 1,
+        usize::MAX,
+    ] {
+        let _ = model.arena_bytes(seq);
+    }
+}
