@@ -34,6 +34,15 @@
 use super::Error;
 use crate::format::Config;
 
+// Every size in the plan is at most `4*h + 4*s + 8*s*h + 8*h + 8*f + 4*s*h` bytes for
+// the format's largest config, which fits a 32-bit `usize`: the plan's arithmetic
+// cannot overflow on 32-bit microcontrollers.
+const _: () = {
+    use crate::format::limits::{MAX_FFN, MAX_HIDDEN, MAX_POSITIONS};
+    let (h, s, f) = (MAX_HIDDEN as u64, MAX_POSITIONS as u64, MAX_FFN as u64);
+    assert!(16 * h + 4 * s + 12 * s * h + 8 * f <= u32::MAX as u64);
+};
+
 /// Required alignment of the arena start.
 pub const ARENA_ALIGN: usize = 4;
 
