@@ -3,4 +3,5 @@
 
 pub mod checkpoint;
 pub mod convert;
+pub mod gptq;
 pub mod run;
