@@ -1,6 +1,7 @@
 //! Checkpoint -> tinyformer model file, in f32, f16 or full-integer int8.
 
 use crate::checkpoint::{Checkpoint, Tensor};
+use crate::gptq::{quantize_rows, Gram};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -31,6 +32,10 @@ pub struct Options {
     pub max_seq: Option<u32>,
     /// Show progress bars.
     pub progress: bool,
+    /// int8: error-compensating weight rounding and bias correction from the
+    /// calibration inputs' moments (`gptq.rs`). Helps real encoders (MiniLM pooled
+    /// cosine 0.981 -> 0.992); slower conversion, more memory.
+    pub compensate: bool,
 }
 
 /// What a tensor name maps to in the format.
@@ -213,11 +218,14 @@ pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Resu
     assemble(&config, ckpt, &payloads)
 }
 
-/// Per-channel absolute maxima of every activation point, from the float model on
-/// real text.
+/// Per-channel absolute maxima of every activation point, and the second moments of
+/// every dense layer's input, from the float model on real text.
 #[derive(Default, Debug, Clone)]
 pub struct Ranges {
     absmax: HashMap<(PointKey, usize), Vec<f32>>,
+    grams: HashMap<(PointKey, usize), Gram>,
+    /// Whether `grams` are collected (for `Options::compensate`).
+    second_moments: bool,
 }
 
 /// `Point` as a hashable key.
@@ -235,6 +243,22 @@ impl Observer for Ranges {
             .or_insert_with(|| vec![0.0; values.len()]);
         for (m, v) in e.iter_mut().zip(values) {
             *m = m.max(v.abs());
+        }
+        if self.second_moments
+            && matches!(
+                point,
+                Point::EmbOut
+                    | Point::FfnOut
+                    | Point::Context
+                    | Point::AttnOut
+                    | Point::Act
+                    | Point::Pooled
+            )
+        {
+            self.grams
+                .entry((key(point), layer))
+                .or_insert_with(|| Gram::new(values.len()))
+                .add(values);
         }
     }
 }
@@ -302,6 +326,10 @@ impl Ranges {
             _ => vec![self.int8(point, layer); channels],
         }
     }
+    /// Second moments of the inputs of the dense layers that read `point`, if observed.
+    pub fn gram(&self, point: Point, layer: usize) -> Option<&Gram> {
+        self.grams.get(&(key(point), layer))
+    }
     /// Every recorded absolute maximum `(point, layer, max)`, for reports.
     pub fn report(&self) -> Vec<(u8, usize, f32)> {
         let mut v: Vec<_> = self
@@ -316,10 +344,24 @@ impl Ranges {
 
 /// Runs the float model over calibration sequences and records activation ranges.
 pub fn calibrate(float_model: &[u8], sequences: &[Vec<u32>], progress: bool) -> Result<Ranges> {
+    calibrate_with(float_model, sequences, progress, false)
+}
+
+/// [`calibrate`], also recording the moments of every dense layer's input if
+/// `second_moments` (needed by `Options::compensate`).
+pub fn calibrate_with(
+    float_model: &[u8],
+    sequences: &[Vec<u32>],
+    progress: bool,
+    second_moments: bool,
+) -> Result<Ranges> {
     let buf = AlignedBuf::from_bytes(float_model);
     let model = Model::from_bytes(buf.as_bytes())
         .map_err(|e| anyhow!("float model for calibration: {e}"))?;
-    let mut ranges = Ranges::default();
+    let mut ranges = Ranges {
+        second_moments,
+        ..Ranges::default()
+    };
     let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
     let mut arena = vec![
         0u32;
@@ -362,26 +404,6 @@ struct QDense {
     rq: Vec<Requant>,
 }
 
-/// Symmetric per-row int8 quantization: returns the values and each row's scale.
-fn quantize_rows(data: &[f32], cols: usize) -> (Vec<i8>, Vec<f64>) {
-    let mut q = Vec::with_capacity(data.len());
-    let mut scales = Vec::new();
-    for row in data.chunks(cols) {
-        let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = if max > 0.0 {
-            f64::from(max) / 127.0
-        } else {
-            1.0
-        };
-        q.extend(
-            row.iter()
-                .map(|&v| (f64::from(v) / s).round().clamp(-127.0, 127.0) as i8),
-        );
-        scales.push(s);
-    }
-    (q, scales)
-}
-
 fn clamp_i32(x: f64) -> i32 {
     x.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
@@ -392,7 +414,14 @@ fn clamp_i32(x: f64) -> i32 {
 /// The input scales are folded into the weight columns (`W'[o][i] = W[o][i] * s_in[i]`)
 /// before per-row quantization, so the integer kernel is the same whether the input is
 /// quantized per tensor or per channel: `y[o] = s_w'[o] * sum_i Wq[o][i] * q[i]`.
-fn quantize_dense(w: &Tensor, b: &Tensor, s_in: &[f64], s_out: &[f64]) -> QDense {
+/// With the input's second moments `gram`, rounding compensates errors (`gptq`).
+fn quantize_dense(
+    w: &Tensor,
+    b: &Tensor,
+    s_in: &[f64],
+    s_out: &[f64],
+    gram: Option<&Gram>,
+) -> QDense {
     let cols = w.shape.get(1).copied().unwrap_or(1);
     let folded: Vec<f32> = w
         .data
@@ -400,12 +429,26 @@ fn quantize_dense(w: &Tensor, b: &Tensor, s_in: &[f64], s_out: &[f64]) -> QDense
         .enumerate()
         .map(|(i, &v)| (f64::from(v) * s_in[i % cols]) as f32)
         .collect();
-    let (wq, s_w) = quantize_rows(&folded, cols);
+    let gram = gram.filter(|g| g.rows() > 0);
+    let (wq, s_w) = quantize_rows(&folded, cols, gram.map(|g| (g, s_in)));
+    // Bias correction: the rounding error's mean effect, `dW E[x]`, is removed from the bias.
+    let mean = gram.map(Gram::mean);
     let b = b
         .data
         .iter()
         .zip(&s_w)
-        .map(|(&b, &sw)| clamp_i32(f64::from(b) / sw))
+        .enumerate()
+        .map(|(o, (&b, &sw))| {
+            let shift = mean.as_ref().map_or(0.0, |m| {
+                (0..cols)
+                    .map(|i| {
+                        let k = o * cols + i;
+                        (f64::from(wq[k]) * sw - f64::from(folded[k])) / s_in[i] * m[i]
+                    })
+                    .sum::<f64>()
+            });
+            clamp_i32((f64::from(b) - shift) / sw)
+        })
         .collect();
     let rq = s_w
         .iter()
@@ -479,12 +522,12 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
                  b: K,
                  rq: K,
                  layer: Option<u16>,
-                 s_in: &[f64],
+                 (s_in, gram): (&[f64], Option<&Gram>),
                  s_out: &[f64]|
      -> Result<()> {
         let wt = ckpt.tensor(&hf_name(w, layer).unwrap_or_default())?;
         let bt = ckpt.tensor(&hf_name(b, layer).unwrap_or_default())?;
-        let q = quantize_dense(wt, bt, s_in, s_out);
+        let q = quantize_dense(wt, bt, s_in, s_out, gram);
         p.push((w, layer, i8_bytes(&q.w)));
         p.push((b, layer, i32_bytes(&q.b)));
         p.push((rq, layer, requant_bytes(&q.rq)));
@@ -500,7 +543,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
         (K::TypeEmb, K::TypeRq, config.type_vocab),
     ] {
         let t = ckpt.tensor(&hf_name(table, None).unwrap_or_default())?;
-        let (q, scales) = quantize_rows(first_rows(t, rows as usize), config.hidden as usize);
+        let (q, scales) = quantize_rows(first_rows(t, rows as usize), hidden, None);
         p.push((table, None, i8_bytes(&q)));
         p.push((
             rq,
@@ -515,6 +558,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
     }
     // LayerNorm outputs (`x`, `h`) are quantized per channel.
     let mut s_x = ranges.int8_channels(Point::EmbOut, 0, hidden);
+    let mut x_gram = ranges.gram(Point::EmbOut, 0);
     p.push((
         K::EmbNorm,
         None,
@@ -548,11 +592,12 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::QueryB,
             K::QueryRq,
             l,
-            &s_x,
+            (&s_x, x_gram),
             &vec![s_q; h],
         )?;
-        dense(&mut p, K::KeyW, K::KeyB, K::KeyRq, l, &s_x, &vec![s_k; h])?;
-        dense(&mut p, K::ValueW, K::ValueB, K::ValueRq, l, &s_x, &s_v)?;
+        let x_in = (&s_x[..], x_gram);
+        dense(&mut p, K::KeyW, K::KeyB, K::KeyRq, l, x_in, &vec![s_k; h])?;
+        dense(&mut p, K::ValueW, K::ValueB, K::ValueRq, l, x_in, &s_v)?;
         let ctx_rq: Vec<Requant> = s_v
             .iter()
             .zip(&s_ctx)
@@ -565,7 +610,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::AttnOutB,
             K::AttnOutRq,
             l,
-            &s_ctx,
+            (&s_ctx, ranges.gram(Point::Context, layer)),
             &vec![s_r1; h],
         )?;
         p.push((K::AttnSkipRq, l, channel_requant(&s_x, s_r1)));
@@ -582,7 +627,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::Ffn1B,
             K::Ffn1Rq,
             l,
-            &s_h,
+            (&s_h, ranges.gram(Point::AttnOut, layer)),
             &vec![ACT_UNIT; f],
         )?;
         let act_rq: Vec<Requant> = s_g
@@ -596,7 +641,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::Ffn2B,
             K::Ffn2Rq,
             l,
-            &s_g,
+            (&s_g, ranges.gram(Point::Act, layer)),
             &vec![s_r2; h],
         )?;
         p.push((K::FfnSkipRq, l, channel_requant(&s_h, s_r2)));
@@ -619,6 +664,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
         s[scalar::FFN_EPS] = eps_units(s_r2);
         p.push((K::LayerScalars, l, i32_bytes(&s)));
         s_x = s_next;
+        x_gram = ranges.gram(Point::FfnOut, layer);
     }
 
     // Pooling and head. `s_pooled` are the channel scales of the pooled int8 vector.
@@ -631,7 +677,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::PoolerB,
             K::PoolerRq,
             None,
-            &s_x,
+            (&s_x, None),
             &vec![ACT_UNIT; hidden],
         )?;
         p.push((K::TanhTable, None, i32_bytes(&function_table(f64::tanh))));
@@ -652,7 +698,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
             K::ClassB,
             K::ClassRq,
             None,
-            &s_pooled,
+            (&s_pooled, None),
             &vec![1.0 / q16; config.num_labels as usize],
         )?;
     } else {
@@ -678,7 +724,7 @@ pub fn convert(
                 )
             })?;
             let float = convert_float(ckpt, false, options.max_seq)?;
-            let ranges = calibrate(&float, sequences, options.progress)?;
+            let ranges = calibrate_with(&float, sequences, options.progress, options.compensate)?;
             convert_int8(ckpt, &ranges, options.max_seq)
         }
     }

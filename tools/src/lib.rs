@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod convert;
+pub mod gptq;
 pub mod run;

@@ -51,6 +51,10 @@ enum Command {
         /// Longest sequence the model accepts, tokens incl. [CLS]/[SEP].
         #[arg(long)]
         max_seq: Option<u32>,
+        /// int8: error-compensating weight rounding (GPTQ) and bias correction from
+        /// the calibration inputs' moments; recommended for real pretrained encoders.
+        #[arg(long)]
+        compensate_rounding: bool,
     },
     /// Show a model file's config, tensors, sizes, checksum and memory plan.
     Inspect {
@@ -145,7 +149,15 @@ fn run(command: Command) -> Result<()> {
             dtype,
             calibration,
             max_seq,
-        } => cmd_convert(&model_dir, &output, dtype, calibration.as_deref(), max_seq),
+            compensate_rounding,
+        } => cmd_convert(
+            &model_dir,
+            &output,
+            dtype,
+            calibration.as_deref(),
+            max_seq,
+            compensate_rounding,
+        ),
         Command::Inspect { file, seq, json } => cmd_inspect(&file, seq, json),
         Command::Tokenize { model, texts, json } => cmd_tokenize(&model, &texts, json),
         Command::Embed {
@@ -187,12 +199,14 @@ fn cmd_convert(
     precision: Precision,
     calibration: Option<&Path>,
     max_seq: Option<u32>,
+    compensate: bool,
 ) -> Result<()> {
     let ckpt = Checkpoint::load(dir)?;
     let options = Options {
         precision,
         max_seq,
         progress: true,
+        compensate,
     };
     let sequences = match calibration {
         Some(path) => Some(calibration_sequences(&ckpt, path, max_seq)?),

@@ -19,6 +19,7 @@ fn build(name: &str, precision: Precision) -> AlignedBuf {
         precision,
         max_seq: Some(32),
         progress: false,
+        compensate: false,
     };
     AlignedBuf::from_bytes(&convert(&ckpt, &options, Some(&calibration)).unwrap())
 }
