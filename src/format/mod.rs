@@ -244,7 +244,7 @@ impl Config {
         field("type_vocab", self.type_vocab, 1, MAX_TYPE_VOCAB)?;
         field("num_labels", self.num_labels, 0, MAX_LABELS)?;
         field("max_seq", self.max_seq, 2, self.max_positions)?;
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(FormatError::HeadsDoNotDivideHidden {
                 hidden: self.hidden,
                 heads: self.heads,
@@ -765,7 +765,7 @@ fn check_region(
             previous_end,
         });
     }
-    if offset % align != 0 {
+    if !offset.is_multiple_of(align) {
         return Err(FormatError::Misaligned {
             region,
             offset,

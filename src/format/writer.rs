@@ -26,7 +26,7 @@ fn put_u16(buf: &mut [u8], at: usize, v: u16) {
 }
 
 fn pad_to(buf: &mut Vec<u8>, align: usize) {
-    while buf.len() % align != 0 {
+    while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }
 }

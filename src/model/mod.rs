@@ -454,7 +454,7 @@ impl<'a> Model<'a> {
                 got: arena.len(),
             });
         }
-        if arena.as_ptr() as usize % plan::ARENA_ALIGN != 0 {
+        if !(arena.as_ptr() as usize).is_multiple_of(plan::ARENA_ALIGN) {
             return Err(Error::ArenaMisaligned {
                 align: plan::ARENA_ALIGN,
             });
