@@ -110,14 +110,7 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
             (spec.kind, spec.layer, bytes)
         })
         .collect();
-    let tensors: Vec<TensorData<'_>> = payloads
-        .iter()
-        .map(|(kind, layer, bytes)| TensorData {
-            kind: *kind,
-            layer: *layer,
-            bytes,
-        })
-        .collect();
+    let tensors = TensorData::borrow_all(&payloads);
     let vocab: Vec<String> = (0..shape.vocab)
         .map(|i| match i {
             0 => "[PAD]".to_string(),

@@ -55,14 +55,7 @@ fn model_bytes(weight_dtype: DType) -> Vec<u8> {
             (spec.kind, spec.layer, bytes)
         })
         .collect();
-    let tensors: Vec<TensorData<'_>> = payloads
-        .iter()
-        .map(|(kind, layer, bytes)| TensorData {
-            kind: *kind,
-            layer: *layer,
-            bytes,
-        })
-        .collect();
+    let tensors = TensorData::borrow_all(&payloads);
     let section = encode_section(&VOCAB, &TokenizerConfig::bert_uncased()).unwrap();
     write_model(&config, &section, &["negative", "positive"], &tensors).unwrap()
 }

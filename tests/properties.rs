@@ -473,14 +473,7 @@ fn random_model(config: &Config, seed: u64) -> Vec<u8> {
             (spec.kind, spec.layer, bytes)
         })
         .collect();
-    let tensors: Vec<TensorData<'_>> = payloads
-        .iter()
-        .map(|(kind, layer, bytes)| TensorData {
-            kind: *kind,
-            layer: *layer,
-            bytes,
-        })
-        .collect();
+    let tensors = TensorData::borrow_all(&payloads);
     let words = vocab(config.vocab_size);
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let section = encode_section(&words, &TokenizerConfig::bert_uncased()).unwrap();

@@ -17,6 +17,20 @@ pub struct TensorData<'d> {
     pub bytes: &'d [u8],
 }
 
+impl<'d> TensorData<'d> {
+    /// Views of owned payloads `(kind, layer, bytes)`, in the same order.
+    pub fn borrow_all(payloads: &'d [(TensorKind, Option<u16>, Vec<u8>)]) -> Vec<Self> {
+        payloads
+            .iter()
+            .map(|(kind, layer, bytes)| Self {
+                kind: *kind,
+                layer: *layer,
+                bytes,
+            })
+            .collect()
+    }
+}
+
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }

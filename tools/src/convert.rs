@@ -164,14 +164,7 @@ pub fn tokenizer_section(ckpt: &Checkpoint) -> Result<Vec<u8>> {
 type Payloads = Vec<(K, Option<u16>, Vec<u8>)>;
 
 fn assemble(config: &Config, ckpt: &Checkpoint, payloads: &Payloads) -> Result<Vec<u8>> {
-    let tensors: Vec<TensorData<'_>> = payloads
-        .iter()
-        .map(|(kind, layer, bytes)| TensorData {
-            kind: *kind,
-            layer: *layer,
-            bytes,
-        })
-        .collect();
+    let tensors = TensorData::borrow_all(payloads);
     let labels: Vec<&str> = ckpt.labels.iter().map(String::as_str).collect();
     let section = tokenizer_section(ckpt)?;
     write_model(config, &section, &labels, &tensors).map_err(|e| anyhow!("writing the model: {e}"))

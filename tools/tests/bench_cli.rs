@@ -3,21 +3,11 @@
 //! Timings are only checked for being positive and consistent with each other.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyformer"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{fixture, run};
 
 fn ok(o: &Output) -> Vec<Value> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -29,17 +19,7 @@ fn ok(o: &Output) -> Vec<Value> {
 }
 
 fn convert(checkpoint: &str, dtype: &str, out: &Path) {
-    let calibration = fixture("sentences.txt");
-    ok(&run(&[
-        "convert",
-        fixture(checkpoint).to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--dtype",
-        dtype,
-        "--calibration",
-        calibration.to_str().unwrap(),
-    ]));
+    ok(&common::convert(&fixture(checkpoint), out, dtype));
 }
 
 fn u(v: &Value) -> u64 {

@@ -6,29 +6,15 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 use tinyformer::format::writer::AlignedBuf;
 use tinyformer::format::ModelFile;
 use tinyformer_cli::convert::{write_atomically, write_atomically_with};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn copy_checkpoint(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(fixture(name)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-    }
-    dir
-}
+mod common;
+use common::{copy_checkpoint, fixture, stderr};
 
 /// Address-space limit for the CLI in the hostile-input tests: a conversion of the
 /// fixture fits comfortably, an allocation sized by a hostile header would not.
@@ -46,10 +32,6 @@ fn convert_limited(dir: &Path, out: &Path, limits: &str) -> Output {
         .args(["--dtype", "f32"])
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
