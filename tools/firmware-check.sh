@@ -25,10 +25,13 @@ gcc -O2 -Wall -shared -fPIC -o "$work/libinsncount.so" "$root/tools/qemu/insncou
 (cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet)
 elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/tinyformer-cortex-m"
 addr() { "$bin_dir/llvm-nm" "$elf" | awk -v s="$1" '$3 == s { print "0x" $1 }'; }
-timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
-  -semihosting-config enable=on,target=native \
-  -plugin "$work/libinsncount.so,begin=$(addr tinyformer_inference_begin),end=$(addr tinyformer_inference_end)" \
-  -d plugin -D "$work/insns.txt" -kernel "$elf" >"$work/device.txt"
+# Runs the firmware last built under QEMU; extra QEMU arguments go before the kernel.
+qemu() {
+  timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
+    -semihosting-config enable=on,target=native "$@" -kernel "$elf"
+}
+qemu -plugin "$work/libinsncount.so,begin=$(addr tinyformer_inference_begin),end=$(addr tinyformer_inference_end)" \
+  -d plugin -D "$work/insns.txt" >"$work/device.txt"
 
 cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli -- \
   classify -m "$model" --json <"$sentences" >"$work/host.jsonl"
@@ -84,11 +87,6 @@ print(f"  multiply-accumulates per inference {total_macs / regions:,.0f}")
 print(f"  instructions per MAC {total / total_macs:.2f}")
 PY
 grep -E "^HEAP" "$work/device.txt" || true
-
-qemu() {
-  timeout 600 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
-    -semihosting-config enable=on,target=native -kernel "$elf"
-}
 
 # 4. defmt logging: same lines, formatted on the host.
 (cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet --features defmt)

@@ -145,14 +145,19 @@ impl Plan {
             ("ffn", Ffn, f, act),
             ("x", All, seq * h, act),
         ];
-        // `residual` at 0; each phase's buffers from the start of the shared region
-        // on; `x` after the larger phase (it is the last entry, placed last).
-        let mut ends = [h * 4; 2];
+        // One end per phase. A buffer of a phase goes at that phase's end; a buffer
+        // live throughout goes after both phases, and both continue after it. So
+        // `residual` is at 0, the attention and FFN buffers share the bytes after it,
+        // and `x` follows the larger of the two.
+        let mut ends = [0usize; 2];
         let buffers = specs.map(|(name, phase, len, elem)| {
             let bytes = len * elem;
             let offset = match phase {
-                All if name == "residual" => 0,
-                All => ends[0].max(ends[1]),
+                All => {
+                    let at = ends[0].max(ends[1]);
+                    ends = [at + bytes; 2];
+                    at
+                }
                 Attention | Ffn => {
                     let end = &mut ends[usize::from(phase == Ffn)];
                     *end += bytes;
