@@ -130,6 +130,9 @@ pub enum Int8Kernel {
     /// x86-64 AVX2: 16 products per instruction (`vpmaddwd` on sign-extended int16),
     /// four weight rows per pass sharing each widened activation load.
     Avx2,
+    /// x86-64 AVX-VNNI: 32 products per instruction (`vpdpbusd`, weights offset to
+    /// unsigned), four weight rows per pass.
+    AvxVnni,
     /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
     /// unpacked with `SXTB16`, four weight rows per pass.
     Dsp,
@@ -137,7 +140,7 @@ pub enum Int8Kernel {
 
 impl Int8Kernel {
     /// Every kernel, the reference first.
-    pub const ALL: [Self; 3] = [Self::Scalar, Self::Avx2, Self::Dsp];
+    pub const ALL: [Self; 4] = [Self::Scalar, Self::Avx2, Self::AvxVnni, Self::Dsp];
 
     /// Whether this kernel can run here: compiled in for this target and, with `std`
     /// on x86-64, supported by this CPU (detected at run time, cached by `std`).
@@ -146,6 +149,7 @@ impl Int8Kernel {
         match self {
             Self::Scalar => true,
             Self::Avx2 => avx2_available(),
+            Self::AvxVnni => avx_vnni_available(),
             Self::Dsp => cfg!(tinyformer_dsp),
         }
     }
@@ -155,6 +159,8 @@ impl Int8Kernel {
     pub fn best() -> Self {
         if cfg!(tinyformer_dsp) {
             Self::Dsp
+        } else if avx_vnni_available() {
+            Self::AvxVnni
         } else if avx2_available() {
             Self::Avx2
         } else {
@@ -176,6 +182,36 @@ fn avx2_available() -> bool {
     }
 }
 
+/// AVX-VNNI (CPUID leaf 7, sub-leaf 1, EAX bit 4) on a CPU with AVX2, detected at run
+/// time with `std` (or in tests) and cached; never without `std` (no detection there).
+#[inline(always)]
+fn avx_vnni_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    {
+        use core::sync::atomic::{AtomicU8, Ordering};
+        // 0 unknown, 1 absent, 2 present.
+        static STATE: AtomicU8 = AtomicU8::new(0);
+        match STATE.load(Ordering::Relaxed) {
+            0 => {
+                // AVX2 detection also checks that the OS saves the YMM registers.
+                // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 exists when AVX2 is
+                // reported (AVX2 is itself a leaf 7 flag). (`__cpuid_count` is a safe
+                // function since Rust 1.89; the MSRV needs the block.)
+                #[allow(unused_unsafe)]
+                let leaf = unsafe { core::arch::x86_64::__cpuid_count(7, 1) };
+                let present = avx2_available() && leaf.eax & (1 << 4) != 0;
+                STATE.store(if present { 2 } else { 1 }, Ordering::Relaxed);
+                present
+            }
+            state => state == 2,
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
+    {
+        false
+    }
+}
+
 /// [`dot_i8_reference`], computed by the fastest available kernel.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
@@ -190,6 +226,11 @@ pub fn dot_i8_with(kernel: Int8Kernel, a: &[i8], b: &[i8]) -> i32 {
         Int8Kernel::Avx2 if avx2_available() => {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { avx2::dot(a, b) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::AvxVnni if avx_vnni_available() => {
+            // SAFETY: the CPU supports AVX-VNNI (checked just above).
+            unsafe { vnni::dot(a, b) }
         }
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::dot(a, b),
@@ -219,6 +260,11 @@ pub fn matvec_i8_with(
         Int8Kernel::Avx2 if avx2_available() => {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { avx2::matvec(rows, x, w, bias, store) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::AvxVnni if avx_vnni_available() => {
+            // SAFETY: the CPU supports AVX-VNNI (checked just above).
+            unsafe { vnni::matvec(rows, x, w, bias, store) }
         }
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::matvec(rows, x, w, bias, store),
@@ -264,6 +310,8 @@ fn matvec_by_four(
 mod avx2;
 #[cfg(tinyformer_dsp)]
 mod dsp;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 #[cfg(test)]
 mod tests {
