@@ -18,6 +18,7 @@ use tinyformer::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS, ACT_RANGE, 
 use tinyformer::kernels::layernorm::layer_norm_i32;
 use tinyformer::kernels::matvec::{dot_i8, matvec_i8, MAX_DOT_LEN};
 use tinyformer::kernels::softmax::{softmax_q15, MASKED};
+use tinyformer::model::MAX_BATCH_ROWS;
 use tinyformer::quant::{saturate_i8, saturate_residual, Requant, RESIDUAL_MAX};
 use tinyformer::tokenizer::{encode_section, TokenizerConfig};
 use tinyformer::{Input, Model};
@@ -515,6 +516,16 @@ fn run_random_input(bytes: &[u8], seed: u64) {
         model
             .forward_fixed(input, arena.as_bytes_mut(), &mut out)
             .unwrap();
+        // Larger arenas run several rows per pass over the weights: same result.
+        for rows in [2, 3, MAX_BATCH_ROWS] {
+            let bytes = model.arena_bytes_batched(n, rows).unwrap();
+            let mut arena = AlignedBuf::from_bytes(&vec![0; bytes]);
+            let mut batched = vec![0i32; config.output_len()];
+            model
+                .forward_fixed(input, arena.as_bytes_mut(), &mut batched)
+                .unwrap();
+            assert_eq!(batched, out, "{rows} rows per batch");
+        }
     } else {
         let mut out = vec![0f32; config.output_len()];
         model

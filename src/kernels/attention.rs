@@ -4,7 +4,7 @@
 //! `h * head_dim .. (h + 1) * head_dim`. The only scratch is one row of `seq` scores,
 //! so attention memory grows O(seq), not O(heads * seq^2).
 
-use super::matvec::dot_i8;
+use super::matvec::dots_i8;
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
 use crate::quant::{saturate_residual, Requant};
 
@@ -77,12 +77,14 @@ pub fn attend_i8(
     keep: impl Fn(usize) -> bool,
 ) {
     let head_dim = ctx.len();
-    for (j, (score, key)) in scores.iter_mut().zip(keys.chunks_exact(hidden)).enumerate() {
-        *score = if keep(j) {
-            dot_i8(q, head_cols(key, head, head_dim))
-        } else {
-            MASKED
-        };
+    let head_keys = keys.get(head * head_dim..).unwrap_or(&[]);
+    let n = scores.len().min(keys.len() / hidden.max(1));
+    let scores = scores.get_mut(..n).unwrap_or(&mut []);
+    dots_i8(scores, q, head_keys, hidden);
+    for (j, score) in scores.iter_mut().enumerate() {
+        if !keep(j) {
+            *score = MASKED;
+        }
     }
     softmax_q15(scores, to_log2);
     ctx.fill(0);

@@ -119,6 +119,65 @@ pub fn matvec_i8_reference(
     }
 }
 
+/// Dot products of `q` with `out.len()` rows of a strided matrix, the scalar
+/// reference: `out[j] = dot_i8_reference(q, keys[j * stride..j * stride + q.len()])`
+/// (a row `keys` does not hold completely gives 0). Attention scores: one query head
+/// against the same head's columns of every key row (`stride` = hidden).
+pub fn dots_i8_reference(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    let cols = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
+        *o = dot_i8_reference(q, key);
+    }
+}
+
+/// [`dots_i8_reference`], computed by the fastest available kernel.
+#[inline]
+pub fn dots_i8(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    dots_i8_with(Int8Kernel::best(), out, q, keys, stride);
+}
+
+/// [`dots_i8_reference`], computed by `kernel` (the reference if it is not
+/// available).
+#[inline]
+pub fn dots_i8_with(kernel: Int8Kernel, out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::AvxVnni if avx_vnni_available() => {
+            // SAFETY: the CPU supports AVX-VNNI (checked just above).
+            unsafe { vnni::dots(out, q, keys, stride) }
+        }
+        _ => {
+            let cols = q.len();
+            for (j, o) in out.iter_mut().enumerate() {
+                let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
+                *o = dot_i8_with(kernel, q, key);
+            }
+        }
+    }
+}
+
+/// int8 matrix product over several tokens, the scalar reference: `xs` holds
+/// `xs.len() / cols` token rows of `cols` elements; for each token `t` (in order) and
+/// output row `o`, calls `store(t, o, acc)` with [`matvec_i8_reference`]'s accumulator
+/// for that token. Fast paths may visit `(t, o)` in another order, each exactly once.
+/// `cols == 0` means no tokens.
+pub fn matmul_i8_reference(
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    mut store: impl FnMut(usize, usize, i32),
+) {
+    if cols == 0 {
+        return;
+    }
+    for (t, x) in xs.chunks_exact(cols).enumerate() {
+        matvec_i8_reference(rows, x, w, bias, |o, acc| store(t, o, acc));
+    }
+}
+
 /// An implementation of the int8 dot products. All give bit-identical results (the
 /// tests and `examples/kernel-check-m4` check it); they differ only in speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +328,47 @@ pub fn matvec_i8_with(
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::matvec(rows, x, w, bias, store),
         _ => matvec_i8_reference(rows, x, w, bias, store),
+    }
+}
+
+/// [`matmul_i8_reference`], computed by the fastest available kernel.
+#[inline]
+pub fn matmul_i8(
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    store: impl FnMut(usize, usize, i32),
+) {
+    matmul_i8_with(Int8Kernel::best(), rows, cols, xs, w, bias, store);
+}
+
+/// [`matmul_i8_reference`], computed by `kernel` (the reference if it is not
+/// available). Kernels without a multi-token path run their matrix-vector product
+/// token by token.
+#[inline]
+pub fn matmul_i8_with(
+    kernel: Int8Kernel,
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    mut store: impl FnMut(usize, usize, i32),
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::AvxVnni if avx_vnni_available() => {
+            // SAFETY: the CPU supports AVX-VNNI (checked just above).
+            unsafe { vnni::matmul(rows, cols, xs, w, bias, store) }
+        }
+        _ if cols == 0 => {}
+        _ => {
+            for (t, x) in xs.chunks_exact(cols).enumerate() {
+                matvec_i8_with(kernel, rows, x, w, bias, |o, acc| store(t, o, acc));
+            }
+        }
     }
 }
 
@@ -432,6 +532,82 @@ mod tests {
                             });
                             assert_eq!(calls, rows);
                             assert_eq!(got, want, "{kernel:?} {rows}x{cols}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_kernels_match_reference() {
+        let mut state = 3;
+        let (tokens_max, rows_max, cols_list): (usize, usize, &[usize]) = if cfg!(miri) {
+            (5, 3, &[0, 1, 33])
+        } else {
+            (9, 7, &[0, 1, 5, 31, 32, 33, 64, 100, 384])
+        };
+        for kernel in available() {
+            for tokens in 0..=tokens_max {
+                for rows in 0..=rows_max {
+                    for &cols in cols_list {
+                        for (xs, w) in patterns(tokens * cols, &mut state)
+                            .into_iter()
+                            .zip(patterns(rows * cols, &mut state))
+                        {
+                            let bias: Vec<i32> = (0..rows as i32).map(|o| o - 2).collect();
+                            // Full weights, then weights missing the last rows.
+                            for w in [&w[..], &w[..w.len() * 2 / 3]] {
+                                let mut want = vec![None; tokens * rows];
+                                matmul_i8_reference(rows, cols, &xs, w, &bias, |t, o, v| {
+                                    want[t * rows + o] = Some(v)
+                                });
+                                let mut got = vec![None; tokens * rows];
+                                matmul_i8_with(kernel, rows, cols, &xs, w, &bias, |t, o, v| {
+                                    assert!(got[t * rows + o].replace(v).is_none(), "twice");
+                                });
+                                let name = format!("{kernel:?} {tokens}x{rows}x{cols}");
+                                assert_eq!(got, want, "{name}");
+                                if cols > 0 {
+                                    assert!(got.iter().all(Option::is_some), "{name}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_dots_match_reference() {
+        let mut state = 4;
+        let lens: &[usize] = if cfg!(miri) {
+            &[0, 5, 33]
+        } else {
+            &[0, 1, 16, 31, 32, 33, 64, 100]
+        };
+        for kernel in available() {
+            for &cols in lens {
+                for keys_n in 0..=9 {
+                    for stride in [cols, cols + 3, 2 * cols + 32] {
+                        for (q, keys) in patterns(cols, &mut state)
+                            .into_iter()
+                            .zip(patterns(keys_n * stride + cols, &mut state))
+                        {
+                            // Whole rows, then a matrix that ends inside its last row.
+                            for keys in
+                                [&keys[..], &keys[..keys.len().saturating_sub(cols / 2 + 1)]]
+                            {
+                                let mut want = vec![7; keys_n];
+                                dots_i8_reference(&mut want, &q, keys, stride);
+                                let mut got = vec![7; keys_n];
+                                dots_i8_with(kernel, &mut got, &q, keys, stride);
+                                assert_eq!(
+                                    got, want,
+                                    "{kernel:?} {keys_n} keys x {cols} / {stride}"
+                                );
+                            }
                         }
                     }
                 }

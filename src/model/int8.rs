@@ -6,13 +6,13 @@
 //! integer LayerNorm parameters and the scalar tensors (see `docs/FORMAT.md`).
 
 use super::float::{copy, row};
-use super::plan::{attention, ffn, views, Plan};
+use super::plan::{attention, ffn, views, Plan, MAX_BATCH_ROWS};
 use super::{Fixed, FixedObserver, Input, Point};
 use crate::format::{scalar, ModelFile, Pooling, TensorKind as K};
 use crate::kernels::attention::attend_i8;
 use crate::kernels::gelu::{activation_q10, Tail};
 use crate::kernels::layernorm::layer_norm_i32;
-use crate::kernels::matvec::matvec_i8;
+use crate::kernels::matvec::{matmul_i8, matvec_i8};
 use crate::quant::{div_round, narrow_row, saturate_i8, saturate_residual, Requant};
 
 /// A quantized dense layer: `W` int8 `[out, in]`, bias i32 `[out]` in units of
@@ -32,44 +32,50 @@ impl<'a> Dense<'a> {
         }
     }
 
-    /// `out = sat_r(rq(W x + b))` on a wide (i32) grid.
-    fn to_wide(&self, out: &mut [i32], x: &[i8]) {
-        matvec_i8(out.len(), x, self.w, self.b, |o, acc| {
-            if let Some(y) = out.get_mut(o) {
+    /// `out[t] = sat_r(rq(W xs[t] + b))` on a wide (i32) grid, for every token row of
+    /// `xs` (`cols` wide), into rows of `rows` in `out`.
+    fn to_wide_rows(&self, out: &mut [i32], xs: &[i8], rows: usize, cols: usize) {
+        matmul_i8(rows, cols, xs, self.w, self.b, |t, o, acc| {
+            if let Some(y) = out.get_mut(t * rows + o) {
                 *y = saturate_residual(Requant::from_table(self.rq, o).apply(acc));
             }
         });
     }
 
-    /// `out = sat8(rq(W x + b))`.
-    fn to_i8(&self, out: &mut [i8], x: &[i8]) {
-        matvec_i8(out.len(), x, self.w, self.b, |o, acc| {
-            if let Some(y) = out.get_mut(o) {
+    /// `out[t] = sat8(rq(W xs[t] + b))` for every token row of `xs` (`cols` wide),
+    /// into rows of `rows` in `out`.
+    fn to_i8_rows(&self, out: &mut [i8], xs: &[i8], rows: usize, cols: usize) {
+        matmul_i8(rows, cols, xs, self.w, self.b, |t, o, acc| {
+            if let Some(y) = out.get_mut(t * rows + o) {
                 *y = saturate_i8(Requant::from_table(self.rq, o).apply(acc));
             }
         });
     }
 
-    /// `residual = sat_r(rq(W x * 2^x_exponent) + rq(b) + skip_rq(skip))`: the
-    /// projection back into the residual stream plus the skip connection (per-channel
-    /// scales: LayerNorm outputs are quantized per channel, see `docs/FORMAT.md`).
-    /// `x_exponent` is the input row's power-of-two scale (0 if static); the bias is on
-    /// the unscaled grid, so it is requantized on its own.
-    fn to_residual(
+    /// For every token row `t`: `residual[t] = sat_r(rq(W xs[t] * 2^exponents[t]) +
+    /// rq(b) + skip_rq(skip[t]))`, the projection back into the residual stream plus
+    /// the skip connection (per-channel scales: LayerNorm outputs are quantized per
+    /// channel, see `docs/FORMAT.md`). `exponents[t]` is the input row's power-of-two
+    /// scale; the bias is on the unscaled grid, so it is requantized on its own.
+    /// `residual` and `skip` rows are `hidden` wide, `xs` rows `cols` wide.
+    fn to_residual_rows(
         &self,
         residual: &mut [i32],
-        x: &[i8],
-        x_exponent: u32,
+        xs: &[i8],
+        exponents: &[u32],
         skip: &[i8],
         skip_rq: &[[i32; 2]],
+        (hidden, cols): (usize, usize),
     ) {
-        matvec_i8(residual.len(), x, self.w, &[], |o, dot| {
+        matmul_i8(hidden, cols, xs, self.w, &[], |t, o, dot| {
             let rq = Requant::from_table(self.rq, o);
             let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
-            let s = i32::from(skip.get(o).copied().unwrap_or(0));
-            if let Some(r) = residual.get_mut(o) {
+            let at = t * hidden + o;
+            let s = i32::from(skip.get(at).copied().unwrap_or(0));
+            let exponent = exponents.get(t).copied().unwrap_or(0);
+            if let Some(r) = residual.get_mut(at) {
                 let skip = Requant::from_table(skip_rq, o).apply(s);
-                *r = saturate_residual(rq.apply_scaled(dot, x_exponent) + bias + skip);
+                *r = saturate_residual(rq.apply_scaled(dot, exponent) + bias + skip);
             }
         });
     }
@@ -108,6 +114,8 @@ pub(super) fn forward<O: FixedObserver>(
     let config = file.config();
     let (hidden, heads) = (config.hidden as usize, config.heads as usize);
     let head_dim = config.head_dim();
+    let ffn_dim = config.ffn as usize;
+    let batch = plan.rows.max(1);
     let v = views::<i8, i32>(plan, arena);
 
     // Embeddings: each table row has its own scale, requantized into a common residual
@@ -127,15 +135,16 @@ pub(super) fn forward<O: FixedObserver>(
             t,
             input.type_id(t),
         ];
-        v.residual.fill(0);
+        let sum = v.residual.get_mut(..hidden).unwrap_or(&mut []);
+        sum.fill(0);
         for ((table, rq), r) in tables.iter().zip(rows) {
             let scale = Requant::from_table(rq, r);
-            for (acc, &e) in v.residual.iter_mut().zip(row(table, r, hidden)) {
+            for (acc, &e) in sum.iter_mut().zip(row(table, r, hidden)) {
                 *acc = saturate_residual(i64::from(*acc) + scale.apply(i32::from(e)));
             }
         }
-        obs.observe(Point::EmbSum, 0, Fixed::I32(v.residual));
-        layer_norm_i32(x, v.residual, gamma, beta, eps);
+        obs.observe(Point::EmbSum, 0, Fixed::I32(sum));
+        layer_norm_i32(x, sum, gamma, beta, eps);
         obs.observe(Point::EmbOut, 0, Fixed::I8(x));
     }
 
@@ -158,72 +167,116 @@ pub(super) fn forward<O: FixedObserver>(
         let (attn_eps, ffn_eps) = (eps_at(s, scalar::ATTN_EPS), eps_at(s, scalar::FFN_EPS));
 
         let a = attention::<i8, i32>(plan, &mut *v.shared);
-        for ((x, k), val) in
-            v.x.chunks_exact(hidden)
-                .zip(a.keys.chunks_exact_mut(hidden))
-                .zip(a.values.chunks_exact_mut(hidden))
+        // Keys and values of every token (one weight pass per group of tokens).
+        key.to_i8_rows(a.keys, v.x, hidden, hidden);
+        value.to_i8_rows(a.values, v.x, hidden, hidden);
+        for (k, val) in a
+            .keys
+            .chunks_exact(hidden)
+            .zip(a.values.chunks_exact(hidden))
         {
-            key.to_i8(k, x);
-            value.to_i8(val, x);
             obs.observe(Point::Key, layer, Fixed::I8(k));
             obs.observe(Point::Value, layer, Fixed::I8(val));
         }
 
-        for x in v.x.chunks_exact_mut(hidden) {
-            // The query row on a fine grid, narrowed with its own power-of-two scale;
-            // the score multiplier absorbs the exponent.
-            query.to_wide(v.residual, x);
-            obs.observe(Point::Query, layer, Fixed::I32(v.residual));
-            let q_exponent = narrow_row(a.query, v.residual);
-            let to_log2_row = to_log2.with_exponent(q_exponent);
-            for head in 0..heads {
-                let cols = head * head_dim..(head + 1) * head_dim;
-                attend_i8(
-                    v.residual.get_mut(cols.clone()).unwrap_or(&mut []),
-                    a.query.get(cols).unwrap_or(&[]),
-                    a.keys,
-                    a.values,
-                    hidden,
-                    head,
-                    to_log2_row,
-                    ctx_rq
-                        .get(head * head_dim..(head + 1) * head_dim)
-                        .unwrap_or(&[]),
-                    a.scores,
-                    |j| input.keep(j),
-                );
+        // Query rows, attention, output projection and LayerNorm, a batch of rows
+        // at a time (each row's wide values in its row of `residual`).
+        let mut exponents = [0u32; MAX_BATCH_ROWS];
+        for xs in v.x.chunks_mut(batch * hidden) {
+            let n = xs.len() / hidden;
+            let residual = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
+            query.to_wide_rows(residual, xs, hidden, hidden);
+            for ((wide, context), exponent) in residual
+                .chunks_exact_mut(hidden)
+                .zip(a.context.chunks_exact_mut(hidden))
+                .zip(exponents.iter_mut())
+            {
+                // The query row on a fine grid, narrowed with its own power-of-two
+                // scale; the score multiplier absorbs the exponent.
+                obs.observe(Point::Query, layer, Fixed::I32(wide));
+                let q_exponent = narrow_row(a.query, wide);
+                let to_log2_row = to_log2.with_exponent(q_exponent);
+                for head in 0..heads {
+                    let cols = head * head_dim..(head + 1) * head_dim;
+                    attend_i8(
+                        wide.get_mut(cols.clone()).unwrap_or(&mut []),
+                        a.query.get(cols).unwrap_or(&[]),
+                        a.keys,
+                        a.values,
+                        hidden,
+                        head,
+                        to_log2_row,
+                        ctx_rq
+                            .get(head * head_dim..(head + 1) * head_dim)
+                            .unwrap_or(&[]),
+                        a.scores,
+                        |j| input.keep(j),
+                    );
+                }
+                obs.observe(Point::Context, layer, Fixed::I32(wide));
+                *exponent = narrow_row(context, wide);
             }
-            obs.observe(Point::Context, layer, Fixed::I32(v.residual));
-            let ctx_exponent = narrow_row(a.context, v.residual);
-            attn_out.to_residual(v.residual, a.context, ctx_exponent, x, attn_skip);
-            obs.observe(Point::AttnSum, layer, Fixed::I32(v.residual));
-            layer_norm_i32(x, v.residual, attn_gamma, attn_beta, attn_eps);
-            obs.observe(Point::AttnOut, layer, Fixed::I8(x));
+            let contexts = a.context.get(..n * hidden).unwrap_or(&[]);
+            attn_out.to_residual_rows(
+                residual,
+                contexts,
+                &exponents,
+                xs,
+                attn_skip,
+                (hidden, hidden),
+            );
+            for (x, sum) in xs
+                .chunks_exact_mut(hidden)
+                .zip(residual.chunks_exact(hidden))
+            {
+                obs.observe(Point::AttnSum, layer, Fixed::I32(sum));
+                layer_norm_i32(x, sum, attn_gamma, attn_beta, attn_eps);
+                obs.observe(Point::AttnOut, layer, Fixed::I8(x));
+            }
         }
 
         let f = ffn::<i8, i32>(plan, &mut *v.shared);
-        for x in v.x.chunks_exact_mut(hidden) {
+        for xs in v.x.chunks_mut(batch * hidden) {
+            let n = xs.len() / hidden;
+            let residual = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
             // FFN1 into Q10 fixed point, the activation by table interpolation, a
             // per-channel requantization onto a grid 256x finer than int8, then a
             // power-of-two row scale that fits the row's largest value into int8:
             // rows of small activations keep their resolution, large ones never clip.
-            matvec_i8(f.wide.len(), x, ffn1.w, ffn1.b, |o, acc| {
+            matmul_i8(ffn_dim, hidden, xs, ffn1.w, ffn1.b, |t, o, acc| {
                 let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
                 let act = activation_q10(pre, act_table, Tail::Linear);
-                if let Some(y) = f.wide.get_mut(o) {
+                if let Some(y) = f.wide.get_mut(t * ffn_dim + o) {
                     *y = saturate_residual(Requant::from_table(act_rq, o).apply(act));
                 }
             });
-            obs.observe(Point::Act, layer, Fixed::I32(f.wide));
-            let exponent = narrow_row(f.act, f.wide);
-            ffn2.to_residual(v.residual, f.act, exponent, x, ffn_skip);
-            obs.observe(Point::FfnSum, layer, Fixed::I32(v.residual));
-            layer_norm_i32(x, v.residual, ffn_gamma, ffn_beta, ffn_eps);
-            obs.observe(Point::FfnOut, layer, Fixed::I8(x));
+            for ((wide, act), exponent) in f
+                .wide
+                .chunks_exact(ffn_dim)
+                .zip(f.act.chunks_exact_mut(ffn_dim))
+                .zip(exponents.iter_mut())
+                .take(n)
+            {
+                obs.observe(Point::Act, layer, Fixed::I32(wide));
+                *exponent = narrow_row(act, wide);
+            }
+            let acts = f.act.get(..n * ffn_dim).unwrap_or(&[]);
+            ffn2.to_residual_rows(residual, acts, &exponents, xs, ffn_skip, (hidden, ffn_dim));
+            for (x, sum) in xs
+                .chunks_exact_mut(hidden)
+                .zip(residual.chunks_exact(hidden))
+            {
+                obs.observe(Point::FfnSum, layer, Fixed::I32(sum));
+                layer_norm_i32(x, sum, ffn_gamma, ffn_beta, ffn_eps);
+                obs.observe(Point::FfnOut, layer, Fixed::I8(x));
+            }
         }
     }
 
     let a = attention::<i8, i32>(plan, &mut *v.shared);
+    // One row of `context` and `residual` from here on.
+    let context = a.context.get_mut(..hidden).unwrap_or(&mut []);
+    let residual = v.residual.get_mut(..hidden).unwrap_or(&mut []);
     // Pooling into `context` (int8, the scale of its source). Mean pooling also keeps
     // the exact integer sum in `residual` for a full-precision embedding output.
     let mut count = 1i64;
@@ -236,54 +289,48 @@ pub(super) fn forward<O: FixedObserver>(
             matvec_i8(hidden, row(v.x, 0, hidden), pooler.w, pooler.b, |o, acc| {
                 let pre = saturate_residual(Requant::from_table(pooler.rq, o).apply(acc));
                 let t = activation_q10(pre, table, Tail::Flat);
-                if let Some(y) = a.context.get_mut(o) {
+                if let Some(y) = context.get_mut(o) {
                     *y = saturate_i8(Requant::from_table(tanh_rq, o).apply(t));
                 }
             });
         }
-        Pooling::Cls => copy(a.context, row(v.x, 0, hidden)),
+        Pooling::Cls => copy(context, row(v.x, 0, hidden)),
         Pooling::Mean => {
-            v.residual.fill(0);
+            residual.fill(0);
             count = 0;
             for (t, x) in v.x.chunks_exact(hidden).enumerate() {
                 if input.keep(t) {
-                    for (acc, &e) in v.residual.iter_mut().zip(x) {
+                    for (acc, &e) in residual.iter_mut().zip(x) {
                         *acc += i32::from(e);
                     }
                     count += 1;
                 }
             }
             let count = count.max(1);
-            for (p, &sum) in a.context.iter_mut().zip(v.residual.iter()) {
+            for (p, &sum) in context.iter_mut().zip(residual.iter()) {
                 *p = saturate_i8(div_round(i64::from(sum), count));
             }
         }
     }
 
-    obs.observe(Point::Pooled, 0, Fixed::I8(a.context));
+    obs.observe(Point::Pooled, 0, Fixed::I8(context));
     let clamp_i32 = |x: i64| x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     if config.num_labels > 0 {
         let classifier = Dense::load(file, K::ClassW, K::ClassB, K::ClassRq, None);
-        matvec_i8(
-            out.len(),
-            a.context,
-            classifier.w,
-            classifier.b,
-            |o, acc| {
-                if let Some(y) = out.get_mut(o) {
-                    *y = clamp_i32(Requant::from_table(classifier.rq, o).apply(acc));
-                }
-            },
-        );
+        matvec_i8(out.len(), context, classifier.w, classifier.b, |o, acc| {
+            if let Some(y) = out.get_mut(o) {
+                *y = clamp_i32(Requant::from_table(classifier.rq, o).apply(acc));
+            }
+        });
     } else {
         let to_q16: &[[i32; 2]] = file.tensor(K::PooledRq, None);
         for (c, y) in out.iter_mut().enumerate() {
             let rq = Requant::from_table(to_q16, c);
             *y = if config.pooling == Pooling::Mean {
-                let sum = v.residual.get(c).copied().unwrap_or(0);
+                let sum = residual.get(c).copied().unwrap_or(0);
                 clamp_i32(div_round(rq.apply(sum), count.max(1)))
             } else {
-                clamp_i32(rq.apply(i32::from(a.context.get(c).copied().unwrap_or(0))))
+                clamp_i32(rq.apply(i32::from(context.get(c).copied().unwrap_or(0))))
             };
         }
     }

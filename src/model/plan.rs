@@ -1,25 +1,32 @@
 //! The memory plan: every working buffer's offset in the caller's arena, computed once
 //! from the config and the sequence length.
 //!
-//! The forward pass runs token row by token row, in phases. Within a layer, the
-//! attention phase computes keys and values for all rows first; then for each query
-//! row the attention, output projection, residual and LayerNorm, written back over
-//! that row of `x` (its keys and values already exist, and no later row reads it).
-//! The FFN phase then runs row by row the same way; keys and values are dead by then,
-//! so the FFN rows reuse their bytes. Pooling reuses `context`. So only `x`, `keys`
-//! and `values` are `[seq, hidden]`; everything else is one row:
+//! The forward pass runs in phases, a batch of `rows` token rows at a time (`rows` is
+//! 1 in the smallest plan). Within a layer, the attention phase computes keys and
+//! values for all rows first; then for each batch of query rows the attention, output
+//! projection, residual and LayerNorm, written back over those rows of `x` (their keys
+//! and values already exist, and no later row reads them). The FFN phase then runs
+//! batch by batch the same way; keys and values are dead by then, so the FFN batch
+//! reuses their bytes. Pooling reuses `context`. So only `x`, `keys` and `values` are
+//! `[seq, hidden]`; everything else is one batch of rows (or one row):
 //!
 //! | buffer | phase | elements | int8 mode | float modes |
 //! |---|---|---|---|---|
-//! | `residual` | all | `hidden` | i32 | f32 |
+//! | `residual` | all | `rows * hidden` | i32 | f32 |
 //! | `scores` | attention | `seq` | i32 (Q15 probabilities after softmax) | f32 |
 //! | `keys` | attention | `seq * hidden` | i8 | f32 |
 //! | `values` | attention | `seq * hidden` | i8 | f32 |
 //! | `query` | attention | `hidden` | i8 | f32 |
-//! | `context` | attention, pooling | `hidden` | i8 | f32 |
-//! | `ffn_wide` | ffn | `ffn` (int8 mode only) | i32 | - |
-//! | `ffn` | ffn | `ffn` | i8 | f32 |
+//! | `context` | attention, pooling | `rows * hidden` | i8 | f32 |
+//! | `ffn_wide` | ffn | `rows * ffn` (int8 mode only) | i32 | - |
+//! | `ffn` | ffn | `rows * ffn` | i8 | f32 |
 //! | `x` | all | `seq * hidden` | i8 | f32 |
+//!
+//! Batching is a speed-for-memory trade: a batch of rows shares one pass over each
+//! weight matrix ([`crate::kernels::matvec::matmul_i8`]). Results do not depend on
+//! it (integer arithmetic, each row computed the same way). The int8 forward pass uses
+//! the largest batch, up to [`MAX_BATCH_ROWS`], whose plan fits the arena it is given;
+//! the float modes always use one row.
 //!
 //! Layout: `residual`, then one shared region holding either the attention buffers or
 //! the FFN buffers (as large as the larger set), then `x`. Within each part 4-byte
@@ -34,14 +41,18 @@
 use super::Error;
 use crate::format::Config;
 
-// Every size in the plan is at most `4*h + 4*s + 8*s*h + 8*h + 8*f + 4*s*h` bytes for
-// the format's largest config, which fits a 32-bit `usize`: the plan's arithmetic
-// cannot overflow on 32-bit microcontrollers.
+// Every size in the plan is at most `4*r*h + 4*s + 8*s*h + 4*h + 4*r*h + 8*r*f +
+// 4*s*h` bytes (`r` rows per batch) for the format's largest config, which fits a
+// 32-bit `usize`: the plan's arithmetic cannot overflow on 32-bit microcontrollers.
 const _: () = {
     use crate::format::limits::{MAX_FFN, MAX_HIDDEN, MAX_POSITIONS};
     let (h, s, f) = (MAX_HIDDEN as u64, MAX_POSITIONS as u64, MAX_FFN as u64);
-    assert!(16 * h + 4 * s + 12 * s * h + 8 * f <= u32::MAX as u64);
+    let r = MAX_BATCH_ROWS as u64;
+    assert!(8 * r * h + 4 * h + 4 * s + 12 * s * h + 8 * r * f <= u32::MAX as u64);
 };
+
+/// Largest batch of token rows a plan can hold (see the module docs).
+pub const MAX_BATCH_ROWS: usize = 8;
 
 /// Required alignment of the arena start.
 pub const ARENA_ALIGN: usize = 4;
@@ -112,13 +123,22 @@ pub(crate) mod ix {
 pub struct Plan {
     /// Sequence length.
     pub seq: usize,
+    /// Token rows per batch, `1..=min(seq, MAX_BATCH_ROWS)`.
+    pub rows: usize,
     /// The buffers, in arena order.
     pub buffers: [Buffer; 9],
 }
 
 impl Plan {
-    /// The plan for `seq` tokens of a model with `config`.
+    /// The smallest plan for `seq` tokens of a model with `config` (one row per
+    /// batch).
     pub fn new(config: &Config, seq: usize) -> Result<Self, Error> {
+        Self::batched(config, seq, 1)
+    }
+
+    /// The plan for `seq` tokens in batches of `rows` token rows (clamped to
+    /// `1..=min(seq, MAX_BATCH_ROWS)`).
+    pub fn batched(config: &Config, seq: usize, rows: usize) -> Result<Self, Error> {
         let max = config.max_seq as usize;
         if seq == 0 {
             return Err(Error::EmptySequence);
@@ -127,22 +147,23 @@ impl Plan {
             return Err(Error::SequenceTooLong { max, got: seq });
         }
         let (h, f) = (config.hidden as usize, config.ffn as usize);
+        let rows = rows.clamp(1, seq.min(MAX_BATCH_ROWS));
         // Activations are 1 byte in the int8 mode, 4 in the float modes; scores and
         // the residual row are 4 bytes in both.
         let act = if config.is_int8() { 1 } else { 4 };
-        // The int8 FFN keeps one row of activations at 32 bits to choose its
-        // power-of-two row scale before narrowing to int8.
-        let wide = if config.is_int8() { f } else { 0 };
+        // The int8 FFN keeps its rows of activations at 32 bits to choose each row's
+        // power-of-two scale before narrowing to int8.
+        let wide = if config.is_int8() { rows * f } else { 0 };
         use Phase::{All, Attention, Ffn};
         let specs: [(&'static str, Phase, usize, usize); 9] = [
-            ("residual", All, h, 4),
+            ("residual", All, rows * h, 4),
             ("scores", Attention, seq, 4),
             ("keys", Attention, seq * h, act),
             ("values", Attention, seq * h, act),
             ("query", Attention, h, act),
-            ("context", Attention, h, act),
+            ("context", Attention, rows * h, act),
             ("ffn_wide", Ffn, wide, 4),
-            ("ffn", Ffn, f, act),
+            ("ffn", Ffn, rows * f, act),
             ("x", All, seq * h, act),
         ];
         // One end per phase. A buffer of a phase goes at that phase's end; a buffer
@@ -172,7 +193,7 @@ impl Plan {
                 phase,
             }
         });
-        Ok(Self { seq, buffers })
+        Ok(Self { seq, rows, buffers })
     }
 
     /// Total arena bytes.
@@ -299,8 +320,18 @@ mod tests {
     fn phases_share_bytes_and_nothing_else() {
         for dtype in [DType::I8, DType::F16, DType::F32] {
             for (hidden, ffn) in [(64, 256), (128, 512), (384, 1536), (32, 4096)] {
-                for seq in [1, 2, 16, 64, 128, 512] {
-                    let plan = Plan::new(&config(dtype, hidden, ffn), seq).unwrap();
+                for (seq, rows) in [
+                    (1, 1),
+                    (2, 1),
+                    (2, 8),
+                    (16, 1),
+                    (16, 5),
+                    (64, 1),
+                    (128, 8),
+                    (512, 1),
+                ] {
+                    let plan = Plan::batched(&config(dtype, hidden, ffn), seq, rows).unwrap();
+                    assert_eq!(plan.rows, rows.min(seq));
                     let b = plan.buffers;
                     for (i, x) in b.iter().enumerate() {
                         assert_eq!(x.offset % x.elem, 0, "{} misaligned", x.name);

@@ -2,7 +2,9 @@
 //!
 //! For each sequence length the tool builds one fixed input (the model's own tokenization
 //! of [`BENCH_TEXT`], its word pieces repeated to fill `seq` tokens between `[CLS]` and
-//! `[SEP]`), sizes an arena to exactly [`tinyformer::Model::arena_bytes`], runs warm-up
+//! `[SEP]`), sizes an arena to exactly [`tinyformer::Model::arena_bytes_batched`] for
+//! `--rows` token rows per pass over the weights (int8; float models run one row at a
+//! time, so their arena is [`tinyformer::Model::arena_bytes`]), runs warm-up
 //! passes, then times `iters` forward passes one by one. The runtime itself is single
 //! threaded, so the figures are one core's.
 //!
@@ -111,7 +113,9 @@ pub struct BenchResult {
     pub macs: u64,
     /// `macs / median` in 10⁹ per second.
     pub gmac_per_s: f64,
-    /// Arena bytes the pass used: exactly `Model::arena_bytes(seq)`.
+    /// Token rows per pass over the weights (see [`tinyformer::model::Plan`]).
+    pub rows: usize,
+    /// Arena bytes the pass used: exactly the plan's total for `seq` and `rows`.
     pub arena_bytes: usize,
     /// The input token ids (so other runtimes can be timed on the same input).
     pub ids: Vec<u32>,
@@ -124,10 +128,13 @@ pub fn bench_seq(
     name: &str,
     seq: usize,
     iters: Option<usize>,
+    rows: usize,
 ) -> Result<BenchResult> {
     let config = *model.config();
     let ids = bench_ids(model, seq)?;
-    let arena_bytes = model.arena_bytes(seq).map_err(|e| anyhow!("{e}"))?;
+    let rows = if config.is_int8() { rows } else { 1 };
+    let plan = tinyformer::model::Plan::batched(&config, seq, rows).map_err(|e| anyhow!("{e}"))?;
+    let arena_bytes = plan.total_bytes();
     // u128 elements: the arena must be 16-byte aligned.
     let mut arena = vec![0u128; arena_bytes.div_ceil(16)];
     let arena: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut arena)[..arena_bytes];
@@ -180,6 +187,7 @@ pub fn bench_seq(
         inferences_per_s: 1e3 / median_ms,
         macs,
         gmac_per_s: macs as f64 / (median_ms * 1e-3) / 1e9,
+        rows: plan.rows,
         arena_bytes,
         ids,
     })
@@ -204,7 +212,13 @@ fn median(sorted: &[f64]) -> f64 {
 }
 
 /// The `bench` subcommand: times each of `seqs` and prints a table or JSON Lines.
-pub fn cmd_bench(path: &Path, seqs: &[usize], iters: Option<usize>, json: bool) -> Result<()> {
+pub fn cmd_bench(
+    path: &Path,
+    seqs: &[usize],
+    iters: Option<usize>,
+    rows: usize,
+    json: bool,
+) -> Result<()> {
     use std::io::Write as _;
     if iters == Some(0) {
         bail!("--iters must be at least 1");
@@ -235,18 +249,18 @@ pub fn cmd_bench(path: &Path, seqs: &[usize], iters: Option<usize>, json: bool) 
         )?;
         writeln!(
             stdout,
-            "{:>5} {:>6} {:>11} {:>9} {:>9} {:>10} {:>8} {:>11}",
-            "seq", "iters", "median ms", "min ms", "inf/s", "MMAC", "GMAC/s", "arena B"
+            "{:>5} {:>6} {:>11} {:>9} {:>9} {:>10} {:>8} {:>5} {:>11}",
+            "seq", "iters", "median ms", "min ms", "inf/s", "MMAC", "GMAC/s", "rows", "arena B"
         )?;
     }
     for &seq in &seqs {
-        let r = bench_seq(&model, &name, seq, iters)?;
+        let r = bench_seq(&model, &name, seq, iters, rows)?;
         if json {
             writeln!(stdout, "{}", serde_json::to_string(&r)?)?;
         } else {
             writeln!(
                 stdout,
-                "{:>5} {:>6} {:>11.3} {:>9.3} {:>9.1} {:>10.2} {:>8.2} {:>11}",
+                "{:>5} {:>6} {:>11.3} {:>9.3} {:>9.1} {:>10.2} {:>8.2} {:>5} {:>11}",
                 r.seq,
                 r.iters,
                 r.median_ms,
@@ -254,6 +268,7 @@ pub fn cmd_bench(path: &Path, seqs: &[usize], iters: Option<usize>, json: bool) 
                 r.inferences_per_s,
                 r.macs as f64 / 1e6,
                 r.gmac_per_s,
+                r.rows,
                 r.arena_bytes
             )?;
         }

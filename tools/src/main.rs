@@ -62,6 +62,10 @@ enum Command {
         /// Sequence length for the memory plan (default: the model's max).
         #[arg(long)]
         seq: Option<usize>,
+        /// Token rows per pass over the weights in the plan (int8; 1 is the smallest
+        /// arena, up to 8 trade memory for speed).
+        #[arg(long, default_value_t = 1)]
+        rows: usize,
         #[arg(long)]
         json: bool,
     },
@@ -121,6 +125,10 @@ enum Command {
         /// Timed passes per length (default: about one second's worth).
         #[arg(long)]
         iters: Option<usize>,
+        /// Token rows per pass over the weights (int8 models; float models run one row
+        /// at a time): 1 is the smallest arena (`Model::arena_bytes`).
+        #[arg(long, default_value_t = tinyformer::model::MAX_BATCH_ROWS)]
+        rows: usize,
         #[arg(long)]
         json: bool,
     },
@@ -158,7 +166,12 @@ fn run(command: Command) -> Result<()> {
             max_seq,
             compensate_rounding,
         ),
-        Command::Inspect { file, seq, json } => cmd_inspect(&file, seq, json),
+        Command::Inspect {
+            file,
+            seq,
+            rows,
+            json,
+        } => cmd_inspect(&file, seq, rows, json),
         Command::Tokenize { model, texts, json } => cmd_tokenize(&model, &texts, json),
         Command::Embed {
             model,
@@ -188,8 +201,9 @@ fn run(command: Command) -> Result<()> {
             model,
             seq,
             iters,
+            rows,
             json,
-        } => tinyformer_cli::bench::cmd_bench(&model, &seq, iters, json),
+        } => tinyformer_cli::bench::cmd_bench(&model, &seq, iters, rows, json),
     }
 }
 
@@ -255,14 +269,13 @@ fn calibration_sequences(
     Ok(out)
 }
 
-fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
+fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Result<()> {
     let bytes = ModelBytes::open(path)?;
     let model = bytes.model()?;
     let file = model.file();
     let c = *model.config();
     let seq = seq.unwrap_or(c.max_seq as usize);
-    let plan = model
-        .plan(seq)
+    let plan = tinyformer::model::Plan::batched(&c, seq, if c.is_int8() { rows } else { 1 })
         .map_err(|e| anyhow!("{}: --seq {seq}: {e}", path.display()))?;
     let mut tensors = Vec::new();
     let mut per_dtype: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -310,6 +323,7 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
             "tensor_bytes": per_dtype.values().sum::<u64>(),
             "memory_plan": {
                 "seq": seq,
+                "rows": plan.rows,
                 "arena_bytes": plan.total_bytes(),
                 "live_lower_bound_bytes": plan.live_lower_bound(),
                 "buffers": plan.buffers.iter().map(|b| json!({"name": b.name, "phase": b.phase.name(), "offset": b.offset, "bytes": b.bytes})).collect::<Vec<_>>(),
@@ -351,7 +365,8 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, json: bool) -> Result<()> {
     }
     out!("total: {} tensor bytes", per_dtype.values().sum::<u64>());
     out!(
-        "\nmemory plan at seq {seq}: arena {} bytes (lower bound for a row-wise schedule {})",
+        "\nmemory plan at seq {seq}, {} row(s) per batch: arena {} bytes (lower bound for a row-wise schedule {})",
+        plan.rows,
         plan.total_bytes(),
         plan.live_lower_bound()
     );

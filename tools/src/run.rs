@@ -100,8 +100,12 @@ pub struct Output {
 
 impl<'m> Runner<'m> {
     pub fn new(model: Model<'m>) -> Result<Self> {
+        // Room for the largest batch of rows per weight pass (faster, same results).
         let bytes = model
-            .arena_bytes(model.config().max_seq as usize)
+            .arena_bytes_batched(
+                model.config().max_seq as usize,
+                tinyformer::model::MAX_BATCH_ROWS,
+            )
             .map_err(|e| anyhow!("{e}"))?;
         Ok(Self {
             model,

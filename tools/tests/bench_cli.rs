@@ -91,6 +91,7 @@ fn json_lines_match_inspect_and_the_mac_formula() {
                 "inferences_per_s",
                 "macs",
                 "gmac_per_s",
+                "rows",
                 "arena_bytes",
                 "ids",
             ] {
@@ -103,7 +104,16 @@ fn json_lines_match_inspect_and_the_mac_formula() {
             assert!(u(&line["warmup"]) >= 2, "{what}");
             assert_eq!(u(&line["threads"]), 1, "{what}");
 
-            let inspect = ok(&run(&["inspect", m, "--json", "--seq", &seq.to_string()]));
+            let rows = line["rows"].to_string();
+            let inspect = ok(&run(&[
+                "inspect",
+                m,
+                "--json",
+                "--seq",
+                &seq.to_string(),
+                "--rows",
+                &rows,
+            ]));
             let inspect = &inspect[0];
             assert_eq!(
                 line["arena_bytes"], inspect["memory_plan"]["arena_bytes"],

@@ -29,15 +29,6 @@ use super::dot_i8_reference;
 /// Int8 elements per step.
 const STEP: usize = 32;
 
-/// `v[at..at + 32]`; `None` past the end.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn load(v: &[i8], at: usize) -> Option<__m256i> {
-    let chunk = v.get(at..at + STEP)?;
-    // SAFETY: `chunk` holds 32 bytes; `loadu` has no alignment requirement.
-    Some(unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) })
-}
-
 /// `acc + dpbusd(u, s)`: each `i32` lane adds the four products of its bytes, `u`
 /// unsigned and `s` signed (wrapping).
 ///
@@ -80,31 +71,103 @@ fn offset_correction(x: &[i8], body: usize) -> i32 {
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_rows<const R: usize>(w: &[i8], x: &[i8], correction: i32) -> [i32; R] {
+    // SAFETY: AVX-VNNI is guaranteed by the caller.
     let cols = x.len();
+    unsafe { products::<R, 1>(w, cols, x, cols, &[correction]) }.map(|[d]| d)
+}
+
+/// The `R x T` dot products of `R` weight rows (row `r` is `w[r * w_stride..]`) with
+/// `T` contiguous token rows `xs`, all `cols` long, given each token's
+/// `offset_correction(x, body)`: the shared inner loop of every kernel here. Each
+/// offset weight chunk serves `T` tokens and each token chunk `R` rows, from registers.
+///
+/// # Safety
+/// The CPU must support AVX-VNNI.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn products<const R: usize, const T: usize>(
+    w: &[i8],
+    w_stride: usize,
+    xs: &[i8],
+    cols: usize,
+    correction: &[i32; T],
+) -> [[i32; T]; R] {
     let body = cols - cols % STEP;
+    let mut out = [[0; T]; R];
+    let w_row = |r: usize| w.get(r * w_stride..r * w_stride + cols).unwrap_or(&[]);
+    if w.len() < (R - 1) * w_stride + cols || xs.len() < T * cols {
+        // Not from this module's callers; kept total with the reference.
+        for (r, out) in out.iter_mut().enumerate() {
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = dot_i8_reference(w_row(r), token(xs, t, cols));
+            }
+        }
+        return out;
+    }
     let offset = _mm256_set1_epi8(i8::MIN);
-    let mut acc = [_mm256_setzero_si256(); R];
+    let mut acc = [[_mm256_setzero_si256(); T]; R];
+    let (wp, xp) = (w.as_ptr(), xs.as_ptr());
     let mut at = 0;
     while at < body {
-        if let Some(xv) = load(x, at) {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                if let Some(wv) = load(w, r * cols + at) {
+        // SAFETY (loads): `at + STEP <= body <= cols`, so row `r < R` reads
+        // `r * w_stride + at .. + STEP` within `(R - 1) * w_stride + cols <= w.len()`
+        // and token `t < T`
+        // within `T * cols <= xs.len()` (checked above); `loadu` has no alignment
+        // requirement. Slices here would cost a bounds check per load (measured:
+        // a quarter of the kernel's instructions).
+        let wv: [__m256i; R] = core::array::from_fn(|r| unsafe {
+            _mm256_xor_si256(_mm256_loadu_si256(wp.add(r * w_stride + at).cast()), offset)
+        });
+        for t in 0..T {
+            let xv = unsafe { _mm256_loadu_si256(xp.add(t * cols + at).cast()) };
+            for (acc, wv) in acc.iter_mut().zip(&wv) {
+                if let Some(acc) = acc.get_mut(t) {
                     // SAFETY: AVX-VNNI is guaranteed by the caller.
-                    *acc = unsafe { dpbusd(*acc, _mm256_xor_si256(wv, offset), xv) };
+                    *acc = unsafe { dpbusd(*acc, *wv, xv) };
                 }
             }
         }
         at += STEP;
     }
-    let mut out = [0; R];
-    for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
-        let row_tail = w.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
-        let x_tail = x.get(body..).unwrap_or(&[]);
-        *o = sum_lanes(acc)
-            .wrapping_sub(correction)
-            .wrapping_add(dot_i8_reference(row_tail, x_tail));
+    for (r, (out, acc)) in out.iter_mut().zip(acc).enumerate() {
+        let w_tail = w_row(r).get(body..).unwrap_or(&[]);
+        for ((o, acc), (t, c)) in out.iter_mut().zip(acc).zip(correction.iter().enumerate()) {
+            let x_tail = token(xs, t, cols).get(body..).unwrap_or(&[]);
+            *o = sum_lanes(acc)
+                .wrapping_sub(*c)
+                .wrapping_add(dot_i8_reference(w_tail, x_tail));
+        }
     }
     out
+}
+
+/// `dots_i8_reference(out, q, keys, stride)`: four keys per pass, sharing each
+/// chunk of `q` and its correction.
+///
+/// # Safety
+/// The CPU must support AVX-VNNI.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    const KEYS: usize = 4;
+    let cols = q.len();
+    let correction = offset_correction(q, cols - cols % STEP);
+    let mut j = 0;
+    while let (Some(w), Some(out)) = (
+        keys.get(j * stride..(j + KEYS - 1) * stride + cols),
+        out.get_mut(j..j + KEYS),
+    ) {
+        // SAFETY: AVX-VNNI is guaranteed by the caller.
+        let sums = unsafe { products::<KEYS, 1>(w, stride, q, cols, &[correction]) };
+        for (o, [s]) in out.iter_mut().zip(sums) {
+            *o = s;
+        }
+        j += KEYS;
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(j) {
+        let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
+        // SAFETY: AVX-VNNI is guaranteed by the caller.
+        *o = unsafe { dot(key, q) };
+    }
 }
 
 /// `dot_i8_reference(a, b)`.
@@ -146,4 +209,106 @@ pub(super) unsafe fn matvec(
         |w4, x| unsafe { dot_rows::<4>(w4, x, correction) },
         |row, x| unsafe { dot(row, x) },
     );
+}
+
+/// Tokens per tile of [`matmul`]: each weight chunk loaded serves this many tokens.
+const TOKENS: usize = 4;
+/// Weight rows per tile of [`matmul`]: `ROWS * TOKENS` accumulators, `ROWS` offset
+/// weight registers, one token register and the offset constant fit the 16 YMM
+/// registers.
+const ROWS: usize = 2;
+
+/// The `ROWS x TOKENS` dot products of rows `w = [W0 | W1]` with the token rows
+/// `xs = [x0 | x1 | x2 | x3]` (each `cols` long), given each token's correction.
+///
+/// # Safety
+/// The CPU must support AVX-VNNI.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile(
+    w: &[i8],
+    xs: &[i8],
+    cols: usize,
+    correction: &[i32; TOKENS],
+) -> [[i32; TOKENS]; ROWS] {
+    // SAFETY: AVX-VNNI is guaranteed by the caller.
+    unsafe { products::<ROWS, TOKENS>(w, cols, xs, cols, correction) }
+}
+
+/// Tokens whose corrections [`matmul`] keeps at a time.
+const CHUNK: usize = 32;
+
+/// Token `k` (of `cols` elements) of `chunk`; empty past the end.
+#[inline(always)]
+fn token(chunk: &[i8], k: usize, cols: usize) -> &[i8] {
+    chunk.get(k * cols..(k + 1) * cols).unwrap_or(&[])
+}
+
+/// `matmul_i8_reference(rows, cols, xs, w, bias, store)`. Tokens go in chunks of up
+/// to 32; within a chunk each pair of weight rows stays in L1 while every group of
+/// four tokens takes a `ROWS x TOKENS` tile (leftover tokens a `ROWS x 1` one), so the
+/// weights stream from memory once per chunk instead of once per token. Rows `w` does
+/// not hold completely, and an odd last row, go through [`dot`].
+///
+/// # Safety
+/// The CPU must support AVX-VNNI.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn matmul(
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    mut store: impl FnMut(usize, usize, i32),
+) {
+    let body = cols - cols % STEP;
+    let bias_at = |o: usize| bias.get(o).copied().unwrap_or(0);
+    let tokens = if cols == 0 { 0 } else { xs.len() / cols };
+    // Rows held completely, in whole pairs.
+    let paired = (w.len() / cols.max(1)).min(rows) / ROWS * ROWS;
+    let mut t0 = 0;
+    while t0 < tokens {
+        let n = (tokens - t0).min(CHUNK);
+        let chunk = xs.get(t0 * cols..(t0 + n) * cols).unwrap_or(&[]);
+        let mut correction = [0i32; CHUNK];
+        for (k, c) in correction.iter_mut().enumerate().take(n) {
+            *c = offset_correction(token(chunk, k, cols), body);
+        }
+        let mut o = 0;
+        while o < paired {
+            let w_rows = w.get(o * cols..(o + ROWS) * cols).unwrap_or(&[]);
+            let mut k = 0;
+            while k + TOKENS <= n {
+                let group = chunk.get(k * cols..(k + TOKENS) * cols).unwrap_or(&[]);
+                let mut c = [0; TOKENS];
+                c.copy_from_slice(correction.get(k..k + TOKENS).unwrap_or(&[0; TOKENS]));
+                // SAFETY: AVX-VNNI is guaranteed by the caller.
+                let sums = unsafe { tile(w_rows, group, cols, &c) };
+                for (r, sums) in sums.iter().enumerate() {
+                    for (j, &s) in sums.iter().enumerate() {
+                        store(t0 + k + j, o + r, s.saturating_add(bias_at(o + r)));
+                    }
+                }
+                k += TOKENS;
+            }
+            for k in k..n {
+                let c = correction.get(k).copied().unwrap_or(0);
+                // SAFETY: AVX-VNNI is guaranteed by the caller.
+                let sums = unsafe { dot_rows::<ROWS>(w_rows, token(chunk, k, cols), c) };
+                for (r, &s) in sums.iter().enumerate() {
+                    store(t0 + k, o + r, s.saturating_add(bias_at(o + r)));
+                }
+            }
+            o += ROWS;
+        }
+        for o in paired..rows {
+            let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+            for k in 0..n {
+                // SAFETY: AVX-VNNI is guaranteed by the caller.
+                let d = unsafe { dot(row, token(chunk, k, cols)) };
+                store(t0 + k, o, d.saturating_add(bias_at(o)));
+            }
+        }
+        t0 += n;
+    }
 }
