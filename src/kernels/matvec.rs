@@ -179,7 +179,8 @@ pub fn matmul_i8_reference(
 }
 
 /// An implementation of the int8 dot products. All give bit-identical results (the
-/// tests and `examples/kernel-check-m4` check it); they differ only in speed.
+/// tests check it, on emulated CPUs too: `examples/kernel-check-m4` for the Cortex-M
+/// DSP kernel, `tools/neon-check.sh` for the AArch64 ones); they differ only in speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -195,14 +196,28 @@ pub enum Int8Kernel {
     /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
     /// unpacked with `SXTB16`, four weight rows per pass.
     Dsp,
+    /// AArch64 NEON: 16 products per step (`SMULL`/`SMULL2` into int16, `SADALP`
+    /// pairwise into `i32` lanes), four weight rows per pass.
+    Neon,
+    /// AArch64 dot-product extension (FEAT_DotProd, Armv8.2-A and later): `SDOT`, 16
+    /// products into four `i32` lanes per instruction, four weight rows per pass.
+    NeonDot,
 }
 
 impl Int8Kernel {
     /// Every kernel, the reference first.
-    pub const ALL: [Self; 4] = [Self::Scalar, Self::Avx2, Self::AvxVnni, Self::Dsp];
+    pub const ALL: [Self; 6] = [
+        Self::Scalar,
+        Self::Avx2,
+        Self::AvxVnni,
+        Self::Dsp,
+        Self::Neon,
+        Self::NeonDot,
+    ];
 
     /// Whether this kernel can run here: compiled in for this target and, with `std`
-    /// on x86-64, supported by this CPU (detected at run time, cached by `std`).
+    /// on x86-64 (AVX2) or AArch64 (dot product), supported by this CPU (detected at
+    /// run time, cached by `std`).
     #[inline]
     pub fn is_available(self) -> bool {
         match self {
@@ -210,6 +225,8 @@ impl Int8Kernel {
             Self::Avx2 => avx2_available(),
             Self::AvxVnni => avx_vnni_available(),
             Self::Dsp => cfg!(tinyformer_dsp),
+            Self::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+            Self::NeonDot => dotprod_available(),
         }
     }
 
@@ -222,6 +239,10 @@ impl Int8Kernel {
             Self::AvxVnni
         } else if avx2_available() {
             Self::Avx2
+        } else if dotprod_available() {
+            Self::NeonDot
+        } else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+            Self::Neon
         } else {
             Self::Scalar
         }
@@ -271,6 +292,32 @@ fn avx_vnni_available() -> bool {
     }
 }
 
+/// The AArch64 dot-product extension (with NEON) at run time with `std` (or in tests),
+/// else only if compiled for it.
+#[inline(always)]
+fn dotprod_available() -> bool {
+    #[cfg(all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        any(test, feature = "std")
+    ))]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        any(test, feature = "std")
+    )))]
+    {
+        cfg!(all(
+            target_arch = "aarch64",
+            target_feature = "neon",
+            target_feature = "dotprod"
+        ))
+    }
+}
+
 /// [`dot_i8_reference`], computed by the fastest available kernel.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
@@ -293,6 +340,16 @@ pub fn dot_i8_with(kernel: Int8Kernel, a: &[i8], b: &[i8]) -> i32 {
         }
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::dot(a, b),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Int8Kernel::NeonDot if dotprod_available() => {
+            // SAFETY: the CPU supports the dot-product extension (checked just above).
+            unsafe { neon::dot_sdot(a, b) }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Int8Kernel::Neon => {
+            // SAFETY: this target has NEON (cfg above).
+            unsafe { neon::dot(a, b) }
+        }
         _ => dot_i8_reference(a, b),
     }
 }
@@ -327,6 +384,16 @@ pub fn matvec_i8_with(
         }
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::matvec(rows, x, w, bias, store),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Int8Kernel::NeonDot if dotprod_available() => {
+            // SAFETY: the CPU supports the dot-product extension (checked just above).
+            unsafe { neon::matvec_sdot(rows, x, w, bias, store) }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Int8Kernel::Neon => {
+            // SAFETY: this target has NEON (cfg above).
+            unsafe { neon::matvec(rows, x, w, bias, store) }
+        }
         _ => matvec_i8_reference(rows, x, w, bias, store),
     }
 }
@@ -410,6 +477,8 @@ fn matvec_by_four(
 mod avx2;
 #[cfg(tinyformer_dsp)]
 mod dsp;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
@@ -619,5 +688,64 @@ mod tests {
     fn best_kernel_is_available() {
         assert!(Int8Kernel::best().is_available());
         assert!(Int8Kernel::Scalar.is_available());
+    }
+
+    /// Which kernels the tests above ran here (shown with `--nocapture`;
+    /// `tools/neon-check.sh` reads these lines).
+    #[test]
+    fn report_available_kernels() {
+        for kernel in Int8Kernel::ALL {
+            let state = if kernel.is_available() {
+                "tested"
+            } else {
+                "not available"
+            };
+            println!("int8 kernel {kernel:?}: {state}");
+        }
+        println!("int8 kernel best: {:?}", Int8Kernel::best());
+    }
+
+    /// Start of the product that `instruction_count_probe` measures. The two markers
+    /// have distinct straight-line bodies: identical ones would be folded into one
+    /// address, and the QEMU plugin `tools/qemu/insncount.c` finds them by symbol.
+    #[inline(never)]
+    #[no_mangle]
+    extern "C" fn tinyformer_int8_cost_begin() {
+        core::hint::black_box(1u32);
+    }
+
+    /// End of the product that `instruction_count_probe` measures.
+    #[inline(never)]
+    #[no_mangle]
+    extern "C" fn tinyformer_int8_cost_end() {
+        core::hint::black_box(2u32);
+    }
+
+    /// One 128x384 product (an FFN-sized row block) between the markers, with the
+    /// kernel named by `TINYFORMER_COST_KERNEL` (its `Debug` name; unset: the best),
+    /// checked against the reference. `tools/neon-check.sh` counts its instructions
+    /// under QEMU.
+    #[test]
+    #[ignore = "instruction-count probe, run by tools/neon-check.sh"]
+    fn instruction_count_probe() {
+        const ROWS: usize = 128;
+        const COLS: usize = 384;
+        let kernel = match std::env::var("TINYFORMER_COST_KERNEL") {
+            Ok(name) => available()
+                .find(|k| format!("{k:?}") == name)
+                .expect("TINYFORMER_COST_KERNEL names an available kernel"),
+            Err(_) => Int8Kernel::best(),
+        };
+        let mut state = 3;
+        let x: Vec<i8> = (0..COLS).map(|_| lcg(&mut state)).collect();
+        let w: Vec<i8> = (0..ROWS * COLS).map(|_| lcg(&mut state)).collect();
+        let mut got = vec![0; ROWS];
+        tinyformer_int8_cost_begin();
+        matvec_i8_with(kernel, ROWS, &x, &w, &[], |o, v| got[o] = v);
+        tinyformer_int8_cost_end();
+        let mut want = vec![0; ROWS];
+        matvec_i8_reference(ROWS, &x, &w, &[], |o, v| want[o] = v);
+        assert_eq!(got, want, "{kernel:?}");
+        println!("int8 cost probe: {kernel:?} MACS {}", ROWS * COLS);
     }
 }

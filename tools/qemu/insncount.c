@@ -3,6 +3,13 @@
  * addresses, for deterministic cost figures of the firmware example.
  *
  *   qemu-system-arm ... -plugin ./libinsncount.so,begin=0xADDR,end=0xADDR
+ *   qemu-aarch64 ... -plugin ./libinsncount.so,begin_sym=NAME,end_sym=NAME
+ *
+ * The second form names the markers by symbol (QEMU looks them up in the guest ELF,
+ * after relocation: for position-independent binaries under user-mode emulation,
+ * whose load address the script does not know). A symbol marker fires on entry to the
+ * function: at an instruction of that symbol that starts a translation block or
+ * follows one of another symbol, so markers must be straight-line code.
  *
  * Every executed instruction adds one to a counter (inline, no callback); reaching
  * `begin` snapshots the counter, reaching `end` adds the difference to the total of
@@ -30,6 +37,7 @@ extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
 extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 extern uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
+extern const char *qemu_plugin_insn_symbol(const struct qemu_plugin_insn *insn);
 extern void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn *insn,
     enum qemu_plugin_op op, void *ptr, uint64_t imm);
 extern void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn,
@@ -46,6 +54,13 @@ static uint64_t measured;   /* sum over complete regions */
 static uint64_t regions;
 static int inside;
 static uint64_t begin_addr, end_addr;
+static const char *begin_sym, *end_sym;
+
+/* Whether `sym` is `name` (either may be NULL) and `prev`, the symbol of the previous
+ * instruction of the block, is not: the instruction is a function entry. */
+static int enters(const char *name, const char *sym, const char *prev, int first) {
+    return name && sym && strcmp(sym, name) == 0 && (first || !prev || strcmp(prev, name) != 0);
+}
 
 static void on_begin(unsigned int vcpu, void *udata) {
     (void)vcpu; (void)udata;
@@ -65,16 +80,19 @@ static void on_end(unsigned int vcpu, void *udata) {
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
+    const char *prev = NULL;
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
+        const char *sym = begin_sym ? qemu_plugin_insn_symbol(insn) : NULL;
         /* Callbacks run before the instruction, so `executed` counts the ones before. */
-        if (pc == begin_addr) {
+        if ((begin_addr && pc == begin_addr) || enters(begin_sym, sym, prev, i == 0)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_begin, QEMU_PLUGIN_CB_NO_REGS, NULL);
         }
-        if (pc == end_addr) {
+        if ((end_addr && pc == end_addr) || enters(end_sym, sym, prev, i == 0)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_end, QEMU_PLUGIN_CB_NO_REGS, NULL);
         }
+        prev = sym;
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &executed, 1);
     }
 }
@@ -93,9 +111,12 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "begin=", 6) == 0) begin_addr = strtoull(argv[i] + 6, NULL, 0);
         if (strncmp(argv[i], "end=", 4) == 0) end_addr = strtoull(argv[i] + 4, NULL, 0);
+        /* Copies: QEMU may free the arguments after install. */
+        if (strncmp(argv[i], "begin_sym=", 10) == 0) begin_sym = strdup(argv[i] + 10);
+        if (strncmp(argv[i], "end_sym=", 8) == 0) end_sym = strdup(argv[i] + 8);
     }
-    if (!begin_addr || !end_addr) {
-        fprintf(stderr, "insncount: needs begin=ADDR,end=ADDR\n");
+    if (!(begin_addr && end_addr) && !(begin_sym && end_sym)) {
+        fprintf(stderr, "insncount: needs begin=ADDR,end=ADDR or begin_sym=NAME,end_sym=NAME\n");
         return -1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
