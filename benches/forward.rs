@@ -136,23 +136,30 @@ fn forward(c: &mut Criterion) {
     for shape in [TINY, MINILM] {
         let mut group = c.benchmark_group(format!("forward/{}", shape.name));
         group.sample_size(10);
-        let dtypes: &[(DType, &str)] = if shape.name == MINILM.name {
-            &[(DType::I8, "int8"), (DType::F16, "f16")]
+        // (dtype, label, token rows per weight pass: 1 is the smallest arena).
+        let dtypes: &[(DType, &str, usize)] = if shape.name == MINILM.name {
+            &[
+                (DType::I8, "int8", 1),
+                (DType::I8, "int8 rows8", 8),
+                (DType::F16, "f16", 1),
+            ]
         } else {
             &[
-                (DType::I8, "int8"),
-                (DType::F16, "f16"),
-                (DType::F32, "f32"),
+                (DType::I8, "int8", 1),
+                (DType::I8, "int8 rows8", 8),
+                (DType::F16, "f16", 1),
+                (DType::F32, "f32", 1),
             ]
         };
-        for &(dtype, label) in dtypes {
+        for &(dtype, label, rows) in dtypes {
             let buf = random_model(&shape, dtype);
             let model = Model::from_bytes(buf.as_bytes()).unwrap();
             for seq in [16usize, 64, 128] {
                 let ids: Vec<u32> = (0..seq as u32)
                     .map(|i| (i * 37 + 5) % shape.vocab)
                     .collect();
-                let mut arena = vec![0u128; model.arena_bytes(seq).unwrap().div_ceil(16)];
+                let bytes = model.arena_bytes_batched(seq, rows).unwrap();
+                let mut arena = vec![0u128; bytes.div_ceil(16)];
                 let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
                 // Multiply-accumulates of the encoder: projections, FFN and attention.
                 let (h, f, n) = (u64::from(shape.hidden), u64::from(shape.ffn), seq as u64);
@@ -196,6 +203,24 @@ fn kernels(c: &mut Criterion) {
             });
         });
     }
+    // The same weights over a batch of eight tokens (one weight pass per batch where
+    // the kernel has a multi-token path).
+    let tokens = 8usize;
+    let xs: Vec<i8> = (0..tokens * cols).map(|_| lcg(&mut state) as i8).collect();
+    group.throughput(Throughput::Elements((tokens * rows * cols) as u64));
+    for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+        let name = format!("matmul_i8 8x1536x384 {kernel:?}");
+        group.bench_function(name, |b| {
+            let mut sink = 0i32;
+            b.iter(|| {
+                matvec::matmul_i8_with(kernel, rows, cols, black_box(&xs), &w, &bias, |_, _, v| {
+                    sink = sink.wrapping_add(v)
+                })
+            });
+        });
+    }
+    group.throughput(Throughput::Elements((rows * cols) as u64));
+
     let wf: Vec<half::f16> = w
         .iter()
         .map(|&v| half::f16::from_f32(f32::from(v) / 128.0))

@@ -5,8 +5,11 @@
 # the forward pass on random models from tests/properties.rs. Installs the nightly
 # toolchain with Miri if needed. Usage: `bash tools/miri.sh` from anywhere.
 #
-# There is no `unsafe` in src/ (grep -rn unsafe src/); the unsafe code that runs is in
-# dependencies (bytemuck casts, crc, half) and the standard library.
+# The `unsafe` in src/ is in the SIMD kernels (src/kernels/matvec/*.rs), which CPU
+# feature detection keeps out of reach under Miri (it reports no AVX2 or AVX-VNNI), so
+# Miri checks the scalar reference; those kernels are compared bit for bit with it
+# natively and under QEMU. The other unsafe code that runs is in dependencies
+# (bytemuck casts, crc, half) and the standard library.
 #
 # `libm/force-soft-floats`: libm's default x86 `sqrtf` is inline assembly, which Miri
 # cannot run. Slow tests are reduced under `cfg(miri)`; the two exhaustive format

@@ -6,7 +6,8 @@
 //! Flags: bit 0 raw ids (u16 LE each, taken modulo `vocab_size + 1`, so the last id is
 //! out of range), bit 1 attention mask, bit 2 token types, bit 3 arena one byte short,
 //! bit 4 misaligned arena, bit 5 wrong output length, bit 6 the other entry point
-//! (`forward` for int8 models, `forward` without observer for float ones).
+//! (`forward` for int8 models, `forward` without observer for float ones), bit 7 an
+//! arena for batches of up to 8 token rows (`arena_bytes_batched`).
 //! An empty trailer classifies a fixed sentence.
 //!
 //! The custom mutator keeps valid models valid most of the time: it mutates a window
@@ -71,7 +72,12 @@ fn classify(model: &Model<'_>, request: &[u8]) {
         && (input.type_ids.is_none() || types.iter().all(|&t| t < config.type_vocab))
         && flags & 0x38 == 0;
 
-    let needed = model.arena_bytes(ids.len()).unwrap_or(0);
+    let needed = if flags & 128 != 0 {
+        model.arena_bytes_batched(ids.len(), tinyformer::model::MAX_BATCH_ROWS)
+    } else {
+        model.arena_bytes(ids.len())
+    }
+    .unwrap_or(0);
     let arena_len = if flags & 8 != 0 {
         needed.saturating_sub(1)
     } else {

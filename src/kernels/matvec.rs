@@ -232,7 +232,8 @@ pub enum Int8Kernel {
     /// four weight rows per pass sharing each widened activation load.
     Avx2,
     /// x86-64 AVX-VNNI: 32 products per instruction (`vpdpbusd`, weights offset to
-    /// unsigned), four weight rows per pass.
+    /// unsigned), four weight rows per pass; [`matmul_i8`] takes tiles of 3 weight rows
+    /// by 4 tokens (the only kernel with a multi-token path so far).
     AvxVnni,
     /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
     /// unpacked with `SXTB16`, four weight rows per pass.
@@ -314,13 +315,16 @@ fn avx_vnni_available() -> bool {
         static STATE: AtomicU8 = AtomicU8::new(0);
         match STATE.load(Ordering::Relaxed) {
             0 => {
-                // AVX2 detection also checks that the OS saves the YMM registers.
-                // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 exists when AVX2 is
-                // reported (AVX2 is itself a leaf 7 flag). (`__cpuid_count` is a safe
-                // function since Rust 1.89; the MSRV needs the block.)
-                #[allow(unused_unsafe)]
-                let leaf = unsafe { core::arch::x86_64::__cpuid_count(7, 1) };
-                let present = avx2_available() && leaf.eax & (1 << 4) != 0;
+                // AVX2 detection also checks that the OS saves the YMM registers (and
+                // is false under Miri, which cannot run CPUID).
+                let present = avx2_available() && {
+                    // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 exists when AVX2
+                    // is reported (AVX2 is itself a leaf 7 flag). (`__cpuid_count` is a
+                    // safe function since Rust 1.89; the MSRV needs the block.)
+                    #[allow(unused_unsafe)]
+                    let leaf = unsafe { core::arch::x86_64::__cpuid_count(7, 1) };
+                    leaf.eax & (1 << 4) != 0
+                };
                 STATE.store(if present { 2 } else { 1 }, Ordering::Relaxed);
                 present
             }

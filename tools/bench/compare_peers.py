@@ -153,7 +153,10 @@ class TorchModel:
         from transformers import BertForSequenceClassification, BertModel
 
         torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass  # settable once per process: already 1 from the previous checkpoint
         self.torch = torch
         if classifier:
             hf = BertForSequenceClassification.from_pretrained(str(ckpt), dtype=torch.float32)
