@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
 use tinyformer::format::{
-    tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind,
+    scalar, tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind,
 };
 use tinyformer::{Input, Model};
 
@@ -75,6 +75,16 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
             let spec = tensor_spec(&config, i).unwrap();
             let n = (spec.dims[0] * spec.dims[1]) as usize;
             let bytes: Vec<u8> = match spec.dtype {
+                // The score-to-exponent pair must be a valid requantization pair too
+                // (the format checks it); the LayerNorm epsilons are small.
+                _ if spec.kind == TensorKind::LayerScalars => (0..n as i32)
+                    .map(|k| match k {
+                        k if k == scalar::SCORE_TO_LOG2 as i32 => 1 << 30,
+                        k if k == scalar::SCORE_TO_LOG2 as i32 + 1 => -6,
+                        _ => 1,
+                    })
+                    .flat_map(i32::to_le_bytes)
+                    .collect(),
                 _ if spec.kind.is_requant() => (0..n / 2)
                     .flat_map(|_| [1i32 << 30, -6])
                     .flat_map(i32::to_le_bytes)
