@@ -103,6 +103,25 @@ fn eps_at(scalars: &[i32], at: usize) -> i64 {
     i64::from(scalars.get(at).copied().unwrap_or(0))
 }
 
+/// LayerNorm of each residual row into the matching row of `xs` (both `hidden`
+/// wide), reporting the sum and the output at `points`.
+fn norm_rows<O: FixedObserver>(
+    (xs, residual, hidden): (&mut [i8], &[i32], usize),
+    (gamma, beta, eps): (&[i32], &[i32], i64),
+    points: (Point, Point),
+    layer: usize,
+    obs: &mut O,
+) {
+    for (x, sum) in xs
+        .chunks_exact_mut(hidden.max(1))
+        .zip(residual.chunks_exact(hidden.max(1)))
+    {
+        obs.observe(points.0, layer, Fixed::I32(sum));
+        layer_norm_i32(x, sum, gamma, beta, eps);
+        obs.observe(points.1, layer, Fixed::I8(x));
+    }
+}
+
 pub(super) fn forward<O: FixedObserver>(
     file: &ModelFile<'_>,
     input: &Input<'_>,
@@ -225,14 +244,15 @@ pub(super) fn forward<O: FixedObserver>(
                 attn_skip,
                 (hidden, hidden),
             );
-            for (x, sum) in xs
-                .chunks_exact_mut(hidden)
-                .zip(residual.chunks_exact(hidden))
-            {
-                obs.observe(Point::AttnSum, layer, Fixed::I32(sum));
-                layer_norm_i32(x, sum, attn_gamma, attn_beta, attn_eps);
-                obs.observe(Point::AttnOut, layer, Fixed::I8(x));
-            }
+            let norm = (attn_gamma, attn_beta, attn_eps);
+            norm_rows(
+                xs,
+                residual,
+                norm,
+                (Point::AttnSum, Point::AttnOut),
+                layer,
+                obs,
+            );
         }
 
         let f = ffn::<i8, i32>(plan, &mut *v.shared);
@@ -262,14 +282,15 @@ pub(super) fn forward<O: FixedObserver>(
             }
             let acts = f.act.get(..n * ffn_dim).unwrap_or(&[]);
             ffn2.to_residual_rows(residual, acts, &exponents, xs, ffn_skip, (hidden, ffn_dim));
-            for (x, sum) in xs
-                .chunks_exact_mut(hidden)
-                .zip(residual.chunks_exact(hidden))
-            {
-                obs.observe(Point::FfnSum, layer, Fixed::I32(sum));
-                layer_norm_i32(x, sum, ffn_gamma, ffn_beta, ffn_eps);
-                obs.observe(Point::FfnOut, layer, Fixed::I8(x));
-            }
+            let norm = (ffn_gamma, ffn_beta, ffn_eps);
+            norm_rows(
+                xs,
+                residual,
+                norm,
+                (Point::FfnSum, Point::FfnOut),
+                layer,
+                obs,
+            );
         }
     }
 
