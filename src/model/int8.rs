@@ -246,8 +246,7 @@ pub(super) fn forward<O: FixedObserver>(
             );
             let norm = (attn_gamma, attn_beta, attn_eps);
             norm_rows(
-                xs,
-                residual,
+                (xs, residual, hidden),
                 norm,
                 (Point::AttnSum, Point::AttnOut),
                 layer,
@@ -284,8 +283,7 @@ pub(super) fn forward<O: FixedObserver>(
             ffn2.to_residual_rows(residual, acts, &exponents, xs, ffn_skip, (hidden, ffn_dim));
             let norm = (ffn_gamma, ffn_beta, ffn_eps);
             norm_rows(
-                xs,
-                residual,
+                (xs, residual, hidden),
                 norm,
                 (Point::FfnSum, Point::FfnOut),
                 layer,
