@@ -71,8 +71,8 @@ fn offset_correction(x: &[i8], body: usize) -> i32 {
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_rows<const R: usize>(w: &[i8], x: &[i8], correction: i32) -> [i32; R] {
-    // SAFETY: AVX-VNNI is guaranteed by the caller.
     let cols = x.len();
+    // SAFETY: AVX-VNNI is guaranteed by the caller.
     unsafe { products::<R, 1>(w, cols, x, cols, &[correction]) }.map(|[d]| d)
 }
 
@@ -95,7 +95,16 @@ unsafe fn products<const R: usize, const T: usize>(
     let body = cols - cols % STEP;
     let mut out = [[0; T]; R];
     let w_row = |r: usize| w.get(r * w_stride..r * w_stride + cols).unwrap_or(&[]);
-    if w.len() < (R - 1) * w_stride + cols || xs.len() < T * cols {
+    // The extent the loads below read, with checked arithmetic: the bound the unsafe
+    // loads rest on must not wrap.
+    let w_extent = R
+        .checked_sub(1)
+        .and_then(|r| r.checked_mul(w_stride))
+        .and_then(|e| e.checked_add(cols));
+    let x_extent = T.checked_mul(cols);
+    let in_bounds =
+        matches!((w_extent, x_extent), (Some(we), Some(xe)) if we <= w.len() && xe <= xs.len());
+    if !in_bounds {
         // Not from this module's callers; kept total with the reference.
         for (r, out) in out.iter_mut().enumerate() {
             for (t, o) in out.iter_mut().enumerate() {
@@ -111,14 +120,15 @@ unsafe fn products<const R: usize, const T: usize>(
     while at < body {
         // SAFETY (loads): `at + STEP <= body <= cols`, so row `r < R` reads
         // `r * w_stride + at .. + STEP` within `(R - 1) * w_stride + cols <= w.len()`
-        // and token `t < T`
-        // within `T * cols <= xs.len()` (checked above); `loadu` has no alignment
-        // requirement. Slices here would cost a bounds check per load (measured:
-        // a quarter of the kernel's instructions).
+        // and token `t < T` within `T * cols <= xs.len()` (both checked above without
+        // overflow; `R >= 1`, else `w_extent` is `None`); `loadu` has no alignment
+        // requirement. Slices here would cost a bounds check per load (measured: a
+        // quarter of the kernel's instructions).
         let wv: [__m256i; R] = core::array::from_fn(|r| unsafe {
             _mm256_xor_si256(_mm256_loadu_si256(wp.add(r * w_stride + at).cast()), offset)
         });
         for t in 0..T {
+            // SAFETY: in bounds, as for the weight loads above.
             let xv = unsafe { _mm256_loadu_si256(xp.add(t * cols + at).cast()) };
             for (acc, wv) in acc.iter_mut().zip(&wv) {
                 if let Some(acc) = acc.get_mut(t) {
