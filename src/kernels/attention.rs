@@ -77,6 +77,12 @@ pub fn attend_i8(
     keep: impl Fn(usize) -> bool,
 ) {
     let head_dim = ctx.len();
+    // Precondition of the forward pass (`heads * head_dim == hidden`); anything else
+    // gets an empty context rather than columns of the next head or row.
+    if head_dim == 0 || hidden == 0 || (head + 1) * head_dim > hidden || q.len() != head_dim {
+        ctx.fill(0);
+        return;
+    }
     let head_keys = keys.get(head * head_dim..).unwrap_or(&[]);
     let n = scores.len().min(keys.len() / hidden.max(1));
     let scores = scores.get_mut(..n).unwrap_or(&mut []);
@@ -186,5 +192,27 @@ mod tests {
             |_| true,
         );
         assert_eq!(ctx, [30, 40]);
+        // Arguments outside the forward pass's shape (a head past `hidden`, a query of
+        // another length, `hidden` 0) give an empty context, not a panic.
+        for (q, hidden, head) in [
+            (&[0i8, 127][..], 2, 1),
+            (&[1][..], 2, 0),
+            (&[0, 127][..], 0, 0),
+        ] {
+            ctx = [7, 7];
+            attend_i8(
+                &mut ctx,
+                q,
+                &keys,
+                &values,
+                hidden,
+                head,
+                to_log2,
+                &ctx_rq,
+                &mut scores,
+                |_| true,
+            );
+            assert_eq!(ctx, [0, 0], "hidden {hidden} head {head}");
+        }
     }
 }

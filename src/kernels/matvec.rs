@@ -56,9 +56,10 @@ const LANES: usize = 8;
 /// read as zero (never happens for validated models). Weights are widened to `f32` a
 /// chunk at a time (tract's convert-then-compute), which lets f16 use bulk conversion.
 /// Element `i` is added to partial sum `i % 8`, and the eight sums are combined
-/// pairwise at the end (`s[l] + s[l + 4]`, then `+ 2`, then `+ 1`): a fixed order that vectorises (a single running sum cannot,
-/// float addition not being associative) and gives the same bits on every target,
-/// the AVX build included (no fused multiply-add).
+/// pairwise at the end (`s[l] + s[l + 4]`, then `+ 2`, then `+ 1`): a fixed order
+/// that vectorises (a single running sum cannot, float addition not being
+/// associative) and gives the same bits on every target, the AVX build included (no
+/// fused multiply-add).
 pub fn matvec_f32<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32]) {
     #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
     if std::is_x86_feature_detected!("avx") {
@@ -165,11 +166,19 @@ pub fn matvec_i8_reference(
 /// (a row `keys` does not hold completely gives 0). Attention scores: one query head
 /// against the same head's columns of every key row (`stride` = hidden).
 pub fn dots_i8_reference(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
-    let cols = q.len();
     for (j, o) in out.iter_mut().enumerate() {
-        let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
-        *o = dot_i8_reference(q, key);
+        *o = dot_i8_reference(q, strided_row(keys, j, stride, q.len()));
     }
+}
+
+/// Row `j` of a strided matrix, `m[j * stride..][..cols]`; empty if `m` does not hold
+/// it completely (or the offsets overflow).
+#[inline(always)]
+fn strided_row(m: &[i8], j: usize, stride: usize, cols: usize) -> &[i8] {
+    j.checked_mul(stride)
+        .and_then(|at| Some(at..at.checked_add(cols)?))
+        .and_then(|range| m.get(range))
+        .unwrap_or(&[])
 }
 
 /// [`dots_i8_reference`], computed by the fastest available kernel.
@@ -189,10 +198,8 @@ pub fn dots_i8_with(kernel: Int8Kernel, out: &mut [i32], q: &[i8], keys: &[i8], 
             unsafe { vnni::dots(out, q, keys, stride) }
         }
         _ => {
-            let cols = q.len();
             for (j, o) in out.iter_mut().enumerate() {
-                let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
-                *o = dot_i8_with(kernel, q, key);
+                *o = dot_i8_with(kernel, q, strided_row(keys, j, stride, q.len()));
             }
         }
     }
@@ -220,8 +227,10 @@ pub fn matmul_i8_reference(
 }
 
 /// An implementation of the int8 dot products. All give bit-identical results (the
-/// tests check it, on emulated CPUs too: `examples/kernel-check-m4` for the Cortex-M
-/// DSP kernel, `tools/neon-check.sh` for the AArch64 ones); they differ only in speed.
+/// tests check it natively for the host's kernels, on emulated CPUs for the others:
+/// `examples/kernel-check-m4` for the Cortex-M DSP kernel, `tools/neon-check.sh` for
+/// the AArch64 ones; AVX-VNNI is tested only where the CPU has it); they differ only
+/// in speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -258,8 +267,8 @@ impl Int8Kernel {
     ];
 
     /// Whether this kernel can run here: compiled in for this target and, with `std`
-    /// on x86-64 (AVX2) or AArch64 (dot product), supported by this CPU (detected at
-    /// run time, cached by `std`).
+    /// on x86-64 (AVX2, AVX-VNNI) or AArch64 (dot product), supported by this CPU
+    /// (detected at run time and cached).
     #[inline]
     pub fn is_available(self) -> bool {
         match self {
@@ -272,7 +281,8 @@ impl Int8Kernel {
         }
     }
 
-    /// The fastest available kernel; [`dot_i8`] and [`matvec_i8`] use it.
+    /// The fastest available kernel; [`dot_i8`], [`dots_i8`], [`matvec_i8`] and
+    /// [`matmul_i8`] use it.
     #[inline]
     pub fn best() -> Self {
         if cfg!(tinyformer_dsp) {

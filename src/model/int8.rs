@@ -134,7 +134,8 @@ pub(super) fn forward<O: FixedObserver>(
     let (hidden, heads) = (config.hidden as usize, config.heads as usize);
     let head_dim = config.head_dim();
     let ffn_dim = config.ffn as usize;
-    let batch = plan.rows.max(1);
+    // `exponents` below holds one batch: never more rows than it has.
+    let batch = plan.rows.clamp(1, MAX_BATCH_ROWS);
     let v = views::<i8, i32>(plan, arena);
 
     // Embeddings: each table row has its own scale, requantized into a common residual

@@ -251,6 +251,9 @@ pub enum Fixed<'v> {
 
 /// Receives integer activations from [`Model::forward_fixed_observed`], at the same
 /// [`Point`]s as [`Observer`] (used to measure quantization error layer by layer).
+/// Within one point and layer, rows arrive in token order; how the points of a layer
+/// interleave depends on the batch size the arena allows (with batches, e.g. `Query`
+/// and `Context` for every row of a batch, then `AttnSum` and `AttnOut` for each).
 pub trait FixedObserver {
     /// One token's values at `point` of `layer`.
     fn observe(&mut self, point: Point, layer: usize, values: Fixed<'_>);
@@ -330,7 +333,8 @@ impl<'a> Model<'a> {
     }
 
     /// Arena bytes with which the int8 forward pass runs `rows` token rows per pass
-    /// over the weights (clamped to `1..=min(seq, MAX_BATCH_ROWS)`; see [`Plan`]):
+    /// over the weights (clamped to `1..=min(seq, MAX_BATCH_ROWS)`, 1 for float
+    /// models; see [`Plan`]):
     /// faster where a multi-row kernel exists (AVX-VNNI), same results. With `rows ==
     /// 1` this is [`Model::arena_bytes`]; given any arena, the pass uses the largest
     /// batch that fits.

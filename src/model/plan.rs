@@ -77,9 +77,9 @@ pub struct Buffer {
 pub enum Phase {
     /// The whole forward pass.
     All,
-    /// Keys, values and the per-row attention of each layer (and pooling).
+    /// Keys, values and the attention of each batch of rows, per layer (and pooling).
     Attention,
-    /// The per-row FFN of each layer.
+    /// The FFN of each batch of rows, per layer.
     Ffn,
 }
 
@@ -137,7 +137,8 @@ impl Plan {
     }
 
     /// The plan for `seq` tokens in batches of `rows` token rows (clamped to
-    /// `1..=min(seq, MAX_BATCH_ROWS)`).
+    /// `1..=min(seq, MAX_BATCH_ROWS)`; always 1 for float models, whose pass runs one
+    /// row at a time).
     pub fn batched(config: &Config, seq: usize, rows: usize) -> Result<Self, Error> {
         let max = config.max_seq as usize;
         if seq == 0 {
@@ -147,7 +148,11 @@ impl Plan {
             return Err(Error::SequenceTooLong { max, got: seq });
         }
         let (h, f) = (config.hidden as usize, config.ffn as usize);
-        let rows = rows.clamp(1, seq.min(MAX_BATCH_ROWS));
+        let rows = if config.is_int8() {
+            rows.clamp(1, seq.min(MAX_BATCH_ROWS))
+        } else {
+            1
+        };
         // Activations are 1 byte in the int8 mode, 4 in the float modes; scores and
         // the residual row are 4 bytes in both.
         let act = if config.is_int8() { 1 } else { 4 };
@@ -331,7 +336,8 @@ mod tests {
                     (512, 1),
                 ] {
                     let plan = Plan::batched(&config(dtype, hidden, ffn), seq, rows).unwrap();
-                    assert_eq!(plan.rows, rows.min(seq));
+                    let want = if dtype == DType::I8 { rows.min(seq) } else { 1 };
+                    assert_eq!(plan.rows, want);
                     let b = plan.buffers;
                     for (i, x) in b.iter().enumerate() {
                         assert_eq!(x.offset % x.elem, 0, "{} misaligned", x.name);

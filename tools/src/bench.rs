@@ -132,7 +132,6 @@ pub fn bench_seq(
 ) -> Result<BenchResult> {
     let config = *model.config();
     let ids = bench_ids(model, seq)?;
-    let rows = if config.is_int8() { rows } else { 1 };
     let plan = tinyformer::model::Plan::batched(&config, seq, rows).map_err(|e| anyhow!("{e}"))?;
     let arena_bytes = plan.total_bytes();
     // u128 elements: the arena must be 16-byte aligned.

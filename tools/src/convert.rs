@@ -336,8 +336,8 @@ impl Ranges {
             Point::EmbOut | Point::AttnOut | Point::FfnOut | Point::Value => {
                 self.int8_channels(point, layer, channels)
             }
-            // Rows computed one at a time (query, context, activation) are kept on a
-            // grid 2^FINE_BITS finer than their int8 scale; each row then gets a
+            // Rows scaled one by one (query, context, activation) are kept on a grid
+            // 2^FINE_BITS finer than their int8 scale; each row then gets a
             // power-of-two scale at run time.
             Point::Context | Point::Act => self
                 .row_input_channels(point, layer, channels)

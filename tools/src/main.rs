@@ -275,7 +275,7 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
     let file = model.file();
     let c = *model.config();
     let seq = seq.unwrap_or(c.max_seq as usize);
-    let plan = tinyformer::model::Plan::batched(&c, seq, if c.is_int8() { rows } else { 1 })
+    let plan = tinyformer::model::Plan::batched(&c, seq, rows)
         .map_err(|e| anyhow!("{}: --seq {seq}: {e}", path.display()))?;
     let mut tensors = Vec::new();
     let mut per_dtype: std::collections::BTreeMap<&str, u64> = Default::default();

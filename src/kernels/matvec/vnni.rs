@@ -160,12 +160,21 @@ unsafe fn products<const R: usize, const T: usize>(
 pub(super) unsafe fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
     const KEYS: usize = 4;
     let cols = q.len();
+    if cols < STEP {
+        // Too short for one 32-byte step (e.g. heads of 16): AVX2 steps by 16.
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = super::avx2::dot(super::strided_row(keys, j, stride, cols), q);
+        }
+        return;
+    }
     let correction = offset_correction(q, cols - cols % STEP);
     let mut j = 0;
-    while let (Some(w), Some(out)) = (
-        keys.get(j * stride..(j + KEYS - 1) * stride + cols),
-        out.get_mut(j..j + KEYS),
-    ) {
+    // `KEYS` rows from `j` on: `(j + KEYS - 1) * stride + cols` bytes, checked.
+    let group = |j: usize| {
+        let end = (j + KEYS - 1).checked_mul(stride)?.checked_add(cols)?;
+        keys.get(j.checked_mul(stride)?..end)
+    };
+    while let (Some(w), Some(out)) = (group(j), out.get_mut(j..j + KEYS)) {
         // SAFETY: AVX-VNNI is guaranteed by the caller.
         let sums = unsafe { products::<KEYS, 1>(w, stride, q, cols, &[correction]) };
         for (o, [s]) in out.iter_mut().zip(sums) {
@@ -174,7 +183,7 @@ pub(super) unsafe fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize)
         j += KEYS;
     }
     for (j, o) in out.iter_mut().enumerate().skip(j) {
-        let key = keys.get(j * stride..j * stride + cols).unwrap_or(&[]);
+        let key = super::strided_row(keys, j, stride, cols);
         // SAFETY: AVX-VNNI is guaranteed by the caller.
         *o = unsafe { dot(key, q) };
     }
@@ -187,6 +196,10 @@ pub(super) unsafe fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize)
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn dot(a: &[i8], b: &[i8]) -> i32 {
     let len = a.len().min(b.len());
+    if len < STEP {
+        // No whole 32-byte step: AVX2 steps by 16.
+        return super::avx2::dot(a, b);
+    }
     let (a, b) = (a.get(..len).unwrap_or(&[]), b.get(..len).unwrap_or(&[]));
     let correction = offset_correction(b, len - len % STEP);
     // SAFETY: AVX-VNNI is guaranteed by the caller.
