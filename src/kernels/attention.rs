@@ -84,7 +84,7 @@ pub fn attend_i8(
         return;
     }
     let head_keys = keys.get(head * head_dim..).unwrap_or(&[]);
-    let n = scores.len().min(keys.len() / hidden.max(1));
+    let n = scores.len().min(keys.len() / hidden);
     let scores = scores.get_mut(..n).unwrap_or(&mut []);
     dots_i8(scores, q, head_keys, hidden);
     for (j, score) in scores.iter_mut().enumerate() {

@@ -285,19 +285,17 @@ impl Int8Kernel {
     /// [`matmul_i8`] use it.
     #[inline]
     pub fn best() -> Self {
-        if cfg!(tinyformer_dsp) {
-            Self::Dsp
-        } else if avx_vnni_available() {
-            Self::AvxVnni
-        } else if avx2_available() {
-            Self::Avx2
-        } else if dotprod_available() {
-            Self::NeonDot
-        } else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
-            Self::Neon
-        } else {
-            Self::Scalar
-        }
+        // Fastest first; availability is `is_available`'s, so the two cannot disagree.
+        [
+            Self::Dsp,
+            Self::AvxVnni,
+            Self::Avx2,
+            Self::NeonDot,
+            Self::Neon,
+        ]
+        .into_iter()
+        .find(|k| k.is_available())
+        .unwrap_or(Self::Scalar)
     }
 }
 

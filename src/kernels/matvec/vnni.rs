@@ -242,23 +242,6 @@ const TOKENS: usize = 4;
 /// 48 ms with 2 rows for the MiniLM-sized forward at 128 tokens).
 const ROWS: usize = 3;
 
-/// The `ROWS x TOKENS` dot products of `ROWS` contiguous weight rows `w` with
-/// `TOKENS` contiguous token rows `xs` (each `cols` long), given each token's correction.
-///
-/// # Safety
-/// The CPU must support AVX-VNNI.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn tile(
-    w: &[i8],
-    xs: &[i8],
-    cols: usize,
-    correction: &[i32; TOKENS],
-) -> [[i32; TOKENS]; ROWS] {
-    // SAFETY: AVX-VNNI is guaranteed by the caller.
-    unsafe { products::<ROWS, TOKENS>(w, cols, xs, cols, correction) }
-}
-
 /// Tokens whose corrections [`matmul`] keeps at a time.
 const CHUNK: usize = 32;
 
@@ -307,7 +290,7 @@ pub(super) unsafe fn matmul(
                 let mut c = [0; TOKENS];
                 c.copy_from_slice(correction.get(k..k + TOKENS).unwrap_or(&[0; TOKENS]));
                 // SAFETY: AVX-VNNI is guaranteed by the caller.
-                let sums = unsafe { tile(w_rows, group, cols, &c) };
+                let sums = unsafe { products::<ROWS, TOKENS>(w_rows, cols, group, cols, &c) };
                 for (r, sums) in sums.iter().enumerate() {
                     for (j, &s) in sums.iter().enumerate() {
                         store(t0 + k + j, o + r, s.saturating_add(bias_at(o + r)));
