@@ -68,6 +68,7 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
         num_labels: 2,
         max_seq: 128,
         layer_norm_eps_bits: 1e-12f32.to_bits(),
+        decoder: None,
     };
     let mut state = 1u64;
     let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(&config))

@@ -32,4 +32,5 @@ pub mod quant;
 pub mod tokenizer;
 
 pub use format::{Config, FormatError, ModelFile};
+pub use model::decoder::{Decoder, Logits, State};
 pub use model::{Arena, Error, Input, Model, Plan};

@@ -190,6 +190,17 @@ pub fn isqrt_u64(x: u64) -> u64 {
     root
 }
 
+/// Square root of `x` rounded to nearest.
+pub fn isqrt_round(x: u64) -> u64 {
+    let r = isqrt_u64(x);
+    // x - r^2 > r  <=>  x > (r + 1/2)^2 - 1/4, i.e. the root is nearer r + 1.
+    if x - r * r > r {
+        r + 1
+    } else {
+        r
+    }
+}
+
 /// Number of linear segments of [`EXP2_LUT`].
 const EXP2_SEGMENTS: usize = 256;
 

@@ -24,6 +24,7 @@ fn config(weight_dtype: DType) -> Config {
         num_labels: 2,
         max_seq: 8,
         layer_norm_eps_bits: 1e-12f32.to_bits(),
+        decoder: None,
     }
 }
 

@@ -375,6 +375,7 @@ fn small_config(weight_dtype: DType) -> Config {
         num_labels: 2,
         max_seq: 8,
         layer_norm_eps_bits: 1e-12f32.to_bits(),
+        decoder: None,
     }
 }
 
@@ -425,6 +426,7 @@ fn config_strategy() -> impl Strategy<Value = Config> {
                     num_labels: labels,
                     max_seq,
                     layer_norm_eps_bits: eps.to_bits(),
+                    decoder: None,
                 })
             },
         )

@@ -123,13 +123,54 @@ impl DType {
     }
 }
 
-/// Model architecture (config `arch` byte). Code 2 is reserved for a causal decoder.
+/// Model architecture (config `arch` byte): which canonical tensor list and which
+/// forward pass the file is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Arch {
     /// BERT-style post-LayerNorm encoder.
     BertEncoder = 1,
+    /// Llama-family pre-norm causal decoder: RMSNorm, rotary position embedding over
+    /// adjacent pairs, grouped-query attention, SwiGLU (see [`DecoderParams`]).
+    LlamaDecoder = 2,
+}
+
+impl Arch {
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::BertEncoder => "bert_encoder",
+            Self::LlamaDecoder => "llama_decoder",
+        }
+    }
+}
+
+/// The header fields only a causal decoder has (header bytes 92..112; zero in
+/// encoder files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DecoderParams {
+    /// Key/value heads; divides `heads` (grouped-query attention: query head `h`
+    /// reads key/value head `h / (heads / kv_heads)`).
+    pub kv_heads: u32,
+    /// RoPE base frequency `theta` as `f32` bits (float models compute the rotation
+    /// from it; int8 models read a fixed-point table the converter wrote).
+    pub rope_theta_bits: u32,
+    /// Beginning-of-sequence token id.
+    pub bos_id: u32,
+    /// End-of-sequence token id.
+    pub eos_id: u32,
+    /// Whether the output head has its own matrix (`OutputW`); otherwise it is the
+    /// token embedding (tied).
+    pub separate_output: bool,
+}
+
+impl DecoderParams {
+    /// RoPE theta as `f32`.
+    pub fn rope_theta(&self) -> f32 {
+        f32::from_bits(self.rope_theta_bits)
+    }
 }
 
 /// FFN activation (config `activation` byte).
@@ -143,6 +184,8 @@ pub enum Activation {
     GeluTanh = 2,
     /// `max(x, 0)`.
     Relu = 3,
+    /// `x * sigmoid(x)` (SiLU), the gate of a SwiGLU FFN (decoders).
+    Silu = 4,
 }
 
 impl Activation {
@@ -152,6 +195,7 @@ impl Activation {
             Self::Gelu => "gelu",
             Self::GeluTanh => "gelu_tanh",
             Self::Relu => "relu",
+            Self::Silu => "silu",
         }
     }
 }
@@ -161,6 +205,9 @@ impl Activation {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Pooling {
+    /// No pooling: a causal decoder's output is the next-token logits of each
+    /// position (never valid for an encoder).
+    None = 0,
     /// Hidden state of `[CLS]`, then the BERT pooler (dense + tanh).
     ClsPooler = 1,
     /// Mean of the hidden states over unmasked tokens (sentence-transformers).
@@ -176,6 +223,7 @@ impl Pooling {
             Self::ClsPooler => "cls_pooler",
             Self::Mean => "mean",
             Self::Cls => "cls",
+            Self::None => "none",
         }
     }
 }
@@ -212,9 +260,12 @@ pub struct Config {
     /// Longest sequence (tokens incl. `[CLS]`/`[SEP]`) the runtime accepts;
     /// at most `max_positions`.
     pub max_seq: u32,
-    /// LayerNorm epsilon as `f32` bits (kept as bits so reading it needs no float op;
-    /// the int8 mode has it folded into its integer constants).
+    /// LayerNorm (RMSNorm for decoders) epsilon as `f32` bits (kept as bits so
+    /// reading it needs no float op; the int8 mode has it folded into its integer
+    /// constants).
     pub layer_norm_eps_bits: u32,
+    /// Decoder fields; `Some` exactly when `arch` is [`Arch::LlamaDecoder`].
+    pub decoder: Option<DecoderParams>,
 }
 
 impl Config {
@@ -234,6 +285,14 @@ impl Config {
         } else {
             self.hidden as usize
         }
+    }
+    /// Key/value heads: the decoder's, or `heads` for an encoder.
+    pub fn kv_heads(&self) -> usize {
+        self.decoder.map_or(self.heads, |d| d.kv_heads) as usize
+    }
+    /// Width of one key (or value) row: `kv_heads * head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads() * self.head_dim()
     }
     /// Whether this is a full-integer (int8) model.
     pub fn is_int8(&self) -> bool {
@@ -255,9 +314,72 @@ impl Config {
         field("heads", self.heads, 1, self.hidden)?;
         field("ffn", self.ffn, 1, MAX_FFN)?;
         field("max_positions", self.max_positions, 2, MAX_POSITIONS)?;
-        field("type_vocab", self.type_vocab, 1, MAX_TYPE_VOCAB)?;
-        field("num_labels", self.num_labels, 0, MAX_LABELS)?;
         field("max_seq", self.max_seq, 2, self.max_positions)?;
+        match (self.arch, self.decoder) {
+            (Arch::BertEncoder, None) => {
+                field("type_vocab", self.type_vocab, 1, MAX_TYPE_VOCAB)?;
+                field("num_labels", self.num_labels, 0, MAX_LABELS)?;
+                if self.pooling == Pooling::None || self.activation == Activation::Silu {
+                    return Err(FormatError::UnknownCode {
+                        field: if self.pooling == Pooling::None {
+                            "pooling"
+                        } else {
+                            "activation"
+                        },
+                        code: if self.pooling == Pooling::None {
+                            Pooling::None as u8
+                        } else {
+                            Activation::Silu as u8
+                        },
+                    });
+                }
+            }
+            (Arch::LlamaDecoder, Some(d)) => {
+                // Fields an encoder uses and a decoder does not must be zero.
+                field("type_vocab", self.type_vocab, 0, 0)?;
+                field("num_labels", self.num_labels, 0, 0)?;
+                if self.pooling != Pooling::None {
+                    return Err(FormatError::UnknownCode {
+                        field: "pooling",
+                        code: self.pooling as u8,
+                    });
+                }
+                if self.activation != Activation::Silu {
+                    return Err(FormatError::UnknownCode {
+                        field: "activation",
+                        code: self.activation as u8,
+                    });
+                }
+                field("kv_heads", d.kv_heads, 1, self.heads)?;
+                if !self.heads.is_multiple_of(d.kv_heads) {
+                    return Err(FormatError::ConfigOutOfRange {
+                        field: "kv_heads",
+                        value: d.kv_heads,
+                    });
+                }
+                // RoPE rotates pairs of dimensions.
+                if !self.hidden.is_multiple_of(self.heads) || (self.hidden / self.heads) % 2 != 0 {
+                    return Err(FormatError::ConfigOutOfRange {
+                        field: "head_dim",
+                        value: self.hidden / self.heads,
+                    });
+                }
+                field("bos_id", d.bos_id, 0, self.vocab_size - 1)?;
+                field("eos_id", d.eos_id, 0, self.vocab_size - 1)?;
+                if !is_positive_finite(d.rope_theta_bits) {
+                    return Err(FormatError::ConfigOutOfRange {
+                        field: "rope_theta",
+                        value: d.rope_theta_bits,
+                    });
+                }
+            }
+            _ => {
+                return Err(FormatError::UnknownCode {
+                    field: "arch",
+                    code: self.arch as u8,
+                })
+            }
+        }
         if !self.hidden.is_multiple_of(self.heads) {
             return Err(FormatError::HeadsDoNotDivideHidden {
                 hidden: self.hidden,
@@ -265,12 +387,10 @@ impl Config {
             });
         }
         field("head_dim", self.hidden / self.heads, 1, MAX_HEAD_DIM)?;
-        // Finite and > 0, tested on the bits so that validation uses no float op.
-        let eps = self.layer_norm_eps_bits;
-        if eps >> 31 != 0 || eps == 0 || (eps >> 23) & 0xFF == 0xFF {
+        if !is_positive_finite(self.layer_norm_eps_bits) {
             return Err(FormatError::ConfigOutOfRange {
                 field: "layer_norm_eps",
-                value: eps,
+                value: self.layer_norm_eps_bits,
             });
         }
         if self.weight_dtype == DType::I32 {
@@ -281,6 +401,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `f32` bits encode a finite value > 0, tested on the bits so that
+/// validation uses no float op.
+fn is_positive_finite(bits: u32) -> bool {
+    bits >> 31 == 0 && bits != 0 && (bits >> 23) & 0xFF != 0xFF
 }
 
 /// Why a byte buffer is not a valid model file. Each variant is one failure class and
@@ -459,6 +585,14 @@ pub enum FormatError {
         /// Layer (`0xFFFF` for model-level).
         layer: u16,
     },
+    /// The file is a valid model of another architecture than the caller runs
+    /// (an encoder given to the decoder or the reverse).
+    WrongArch {
+        /// Architecture the caller runs.
+        expected: Arch,
+        /// Architecture of the file.
+        found: Arch,
+    },
     /// A quantization constant is outside the range the integer kernels are proven
     /// safe for (e.g. a requantization shift that would overflow).
     BadQuantParam {
@@ -540,6 +674,12 @@ impl fmt::Display for FormatError {
             MissingTensor { kind, layer } => {
                 write!(f, "tensor of kind {kind} (layer {layer}) is missing")
             }
+            WrongArch { expected, found } => write!(
+                f,
+                "the file holds a {} model, this entry point runs {} models",
+                found.name(),
+                expected.name()
+            ),
             BadQuantParam { index, element } => write!(
                 f,
                 "tensor {index}: quantization constant {element} is out of the safe range"
@@ -617,8 +757,18 @@ pub mod header {
     pub const MAX_SEQ: usize = 84;
     /// `u32` LayerNorm epsilon, `f32` bits.
     pub const LAYER_NORM_EPS: usize = 88;
-    /// Bytes 92..128 are reserved and zero.
-    pub const RESERVED2: usize = 92;
+    /// `u32` decoder: key/value heads (0 in encoder files, like the four below).
+    pub const KV_HEADS: usize = 92;
+    /// `u32` decoder: RoPE theta, `f32` bits.
+    pub const ROPE_THETA: usize = 96;
+    /// `u32` decoder: BOS token id.
+    pub const BOS_ID: usize = 100;
+    /// `u32` decoder: EOS token id.
+    pub const EOS_ID: usize = 104;
+    /// `u32` decoder flags: bit 0 = separate output head; other bits zero.
+    pub const DECODER_FLAGS: usize = 108;
+    /// Bytes 112..128 are reserved and zero.
+    pub const RESERVED2: usize = 112;
 }
 
 /// Byte offsets within a 32-byte directory entry.
@@ -700,6 +850,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
     let code = |at: usize| bytes.get(at).copied().unwrap_or(0);
     let arch = match code(h::ARCH) {
         1 => Arch::BertEncoder,
+        2 => Arch::LlamaDecoder,
         c => {
             return Err(FormatError::UnknownCode {
                 field: "arch",
@@ -715,6 +866,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
         1 => Activation::Gelu,
         2 => Activation::GeluTanh,
         3 => Activation::Relu,
+        4 => Activation::Silu,
         c => {
             return Err(FormatError::UnknownCode {
                 field: "activation",
@@ -723,6 +875,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
         }
     };
     let pooling = match code(h::POOLING) {
+        0 => Pooling::None,
         1 => Pooling::ClsPooler,
         2 => Pooling::Mean,
         3 => Pooling::Cls,
@@ -748,6 +901,38 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
         num_labels: hdr(bytes, h::NUM_LABELS),
         max_seq: hdr(bytes, h::MAX_SEQ),
         layer_norm_eps_bits: hdr(bytes, h::LAYER_NORM_EPS),
+        decoder: None,
+    };
+    let flags = hdr(bytes, h::DECODER_FLAGS);
+    let config = match arch {
+        Arch::LlamaDecoder => {
+            if flags & !1 != 0 {
+                return Err(FormatError::BadHeaderField {
+                    field: "decoder_flags",
+                    value: flags,
+                });
+            }
+            Config {
+                decoder: Some(DecoderParams {
+                    kv_heads: hdr(bytes, h::KV_HEADS),
+                    rope_theta_bits: hdr(bytes, h::ROPE_THETA),
+                    bos_id: hdr(bytes, h::BOS_ID),
+                    eos_id: hdr(bytes, h::EOS_ID),
+                    separate_output: flags & 1 != 0,
+                }),
+                ..config
+            }
+        }
+        Arch::BertEncoder => {
+            // The decoder fields are reserved in an encoder file.
+            let fields = bytes.get(h::KV_HEADS..h::RESERVED2).unwrap_or(&[]);
+            if let Some(i) = fields.iter().position(|&b| b != 0) {
+                return Err(FormatError::ReservedNotZero {
+                    offset: h::KV_HEADS + i,
+                });
+            }
+            config
+        }
     };
     config.check()?;
     Ok(config)
@@ -899,9 +1084,12 @@ impl<'a> ModelFile<'a> {
         let tokenizer = &bytes[tok_offset as usize..(tok_offset + tok_len) as usize];
         let labels = &bytes[lab_offset as usize..(lab_offset + lab_len) as usize];
         check_labels(labels, config.num_labels)?;
-        let vocab = crate::tokenizer::Tokenizer::from_section(tokenizer)
-            .map_err(FormatError::Tokenizer)?
-            .vocab_size();
+        let vocab = match config.decoder {
+            None => crate::tokenizer::Tokenizer::from_section(tokenizer)
+                .map_err(FormatError::Tokenizer)?
+                .vocab_size(),
+            Some(_d) => config.vocab_size, // MERGE-SP
+        };
         if vocab != config.vocab_size {
             return Err(FormatError::VocabMismatch {
                 config: config.vocab_size,
@@ -1110,6 +1298,20 @@ fn check_quant_params(index: u32, info: &TensorInfo, payload: &[u8]) -> Result<(
                 index,
                 element: at as u32,
             });
+        }
+        return Ok(());
+    }
+    if info.kind == TensorKind::RopeTable {
+        // `(cos, sin)` in Q14: the bound the fixed-point rotation's products rest on.
+        let one = crate::kernels::rope::ROPE_ONE;
+        for (i, v) in payload.chunks_exact(4).enumerate() {
+            let v = read_u32(v, 0).unwrap_or(0) as i32;
+            if !(-one..=one).contains(&v) {
+                return Err(FormatError::BadQuantParam {
+                    index,
+                    element: i as u32,
+                });
+            }
         }
         return Ok(());
     }

@@ -2,7 +2,7 @@
 //! which order, with which dtype and shape. Both the reader (validation) and the
 //! writer use it, and the runtime finds tensors by the same arithmetic.
 
-use super::{Config, DType, Pooling};
+use super::{Arch, Config, DType, Pooling};
 
 /// What a tensor is (directory `kind` code). Codes are stable across versions.
 ///
@@ -74,11 +74,54 @@ pub enum TensorKind {
     /// int8: per-channel requant of the pooled vector to the Q16 output (models
     /// without a classifier).
     PooledRq = 56,
+    /// Decoder: SwiGLU gate projection `[ffn, hidden]`.
+    GateW = 64,
+    /// Decoder: SwiGLU up projection `[ffn, hidden]`.
+    UpW = 65,
+    /// Decoder: SwiGLU down projection `[hidden, ffn]`.
+    DownW = 66,
+    /// Decoder: separate output head `[vocab, hidden]` (absent when tied).
+    OutputW = 67,
+    /// Decoder: RMSNorm weight before attention `[hidden]`.
+    RmsAttn = 70,
+    /// Decoder: RMSNorm weight before the FFN `[hidden]`.
+    RmsFfn = 71,
+    /// Decoder: final RMSNorm weight `[hidden]`.
+    RmsFinal = 72,
+    /// Decoder int8: requant of the gate accumulator to Q10.
+    GateRq = 73,
+    /// Decoder int8: requant of the up accumulator to Q10.
+    UpRq = 74,
+    /// Decoder int8: requant of the down accumulator into the residual.
+    DownRq = 75,
+    /// Decoder int8: requant of the output-head accumulator to Q16 logits.
+    OutputRq = 76,
+    /// Decoder int8: RoPE `(cos, sin)` pairs in Q14 for each position `< max_seq`
+    /// and frequency, `[max_seq, head_dim]` i32.
+    RopeTable = 77,
+    /// Decoder int8: per key/value head, score to a Q16 base-2 exponent.
+    ScoreRq = 78,
+    /// Decoder int8: `[8]` i32 model constants (RMSNorm epsilon).
+    DecScalars = 79,
 }
 
 use TensorKind as K;
 
-const ALL_KINDS: [TensorKind; 43] = [
+const ALL_KINDS: [TensorKind; 57] = [
+    K::GateW,
+    K::UpW,
+    K::DownW,
+    K::OutputW,
+    K::RmsAttn,
+    K::RmsFfn,
+    K::RmsFinal,
+    K::GateRq,
+    K::UpRq,
+    K::DownRq,
+    K::OutputRq,
+    K::RopeTable,
+    K::ScoreRq,
+    K::DecScalars,
     K::WordEmb,
     K::PosEmb,
     K::TypeEmb,
@@ -151,6 +194,11 @@ impl TensorKind {
                 | K::ActRq
                 | K::CtxRq
                 | K::TanhRq
+                | K::GateRq
+                | K::UpRq
+                | K::DownRq
+                | K::OutputRq
+                | K::ScoreRq
         )
     }
 
@@ -200,6 +248,20 @@ impl TensorKind {
             K::AttnSkipRq => "attention.skip.requant",
             K::FfnSkipRq => "output.skip.requant",
             K::PooledRq => "pooled.requant",
+            K::GateW => "mlp.gate_proj.weight",
+            K::UpW => "mlp.up_proj.weight",
+            K::DownW => "mlp.down_proj.weight",
+            K::OutputW => "lm_head.weight",
+            K::RmsAttn => "input_layernorm.weight",
+            K::RmsFfn => "post_attention_layernorm.weight",
+            K::RmsFinal => "norm.weight",
+            K::GateRq => "mlp.gate_proj.requant",
+            K::UpRq => "mlp.up_proj.requant",
+            K::DownRq => "mlp.down_proj.requant",
+            K::OutputRq => "lm_head.requant",
+            K::RopeTable => "rope_table",
+            K::ScoreRq => "self_attn.score.requant",
+            K::DecScalars => "scalars",
         }
     }
 }
@@ -217,6 +279,9 @@ pub mod scalar {
     pub const ATTN_EPS: usize = 8;
     /// LayerScalars: epsilon of the FFN LayerNorm in squared residual units.
     pub const FFN_EPS: usize = 9;
+    /// DecScalars: RMSNorm epsilon in squared residual units, an `i64` as its low
+    /// and high 32-bit halves at `RMS_EPS`, `RMS_EPS + 1`.
+    pub const RMS_EPS: usize = 0;
 }
 
 /// The expected directory entry at one index.
@@ -297,6 +362,46 @@ const INT8_LAYER: &[TensorKind] = &[
     K::LayerScalars,
 ];
 
+const DEC_FLOAT_EMB: &[TensorKind] = &[K::WordEmb];
+const DEC_INT8_EMB: &[TensorKind] = &[
+    K::WordEmb,
+    K::WordRq,
+    K::RopeTable,
+    K::ActTable,
+    K::DecScalars,
+];
+const DEC_FLOAT_LAYER: &[TensorKind] = &[
+    K::RmsAttn,
+    K::QueryW,
+    K::KeyW,
+    K::ValueW,
+    K::AttnOutW,
+    K::RmsFfn,
+    K::GateW,
+    K::UpW,
+    K::DownW,
+];
+const DEC_INT8_LAYER: &[TensorKind] = &[
+    K::RmsAttn,
+    K::QueryW,
+    K::QueryRq,
+    K::KeyW,
+    K::KeyRq,
+    K::ValueW,
+    K::ValueRq,
+    K::ScoreRq,
+    K::CtxRq,
+    K::AttnOutW,
+    K::AttnOutRq,
+    K::RmsFfn,
+    K::GateW,
+    K::GateRq,
+    K::UpW,
+    K::UpRq,
+    K::DownW,
+    K::DownRq,
+];
+
 /// Head tensors present for a config, in order, as a fixed array and a count.
 fn head_kinds(config: &Config) -> ([TensorKind; 8], usize) {
     let mut kinds = [K::PooledRq; 8];
@@ -306,6 +411,16 @@ fn head_kinds(config: &Config) -> ([TensorKind; 8], usize) {
         n += 1;
     };
     let int8 = config.is_int8();
+    if let Some(d) = config.decoder {
+        push(K::RmsFinal);
+        if d.separate_output {
+            push(K::OutputW);
+        }
+        if int8 {
+            push(K::OutputRq);
+        }
+        return (kinds, n);
+    }
     if config.pooling == Pooling::ClsPooler {
         push(K::PoolerW);
         push(K::PoolerB);
@@ -329,10 +444,11 @@ fn head_kinds(config: &Config) -> ([TensorKind; 8], usize) {
 }
 
 fn sections(config: &Config) -> (&'static [TensorKind], &'static [TensorKind]) {
-    if config.is_int8() {
-        (INT8_EMB, INT8_LAYER)
-    } else {
-        (FLOAT_EMB, FLOAT_LAYER)
+    match (config.arch, config.is_int8()) {
+        (Arch::BertEncoder, true) => (INT8_EMB, INT8_LAYER),
+        (Arch::BertEncoder, false) => (FLOAT_EMB, FLOAT_LAYER),
+        (Arch::LlamaDecoder, true) => (DEC_INT8_EMB, DEC_INT8_LAYER),
+        (Arch::LlamaDecoder, false) => (DEC_FLOAT_EMB, DEC_FLOAT_LAYER),
     }
 }
 
@@ -412,6 +528,11 @@ fn is_matrix(kind: TensorKind) -> bool {
             | K::FfnNorm
             | K::PoolerW
             | K::ClassW
+            | K::GateW
+            | K::UpW
+            | K::DownW
+            | K::OutputW
+            | K::RopeTable
     ) || kind.is_requant()
 }
 
@@ -423,6 +544,7 @@ fn shape(config: &Config, kind: TensorKind) -> (DType, [u32; 2]) {
     let int8 = config.is_int8();
     let bias = if int8 { DType::I32 } else { DType::F32 };
     let norm = bias;
+    let kv_dim = config.kv_dim() as u32;
     match kind {
         K::WordEmb => (w, [v, h]),
         K::PosEmb => (w, [p, h]),
@@ -433,12 +555,13 @@ fn shape(config: &Config, kind: TensorKind) -> (DType, [u32; 2]) {
         K::TypeRq => (DType::I32, [t, 2]),
         K::EmbScalars => (DType::I32, [8, 1]),
         K::LayerScalars => (DType::I32, [16, 1]),
-        K::QueryW | K::KeyW | K::ValueW | K::AttnOutW | K::PoolerW => (w, [h, h]),
+        K::KeyW | K::ValueW => (w, [kv_dim, h]),
+        K::KeyRq | K::ValueRq => (DType::I32, [kv_dim, 2]),
+        K::QueryW | K::AttnOutW | K::PoolerW => (w, [h, h]),
         K::QueryB | K::KeyB | K::ValueB | K::AttnOutB | K::Ffn2B | K::PoolerB => (bias, [h, 1]),
         K::QueryRq
-        | K::KeyRq
-        | K::ValueRq
         | K::AttnOutRq
+        | K::DownRq
         | K::Ffn2Rq
         | K::PoolerRq
         | K::AttnSkipRq
@@ -455,5 +578,14 @@ fn shape(config: &Config, kind: TensorKind) -> (DType, [u32; 2]) {
         K::ClassW => (w, [l, h]),
         K::ClassB => (bias, [l, 1]),
         K::ClassRq => (DType::I32, [l, 2]),
+        K::GateW | K::UpW => (w, [f, h]),
+        K::GateRq | K::UpRq => (DType::I32, [f, 2]),
+        K::DownW => (w, [h, f]),
+        K::OutputW => (w, [v, h]),
+        K::OutputRq => (DType::I32, [v, 2]),
+        K::RmsAttn | K::RmsFfn | K::RmsFinal => (norm, [h, 1]),
+        K::RopeTable => (DType::I32, [config.max_seq, config.head_dim() as u32]),
+        K::ScoreRq => (DType::I32, [config.kv_heads() as u32, 2]),
+        K::DecScalars => (DType::I32, [8, 1]),
     }
 }

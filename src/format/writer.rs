@@ -96,6 +96,17 @@ pub fn write_model(
     ] {
         put_u32(h, at, v);
     }
+    if let Some(d) = config.decoder {
+        for (at, v) in [
+            (header::KV_HEADS, d.kv_heads),
+            (header::ROPE_THETA, d.rope_theta_bits),
+            (header::BOS_ID, d.bos_id),
+            (header::EOS_ID, d.eos_id),
+            (header::DECODER_FLAGS, u32::from(d.separate_output)),
+        ] {
+            put_u32(h, at, v);
+        }
+    }
 
     // Tokenizer section.
     pad_to(&mut out, 4);

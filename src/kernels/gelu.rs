@@ -16,6 +16,12 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
 }
 
+/// `x * sigmoid(x)` (SiLU, the SwiGLU gate), in llama2.c's order of operations.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x * (1.0 / (1.0 + libm::expf(-x)))
+}
+
 /// Applies `activation` in place.
 pub fn activate_f32(x: &mut [f32], activation: Activation) {
     for v in x {
@@ -23,6 +29,7 @@ pub fn activate_f32(x: &mut [f32], activation: Activation) {
             Activation::Gelu => gelu(*v),
             Activation::GeluTanh => gelu_tanh(*v),
             Activation::Relu => v.max(0.0),
+            Activation::Silu => silu(*v),
         };
     }
 }

@@ -1,6 +1,6 @@
 //! LayerNorm over one token's hidden vector.
 
-use crate::quant::{div_round, isqrt_u64, saturate_i8, RESIDUAL_MAX};
+use crate::quant::{div_round, isqrt_round, saturate_i8, RESIDUAL_MAX};
 
 /// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -21,17 +21,6 @@ const NORM_BITS: u32 = 16;
 const VAR_BITS: u32 = 8;
 /// Fractional bits of the reciprocal standard deviation.
 const INV_BITS: u32 = 40;
-
-/// Square root rounded to nearest.
-fn isqrt_round(x: u64) -> u64 {
-    let r = isqrt_u64(x);
-    // x - r^2 > r  <=>  x > (r + 1/2)^2 - 1/4, i.e. the root is nearer r + 1.
-    if x - r * r > r {
-        r + 1
-    } else {
-        r
-    }
-}
 
 /// Fractional bits of the stored `gamma_q` / `beta_q`.
 pub const PARAM_BITS: u32 = 14;

@@ -7,4 +7,6 @@ pub mod attention;
 pub mod gelu;
 pub mod layernorm;
 pub mod matvec;
+pub mod rmsnorm;
+pub mod rope;
 pub mod softmax;

@@ -158,7 +158,8 @@ pub(super) fn forward<W: Weight, O: Observer>(
                 *p = libm::tanhf(*p);
             }
         }
-        Pooling::Cls => copy(pooled, row(v.x, 0, hidden)),
+        // `None` is a decoder's and never validates for an encoder.
+        Pooling::Cls | Pooling::None => copy(pooled, row(v.x, 0, hidden)),
         Pooling::Mean => {
             pooled.fill(0.0);
             let mut count = 0usize;
@@ -189,7 +190,7 @@ pub(super) fn copy<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
-fn add_assign(acc: &mut [f32], x: &[f32]) {
+pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
     for (a, b) in acc.iter_mut().zip(x) {
         *a += b;
     }

@@ -314,7 +314,8 @@ pub(super) fn forward<O: FixedObserver>(
                 }
             });
         }
-        Pooling::Cls => copy(context, row(v.x, 0, hidden)),
+        // `None` is a decoder's and never validates for an encoder.
+        Pooling::Cls | Pooling::None => copy(context, row(v.x, 0, hidden)),
         Pooling::Mean => {
             residual.fill(0);
             count = 0;

@@ -10,13 +10,14 @@
 //! Both work token row by token row, so the only `[seq, hidden]` buffers are the layer
 //! state `x` and the keys and values; see [`Plan`].
 
+pub mod decoder;
 mod float;
 mod int8;
 mod plan;
 
 pub use plan::{Buffer, Phase, Plan, MAX_BATCH_ROWS};
 
-use crate::format::{Config, FormatError, ModelFile};
+use crate::format::{Arch, Config, FormatError, ModelFile};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use core::fmt;
 
@@ -87,6 +88,12 @@ pub enum Error {
     NotFloat,
     /// Tokenization failed.
     Tokenizer(TokenizerError),
+    /// A decoder's key/value cache holds its whole context: no position is left
+    /// (call `reset`, or size the state for a longer context).
+    ContextFull {
+        /// The context length the state was made for.
+        ctx: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -128,6 +135,7 @@ impl fmt::Display for Error {
             NotQuantized => write!(f, "fixed-point output needs an int8 model"),
             NotFloat => write!(f, "observation needs a float (f32/f16) model"),
             Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            ContextFull { ctx } => write!(f, "context full: all {ctx} positions are used"),
         }
     }
 }
@@ -296,6 +304,12 @@ impl<'a> Model<'a> {
     /// Validates `bytes` (see [`ModelFile::from_bytes`]) and prepares the model.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let file = ModelFile::from_bytes(bytes)?;
+        if file.config().arch != Arch::BertEncoder {
+            return Err(FormatError::WrongArch {
+                expected: Arch::BertEncoder,
+                found: file.config().arch,
+            });
+        }
         let tokenizer =
             Tokenizer::from_section(file.tokenizer_section()).map_err(FormatError::Tokenizer)?;
         Ok(Self { file, tokenizer })

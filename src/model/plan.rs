@@ -237,7 +237,7 @@ pub(crate) struct Ffn<'r, A, S> {
 }
 
 /// Cuts `bytes` off the front of `rest` (fewer if `rest` is shorter).
-fn take<'r>(rest: &mut &'r mut [u8], bytes: usize) -> &'r mut [u8] {
+pub(crate) fn take<'r>(rest: &mut &'r mut [u8], bytes: usize) -> &'r mut [u8] {
     let r = core::mem::take(rest);
     let (head, tail) = r.split_at_mut(bytes.min(r.len()));
     *rest = tail;
@@ -245,7 +245,7 @@ fn take<'r>(rest: &mut &'r mut [u8], bytes: usize) -> &'r mut [u8] {
 }
 
 /// Reinterprets bytes as elements; empty if length or alignment do not fit.
-fn cast<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
+pub(crate) fn cast<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
     bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut [])
 }
 
@@ -315,6 +315,7 @@ mod tests {
             num_labels: 0,
             max_seq: 512,
             layer_norm_eps_bits: 1e-12f32.to_bits(),
+            decoder: None,
         }
     }
 

@@ -111,6 +111,7 @@ pub fn format_config(
         num_labels: ckpt.labels.len() as u32,
         max_seq,
         layer_norm_eps_bits: (c.layer_norm_eps as f32).to_bits(),
+        decoder: None,
     })
 }
 

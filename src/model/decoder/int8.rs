@@ -1,0 +1,180 @@
+//! One decoder step in full-integer arithmetic: int8 weights, an int8 key/value cache,
+//! activations narrowed to int8 per token with a power-of-two scale, i32 residual
+//! stream, integer RMSNorm, RoPE from a Q14 table, SiLU by table and the fixed-point
+//! softmax. It executes no floating-point operation.
+//!
+//! ```text
+//! x = WordRq[token](emb[token])                                   (residual, i32)
+//! for each layer:
+//!     xq, e = rmsnorm(x)                                          (int8, 2^e row scale)
+//!     q = rope(QueryRq(Wq xq, e)) ; k = rope(KeyRq(Wk xq, e))     (i32 grids)
+//!     keys[pos] = k >> 8 ; values[pos] = ValueRq(Wv xq, e)        (int8 cache)
+//!     per head: qq, eq = narrow(q) ; ctx = CtxRq(softmax(ScoreRq 2^eq (qq . K)) V)
+//!     cq, ec = narrow(ctx) ; x += AttnOutRq(Wo cq, ec)
+//!     xq, e = rmsnorm(x) ; h = silu(GateRq(Wg xq, e)) * UpRq(Wu xq, e)   (Q10)
+//!     hq, eh = narrow(h) ; x += DownRq(Wd hq, eh)
+//! logits = OutputRq(Wout rmsnorm(x))                              (Q16)
+//! ```
+//!
+//! The scales are the converter's, folded into the `*Rq` tables (`docs/FORMAT.md`).
+
+use super::plan::{views, DecoderPlan};
+use crate::format::{scalar, ModelFile, TensorKind as K};
+use crate::kernels::attention::attend_i8;
+use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
+use crate::kernels::matvec::matvec_i8;
+use crate::kernels::rmsnorm::rms_norm_i32;
+use crate::kernels::rope::rope_i32;
+use crate::model::{Fixed, FixedObserver, Point};
+use crate::quant::{narrow_row, saturate_i8, saturate_residual, shift_round, Requant};
+
+/// Extra fractional bits of the wide key grid over the int8 cache grid: `KeyRq` maps
+/// to `s_cache / 2^8`, so RoPE rotates keys 256 times finer than they are stored.
+pub const KEY_WIDE_BITS: u32 = 8;
+
+/// Runs `token` at position `pos` (`< plan.ctx`, checked by the caller); see
+/// [`super::float::step`].
+pub(crate) fn step<O: FixedObserver>(
+    file: &ModelFile<'_>,
+    plan: &DecoderPlan,
+    arena: &mut [u8],
+    token: u32,
+    pos: usize,
+    logits: bool,
+    obs: &mut O,
+) {
+    let config = file.config();
+    let Some(dec) = config.decoder else { return };
+    let (hidden, ffn) = (config.hidden as usize, config.ffn as usize);
+    let (heads, head_dim) = (config.heads as usize, config.head_dim());
+    let kv_dim = config.kv_dim();
+    let group = heads / config.kv_heads().max(1);
+    let scalars: &[i32] = file.tensor(K::DecScalars, None);
+    let eps = {
+        let part = |i| scalars.get(scalar::RMS_EPS + i).copied().unwrap_or(0);
+        (i64::from(part(1)) << 32) | i64::from(part(0) as u32)
+    };
+    let act_table: &[i32] = file.tensor(K::ActTable, None);
+    let rope: &[i32] = file.tensor(K::RopeTable, None);
+    let rope_row = rope.get(pos * head_dim..(pos + 1) * head_dim).unwrap_or(&[]);
+    let v = views::<i32, i8>(plan, arena);
+    let x = v.residual;
+
+    let emb: &[i8] = file.tensor(K::WordEmb, None);
+    let emb_rq = Requant::from_table(file.tensor(K::WordRq, None), token as usize);
+    let row = token as usize * hidden;
+    for (r, &q) in x.iter_mut().zip(emb.get(row..row + hidden).unwrap_or(&[])) {
+        *r = saturate_residual(emb_rq.apply(i32::from(q)));
+    }
+    obs.observe(Point::EmbSum, 0, Fixed::I32(x));
+
+    for layer in 0..config.layers as usize {
+        let l = Some(layer as u16);
+        let cache_row = (layer * plan.ctx + pos) * kv_dim;
+        let layer_start = layer * plan.ctx * kv_dim;
+
+        // Attention block.
+        let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
+        let e = rms_norm_i32(xq, x, file.tensor(K::RmsAttn, l), eps);
+        to_wide(v.query, xq, e, file, K::QueryW, K::QueryRq, l);
+        to_wide(v.key, xq, e, file, K::KeyW, K::KeyRq, l);
+        let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
+        let value = v.values.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        matvec_i8(kv_dim, xq, file.tensor(K::ValueW, l), &[], |o, acc| {
+            if let Some(y) = value.get_mut(o) {
+                *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
+            }
+        });
+        rope_i32(v.query, head_dim, rope_row);
+        rope_i32(v.key, head_dim, rope_row);
+        let key = v.keys.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        for (k, &wide) in key.iter_mut().zip(v.key.iter()) {
+            *k = saturate_i8(shift_round(wide, KEY_WIDE_BITS));
+        }
+        obs.observe(Point::Query, layer, Fixed::I32(v.query));
+        obs.observe(Point::Key, layer, Fixed::I8(key));
+
+        let seen = layer_start..cache_row + kv_dim;
+        let keys = v.keys.get(seen.clone()).unwrap_or(&[]);
+        let values = v.values.get(seen).unwrap_or(&[]);
+        let scores = v.scores.get_mut(..=pos).unwrap_or(&mut []);
+        let score_rq: &[[i32; 2]] = file.tensor(K::ScoreRq, l);
+        let ctx_rq: &[[i32; 2]] = file.tensor(K::CtxRq, l);
+        for head in 0..heads {
+            let cols = head * head_dim..(head + 1) * head_dim;
+            let query = v.query_i8.get_mut(cols.clone()).unwrap_or(&mut []);
+            let e_q = narrow_row(query, v.query.get(cols.clone()).unwrap_or(&[]));
+            let kv_head = head / group;
+            attend_i8(
+                v.context.get_mut(cols.clone()).unwrap_or(&mut []),
+                query,
+                keys,
+                values,
+                kv_dim,
+                kv_head,
+                Requant::from_table(score_rq, kv_head).with_exponent(e_q),
+                ctx_rq.get(cols).unwrap_or(&[]),
+                scores,
+                |_| true,
+            );
+        }
+        obs.observe(Point::Context, layer, Fixed::I32(v.context));
+        let e_ctx = narrow_row(xq, v.context);
+        add_projection(x, xq, e_ctx, file, K::AttnOutW, K::AttnOutRq, l);
+        obs.observe(Point::AttnSum, layer, Fixed::I32(x));
+
+        // SwiGLU block.
+        let e = rms_norm_i32(xq, x, file.tensor(K::RmsFfn, l), eps);
+        to_wide(v.gate, xq, e, file, K::GateW, K::GateRq, l);
+        to_wide(v.up, xq, e, file, K::UpW, K::UpRq, l);
+        for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
+            let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
+            *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
+        }
+        obs.observe(Point::Act, layer, Fixed::I32(v.gate));
+        let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
+        let e_h = narrow_row(hq, v.gate);
+        add_projection(x, hq, e_h, file, K::DownW, K::DownRq, l);
+        obs.observe(Point::FfnSum, layer, Fixed::I32(x));
+    }
+
+    if logits {
+        let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
+        let e = rms_norm_i32(xq, x, file.tensor(K::RmsFinal, None), eps);
+        let head = if dec.separate_output {
+            K::OutputW
+        } else {
+            K::WordEmb
+        };
+        let rq: &[[i32; 2]] = file.tensor(K::OutputRq, None);
+        let out = &mut *v.logits;
+        matvec_i8(out.len(), xq, file.tensor(head, None), &[], |o, acc| {
+            if let Some(y) = out.get_mut(o) {
+                let q16 = Requant::from_table(rq, o).apply_scaled(acc, e);
+                *y = q16.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            }
+        });
+        obs.observe(Point::Logits, 0, Fixed::I32(v.logits));
+    }
+}
+
+/// `out = sat_r(rq(W xq * 2^e))` on a wide grid (`out.len()` rows of `W`).
+fn to_wide(out: &mut [i32], xq: &[i8], e: u32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
+    let rq: &[[i32; 2]] = file.tensor(rq, l);
+    matvec_i8(out.len(), xq, file.tensor(w, l), &[], |o, acc| {
+        if let Some(y) = out.get_mut(o) {
+            *y = saturate_residual(Requant::from_table(rq, o).apply_scaled(acc, e));
+        }
+    });
+}
+
+/// `x += rq(W xq * 2^e)`: a projection back into the residual stream.
+fn add_projection(x: &mut [i32], xq: &[i8], e: u32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
+    let rq: &[[i32; 2]] = file.tensor(rq, l);
+    matvec_i8(x.len(), xq, file.tensor(w, l), &[], |o, acc| {
+        if let Some(r) = x.get_mut(o) {
+            let add = Requant::from_table(rq, o).apply_scaled(acc, e);
+            *r = saturate_residual(i64::from(*r) + add);
+        }
+    });
+}

@@ -1,0 +1,181 @@
+//! The decoder's memory plan: the key/value cache for a context length fixed up front
+//! and one token's scratch, every buffer's offset in the caller's arena.
+//!
+//! | buffer | elements | int8 mode | float modes |
+//! |---|---|---|---|
+//! | `residual` | `hidden` | i32 | f32 |
+//! | `query` | `hidden` | i32 (before narrowing) | f32 |
+//! | `key` | `kv_dim` | i32 (before the cache) | - |
+//! | `context` | `hidden` | i32 | f32 |
+//! | `out` | `hidden` | - | f32 (projection before the residual add) |
+//! | `gate` | `ffn` | i32 (Q10) | f32 |
+//! | `up` | `ffn` | i32 (Q10) | f32 |
+//! | `scores` | `ctx` | i32 | f32 |
+//! | `logits` | `vocab` | i32 (Q16) | f32 |
+//! | `keys` | `layers * ctx * kv_dim` | i8 | f32 |
+//! | `values` | `layers * ctx * kv_dim` | i8 | f32 |
+//! | `input` | `max(hidden, ffn)` | i8 (a matmul input row) | f32 (norm output) |
+//! | `query_i8` | `hidden` | i8 | - |
+//!
+//! 4-byte elements come first, so every buffer is aligned for its type when the arena
+//! start is 4-byte aligned. Attention scratch is one row of `ctx` scores, reused by
+//! every head: O(context), not O(heads x context). The total is exact:
+//! [`super::Decoder::arena_bytes`] succeeds and one byte less is refused.
+//!
+//! The cache dominates: `2 * layers * ctx * kv_dim` elements (stories260K, int8:
+//! 320 bytes per position).
+
+use crate::format::Config;
+use crate::model::plan::{Buffer, Phase};
+use crate::model::Error;
+
+/// Number of buffers of a decoder plan.
+pub const DECODER_BUFFERS: usize = 13;
+
+/// Indices into [`DecoderPlan::buffers`].
+pub(crate) mod ix {
+    pub const RESIDUAL: usize = 0;
+    pub const QUERY: usize = 1;
+    pub const KEY: usize = 2;
+    pub const CONTEXT: usize = 3;
+    pub const OUT: usize = 4;
+    pub const GATE: usize = 5;
+    pub const UP: usize = 6;
+    pub const SCORES: usize = 7;
+    pub const LOGITS: usize = 8;
+    pub const KEYS: usize = 9;
+    pub const VALUES: usize = 10;
+    pub const INPUT: usize = 11;
+    pub const QUERY_I8: usize = 12;
+}
+
+/// The arena layout of a decoder state for one context length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecoderPlan {
+    /// Context length: positions the key/value cache holds.
+    pub ctx: usize,
+    /// The buffers, in arena order (unused ones have length 0).
+    pub buffers: [Buffer; DECODER_BUFFERS],
+}
+
+// Every size is at most `4 * (6 h + 2 f + c + v) + 8 * l * c * h + 2 * max(h, f)`
+// bytes, `c` the context; for the format's largest config that exceeds 32 bits, so the
+// plan computes in `u64` and refuses what does not fit `usize`.
+
+impl DecoderPlan {
+    /// The plan for a context of `ctx` positions (`1..=max_seq`).
+    pub fn new(config: &Config, ctx: usize) -> Result<Self, Error> {
+        let max = config.max_seq as usize;
+        if ctx == 0 {
+            return Err(Error::EmptySequence);
+        }
+        if ctx > max {
+            return Err(Error::SequenceTooLong { max, got: ctx });
+        }
+        let int8 = config.is_int8();
+        let (h, f) = (u64::from(config.hidden), u64::from(config.ffn));
+        let (v, l) = (u64::from(config.vocab_size), u64::from(config.layers));
+        let kv = config.kv_dim() as u64;
+        let c = ctx as u64;
+        let act = if int8 { 1 } else { 4 };
+        let int8_only = |n: u64| if int8 { n } else { 0 };
+        let float_only = |n: u64| if int8 { 0 } else { n };
+        let specs: [(&'static str, u64, u64); DECODER_BUFFERS] = [
+            ("residual", h, 4),
+            ("query", h, 4),
+            ("key", int8_only(kv), 4),
+            ("context", h, 4),
+            ("out", float_only(h), 4),
+            ("gate", f, 4),
+            ("up", f, 4),
+            ("scores", c, 4),
+            ("logits", v, 4),
+            ("keys", l * c * kv, act),
+            ("values", l * c * kv, act),
+            ("input", h.max(f), act),
+            ("query_i8", int8_only(h), 1),
+        ];
+        let mut at = 0u64;
+        let mut buffers = [Buffer {
+            name: "",
+            offset: 0,
+            bytes: 0,
+            elem: 1,
+            phase: Phase::All,
+        }; DECODER_BUFFERS];
+        for (buffer, (name, len, elem)) in buffers.iter_mut().zip(specs) {
+            let bytes = len * elem;
+            let too_big = Error::ArenaTooSmall {
+                needed: usize::MAX,
+                got: 0,
+            };
+            *buffer = Buffer {
+                name,
+                offset: usize::try_from(at).map_err(|_| too_big)?,
+                bytes: usize::try_from(bytes).map_err(|_| too_big)?,
+                elem: elem as usize,
+                phase: Phase::All,
+            };
+            at += bytes;
+            usize::try_from(at).map_err(|_| too_big)?;
+        }
+        Ok(Self { ctx, buffers })
+    }
+
+    /// Total arena bytes.
+    pub fn total_bytes(&self) -> usize {
+        let last = self.buffers[DECODER_BUFFERS - 1];
+        last.offset + last.bytes
+    }
+
+    /// Bytes of the key/value cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.buffers[ix::KEYS].bytes + self.buffers[ix::VALUES].bytes
+    }
+}
+
+/// The arena split by a decoder plan, as elements of `S` (4-byte: `f32` or `i32`) and
+/// `A` (activations and cache: `f32` or `i8`).
+pub(crate) struct Views<'r, S, A> {
+    pub residual: &'r mut [S],
+    pub query: &'r mut [S],
+    pub key: &'r mut [S],
+    pub context: &'r mut [S],
+    pub out: &'r mut [S],
+    pub gate: &'r mut [S],
+    pub up: &'r mut [S],
+    pub scores: &'r mut [S],
+    pub logits: &'r mut [S],
+    pub keys: &'r mut [A],
+    pub values: &'r mut [A],
+    pub input: &'r mut [A],
+    pub query_i8: &'r mut [i8],
+}
+
+/// Splits the arena by the plan. The caller checked length and alignment, so the
+/// casts succeed; should they not, the views are empty and the kernels (which never
+/// index past a slice) compute nothing.
+pub(crate) fn views<'r, S: bytemuck::Pod, A: bytemuck::Pod>(
+    plan: &DecoderPlan,
+    arena: &'r mut [u8],
+) -> Views<'r, S, A> {
+    use crate::model::plan::{cast, take};
+    let b = plan.buffers;
+    let mut rest = arena;
+    let mut next = |i: usize| take(&mut rest, b[i].bytes);
+    Views {
+        residual: cast(next(ix::RESIDUAL)),
+        query: cast(next(ix::QUERY)),
+        key: cast(next(ix::KEY)),
+        context: cast(next(ix::CONTEXT)),
+        out: cast(next(ix::OUT)),
+        gate: cast(next(ix::GATE)),
+        up: cast(next(ix::UP)),
+        scores: cast(next(ix::SCORES)),
+        logits: cast(next(ix::LOGITS)),
+        keys: cast(next(ix::KEYS)),
+        values: cast(next(ix::VALUES)),
+        input: cast(next(ix::INPUT)),
+        query_i8: cast(next(ix::QUERY_I8)),
+    }
+}
