@@ -1,8 +1,10 @@
-//! Host-side library of the tinyformer tool: checkpoint reading, conversion and
-//! quantization, running models; the `tinyformer` binary is a thin front over it.
+//! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT,
+//! llama2.c), conversion and quantization, running models; the `tinyformer` binary is
+//! a thin front over it.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod convert;
 pub mod gptq;
+pub mod llama2c;
 pub mod run;
