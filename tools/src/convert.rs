@@ -121,19 +121,19 @@ fn first_rows(t: &Tensor, rows: usize) -> &[f32] {
     &t.data[..(rows * cols).min(t.data.len())]
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn i32_bytes(v: &[i32]) -> Vec<u8> {
+pub(crate) fn i32_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn i8_bytes(v: &[i8]) -> Vec<u8> {
+pub(crate) fn i8_bytes(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
 }
 
-fn requant_bytes(v: &[Requant]) -> Vec<u8> {
+pub(crate) fn requant_bytes(v: &[Requant]) -> Vec<u8> {
     v.iter()
         .flat_map(|r| [r.multiplier, r.shift])
         .flat_map(|x| x.to_le_bytes())
@@ -258,7 +258,7 @@ impl Observer for Ranges {
 }
 
 /// The scale of the Q10 fixed-point activation input and output.
-const ACT_UNIT: f64 = 1.0 / (1u32 << tinyformer::kernels::gelu::ACT_FRAC_BITS) as f64;
+pub(crate) const ACT_UNIT: f64 = 1.0 / (1u32 << tinyformer::kernels::gelu::ACT_FRAC_BITS) as f64;
 
 /// Extra bits of the wide grid of per-row scaled activations (see `model/int8.rs`).
 const FINE_BITS: u32 = 8;
@@ -428,7 +428,7 @@ struct QDense {
     rq: Vec<Requant>,
 }
 
-fn clamp_i32(x: f64) -> i32 {
+pub(crate) fn clamp_i32(x: f64) -> i32 {
     x.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
@@ -483,14 +483,14 @@ fn quantize_dense(
 }
 
 /// `f` sampled for [`tinyformer::kernels::gelu::activation_q10`], computed in f64.
-fn function_table(f: impl Fn(f64) -> f64) -> Vec<i32> {
+pub(crate) fn function_table(f: impl Fn(f64) -> f64) -> Vec<i32> {
     (0..tinyformer::kernels::gelu::ACT_TABLE_LEN)
         .map(|i| clamp_i32(f(tinyformer::kernels::gelu::act_table_input(i)) / ACT_UNIT))
         .collect()
 }
 
 /// The FFN activation's table.
-fn activation_table(activation: Activation) -> Vec<i32> {
+pub(crate) fn activation_table(activation: Activation) -> Vec<i32> {
     function_table(|x| match activation {
         Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
         Activation::GeluTanh => {
@@ -498,6 +498,7 @@ fn activation_table(activation: Activation) -> Vec<i32> {
                 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
         }
         Activation::Relu => x.max(0.0),
+        Activation::Silu => x / (1.0 + (-x).exp()),
     })
 }
 
