@@ -276,6 +276,121 @@ pub fn cmd_bench(
     Ok(())
 }
 
+/// The text whose tokens fill a decoder benchmark's prompt (a sentence of our own,
+/// repeated to the prompt length).
+pub const DECODER_BENCH_TEXT: &str =
+    "Once upon a time, a little fox found a shiny red ball in the tall grass.";
+
+/// Decoder throughput, one thread.
+#[derive(Debug, Serialize)]
+pub struct DecoderBenchResult {
+    pub model: String,
+    pub dtype: &'static str,
+    /// Context the state was made for.
+    pub ctx: usize,
+    /// Prompt tokens per prefill (BOS first).
+    pub prompt_tokens: usize,
+    /// Tokens generated per decode run (greedy, after a BOS-only prompt).
+    pub decode_tokens: usize,
+    pub rounds: usize,
+    pub threads: usize,
+    /// Median over rounds of prompt tokens per second.
+    pub prefill_tokens_per_s: f64,
+    /// Median over rounds of generated tokens per second (the logits of every step
+    /// and the argmax included).
+    pub decode_tokens_per_s: f64,
+    pub arena_bytes: usize,
+}
+
+/// Times prefill of a `prompt`-token prompt and greedy decoding of `steps` tokens,
+/// `rounds` times each, at context `ctx`.
+pub fn bench_decoder(
+    model: &tinyformer::Decoder<'_>,
+    name: &str,
+    ctx: usize,
+    prompt: usize,
+    steps: usize,
+    rounds: usize,
+) -> Result<DecoderBenchResult> {
+    use crate::generate::{argmax, logits_f64, DecoderRunner};
+    if prompt == 0 || prompt > ctx || steps == 0 || steps >= ctx {
+        bail!("need 0 < prompt <= ctx ({ctx}) and 0 < steps < ctx");
+    }
+    let text_ids = crate::generate::encode(model, DECODER_BENCH_TEXT)?;
+    let mut ids = vec![model.params().bos_id];
+    ids.extend(text_ids.iter().skip(1).cycle().take(prompt - 1));
+    let mut runner = DecoderRunner::new(*model, Some(ctx))?;
+    let arena_bytes = model.arena_bytes(ctx).map_err(|e| anyhow!("{e}"))?;
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) + 1 {
+        let mut state = runner.state()?;
+        let start = Instant::now();
+        std::hint::black_box(state.prefill(&ids).map_err(|e| anyhow!("{e}"))?);
+        prefill.push(prompt as f64 / start.elapsed().as_secs_f64());
+        state.reset();
+        let start = Instant::now();
+        let mut token = model.params().bos_id;
+        for _ in 0..steps {
+            token = argmax(&logits_f64(state.step(token).map_err(|e| anyhow!("{e}"))?));
+        }
+        std::hint::black_box(token);
+        decode.push(steps as f64 / start.elapsed().as_secs_f64());
+    }
+    // The first round warms caches and is dropped.
+    prefill.remove(0);
+    decode.remove(0);
+    prefill.sort_by(f64::total_cmp);
+    decode.sort_by(f64::total_cmp);
+    Ok(DecoderBenchResult {
+        model: name.to_string(),
+        dtype: dtype_name(model.config()),
+        ctx,
+        prompt_tokens: prompt,
+        decode_tokens: steps,
+        rounds: prefill.len(),
+        threads: 1,
+        prefill_tokens_per_s: median(&prefill),
+        decode_tokens_per_s: median(&decode),
+        arena_bytes,
+    })
+}
+
+/// The `bench` subcommand on a decoder: prefill and decode tokens per second.
+pub fn cmd_bench_decoder(
+    bytes: &ModelBytes,
+    ctx: Option<usize>,
+    prompt: usize,
+    steps: usize,
+    rounds: usize,
+    json: bool,
+) -> Result<()> {
+    use std::io::Write as _;
+    let model = bytes.decoder()?;
+    let ctx = ctx.unwrap_or(model.config().max_seq as usize);
+    let r = bench_decoder(&model, &bytes.name(), ctx, prompt, steps, rounds)?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string(&r)?)?;
+    } else {
+        writeln!(
+            stdout,
+            "{}: {} decoder, context {}, arena {} bytes, 1 thread, median of {} rounds\n\
+             prefill {:>10.1} tokens/s ({} prompt tokens)\n\
+             decode  {:>10.1} tokens/s ({} tokens, greedy)",
+            r.model,
+            r.dtype,
+            r.ctx,
+            r.arena_bytes,
+            r.rounds,
+            r.prefill_tokens_per_s,
+            r.prompt_tokens,
+            r.decode_tokens_per_s,
+            r.decode_tokens
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::median;

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod convert;
 pub mod decoder;
+pub mod generate;
 pub mod gptq;
 pub mod llama2c;
 pub mod run;

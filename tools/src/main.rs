@@ -35,10 +35,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a Hugging Face BERT checkpoint directory to a tinyformer model file.
+    /// Convert a checkpoint to a tinyformer model file: a Hugging Face BERT directory
+    /// (encoder) or a llama2.c checkpoint file with --tokenizer (decoder).
     Convert {
-        /// Directory with config.json, model.safetensors and vocab.txt (or tokenizer.json).
+        /// Directory with config.json, model.safetensors and vocab.txt (or
+        /// tokenizer.json), or a llama2.c `.bin` checkpoint.
         model_dir: PathBuf,
+        /// llama2.c tokenizer file (`tokenizer.bin`) for a llama2.c checkpoint.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         /// Output model file (written atomically).
         #[arg(short, long)]
         output: PathBuf,
@@ -66,6 +71,52 @@ enum Command {
         /// arena, up to 8 trade memory for speed).
         #[arg(long, default_value_t = 1)]
         rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate text with a decoder model (streams to stdout as tokens come).
+    Generate {
+        /// Decoder model file (default: the bundled int8 stories260K model).
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Prompts, one generation each (standard input lines if none; an empty
+        /// prompt starts from BOS alone).
+        prompts: Vec<String>,
+        /// Tokens to generate at most per prompt.
+        #[arg(short = 'n', long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Sampling temperature; 0 is greedy (argmax).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Sample among the K most likely tokens only (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: u32,
+        /// Nucleus sampling: the smallest set of tokens with probability >= P (1: off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Seed of the sampler's integer PRNG (same seed, same tokens on host and
+        /// device for int8 models).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Context length of the state (default: the model's max_seq).
+        #[arg(long)]
+        ctx: Option<usize>,
+        /// One JSON object per prompt: prompt, prompt_ids, ids (generated only), text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Teacher-forced evaluation of a decoder on a text file (one sample per line):
+    /// loss per line, then perplexity (and agreement/KL against --compare).
+    Score {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// A reference model scored alongside: top-1 agreement and mean
+        /// KL(P_compare || P_model) per position.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// One JSON object per line (text, ids, nll, tokens, argmax), then a summary.
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +180,18 @@ enum Command {
         /// at a time): 1 is the smallest arena (`Model::arena_bytes`).
         #[arg(long, default_value_t = tinyformer::model::MAX_BATCH_ROWS)]
         rows: usize,
+        /// Decoders: context length (default: the model's max_seq).
+        #[arg(long)]
+        ctx: Option<usize>,
+        /// Decoders: prompt tokens per timed prefill.
+        #[arg(long, default_value_t = 128)]
+        prompt: usize,
+        /// Decoders: tokens per timed greedy decode.
+        #[arg(long, default_value_t = 255)]
+        steps: usize,
+        /// Decoders: timed rounds (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -153,19 +216,66 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Convert {
             model_dir,
+            tokenizer,
             output,
             dtype,
             calibration,
             max_seq,
             compensate_rounding,
-        } => cmd_convert(
-            &model_dir,
-            &output,
-            dtype,
-            calibration.as_deref(),
-            max_seq,
-            compensate_rounding,
-        ),
+        } => {
+            if model_dir.is_file() {
+                tinyformer_cli::generate::cmd_convert_llama2c(
+                    &model_dir,
+                    tokenizer.as_deref(),
+                    &output,
+                    dtype,
+                    calibration.as_deref(),
+                    max_seq,
+                )
+            } else {
+                if tokenizer.is_some() {
+                    bail!("--tokenizer is for llama2.c checkpoints (a .bin file), not a directory");
+                }
+                cmd_convert(
+                    &model_dir,
+                    &output,
+                    dtype,
+                    calibration.as_deref(),
+                    max_seq,
+                    compensate_rounding,
+                )
+            }
+        }
+        Command::Generate {
+            model,
+            prompts,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            ctx,
+            json,
+        } => {
+            let bytes = match model {
+                Some(path) => ModelBytes::open(&path)?,
+                None => tinyformer_cli::generate::default_decoder(),
+            };
+            let options = tinyformer_cli::generate::GenerateOptions {
+                max_new: max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+            };
+            tinyformer_cli::generate::cmd_generate(&bytes, &prompts, &options, ctx, json)
+        }
+        Command::Score {
+            model,
+            data,
+            compare,
+            json,
+        } => tinyformer_cli::generate::cmd_score(&model, &data, compare.as_deref(), json),
         Command::Inspect {
             file,
             seq,
@@ -202,8 +312,19 @@ fn run(command: Command) -> Result<()> {
             seq,
             iters,
             rows,
+            ctx,
+            prompt,
+            steps,
+            rounds,
             json,
-        } => tinyformer_cli::bench::cmd_bench(&model, &seq, iters, rows, json),
+        } => {
+            let bytes = ModelBytes::open(&model)?;
+            if bytes.is_decoder()? {
+                tinyformer_cli::bench::cmd_bench_decoder(&bytes, ctx, prompt, steps, rounds, json)
+            } else {
+                tinyformer_cli::bench::cmd_bench(&model, &seq, iters, rows, json)
+            }
+        }
     }
 }
 
@@ -269,22 +390,66 @@ fn calibration_sequences(
     Ok(out)
 }
 
+/// One buffer of a memory plan, for printing.
+struct PlanRow {
+    name: &'static str,
+    phase: &'static str,
+    offset: usize,
+    bytes: usize,
+}
+
 fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Result<()> {
     let bytes = ModelBytes::open(path)?;
-    let model = bytes.model()?;
-    let file = model.file();
-    let c = *model.config();
+    let file = tinyformer::ModelFile::from_bytes(bytes.bytes())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let c = *file.config();
     let seq = seq.unwrap_or(c.max_seq as usize);
-    let plan = tinyformer::model::Plan::batched(&c, seq, rows)
-        .map_err(|e| anyhow!("{}: --seq {seq}: {e}", path.display()))?;
+    let bad_seq = |e| anyhow!("{}: --seq {seq}: {e}", path.display());
+    // The plan: the encoder's at `seq` tokens and `rows` rows per pass, or the
+    // decoder's state at a context of `seq` positions.
+    let (plan_rows, arena_bytes, plan_extra) = match c.decoder {
+        None => {
+            let plan = tinyformer::model::Plan::batched(&c, seq, rows).map_err(bad_seq)?;
+            let rows = plan.buffers.iter().map(|b| PlanRow {
+                name: b.name,
+                phase: b.phase.name(),
+                offset: b.offset,
+                bytes: b.bytes,
+            });
+            (
+                rows.collect::<Vec<_>>(),
+                plan.total_bytes(),
+                json!({"seq": seq, "rows": plan.rows, "live_lower_bound_bytes": plan.live_lower_bound()}),
+            )
+        }
+        Some(_) => {
+            let plan = tinyformer::model::decoder::DecoderPlan::new(&c, seq).map_err(bad_seq)?;
+            let rows = plan.buffers.iter().map(|b| PlanRow {
+                name: b.name,
+                phase: b.phase.name(),
+                offset: b.offset,
+                bytes: b.bytes,
+            });
+            (
+                rows.collect::<Vec<_>>(),
+                plan.total_bytes(),
+                json!({"ctx": seq, "kv_cache_bytes": plan.cache_bytes()}),
+            )
+        }
+    };
     let mut tensors = Vec::new();
     let mut per_dtype: std::collections::BTreeMap<&str, u64> = Default::default();
+    let prefix = if c.decoder.is_some() {
+        "model.layers"
+    } else {
+        "encoder.layer"
+    };
     for i in 0..file.tensor_count() {
         let (Some(info), Some(spec)) = (file.tensor_info(i), tensor_spec(&c, i as usize)) else {
             continue;
         };
         let name = match info.layer {
-            Some(l) => format!("encoder.layer.{l}.{}", info.kind.name()),
+            Some(l) => format!("{prefix}.{l}.{}", info.kind.name()),
             None => info.kind.name().to_string(),
         };
         let shape: Vec<u32> = if spec.rank == 1 {
@@ -295,39 +460,47 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
         *per_dtype.entry(info.dtype.name()).or_default() += u64::from(info.len);
         tensors.push((name, info.dtype, shape, info.len, info.offset));
     }
-    let labels: Vec<String> = (0..c.num_labels as usize)
-        .map(|i| model.label(i).unwrap_or("").to_string())
+    let labels: Vec<String> = (0..c.num_labels)
+        .map(|i| file.label(i).unwrap_or("").to_string())
         .collect();
     if json {
+        let mut config = json!({
+            "arch": c.arch.name(),
+            "weight_dtype": c.weight_dtype.name(),
+            "activation": c.activation.name(),
+            "pooling": c.pooling.name(),
+            "vocab_size": c.vocab_size, "hidden": c.hidden, "layers": c.layers, "heads": c.heads,
+            "ffn": c.ffn, "max_positions": c.max_positions, "type_vocab": c.type_vocab,
+            "num_labels": c.num_labels, "max_seq": c.max_seq, "layer_norm_eps": c.layer_norm_eps(),
+        });
+        if let Some(d) = c.decoder {
+            config["kv_heads"] = json!(d.kv_heads);
+            config["rope_theta"] = json!(d.rope_theta());
+            config["bos_id"] = json!(d.bos_id);
+            config["eos_id"] = json!(d.eos_id);
+            config["separate_output"] = json!(d.separate_output);
+        }
+        let mut plan = plan_extra;
+        plan["arena_bytes"] = json!(arena_bytes);
+        plan["buffers"] = plan_rows
+            .iter()
+            .map(|b| json!({"name": b.name, "phase": b.phase, "offset": b.offset, "bytes": b.bytes}))
+            .collect();
         let v = json!({
             "file": path.display().to_string(),
             "file_bytes": bytes.bytes().len(),
             "format_version": tinyformer::format::VERSION,
             "checksum": "ok",
             "crc32": format!("{:08x}", file.crc32()),
-            "config": {
-                "arch": "bert_encoder",
-                "weight_dtype": c.weight_dtype.name(),
-                "activation": c.activation.name(),
-                "pooling": c.pooling.name(),
-                "vocab_size": c.vocab_size, "hidden": c.hidden, "layers": c.layers, "heads": c.heads,
-                "ffn": c.ffn, "max_positions": c.max_positions, "type_vocab": c.type_vocab,
-                "num_labels": c.num_labels, "max_seq": c.max_seq, "layer_norm_eps": c.layer_norm_eps(),
-            },
+            "config": config,
             "labels": labels,
-            "vocab_size": model.tokenizer().vocab_size(),
+            "vocab_size": c.vocab_size,
             "tensors": tensors.iter().map(|(name, dtype, shape, len, offset)| json!({
                 "name": name, "dtype": dtype.name(), "shape": shape, "bytes": len, "offset": offset,
             })).collect::<Vec<_>>(),
             "bytes_per_dtype": per_dtype,
             "tensor_bytes": per_dtype.values().sum::<u64>(),
-            "memory_plan": {
-                "seq": seq,
-                "rows": plan.rows,
-                "arena_bytes": plan.total_bytes(),
-                "live_lower_bound_bytes": plan.live_lower_bound(),
-                "buffers": plan.buffers.iter().map(|b| json!({"name": b.name, "phase": b.phase.name(), "offset": b.offset, "bytes": b.bytes})).collect::<Vec<_>>(),
-            },
+            "memory_plan": plan,
         });
         out!("{v}");
         return Ok(());
@@ -339,11 +512,18 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
         bytes.bytes().len(),
         file.crc32()
     );
-    out!(
-        "config: bert encoder, weights {}, {} layers, hidden {}, {} heads, ffn {}, vocab {}, max_seq {}, activation {}, pooling {}, labels {}",
-        c.weight_dtype.name(), c.layers, c.hidden, c.heads, c.ffn, c.vocab_size, c.max_seq, c.activation.name(), c.pooling.name(),
-        if labels.is_empty() { "none (embedding model)".to_string() } else { labels.join(", ") }
-    );
+    match c.decoder {
+        None => out!(
+            "config: bert encoder, weights {}, {} layers, hidden {}, {} heads, ffn {}, vocab {}, max_seq {}, activation {}, pooling {}, labels {}",
+            c.weight_dtype.name(), c.layers, c.hidden, c.heads, c.ffn, c.vocab_size, c.max_seq, c.activation.name(), c.pooling.name(),
+            if labels.is_empty() { "none (embedding model)".to_string() } else { labels.join(", ") }
+        ),
+        Some(d) => out!(
+            "config: llama decoder, weights {}, {} layers, hidden {}, {} heads ({} key/value), ffn {}, vocab {}, context {} (trained {}), rope theta {}, bos {}, eos {}, output head {}",
+            c.weight_dtype.name(), c.layers, c.hidden, c.heads, d.kv_heads, c.ffn, c.vocab_size, c.max_seq, c.max_positions,
+            d.rope_theta(), d.bos_id, d.eos_id, if d.separate_output { "separate" } else { "tied to the embedding" }
+        ),
+    }
     out!(
         "\n{:<52} {:>5} {:>14} {:>10}",
         "tensor",
@@ -364,17 +544,22 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
         out!("{dtype:>5}: {n} bytes");
     }
     out!("total: {} tensor bytes", per_dtype.values().sum::<u64>());
-    out!(
-        "\nmemory plan at seq {seq}, {} row(s) per batch: arena {} bytes (lower bound for a row-wise schedule {})",
-        plan.rows,
-        plan.total_bytes(),
-        plan.live_lower_bound()
-    );
-    for b in &plan.buffers {
+    match c.decoder {
+        None => out!(
+            "\nmemory plan at seq {seq}, {} row(s) per batch: arena {arena_bytes} bytes (lower bound for a row-wise schedule {})",
+            plan_extra_field(&plan_extra, "rows"),
+            plan_extra_field(&plan_extra, "live_lower_bound_bytes"),
+        ),
+        Some(_) => out!(
+            "\nmemory plan at context {seq}: arena {arena_bytes} bytes (key/value cache {})",
+            plan_extra_field(&plan_extra, "kv_cache_bytes"),
+        ),
+    }
+    for b in &plan_rows {
         out!(
             "  {:<10} {:<9} offset {:>8} bytes {:>8}",
             b.name,
-            b.phase.name(),
+            b.phase,
             b.offset,
             b.bytes
         );
@@ -382,8 +567,15 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
     Ok(())
 }
 
+fn plan_extra_field(v: &serde_json::Value, key: &str) -> u64 {
+    v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
+}
+
 fn cmd_tokenize(path: &Path, texts: &[String], json: bool) -> Result<()> {
     let bytes = ModelBytes::open(path)?;
+    if bytes.is_decoder()? {
+        return tinyformer_cli::generate::cmd_tokenize_decoder(&bytes, texts, json);
+    }
     let model = bytes.model()?;
     for (i, text) in read_texts(texts)?.iter().enumerate() {
         let tokens = tokenize(&model, text)?;

@@ -143,47 +143,67 @@ impl<'m, 'r> State<'m, 'r> {
     /// it. [`Error::ContextFull`] when the cache holds `capacity()` positions
     /// (nothing is changed then).
     pub fn step(&mut self, token: u32) -> Result<Logits<'_>, Error> {
-        self.run(token, true, &mut NoObserver, &mut NoObserver)?;
+        self.run(token, true, &mut Any(&mut NoObserver, &mut NoObserver))?;
         Ok(self.logits())
+    }
+
+    /// [`State::step`] for int8 models only, returning the Q16 logits: firmware that
+    /// calls only this links no floating-point code. [`Error::NotQuantized`] for a
+    /// float model.
+    pub fn step_fixed(&mut self, token: u32) -> Result<&[i32], Error> {
+        self.run(token, true, &mut Int8Only(&mut NoObserver))?;
+        Ok(self.logits_q16())
     }
 
     /// Runs every token of `prompt` (the logits of all but the last are not
     /// computed) and returns the logits after the last. Nothing runs if the prompt is
-    /// empty ([`Error::EmptySequence`]) or does not fit the remaining context.
+    /// empty ([`Error::EmptySequence`]), holds an id outside the vocabulary, or does
+    /// not fit the remaining context.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<Logits<'_>, Error> {
-        let (&last, rest) = prompt.split_last().ok_or(Error::EmptySequence)?;
-        self.check_room(prompt.len())?;
-        for (index, &id) in prompt.iter().enumerate() {
-            self.check_token(index, id)?;
-        }
-        for &id in rest {
-            self.run(id, false, &mut NoObserver, &mut NoObserver)?;
-        }
-        self.step(last)
-    }
-
-    /// [`State::step`] on a float model, reporting activations to `obs` (the
-    /// converter's calibration); refuses int8 models.
-    pub fn step_observed<O: Observer>(&mut self, token: u32, obs: &mut O) -> Result<Logits<'_>, Error> {
-        if self.model.config().is_int8() {
-            return Err(Error::NotFloat);
-        }
-        self.run(token, true, obs, &mut NoObserver)?;
+        self.prefill_with(prompt, &mut Any(&mut NoObserver, &mut NoObserver))?;
         Ok(self.logits())
     }
 
-    /// [`State::step`] on an int8 model, reporting integer activations to `obs`;
-    /// refuses float models.
-    pub fn step_fixed_observed<O: FixedObserver>(
+    /// [`State::prefill`] for int8 models only (see [`State::step_fixed`]).
+    pub fn prefill_fixed(&mut self, prompt: &[u32]) -> Result<&[i32], Error> {
+        self.prefill_with(prompt, &mut Int8Only(&mut NoObserver))?;
+        Ok(self.logits_q16())
+    }
+
+    /// [`State::step`] on a float model, reporting activations to `obs` (the
+    /// converter's calibration); [`Error::NotFloat`] for int8 models.
+    pub fn step_observed<O: Observer>(
         &mut self,
         token: u32,
         obs: &mut O,
     ) -> Result<Logits<'_>, Error> {
-        if !self.model.config().is_int8() {
-            return Err(Error::NotQuantized);
-        }
-        self.run(token, true, &mut NoObserver, obs)?;
+        self.run(token, true, &mut FloatOnly(obs))?;
         Ok(self.logits())
+    }
+
+    /// [`State::step`] on an int8 model, reporting integer activations to `obs`;
+    /// [`Error::NotQuantized`] for float models.
+    pub fn step_fixed_observed<O: FixedObserver>(
+        &mut self,
+        token: u32,
+        obs: &mut O,
+    ) -> Result<&[i32], Error> {
+        self.run(token, true, &mut Int8Only(obs))?;
+        Ok(self.logits_q16())
+    }
+
+    fn prefill_with<S: Stepper>(&mut self, prompt: &[u32], stepper: &mut S) -> Result<(), Error> {
+        if prompt.is_empty() {
+            return Err(Error::EmptySequence);
+        }
+        self.check_room(prompt.len())?;
+        for (index, &id) in prompt.iter().enumerate() {
+            self.check_token(index, id)?;
+        }
+        for (i, &id) in prompt.iter().enumerate() {
+            self.run(id, i + 1 == prompt.len(), stepper)?;
+        }
+        Ok(())
     }
 
     fn check_room(&self, tokens: usize) -> Result<(), Error> {
@@ -201,24 +221,19 @@ impl<'m, 'r> State<'m, 'r> {
         Ok(())
     }
 
-    fn run<O: Observer, F: FixedObserver>(
-        &mut self,
-        token: u32,
-        logits: bool,
-        obs: &mut O,
-        fixed: &mut F,
-    ) -> Result<(), Error> {
+    fn run<S: Stepper>(&mut self, token: u32, logits: bool, stepper: &mut S) -> Result<(), Error> {
         self.check_room(1)?;
         self.check_token(0, token)?;
         let (file, plan, pos) = (&self.model.file, &self.plan, self.pos);
-        let arena = &mut *self.arena;
-        match file.config().weight_dtype {
-            DType::I8 => int8::step(file, plan, arena, token, pos, logits, fixed),
-            DType::F16 => float::step::<f16, O>(file, plan, arena, token, pos, logits, obs),
-            _ => float::step::<f32, O>(file, plan, arena, token, pos, logits, obs),
-        }
+        stepper.step(file, plan, &mut *self.arena, token, pos, logits)?;
         self.pos += 1;
         Ok(())
+    }
+
+    fn logits_q16(&self) -> &[i32] {
+        let b = self.plan.buffers[plan::ix::LOGITS];
+        let bytes = self.arena.get(b.offset..b.offset + b.bytes).unwrap_or(&[]);
+        bytemuck::try_cast_slice(bytes).unwrap_or(&[])
     }
 
     fn logits(&mut self) -> Logits<'_> {
@@ -229,5 +244,82 @@ impl<'m, 'r> State<'m, 'r> {
         } else {
             Logits::F32(bytemuck::try_cast_slice(bytes).unwrap_or(&[]))
         }
+    }
+}
+
+/// Which step functions a call may reach: keeping the int8-only entry points free of
+/// any reference to the float step keeps floating-point code out of firmware that
+/// uses only them.
+trait Stepper {
+    fn step(
+        &mut self,
+        file: &ModelFile<'_>,
+        plan: &DecoderPlan,
+        arena: &mut [u8],
+        token: u32,
+        pos: usize,
+        logits: bool,
+    ) -> Result<(), Error>;
+}
+
+/// Any weight dtype.
+struct Any<'o, O, F>(&'o mut O, &'o mut F);
+/// int8 models only.
+struct Int8Only<'o, F>(&'o mut F);
+/// Float models only.
+struct FloatOnly<'o, O>(&'o mut O);
+
+impl<O: Observer, F: FixedObserver> Stepper for Any<'_, O, F> {
+    fn step(
+        &mut self,
+        file: &ModelFile<'_>,
+        plan: &DecoderPlan,
+        arena: &mut [u8],
+        token: u32,
+        pos: usize,
+        logits: bool,
+    ) -> Result<(), Error> {
+        if file.config().is_int8() {
+            Int8Only(&mut *self.1).step(file, plan, arena, token, pos, logits)
+        } else {
+            FloatOnly(&mut *self.0).step(file, plan, arena, token, pos, logits)
+        }
+    }
+}
+
+impl<F: FixedObserver> Stepper for Int8Only<'_, F> {
+    fn step(
+        &mut self,
+        file: &ModelFile<'_>,
+        plan: &DecoderPlan,
+        arena: &mut [u8],
+        token: u32,
+        pos: usize,
+        logits: bool,
+    ) -> Result<(), Error> {
+        if !file.config().is_int8() {
+            return Err(Error::NotQuantized);
+        }
+        int8::step(file, plan, arena, token, pos, logits, self.0);
+        Ok(())
+    }
+}
+
+impl<O: Observer> Stepper for FloatOnly<'_, O> {
+    fn step(
+        &mut self,
+        file: &ModelFile<'_>,
+        plan: &DecoderPlan,
+        arena: &mut [u8],
+        token: u32,
+        pos: usize,
+        logits: bool,
+    ) -> Result<(), Error> {
+        match file.config().weight_dtype {
+            DType::F16 => float::step::<f16, O>(file, plan, arena, token, pos, logits, self.0),
+            DType::F32 => float::step::<f32, O>(file, plan, arena, token, pos, logits, self.0),
+            _ => return Err(Error::NotFloat),
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,531 @@
+//! Running decoders on the host: tokenizing with the model's own tokenizer, generating
+//! (streamed, sampled in the core) and teacher-forced scoring.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::io::Write as _;
+use std::path::Path;
+use tinyformer::format::writer::AlignedBuf;
+use tinyformer::model::decoder::sample::{Sampler, SamplerSettings};
+use tinyformer::tokenizer::sentencepiece::SentencePiece;
+use tinyformer::tokenizer::stream::Utf8Stream;
+use tinyformer::{Decoder, Logits, State};
+
+use crate::convert::Precision;
+use crate::run::ModelBytes;
+
+impl ModelBytes {
+    /// Validates and loads a decoder model.
+    pub fn decoder(&self) -> Result<Decoder<'_>> {
+        Decoder::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))
+    }
+
+    /// Whether the file holds a decoder (validated; an invalid file gives the error).
+    pub fn is_decoder(&self) -> Result<bool> {
+        let file = tinyformer::ModelFile::from_bytes(self.bytes())
+            .map_err(|e| anyhow!("{}: {e}", self.name()))?;
+        Ok(file.config().decoder.is_some())
+    }
+}
+
+/// The decoder's tokenizer (validated with the file).
+pub fn tokenizer<'m>(model: &Decoder<'m>) -> Result<SentencePiece<'m>> {
+    SentencePiece::from_section(model.file().tokenizer_section()).map_err(|e| anyhow!("{e}"))
+}
+
+/// Token ids of `text` as the device would see them, BOS first.
+pub fn encode(model: &Decoder<'_>, text: &str) -> Result<Vec<u32>> {
+    let tok = tokenizer(model)?;
+    // Every byte becomes at most one token, plus BOS and the dummy prefix.
+    let mut ids = vec![0u32; text.len() + 2];
+    let n = tok
+        .encode(text.as_bytes(), true, &mut ids)
+        .map_err(|e| anyhow!("tokenizing: {e}"))?;
+    ids.truncate(n);
+    Ok(ids)
+}
+
+/// Working memory for one decoding session at a fixed context.
+pub struct DecoderRunner<'m> {
+    pub model: Decoder<'m>,
+    pub ctx: usize,
+    arena: Vec<u32>,
+}
+
+impl<'m> DecoderRunner<'m> {
+    /// An arena for `ctx` positions (default: the model's `max_seq`).
+    pub fn new(model: Decoder<'m>, ctx: Option<usize>) -> Result<Self> {
+        let ctx = ctx.unwrap_or(model.config().max_seq as usize);
+        let bytes = model.arena_bytes(ctx).map_err(|e| anyhow!("context {ctx}: {e}"))?;
+        Ok(Self {
+            model,
+            ctx,
+            arena: vec![0u32; bytes.div_ceil(4)],
+        })
+    }
+
+    /// A fresh state over the arena.
+    pub fn state(&mut self) -> Result<State<'m, '_>> {
+        State::new(&self.model, bytemuck::cast_slice_mut(&mut self.arena), self.ctx)
+            .map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// Logits as `f64` natural-log units (Q16 for int8 models).
+pub fn logits_f64(logits: Logits<'_>) -> Vec<f64> {
+    match logits {
+        Logits::F32(l) => l.iter().map(|&v| f64::from(v)).collect(),
+        Logits::Q16(l) => l.iter().map(|&v| f64::from(v) / 65536.0).collect(),
+    }
+}
+
+/// Index of the largest logit, the lowest on ties (what greedy decoding picks).
+pub fn argmax(logits: &[f64]) -> u32 {
+    (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best }) as u32
+}
+
+/// `log softmax(logits)`.
+pub fn log_softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    logits.iter().map(|v| v - log_sum).collect()
+}
+
+/// Sampling settings from the command line (host floats, converted once to the
+/// core's fixed point).
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateOptions {
+    /// Tokens to generate at most.
+    pub max_new: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: u32,
+    /// 1 = off.
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl GenerateOptions {
+    fn settings(&self) -> Result<SamplerSettings> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            bail!("--temperature must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("--top-p must be in (0, 1]");
+        }
+        let q16 = |v: f32| (f64::from(v) * 65536.0).round().min(f64::from(u32::MAX)) as u32;
+        Ok(SamplerSettings {
+            temperature_q16: q16(self.temperature),
+            top_k: self.top_k,
+            top_p_q16: q16(self.top_p),
+        })
+    }
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `max_new` tokens were generated.
+    Length,
+    /// The model produced EOS (or BOS, which starts a new sequence in llama2.c's
+    /// models).
+    EndOfSequence,
+    /// The context is full.
+    ContextFull,
+}
+
+/// Generates after `prompt` (ids, BOS first), calling `emit` with each generated
+/// id and the whole UTF-8 text it completes (held back while a character is split
+/// across byte tokens). Returns the generated ids (the stop token excluded).
+pub fn generate(
+    runner: &mut DecoderRunner<'_>,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    mut emit: impl FnMut(u32, &str) -> Result<()>,
+) -> Result<(Vec<u32>, Stop)> {
+    let settings = options.settings()?;
+    let mut sampler = Sampler::new(settings, options.seed).map_err(|e| anyhow!("{e}"))?;
+    let model = runner.model;
+    let tok = tokenizer(&model)?;
+    let params = *model.params();
+    let vocab = model.config().vocab_size as usize;
+    let mut scratch = vec![0u32; tinyformer::model::decoder::sample::scratch_len(vocab)];
+    let mut state = runner.state()?;
+    if prompt.len() > state.capacity() {
+        bail!(
+            "the prompt has {} tokens, more than the context of {}",
+            prompt.len(),
+            state.capacity()
+        );
+    }
+    let logits = state.prefill(prompt).map_err(|e| anyhow!("{e}"))?;
+    let mut next = pick(&mut sampler, logits, &mut scratch, settings)?;
+    let mut out = Vec::new();
+    let mut stream = Utf8Stream::new();
+    let mut prev = *prompt.last().unwrap_or(&params.bos_id);
+    loop {
+        if out.len() >= options.max_new {
+            return finish(out, Stop::Length, &mut stream, &mut emit);
+        }
+        if next == params.eos_id || next == params.bos_id {
+            return finish(out, Stop::EndOfSequence, &mut stream, &mut emit);
+        }
+        out.push(next);
+        let mut text = String::new();
+        stream.push(tok.decode(prev, next), |s| text.push_str(s));
+        emit(next, &text)?;
+        prev = next;
+        if out.len() >= options.max_new {
+            continue;
+        }
+        if state.pos() == state.capacity() {
+            return finish(out, Stop::ContextFull, &mut stream, &mut emit);
+        }
+        let logits = state.step(next).map_err(|e| anyhow!("{e}"))?;
+        next = pick(&mut sampler, logits, &mut scratch, settings)?;
+    }
+}
+
+fn finish(
+    ids: Vec<u32>,
+    stop: Stop,
+    stream: &mut Utf8Stream,
+    emit: &mut impl FnMut(u32, &str) -> Result<()>,
+) -> Result<(Vec<u32>, Stop)> {
+    let mut rest = String::new();
+    stream.finish(|s| rest.push_str(s));
+    if !rest.is_empty() {
+        emit(u32::MAX, &rest)?;
+    }
+    Ok((ids, stop))
+}
+
+/// Greedy decoding takes the argmax of the logits as they are (f32 for float
+/// models, so llama2.c's outputs are reproduced exactly); sampling runs the core's
+/// integer sampler on Q16 logits, identical on the host and the device.
+fn pick(
+    sampler: &mut Sampler,
+    logits: Logits<'_>,
+    scratch: &mut [u32],
+    settings: SamplerSettings,
+) -> Result<u32> {
+    if settings.temperature_q16 == 0 {
+        return Ok(argmax(&logits_f64(logits)));
+    }
+    let q16: Vec<i32>;
+    let logits_q16 = match logits {
+        Logits::Q16(l) => l,
+        Logits::F32(l) => {
+            q16 = l
+                .iter()
+                .map(|&v| (f64::from(v) * 65536.0).round().clamp(-2e9, 2e9) as i32)
+                .collect();
+            &q16
+        }
+    };
+    sampler.sample(logits_q16, scratch).map_err(|e| anyhow!("{e}"))
+}
+
+/// Teacher-forced evaluation of one token sequence (BOS first).
+#[derive(Clone, Debug, Default)]
+pub struct Scored {
+    /// Natural-log loss summed over tokens `1..n` given their prefix.
+    pub nll: f64,
+    /// Tokens scored (`n - 1`).
+    pub tokens: usize,
+    /// The model's top prediction at positions `0..n - 1`.
+    pub argmax: Vec<u32>,
+    /// With a comparison model: positions where both predict the same top token.
+    pub agree: usize,
+    /// With a comparison model: sum over positions of `KL(P_compare || P_model)`.
+    pub kl: f64,
+}
+
+/// Scores `ids` with `runner`'s model, and alongside with `compare` if given.
+pub fn score(
+    runner: &mut DecoderRunner<'_>,
+    mut compare: Option<&mut DecoderRunner<'_>>,
+    ids: &[u32],
+) -> Result<Scored> {
+    let mut result = Scored::default();
+    let mut state = runner.state()?;
+    let mut other = match compare.as_mut() {
+        Some(r) => Some(r.state()?),
+        None => None,
+    };
+    for (t, pair) in ids.windows(2).enumerate() {
+        let logits = logits_f64(state.step(pair[0]).map_err(|e| anyhow!("position {t}: {e}"))?);
+        let lp = log_softmax(&logits);
+        result.nll -= lp[pair[1] as usize];
+        result.tokens += 1;
+        let top = argmax(&logits);
+        result.argmax.push(top);
+        if let Some(o) = other.as_mut() {
+            let reference = logits_f64(o.step(pair[0]).map_err(|e| anyhow!("position {t}: {e}"))?);
+            let lq = log_softmax(&reference);
+            result.agree += usize::from(argmax(&reference) == top);
+            result.kl += lq.iter().zip(&lp).map(|(q, p)| q.exp() * (q - p)).sum::<f64>();
+        }
+    }
+    Ok(result)
+}
+
+/// The bundled decoder: llama2.c's stories260K converted to int8
+/// (`models/stories260K/stories260K-int8.tfm`, see `models/stories260K/README.md`).
+pub fn default_decoder() -> ModelBytes {
+    static MODEL: &[u8] =
+        tinyformer::include_model!("../../models/stories260K/stories260K-int8.tfm");
+    ModelBytes::Static(
+        MODEL,
+        "the embedded stories260K model (models/stories260K/stories260K-int8.tfm)",
+    )
+}
+
+/// `convert` for a llama2.c checkpoint: reads the checkpoint and its tokenizer,
+/// tokenizes the calibration text with that tokenizer (one sample per non-empty
+/// line, BOS first), converts and writes atomically, then re-validates the output.
+pub fn cmd_convert_llama2c(
+    checkpoint: &Path,
+    tokenizer: Option<&Path>,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+) -> Result<()> {
+    let tokenizer = tokenizer.ok_or_else(|| {
+        anyhow!(
+            "{}: a llama2.c checkpoint needs --tokenizer <tokenizer.bin>",
+            checkpoint.display()
+        )
+    })?;
+    let ckpt = crate::llama2c::read_llama2c(checkpoint)?;
+    let section = crate::llama2c_tokenizer::read_tokenizer_section(
+        tokenizer,
+        ckpt.config.vocab_size,
+    )?;
+    let sequences = match calibration {
+        Some(path) => {
+            let float = crate::decoder::convert_float(&ckpt, &section, false, max_seq)?;
+            let buf = AlignedBuf::from_bytes(&float);
+            let model = Decoder::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+            let max = model.config().max_seq as usize;
+            let mut out = Vec::new();
+            for (n, line) in read_lines(path)?.into_iter().enumerate() {
+                let line = line.map_err(|e| anyhow!("{}: line {}: {e}", path.display(), n + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let mut ids = encode(&model, &line)?;
+                ids.truncate(max);
+                out.push(ids);
+            }
+            if out.is_empty() {
+                bail!("{}: no non-empty lines to calibrate on", path.display());
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    let bytes = crate::decoder::convert(
+        &ckpt,
+        &section,
+        precision,
+        max_seq,
+        sequences.as_deref(),
+        true,
+    )?;
+    let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
+    crate::convert::write_atomically(output, &bytes, &inputs)?;
+    let written = ModelBytes::open(output)?;
+    let model = written.decoder()?;
+    eprintln!(
+        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
+        output.display(),
+        bytes.len(),
+        precision,
+        model.file().tensor_count()
+    );
+    Ok(())
+}
+
+/// Lines of a UTF-8 text file; a line that is not valid UTF-8 is an error of its own
+/// (the caller reports it with its line number and goes on, or stops).
+pub fn read_lines(path: &Path) -> Result<Vec<std::result::Result<String, String>>> {
+    let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(raw
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            std::str::from_utf8(line)
+                .map(str::to_string)
+                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+        })
+        .collect())
+}
+
+/// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).
+pub fn cmd_tokenize_decoder(bytes: &ModelBytes, texts: &[String], json: bool) -> Result<()> {
+    let model = bytes.decoder()?;
+    let tok = tokenizer(&model)?;
+    let mut stdout = std::io::stdout().lock();
+    for text in crate::run::read_texts(texts)? {
+        let ids = encode(&model, &text)?;
+        if json {
+            writeln!(stdout, "{}", json!({"text": text, "ids": ids}))?;
+        } else {
+            let pieces: Vec<String> = ids
+                .iter()
+                .map(|&id| String::from_utf8_lossy(tok.piece(id).unwrap_or(b"?")).into_owned())
+                .collect();
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            writeln!(stdout, "{}\t{}", ids.join(" "), pieces.join("|"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `generate`: one generation per prompt, streamed in human mode.
+pub fn cmd_generate(
+    bytes: &ModelBytes,
+    prompts: &[String],
+    options: &GenerateOptions,
+    ctx: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    let model = bytes.decoder()?;
+    let mut runner = DecoderRunner::new(model, ctx)?;
+    let prompts = if prompts.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        vec![String::new()]
+    } else if prompts.is_empty() {
+        crate::run::read_texts(&[])?
+    } else {
+        prompts.to_vec()
+    };
+    for prompt in &prompts {
+        let prompt_ids = encode(&model, prompt)?;
+        let mut text = String::new();
+        let (ids, stop) = generate(&mut runner, &prompt_ids, options, |_, piece| {
+            text.push_str(piece);
+            if !json {
+                let mut stdout = std::io::stdout().lock();
+                write!(stdout, "{piece}")?;
+                stdout.flush()?;
+            }
+            Ok(())
+        })?;
+        if stop == Stop::ContextFull {
+            eprintln!(
+                "warning: generation stopped at the end of the {}-token context",
+                runner.ctx
+            );
+        }
+        let mut stdout = std::io::stdout().lock();
+        if json {
+            writeln!(
+                stdout,
+                "{}",
+                json!({"prompt": prompt, "prompt_ids": prompt_ids, "ids": ids, "text": text})
+            )?;
+        } else {
+            writeln!(stdout)?;
+        }
+    }
+    Ok(())
+}
+
+/// `score`: teacher-forced loss per line and perplexity (and agreement/KL against a
+/// reference model).
+pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Result<()> {
+    let bytes = ModelBytes::open(path)?;
+    let mut runner = DecoderRunner::new(bytes.decoder()?, None)?;
+    let other_bytes = compare.map(ModelBytes::open).transpose()?;
+    let mut other = match &other_bytes {
+        Some(b) => Some(DecoderRunner::new(b.decoder()?, None)?),
+        None => None,
+    };
+    if let Some(o) = &other {
+        if o.model.config().vocab_size != runner.model.config().vocab_size {
+            bail!("--compare: the two models have different vocabularies");
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    let (mut nll, mut tokens, mut agree, mut kl, mut lines) = (0.0, 0usize, 0usize, 0.0, 0usize);
+    let mut failed = 0usize;
+    for (n, line) in read_lines(data)?.into_iter().enumerate() {
+        let text = match line {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}: line {}: {e}; skipped", data.display(), n + 1);
+                failed += 1;
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let mut ids = encode(&runner.model, &text)?;
+        if ids.len() > runner.ctx {
+            eprintln!(
+                "warning: {}: line {}: {} tokens, scored over the first {} (the context)",
+                data.display(),
+                n + 1,
+                ids.len(),
+                runner.ctx
+            );
+            ids.truncate(runner.ctx);
+        }
+        let s = score(&mut runner, other.as_mut(), &ids)?;
+        nll += s.nll;
+        tokens += s.tokens;
+        agree += s.agree;
+        kl += s.kl;
+        lines += 1;
+        if json {
+            writeln!(
+                stdout,
+                "{}",
+                json!({"text": text, "ids": ids, "nll": s.nll, "tokens": s.tokens, "argmax": s.argmax})
+            )?;
+        } else {
+            let per_token = if s.tokens > 0 { s.nll / s.tokens as f64 } else { 0.0 };
+            writeln!(stdout, "{:>9.3}\t{:>4}\t{:.3}\t{text}", s.nll, s.tokens, per_token)?;
+        }
+    }
+    let mean = if tokens > 0 { nll / tokens as f64 } else { f64::NAN };
+    let mut summary = json!({
+        "summary": true, "lines": lines, "tokens": tokens, "nll": nll,
+        "mean_nll": mean, "perplexity": mean.exp(),
+    });
+    if other.is_some() {
+        summary["top1_agreement"] = json!(agree as f64 / tokens.max(1) as f64);
+        summary["mean_kl"] = json!(kl / tokens.max(1) as f64);
+    }
+    if json {
+        writeln!(stdout, "{summary}")?;
+    } else {
+        write!(
+            stdout,
+            "{lines} lines, {tokens} tokens: perplexity {:.4} (mean loss {:.4} nats)",
+            mean.exp(),
+            mean
+        )?;
+        if other.is_some() {
+            write!(
+                stdout,
+                ", top-1 agreement {:.4}, mean KL {:.5} nats",
+                agree as f64 / tokens.max(1) as f64,
+                kl / tokens.max(1) as f64
+            )?;
+        }
+        writeln!(stdout)?;
+    }
+    if failed > 0 {
+        bail!("{}: {failed} line(s) could not be read", data.display());
+    }
+    if tokens == 0 {
+        bail!("{}: no line with at least two tokens to score", data.display());
+    }
+    Ok(())
+}
