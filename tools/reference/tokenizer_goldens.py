@@ -39,6 +39,10 @@ Regenerate (from the repository root)::
     /work/venv-tok/bin/python tools/reference/tokenizer_goldens.py all \\
         --tokenizer-json /work/minilm/tokenizer.json
     cargo test --test tokenizer_parity   # tables.rs is rustfmt-ed by the script
+    cargo test -p tinyformer-cli --test tokenizer_json   # the tiny-cased fixture
+
+``tiny-cased`` is built from ``tests/fixtures/tiny-bert-mean/vocab.txt``: regenerate it
+after ``make_tiny_checkpoint.py`` (``tools/reference/README.md``, step 1).
 
 The strings are generated from a fixed seed, so the output is deterministic for a given
 ``tokenizers`` version (recorded in the generated files).

@@ -601,7 +601,7 @@ impl TokenizerConfigJson {
 /// model; refuses what tinyformer's tokenizer would not reproduce.
 fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)> {
     let json: TokenizerJson = parse_json(bytes).context("tokenizer.json")?;
-    let model: WordPieceJson = serde_json::from_value(json.model.clone())
+    let model = WordPieceJson::deserialize(&json.model)
         .map_err(|e| anyhow!("tokenizer.json: field `model`: {e}"))?;
     if model.kind.as_deref() != Some("WordPiece") {
         bail!(
@@ -675,7 +675,7 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
             clean_text: false,
         }),
         Some("BertNormalizer") => {
-            let n: BertNormalizerJson = serde_json::from_value(value.clone())
+            let n = BertNormalizerJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (BertNormalizer): {e}"))?;
             Ok(TokenizerSettings {
                 lowercase: n.lowercase,
@@ -685,7 +685,7 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
             })
         }
         Some("Sequence") => {
-            let seq: SequenceJson = serde_json::from_value(value.clone())
+            let seq = SequenceJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (Sequence): {e}"))?;
             match seq.normalizers.as_slice() {
                 [] => normalizer_settings(&serde_json::Value::Null, field),
