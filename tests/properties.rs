@@ -7,6 +7,8 @@
 //! Case counts are kept small so that `cargo test --workspace` stays fast; set
 //! `PROPTEST_CASES` to run more.
 
+mod common;
+
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
@@ -567,8 +569,7 @@ proptest! {
         bad[at] ^= flip;
         prop_assert!(load(&bad).is_err(), "byte {} ^ {:#x} accepted", at, flip);
 
-        let crc = tinyformer::format::file_crc32(&bad);
-        bad[header::CRC32..header::CRC32 + 4].copy_from_slice(&crc.to_le_bytes());
+        common::restamp_crc(&mut bad);
         if (header::CRC32..header::CRC32 + 4).contains(&at) {
             // Re-stamping the CRC undoes the change itself.
             prop_assert_eq!(load(&bad), Ok(config));

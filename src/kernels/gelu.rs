@@ -1,5 +1,6 @@
-//! FFN activations in `f32` (the int8 mode uses a 256-entry table built from these
-//! same functions by the converter).
+//! FFN activations: in `f32`, and in Q10 fixed point for the int8 mode by linear
+//! interpolation in an [`ACT_TABLE_LEN`]-entry (513) table the converter samples from
+//! these same functions.
 
 use crate::format::Activation;
 
@@ -86,17 +87,6 @@ pub fn activation_q10(x: i32, table: &[i32], tail: Tail) -> i32 {
     (a + (((b - a) * frac + i64::from(STEP / 2)) >> STEP.trailing_zeros())) as i32
 }
 
-/// Applies a 256-entry int8 lookup table in place: `x = lut[x + 128]`.
-#[inline]
-pub fn apply_lut_i8(x: &mut [i8], lut: &[i8]) {
-    for v in x {
-        *v = lut
-            .get((i16::from(*v) + 128) as usize)
-            .copied()
-            .unwrap_or(0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,13 +123,5 @@ mod tests {
                 (0.5 * x * (1.0 + libm::erf(x / core::f64::consts::SQRT_2)) * 1024.0).round() as i32
             })
         }
-    }
-
-    #[test]
-    fn lut_indexing() {
-        let lut: [i8; 256] = core::array::from_fn(|i| (i as i32 - 128) as i8);
-        let mut x = [-128i8, -1, 0, 1, 127];
-        apply_lut_i8(&mut x, &lut);
-        assert_eq!(x, [-128, -1, 0, 1, 127]);
     }
 }

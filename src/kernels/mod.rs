@@ -1,6 +1,6 @@
 //! Compute kernels, one file per op. Each file holds the scalar reference, whose
-//! integer semantics are the definition; fast paths (later) are tested bit-exact
-//! against it. Kernels work on slices the caller owns: they never allocate, and
+//! integer semantics are the definition; the fast paths (`matvec/`: AVX2, AVX-VNNI,
+//! NEON, Cortex-M DSP) are tested bit-exact against it. Kernels work on slices the caller owns: they never allocate, and
 //! any scratch they need is stated by a `*_scratch_len` function.
 
 pub mod attention;

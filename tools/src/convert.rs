@@ -154,6 +154,7 @@ pub fn tokenizer_section(ckpt: &Checkpoint) -> Result<Vec<u8>> {
         lowercase: ckpt.tokenizer.lowercase,
         strip_accents: ckpt.tokenizer.strip_accents,
         chinese_chars: ckpt.tokenizer.chinese_chars,
+        clean_text: ckpt.tokenizer.clean_text,
         added_tokens: &added,
         ..TokenizerConfig::bert_uncased()
     };

@@ -67,11 +67,18 @@ fn committed_int8_model_fits_a_microcontroller() {
     assert_eq!(model.config().num_labels, 2);
 }
 
+/// The committed files against the float64 reference: the tokenizer exactly, the
+/// label on every sentence, and the max abs logit error within a guard about 1.5x
+/// above the measured error (so a 2x regression fails).
 #[test]
 fn committed_models_agree_with_the_float_reference() {
     let g = golden();
-    // f16 must match the float64 reference's label everywhere; int8 on >= 99%.
-    for (name, min_percent) in [("sentiment-f16.tfm", 100), ("sentiment-int8.tfm", 99)] {
+    // (file, fewest agreeing labels, guard on the max abs logit error); measured:
+    // f16 51/51 and 2.857e-4, int8 51/51 and 2.382e-2.
+    for (name, min_agree, max_abs) in [
+        ("sentiment-f16.tfm", 51, 4.3e-4),
+        ("sentiment-int8.tfm", 51, 3.6e-2),
+    ] {
         let buf = load(name);
         let model = Model::from_bytes(buf.as_bytes()).unwrap();
         let (mut agree, mut worst) = (0, 0f64);
@@ -91,10 +98,14 @@ fn committed_models_agree_with_the_float_reference() {
             }
         }
         let n = g.cases.len();
-        println!("{name}: label agreement {agree}/{n}, max abs logit error {worst:.4}");
+        println!("{name}: label agreement {agree}/{n}, max abs logit error {worst:.3e}");
         assert!(
-            agree * 100 >= n * min_percent,
-            "{name}: label agreement {agree}/{n}"
+            agree >= min_agree,
+            "{name}: label agreement {agree}/{n}, guard {min_agree}/{n}"
+        );
+        assert!(
+            worst <= max_abs,
+            "{name}: max abs logit error {worst:.3e} above its guard {max_abs:.1e}"
         );
     }
 }
