@@ -83,6 +83,8 @@ pub struct Checkpoint {
     pub tensors: HashMap<String, Tensor>,
     /// The input files, so the converter can refuse to overwrite them.
     pub inputs: Vec<PathBuf>,
+    /// Things the converter should tell the user (printed by `convert`).
+    pub warnings: Vec<String>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -256,11 +258,12 @@ impl Checkpoint {
             Some(bytes) => parse_json(bytes).context("tokenizer_config.json")?,
             None => TokenizerConfigJson::default(),
         };
+        let mut warnings = Vec::new();
         let (vocab, tokenizer) = match parts.vocab {
             VocabSource::Txt(bytes) => (parse_vocab_txt(bytes)?, stated.settings()),
             VocabSource::TokenizerJson(bytes) => {
                 let (vocab, settings) = parse_tokenizer_json(bytes)?;
-                stated.check_agrees(&settings)?;
+                warnings.extend(stated.disagreements(&settings));
                 (vocab, settings)
             }
         };
@@ -298,6 +301,7 @@ impl Checkpoint {
             tokenizer,
             tensors,
             inputs: Vec::new(),
+            warnings,
         };
         ckpt.check_shapes()?;
         Ok(ckpt)
@@ -560,11 +564,13 @@ impl TokenizerConfigJson {
         }
     }
 
-    /// Refuses a `tokenizer_config.json` that states a value the `tokenizer.json`
-    /// normalizer contradicts: `tokenizers` follows `tokenizer.json`, while
-    /// `transformers` rebuilds the normalizer from `tokenizer_config.json`, so the
-    /// checkpoint tokenizes two ways and nothing says which one it was trained with.
-    fn check_agrees(&self, normalizer: &TokenizerSettings) -> Result<()> {
+    /// Where a `tokenizer_config.json` states a value the `tokenizer.json` normalizer
+    /// contradicts: `tokenizers` (and so tinyformer, which matches it) follows
+    /// `tokenizer.json`, while `transformers` rebuilds the normalizer from
+    /// `tokenizer_config.json`, so the user should know the checkpoint tokenizes two
+    /// ways.
+    fn disagreements(&self, normalizer: &TokenizerSettings) -> Vec<String> {
+        let mut out = Vec::new();
         for (field, stated, json_field, used) in [
             (
                 "do_lower_case",
@@ -586,14 +592,14 @@ impl TokenizerConfigJson {
             ),
         ] {
             if let Some(stated) = stated.filter(|&v| v != used) {
-                bail!(
+                out.push(format!(
                     "tokenizer_config.json: field `{field}` is {stated} but tokenizer.json's \
-                     normalizer has `{json_field}` {used}: Hugging Face `tokenizers` would follow \
-                     tokenizer.json and `transformers` tokenizer_config.json; make the two agree"
-                );
+                     normalizer has `{json_field}` {used}; following tokenizer.json as Hugging \
+                     Face `tokenizers` does (`transformers` would follow tokenizer_config.json)"
+                ));
             }
         }
-        Ok(())
+        out
     }
 }
 

@@ -337,6 +337,9 @@ fn cmd_convert(
     compensate: bool,
 ) -> Result<()> {
     let ckpt = Checkpoint::load(dir)?;
+    for w in &ckpt.warnings {
+        eprintln!("warning: {}: {w}", dir.display());
+    }
     let options = Options {
         precision,
         max_seq,
