@@ -5,4 +5,5 @@ pub mod bench;
 pub mod checkpoint;
 pub mod convert;
 pub mod gptq;
+pub mod llama2c_tokenizer;
 pub mod run;
