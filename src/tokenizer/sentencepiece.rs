@@ -538,7 +538,8 @@ impl<'a> SentencePiece<'a> {
     /// accepted; invalid UTF-8 is encoded by byte fallback.
     ///
     /// Errors: [`TokenizerError::EncodeBufferTooSmall`] when the sequence before merging
-    /// does not fit in `out` (a buffer of [`encode_buffer_len`] always fits).
+    /// does not fit in `out` (a buffer of [`encode_buffer_len`] always fits); `needed`
+    /// is the exact length required, and `out` holds nothing meaningful then.
     pub fn encode(&self, text: &[u8], bos: bool, out: &mut [u32]) -> Result<usize, TokenizerError> {
         let mut sink = Sink { out, len: 0 };
         if bos {
