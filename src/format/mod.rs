@@ -1088,7 +1088,17 @@ impl<'a> ModelFile<'a> {
             None => crate::tokenizer::Tokenizer::from_section(tokenizer)
                 .map_err(FormatError::Tokenizer)?
                 .vocab_size(),
-            Some(_d) => config.vocab_size, // MERGE-SP
+            Some(d) => {
+                let sp = crate::tokenizer::sentencepiece::SentencePiece::from_section(tokenizer)
+                    .map_err(FormatError::Tokenizer)?;
+                if (sp.bos_id(), sp.eos_id()) != (d.bos_id, d.eos_id) {
+                    return Err(FormatError::BadHeaderField {
+                        field: "bos_id/eos_id (tokenizer section disagrees)",
+                        value: d.bos_id,
+                    });
+                }
+                sp.vocab_size()
+            }
         };
         if vocab != config.vocab_size {
             return Err(FormatError::VocabMismatch {

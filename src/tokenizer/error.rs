@@ -14,6 +14,10 @@ pub enum SpecialToken {
     Sep,
     /// Padding, `[PAD]` in BERT.
     Pad,
+    /// Beginning of sequence, `<s>` in SentencePiece/llama2.c.
+    Bos,
+    /// End of sequence, `</s>` in SentencePiece/llama2.c.
+    Eos,
 }
 
 impl fmt::Display for SpecialToken {
@@ -23,12 +27,15 @@ impl fmt::Display for SpecialToken {
             SpecialToken::Cls => "cls",
             SpecialToken::Sep => "sep",
             SpecialToken::Pad => "pad",
+            SpecialToken::Bos => "bos",
+            SpecialToken::Eos => "eos",
         })
     }
 }
 
-/// Everything that can go wrong in [`crate::tokenizer`]. Offsets are byte offsets,
-/// `id`s are token ids, `position`s are positions in the sorted index.
+/// Everything that can go wrong in [`crate::tokenizer`] (WordPiece and
+/// [`SentencePiece`](super::sentencepiece::SentencePiece) sections alike). Offsets are
+/// byte offsets, `id`s are token ids, `position`s are positions in the sorted index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -40,12 +47,14 @@ pub enum TokenizerError {
         /// Bytes available.
         len: usize,
     },
-    /// The section does not start with [`super::SECTION_MAGIC`].
+    /// The section does not start with its magic ([`super::SECTION_MAGIC`], or
+    /// [`super::sentencepiece::SECTION_MAGIC`]).
     BadMagic {
         /// The first four bytes found.
         found: [u8; 4],
     },
-    /// The section's layout version is not [`super::SECTION_VERSION`].
+    /// The section's layout version is not [`super::SECTION_VERSION`] (or
+    /// [`super::sentencepiece::SECTION_VERSION`]).
     UnsupportedVersion {
         /// Version found.
         version: u32,
@@ -161,6 +170,67 @@ pub enum TokenizerError {
         /// Length given (must be at least 2).
         len: usize,
     },
+    /// SentencePiece: the 256 byte-fallback ids `base..base + 256` do not fit in the
+    /// vocabulary.
+    ByteFallbackOutOfRange {
+        /// First byte-fallback id.
+        base: u32,
+        /// Vocabulary size.
+        vocab_size: u32,
+    },
+    /// SentencePiece: byte-fallback token `id` is not the piece `<0xNN>` of its byte.
+    ByteFallbackPiece {
+        /// The token id.
+        id: u32,
+        /// The byte it stands for (`id - base`).
+        byte: u8,
+    },
+    /// SentencePiece: the declared longest piece is 0 or above
+    /// [`super::sentencepiece::MAX_PIECE_LEN_LIMIT`].
+    MaxPieceLen {
+        /// Value declared, bytes.
+        value: u32,
+        /// Largest supported value, bytes.
+        limit: u32,
+    },
+    /// SentencePiece: the declared longest piece differs from the longest piece stored.
+    MaxPieceLenMismatch {
+        /// Value declared, bytes.
+        declared: u32,
+        /// Length of the longest piece, bytes.
+        actual: u32,
+    },
+    /// SentencePiece writer: a piece is longer than
+    /// [`super::sentencepiece::MAX_PIECE_LEN_LIMIT`].
+    PieceTooLong {
+        /// The token id.
+        id: u32,
+        /// Its length, bytes.
+        len: usize,
+        /// Largest supported length, bytes.
+        limit: u32,
+    },
+    /// SentencePiece writer: a merge score is NaN (it has no place in llama2.c's order).
+    NanScore {
+        /// The token id.
+        id: u32,
+    },
+    /// SentencePiece writer: there are not as many scores as pieces.
+    ScoreCountMismatch {
+        /// Number of pieces.
+        pieces: usize,
+        /// Number of scores.
+        scores: usize,
+    },
+    /// SentencePiece encode: the output buffer is shorter than the token sequence
+    /// before merging (see [`super::sentencepiece::encode_buffer_len`]).
+    EncodeBufferTooSmall {
+        /// Length given.
+        len: usize,
+        /// Tokens before merging (optional BOS, dummy prefix, one per codepoint or
+        /// fallback byte).
+        needed: usize,
+    },
 }
 
 impl fmt::Display for TokenizerError {
@@ -234,6 +304,37 @@ impl fmt::Display for TokenizerError {
             OutputTooShort { len } => {
                 write!(f, "output buffer of {len} ids cannot hold [CLS] and [SEP]")
             }
+            ByteFallbackOutOfRange { base, vocab_size } => write!(
+                f,
+                "byte-fallback ids {base}..{base}+256 do not fit in the vocabulary of {vocab_size}"
+            ),
+            ByteFallbackPiece { id, byte } => {
+                write!(
+                    f,
+                    "byte-fallback token {id} is not the piece <0x{byte:02X}>"
+                )
+            }
+            MaxPieceLen { value, limit } => {
+                write!(f, "longest piece of {value} bytes is not in 1..={limit}")
+            }
+            MaxPieceLenMismatch { declared, actual } => write!(
+                f,
+                "section declares a longest piece of {declared} bytes, but the longest is {actual}"
+            ),
+            PieceTooLong { id, len, limit } => {
+                write!(
+                    f,
+                    "token {id} is {len} bytes, longer than the limit {limit}"
+                )
+            }
+            NanScore { id } => write!(f, "token {id} has a NaN merge score"),
+            ScoreCountMismatch { pieces, scores } => {
+                write!(f, "{pieces} pieces but {scores} merge scores")
+            }
+            EncodeBufferTooSmall { len, needed } => write!(
+                f,
+                "output buffer of {len} ids is too small: the text needs {needed} before merging"
+            ),
         }
     }
 }

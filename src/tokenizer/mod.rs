@@ -1,4 +1,6 @@
-//! On-device WordPiece tokenizer with Hugging Face BERT semantics.
+//! On-device WordPiece tokenizer with Hugging Face BERT semantics; the llama2.c /
+//! SentencePiece-style BPE tokenizer is in [`sentencepiece`], and streaming UTF-8
+//! detokenization for generated text in [`stream`].
 //!
 //! [`Tokenizer`] reads its vocabulary and settings in place from a *tokenizer section*,
 //! an opaque byte range of the model file, validated once by [`Tokenizer::from_section`].
@@ -106,6 +108,8 @@
 mod error;
 mod normalize;
 mod section;
+pub mod sentencepiece;
+pub mod stream;
 mod tables;
 
 pub use error::{SpecialToken, TokenizerError};

@@ -301,10 +301,8 @@ pub fn cmd_convert_llama2c(
         )
     })?;
     let ckpt = crate::llama2c::read_llama2c(checkpoint)?;
-    let section = crate::llama2c_tokenizer::read_tokenizer_section(
-        tokenizer,
-        ckpt.config.vocab_size,
-    )?;
+    let section =
+        crate::llama2c_tokenizer::section_from_file(tokenizer, ckpt.config.vocab_size as usize)?;
     let sequences = match calibration {
         Some(path) => {
             let float = crate::decoder::convert_float(&ckpt, &section, false, max_seq)?;

@@ -9,4 +9,5 @@ pub mod decoder;
 pub mod generate;
 pub mod gptq;
 pub mod llama2c;
+pub mod llama2c_tokenizer;
 pub mod run;
