@@ -86,14 +86,19 @@ mod tests {
 
     fn reference(x: &[f64], gamma: &[f64], eps: f64) -> Vec<f64> {
         let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps;
-        x.iter().zip(gamma).map(|(v, g)| v / ms.sqrt() * g).collect()
+        x.iter()
+            .zip(gamma)
+            .map(|(v, g)| v / ms.sqrt() * g)
+            .collect()
     }
 
     #[test]
     fn integer_rms_norm_matches_f64() {
         let mut seed = 7u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) as f64 / (1u64 << 31) as f64) * 2.0 - 1.0
         };
         let n = 64;

@@ -102,7 +102,11 @@ impl LlamaSource for Llama2cCheckpoint {
 
 /// The format config for a source; `max_seq` (default: the trained context) bounds
 /// the context a state can be made for.
-pub fn decoder_config(p: &LlamaParams, weight_dtype: DType, max_seq: Option<u32>) -> Result<Config> {
+pub fn decoder_config(
+    p: &LlamaParams,
+    weight_dtype: DType,
+    max_seq: Option<u32>,
+) -> Result<Config> {
     let max_seq = max_seq.unwrap_or(p.max_positions);
     if max_seq < 2 || max_seq > p.max_positions {
         bail!(
@@ -225,7 +229,11 @@ impl Observer for DecoderRanges {
 
 /// Runs the float model over each sequence (teacher-forced from position 0) and
 /// collects [`DecoderRanges`].
-pub fn calibrate(float_model: &[u8], sequences: &[Vec<u32>], progress: bool) -> Result<DecoderRanges> {
+pub fn calibrate(
+    float_model: &[u8],
+    sequences: &[Vec<u32>],
+    progress: bool,
+) -> Result<DecoderRanges> {
     let buf = AlignedBuf::from_bytes(float_model);
     let model = Decoder::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("float model: {e}"))?;
     let config = *model.config();
@@ -293,7 +301,11 @@ pub fn convert_int8(
     let mut push = |kind: K, layer: Option<u16>, bytes: Vec<u8>| out.push((kind, layer, bytes));
     let gamma = |v: &[f32]| -> Vec<u8> {
         let one = f64::from(1u32 << RMS_WEIGHT_BITS);
-        i32_bytes(&v.iter().map(|&g| clamp_i32(f64::from(g) * one)).collect::<Vec<_>>())
+        i32_bytes(
+            &v.iter()
+                .map(|&g| clamp_i32(f64::from(g) * one))
+                .collect::<Vec<_>>(),
+        )
     };
 
     // Model level.
@@ -302,10 +314,16 @@ pub fn convert_int8(
     push(K::WordRq, None, rq(emb_s.iter().map(|s| s / s_res)));
     let theta = f64::from(p.rope_theta);
     let rope: Vec<i32> = (0..config.max_seq as usize)
-        .flat_map(|pos| (0..head_dim / 2).flat_map(move |i| rope_table_entry(pos, i, head_dim, theta)))
+        .flat_map(|pos| {
+            (0..head_dim / 2).flat_map(move |i| rope_table_entry(pos, i, head_dim, theta))
+        })
         .collect();
     push(K::RopeTable, None, i32_bytes(&rope));
-    push(K::ActTable, None, i32_bytes(&activation_table(Activation::Silu)));
+    push(
+        K::ActTable,
+        None,
+        i32_bytes(&activation_table(Activation::Silu)),
+    );
     let eps_q = (f64::from(p.rms_eps) / (s_res * s_res)).round().min(1e18) as i64;
     let mut scalars = [0i32; 8];
     scalars[scalar::RMS_EPS] = eps_q as i32;
@@ -316,7 +334,10 @@ pub fn convert_int8(
         let l = Some(layer as u16);
         let s_q = scale(ranges.query[layer], QUERY_TARGET);
         let s_k: Vec<f64> = ranges.key[layer].iter().map(|&m| scale(m, 127.0)).collect();
-        let s_v: Vec<f64> = ranges.value[layer].iter().map(|&m| scale(m, 127.0)).collect();
+        let s_v: Vec<f64> = ranges.value[layer]
+            .iter()
+            .map(|&m| scale(m, 127.0))
+            .collect();
         let s_ctx = s_v.iter().fold(0.0f64, |a, &b| a.max(b)) * 127.0 / CONTEXT_TARGET;
         let kv_head = |row: usize| row / head_dim;
 
@@ -330,20 +351,28 @@ pub fn convert_int8(
         push(
             K::KeyRq,
             l,
-            rq(sk.iter().enumerate().map(|(o, s)| s * norm_in / (s_k[kv_head(o)] / key_wide))),
+            rq(sk
+                .iter()
+                .enumerate()
+                .map(|(o, s)| s * norm_in / (s_k[kv_head(o)] / key_wide))),
         );
         let (wv, sv) = quantize(src.tensor(K::ValueW, l)?, h);
         push(K::ValueW, l, i8_bytes(&wv));
         push(
             K::ValueRq,
             l,
-            rq(sv.iter().enumerate().map(|(o, s)| s * norm_in / s_v[kv_head(o)])),
+            rq(sv
+                .iter()
+                .enumerate()
+                .map(|(o, s)| s * norm_in / s_v[kv_head(o)])),
         );
         let log2e_q16 = std::f64::consts::LOG2_E * 65536.0;
         push(
             K::ScoreRq,
             l,
-            rq(s_k.iter().map(|sk| s_q * sk / (head_dim as f64).sqrt() * log2e_q16)),
+            rq(s_k
+                .iter()
+                .map(|sk| s_q * sk / (head_dim as f64).sqrt() * log2e_q16)),
         );
         push(
             K::CtxRq,
@@ -375,7 +404,11 @@ pub fn convert_int8(
     } else {
         emb_s
     };
-    push(K::OutputRq, None, rq(out_scales.iter().map(|s| s * norm_in * logit_unit)));
+    push(
+        K::OutputRq,
+        None,
+        rq(out_scales.iter().map(|s| s * norm_in * logit_unit)),
+    );
     drop(push);
     assemble(&config, tokenizer, &out)
 }

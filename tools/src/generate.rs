@@ -56,7 +56,9 @@ impl<'m> DecoderRunner<'m> {
     /// An arena for `ctx` positions (default: the model's `max_seq`).
     pub fn new(model: Decoder<'m>, ctx: Option<usize>) -> Result<Self> {
         let ctx = ctx.unwrap_or(model.config().max_seq as usize);
-        let bytes = model.arena_bytes(ctx).map_err(|e| anyhow!("context {ctx}: {e}"))?;
+        let bytes = model
+            .arena_bytes(ctx)
+            .map_err(|e| anyhow!("context {ctx}: {e}"))?;
         Ok(Self {
             model,
             ctx,
@@ -66,8 +68,12 @@ impl<'m> DecoderRunner<'m> {
 
     /// A fresh state over the arena.
     pub fn state(&mut self) -> Result<State<'m, '_>> {
-        State::new(&self.model, bytemuck::cast_slice_mut(&mut self.arena), self.ctx)
-            .map_err(|e| anyhow!("{e}"))
+        State::new(
+            &self.model,
+            bytemuck::cast_slice_mut(&mut self.arena),
+            self.ctx,
+        )
+        .map_err(|e| anyhow!("{e}"))
     }
 }
 
@@ -225,7 +231,9 @@ fn pick(
             &q16
         }
     };
-    sampler.sample(logits_q16, scratch).map_err(|e| anyhow!("{e}"))
+    sampler
+        .sample(logits_q16, scratch)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// Teacher-forced evaluation of one token sequence (BOS first).
@@ -256,7 +264,11 @@ pub fn score(
         None => None,
     };
     for (t, pair) in ids.windows(2).enumerate() {
-        let logits = logits_f64(state.step(pair[0]).map_err(|e| anyhow!("position {t}: {e}"))?);
+        let logits = logits_f64(
+            state
+                .step(pair[0])
+                .map_err(|e| anyhow!("position {t}: {e}"))?,
+        );
         let lp = log_softmax(&logits);
         result.nll -= lp[pair[1] as usize];
         result.tokens += 1;
@@ -266,7 +278,11 @@ pub fn score(
             let reference = logits_f64(o.step(pair[0]).map_err(|e| anyhow!("position {t}: {e}"))?);
             let lq = log_softmax(&reference);
             result.agree += usize::from(argmax(&reference) == top);
-            result.kl += lq.iter().zip(&lp).map(|(q, p)| q.exp() * (q - p)).sum::<f64>();
+            result.kl += lq
+                .iter()
+                .zip(&lp)
+                .map(|(q, p)| q.exp() * (q - p))
+                .sum::<f64>();
         }
     }
     Ok(result)
@@ -487,11 +503,23 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
                 json!({"text": text, "ids": ids, "nll": s.nll, "tokens": s.tokens, "argmax": s.argmax})
             )?;
         } else {
-            let per_token = if s.tokens > 0 { s.nll / s.tokens as f64 } else { 0.0 };
-            writeln!(stdout, "{:>9.3}\t{:>4}\t{:.3}\t{text}", s.nll, s.tokens, per_token)?;
+            let per_token = if s.tokens > 0 {
+                s.nll / s.tokens as f64
+            } else {
+                0.0
+            };
+            writeln!(
+                stdout,
+                "{:>9.3}\t{:>4}\t{:.3}\t{text}",
+                s.nll, s.tokens, per_token
+            )?;
         }
     }
-    let mean = if tokens > 0 { nll / tokens as f64 } else { f64::NAN };
+    let mean = if tokens > 0 {
+        nll / tokens as f64
+    } else {
+        f64::NAN
+    };
     let mut summary = json!({
         "summary": true, "lines": lines, "tokens": tokens, "nll": nll,
         "mean_nll": mean, "perplexity": mean.exp(),
@@ -523,7 +551,10 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
         bail!("{}: {failed} line(s) could not be read", data.display());
     }
     if tokens == 0 {
-        bail!("{}: no line with at least two tokens to score", data.display());
+        bail!(
+            "{}: no line with at least two tokens to score",
+            data.display()
+        );
     }
     Ok(())
 }

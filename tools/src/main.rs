@@ -487,7 +487,9 @@ fn cmd_inspect(path: &Path, seq: Option<usize>, rows: usize, json: bool) -> Resu
         plan["arena_bytes"] = json!(arena_bytes);
         plan["buffers"] = plan_rows
             .iter()
-            .map(|b| json!({"name": b.name, "phase": b.phase, "offset": b.offset, "bytes": b.bytes}))
+            .map(
+                |b| json!({"name": b.name, "phase": b.phase, "offset": b.offset, "bytes": b.bytes}),
+            )
             .collect();
         let v = json!({
             "file": path.display().to_string(),

@@ -55,13 +55,22 @@ pub(crate) fn step<W: Weight, O: Observer>(
         let layer_start = layer * plan.ctx * kv_dim;
         rms_norm_f32(xb, x, file.tensor(K::RmsAttn, l), eps);
         matvec_f32::<W>(v.query, xb, file.tensor(K::QueryW, l), &[]);
-        let key = v.keys.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        let key = v
+            .keys
+            .get_mut(cache_row..cache_row + kv_dim)
+            .unwrap_or(&mut []);
         matvec_f32::<W>(key, xb, file.tensor(K::KeyW, l), &[]);
-        let value = v.values.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        let value = v
+            .values
+            .get_mut(cache_row..cache_row + kv_dim)
+            .unwrap_or(&mut []);
         matvec_f32::<W>(value, xb, file.tensor(K::ValueW, l), &[]);
         obs.observe(Point::Value, layer, value);
         rope_f32(v.query, head_dim, pos, theta);
-        let key = v.keys.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        let key = v
+            .keys
+            .get_mut(cache_row..cache_row + kv_dim)
+            .unwrap_or(&mut []);
         rope_f32(key, head_dim, pos, theta);
         obs.observe(Point::Query, layer, v.query);
         obs.observe(Point::Key, layer, key);
@@ -98,7 +107,12 @@ pub(crate) fn step<W: Weight, O: Observer>(
             *g = silu(*g) * u;
         }
         obs.observe(Point::Act, layer, v.gate);
-        matvec_f32::<W>(v.out, v.gate.get(..ffn).unwrap_or(&[]), file.tensor(K::DownW, l), &[]);
+        matvec_f32::<W>(
+            v.out,
+            v.gate.get(..ffn).unwrap_or(&[]),
+            file.tensor(K::DownW, l),
+            &[],
+        );
         add_assign(x, v.out);
         obs.observe(Point::FfnSum, layer, x);
     }

@@ -56,7 +56,9 @@ pub(crate) fn step<O: FixedObserver>(
     };
     let act_table: &[i32] = file.tensor(K::ActTable, None);
     let rope: &[i32] = file.tensor(K::RopeTable, None);
-    let rope_row = rope.get(pos * head_dim..(pos + 1) * head_dim).unwrap_or(&[]);
+    let rope_row = rope
+        .get(pos * head_dim..(pos + 1) * head_dim)
+        .unwrap_or(&[]);
     let v = views::<i32, i8>(plan, arena);
     let x = v.residual;
 
@@ -79,7 +81,10 @@ pub(crate) fn step<O: FixedObserver>(
         to_wide(v.query, xq, e, file, K::QueryW, K::QueryRq, l);
         to_wide(v.key, xq, e, file, K::KeyW, K::KeyRq, l);
         let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
-        let value = v.values.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        let value = v
+            .values
+            .get_mut(cache_row..cache_row + kv_dim)
+            .unwrap_or(&mut []);
         matvec_i8(kv_dim, xq, file.tensor(K::ValueW, l), &[], |o, acc| {
             if let Some(y) = value.get_mut(o) {
                 *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
@@ -87,7 +92,10 @@ pub(crate) fn step<O: FixedObserver>(
         });
         rope_i32(v.query, head_dim, rope_row);
         rope_i32(v.key, head_dim, rope_row);
-        let key = v.keys.get_mut(cache_row..cache_row + kv_dim).unwrap_or(&mut []);
+        let key = v
+            .keys
+            .get_mut(cache_row..cache_row + kv_dim)
+            .unwrap_or(&mut []);
         for (k, &wide) in key.iter_mut().zip(v.key.iter()) {
             *k = saturate_i8(shift_round(wide, KEY_WIDE_BITS));
         }
@@ -169,7 +177,15 @@ fn to_wide(out: &mut [i32], xq: &[i8], e: u32, file: &ModelFile<'_>, w: K, rq: K
 }
 
 /// `x += rq(W xq * 2^e)`: a projection back into the residual stream.
-fn add_projection(x: &mut [i32], xq: &[i8], e: u32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
+fn add_projection(
+    x: &mut [i32],
+    xq: &[i8],
+    e: u32,
+    file: &ModelFile<'_>,
+    w: K,
+    rq: K,
+    l: Option<u16>,
+) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     matvec_i8(x.len(), xq, file.tensor(w, l), &[], |o, acc| {
         if let Some(r) = x.get_mut(o) {

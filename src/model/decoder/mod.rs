@@ -107,9 +107,7 @@ impl<'m, 'r> State<'m, 'r> {
             });
         }
         if arena.as_ptr() as usize % ARENA_ALIGN != 0 {
-            return Err(Error::ArenaMisaligned {
-                align: ARENA_ALIGN,
-            });
+            return Err(Error::ArenaMisaligned { align: ARENA_ALIGN });
         }
         Ok(Self {
             model: *model,

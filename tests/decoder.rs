@@ -1,0 +1,190 @@
+//! The decoder state on small random models (f32, f16, int8; tied and separate output
+//! heads): the arena is exact, a full context is an error, reset makes the state
+//! reusable, prefill equals stepping, bad inputs are refused without changing the
+//! state. Also run under Miri (`tools/miri.sh`).
+
+mod common;
+
+use common::tiny_decoder;
+use tinyformer::format::writer::AlignedBuf;
+use tinyformer::format::{Arch, DType, FormatError};
+use tinyformer::{Decoder, Error, Logits, Model, State};
+
+const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::I8];
+
+fn logits_vec(l: Logits<'_>) -> Vec<i64> {
+    match l {
+        Logits::F32(v) => v.iter().map(|x| i64::from(x.to_bits())).collect(),
+        Logits::Q16(v) => v.iter().map(|&x| i64::from(x)).collect(),
+    }
+}
+
+/// A 16-byte aligned arena of `bytes` bytes.
+fn arena(bytes: usize) -> Vec<u128> {
+    vec![0u128; bytes.div_ceil(16)]
+}
+
+#[test]
+fn arena_size_is_exact() {
+    for dtype in DTYPES {
+        let buf = AlignedBuf::from_bytes(&tiny_decoder(dtype, false, 32, 1));
+        let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+        for ctx in [1, 2, 7, 32] {
+            let needed = model.arena_bytes(ctx).unwrap();
+            let mut a = arena(needed);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut a);
+            assert_eq!(
+                State::new(&model, &mut bytes[..needed - 1], ctx).err(),
+                Some(Error::ArenaTooSmall {
+                    needed,
+                    got: needed - 1
+                }),
+                "{dtype:?} ctx {ctx}"
+            );
+            let mut state = State::new(&model, &mut bytes[..needed], ctx).unwrap();
+            for t in 0..ctx {
+                state.step((t as u32 * 37) % 259).unwrap();
+            }
+        }
+        assert_eq!(
+            model.arena_bytes(33).err(),
+            Some(Error::SequenceTooLong { max: 32, got: 33 })
+        );
+        assert_eq!(model.arena_bytes(0).err(), Some(Error::EmptySequence));
+    }
+}
+
+#[test]
+fn full_context_is_an_error_and_reset_reuses_the_state() {
+    for dtype in DTYPES {
+        let buf = AlignedBuf::from_bytes(&tiny_decoder(dtype, true, 16, 2));
+        let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+        let ctx = 5;
+        let mut a = arena(model.arena_bytes(ctx).unwrap());
+        let mut state = State::new(&model, bytemuck::cast_slice_mut(&mut a), ctx).unwrap();
+        let prompt = [1u32, 70, 80, 90, 100];
+        let first: Vec<Vec<i64>> = prompt
+            .iter()
+            .map(|&t| logits_vec(state.step(t).unwrap()))
+            .collect();
+        assert_eq!(state.pos(), ctx);
+        assert_eq!(state.step(3).err(), Some(Error::ContextFull { ctx }));
+        assert_eq!(state.pos(), ctx, "a refused step changes nothing");
+        state.reset();
+        assert_eq!(state.pos(), 0);
+        let again: Vec<Vec<i64>> = prompt
+            .iter()
+            .map(|&t| logits_vec(state.step(t).unwrap()))
+            .collect();
+        assert_eq!(first, again, "{dtype:?}: a reset state repeats itself");
+        // Prefill gives the last step's logits.
+        state.reset();
+        assert_eq!(logits_vec(state.prefill(&prompt).unwrap()), first[4]);
+        state.reset();
+        assert_eq!(
+            state.prefill(&[1, 2, 3, 4, 5, 6]).err(),
+            Some(Error::ContextFull { ctx })
+        );
+        assert_eq!(state.pos(), 0, "a refused prefill runs nothing");
+    }
+}
+
+#[test]
+fn bad_inputs_are_refused_without_running() {
+    let buf = AlignedBuf::from_bytes(&tiny_decoder(DType::I8, false, 8, 3));
+    let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+    let mut a = arena(model.arena_bytes(8).unwrap());
+    let mut state = State::new(&model, bytemuck::cast_slice_mut(&mut a), 8).unwrap();
+    assert_eq!(
+        state.step(259).err(),
+        Some(Error::TokenOutOfRange {
+            index: 0,
+            id: 259,
+            vocab: 259
+        })
+    );
+    assert_eq!(
+        state.prefill(&[1, 5, 900]).err(),
+        Some(Error::TokenOutOfRange {
+            index: 2,
+            id: 900,
+            vocab: 259
+        })
+    );
+    assert_eq!(state.prefill(&[]).err(), Some(Error::EmptySequence));
+    assert_eq!(
+        state.step_observed(1, &mut Nothing).err(),
+        Some(Error::NotFloat)
+    );
+    assert_eq!(state.pos(), 0);
+    // The int8-only entry points agree with the general ones.
+    let fixed = state.step_fixed(1).unwrap().to_vec();
+    state.reset();
+    assert_eq!(
+        logits_vec(state.step(1).unwrap()),
+        fixed.iter().map(|&v| i64::from(v)).collect::<Vec<_>>()
+    );
+
+    let fbuf = AlignedBuf::from_bytes(&tiny_decoder(DType::F32, false, 8, 3));
+    let float = Decoder::from_bytes(fbuf.as_bytes()).unwrap();
+    let mut fa = arena(float.arena_bytes(8).unwrap());
+    let mut fstate = State::new(&float, bytemuck::cast_slice_mut(&mut fa), 8).unwrap();
+    assert_eq!(fstate.step_fixed(1).err(), Some(Error::NotQuantized));
+    assert_eq!(
+        fstate.prefill_fixed(&[1, 2]).err(),
+        Some(Error::NotQuantized)
+    );
+    assert_eq!(fstate.pos(), 0);
+
+    // Misaligned arena.
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut a);
+    let n = model.arena_bytes(8).unwrap();
+    assert_eq!(
+        State::new(&model, &mut bytes[1..n + 1], 8).err(),
+        Some(Error::ArenaMisaligned { align: 4 })
+    );
+}
+
+struct Nothing;
+impl tinyformer::model::Observer for Nothing {
+    fn observe(&mut self, _: tinyformer::model::Point, _: usize, _: &[f32]) {}
+}
+
+#[test]
+fn each_architecture_refuses_the_other() {
+    let dec = AlignedBuf::from_bytes(&tiny_decoder(DType::F32, false, 8, 4));
+    assert_eq!(
+        Model::from_bytes(dec.as_bytes()).err(),
+        Some(FormatError::WrongArch {
+            expected: Arch::BertEncoder,
+            found: Arch::LlamaDecoder
+        })
+    );
+    let enc = include_bytes!("../models/default/sentiment-int8.tfm");
+    let enc = AlignedBuf::from_bytes(enc);
+    assert_eq!(
+        Decoder::from_bytes(enc.as_bytes()).err(),
+        Some(FormatError::WrongArch {
+            expected: Arch::LlamaDecoder,
+            found: Arch::BertEncoder
+        })
+    );
+}
+
+/// Positions are independent of the context the state was made for, and the cache of
+/// a longer context holds the same results.
+#[test]
+fn results_do_not_depend_on_the_context_length() {
+    for dtype in DTYPES {
+        let buf = AlignedBuf::from_bytes(&tiny_decoder(dtype, false, 16, 5));
+        let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+        let run = |ctx: usize| -> Vec<Vec<i64>> {
+            let mut a = arena(model.arena_bytes(ctx).unwrap());
+            let mut state = State::new(&model, bytemuck::cast_slice_mut(&mut a), ctx).unwrap();
+            (0..4)
+                .map(|t| logits_vec(state.step(10 + t).unwrap()))
+                .collect()
+        };
+        assert_eq!(run(4), run(16), "{dtype:?}");
+    }
+}
