@@ -2,7 +2,8 @@
 # Runs the core under Miri (undefined behaviour, out-of-bounds, alignment and overflow
 # checks on everything the tests execute, including the zero-copy tensor and arena
 # casts inside `bytemuck`): the core's unit tests, the format integration tests, and
-# the forward pass on random models from tests/properties.rs. Installs the nightly
+# the forward pass on random models from tests/properties.rs, and the decoder's
+# float and int8 steps on random tiny decoders (tests/decoder.rs). Installs the nightly
 # toolchain with Miri if needed. Usage: `bash tools/miri.sh` from anywhere.
 #
 # The `unsafe` in src/ is in the SIMD kernels (src/kernels/matvec/*.rs), which CPU
@@ -28,5 +29,6 @@ cargo +nightly miri setup
 features=alloc,libm/force-soft-floats
 cargo +nightly miri test --features "$features" --lib
 cargo +nightly miri test --features "$features" --test format
+cargo +nightly miri test --features "$features" --test decoder
 cargo +nightly miri test --features "$features" --test properties -- \
   writer_output_is_accepted_and_runs header_and_directory_corruption_is_refused

@@ -1,13 +1,17 @@
-//! The whole int8 inference path (validation, tokenizer, integer forward pass,
-//! integer softmax) linked for a Cortex-M0+, which has no FPU: CI lists the linked
-//! symbols and fails if any soft-float routine (`__aeabi_f*`, `__aeabi_d*`) is present.
+//! The whole int8 inference path linked for a Cortex-M0+, which has no FPU: the
+//! encoder (validation, WordPiece tokenizer, integer forward pass, integer softmax)
+//! and the decoder (validation, SentencePiece tokenizer, int8 prefill and steps,
+//! integer sampling, streaming detokenization). CI lists the linked symbols and fails
+//! if any soft-float routine (`__aeabi_f*`, `__aeabi_d*`) is present.
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::entry;
 use panic_halt as _;
 use tinyformer::model::probabilities_q15;
-use tinyformer::{Arena, Input, Model};
+use tinyformer::tokenizer::sentencepiece::SentencePiece;
+use tinyformer::tokenizer::stream::Utf8Stream;
+use tinyformer::{Arena, Decoder, Input, Model, State};
 
 /// Stand-in for a model in flash; `black_box` keeps the compiler from assuming its
 /// contents, so every path of `from_bytes` and the forward pass is linked.
@@ -35,7 +39,49 @@ fn main() -> ! {
         }
         core::hint::black_box(out);
     }
+    generate(core::hint::black_box(&MODEL.0[..]), arena.as_mut_slice());
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// The decoder's int8 path: prompt, prefill, sampled steps, streamed text.
+fn generate(bytes: &[u8], arena: &mut [u8]) {
+    let Ok(model) = Decoder::from_bytes(bytes) else {
+        return;
+    };
+    let Ok(tokenizer) = SentencePiece::from_section(model.file().tokenizer_section()) else {
+        return;
+    };
+    let mut ids = [0u32; 32];
+    let text = core::hint::black_box(b"Once upon a time");
+    let Ok(len) = tokenizer.encode(text, true, &mut ids) else {
+        return;
+    };
+    let Ok(mut state) = State::new(&model, arena, 16) else {
+        return;
+    };
+    let mut stream = Utf8Stream::new();
+    let mut prev = model.params().bos_id;
+    let mut next = match state.prefill_fixed(&ids[..len]) {
+        Ok(logits) => argmax(logits),
+        Err(_) => return,
+    };
+    while let Ok(logits) = state.step_fixed(next) {
+        stream.push(tokenizer.decode(prev, next), |s| {
+            core::hint::black_box(s);
+        });
+        prev = next;
+        next = argmax(logits);
+    }
+}
+
+fn argmax(logits: &[i32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
