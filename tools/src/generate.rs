@@ -410,12 +410,21 @@ pub fn cmd_generate(
 ) -> Result<()> {
     let model = bytes.decoder()?;
     let mut runner = DecoderRunner::new(model, ctx)?;
-    let prompts = if prompts.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        vec![String::new()]
-    } else if prompts.is_empty() {
-        crate::run::read_texts(&[])?
-    } else {
+    // No prompt arguments: standard input lines, or the empty prompt (BOS alone)
+    // when standard input is a terminal or empty.
+    let prompts = if !prompts.is_empty() {
         prompts.to_vec()
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        vec![String::new()]
+    } else {
+        let mut input = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+            .context("reading standard input")?;
+        if input.is_empty() {
+            vec![String::new()]
+        } else {
+            crate::run::stdin_texts(input)?
+        }
     };
     for prompt in &prompts {
         let prompt_ids = encode(&model, prompt)?;

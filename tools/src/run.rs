@@ -182,6 +182,11 @@ pub fn read_texts(args: &[String]) -> Result<Vec<String>> {
     std::io::stdin()
         .read_to_end(&mut bytes)
         .context("reading standard input")?;
+    stdin_texts(bytes)
+}
+
+/// Standard input's bytes as texts, one per line.
+pub fn stdin_texts(bytes: Vec<u8>) -> Result<Vec<String>> {
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow!(
             "standard input: invalid UTF-8 at byte {}",

@@ -17,7 +17,7 @@
 mod float;
 mod int8;
 mod plan;
-// MERGE-SAMPLER pub mod sample;
+pub mod sample;
 
 pub use int8::KEY_WIDE_BITS;
 pub use plan::{DecoderPlan, DECODER_BUFFERS};
