@@ -428,6 +428,10 @@ pub fn cmd_generate(
     };
     for prompt in &prompts {
         let prompt_ids = encode(&model, prompt)?;
+        if !json {
+            // The continuation follows the prompt as written.
+            write!(std::io::stdout().lock(), "{prompt}")?;
+        }
         let mut text = String::new();
         let (ids, stop) = generate(&mut runner, &prompt_ids, options, |_, piece| {
             text.push_str(piece);
