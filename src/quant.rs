@@ -87,6 +87,67 @@ impl Requant {
         }
     }
 
+    /// The ratio `num / den` as a multiplier, in integer arithmetic (rounded to
+    /// nearest in the 31-bit mantissa); the zero multiplier if either is 0.
+    pub fn ratio(num: u32, den: u32) -> Self {
+        if num == 0 || den == 0 {
+            return Self::new(0, 0);
+        }
+        let (nz, dz) = (num.leading_zeros() as i32, den.leading_zeros() as i32);
+        // Both normalised to [2^31, 2^32): their quotient is in (1/2, 2).
+        let (n, d) = (u64::from(num << nz), u64::from(den << dz));
+        let mut q = ((n << 31) + d / 2) / d;
+        let mut shift = dz - nz;
+        if q >= 1 << 31 {
+            q = (q + 1) >> 1;
+            shift += 1;
+        }
+        // `q` may have rounded up to 2^31 itself.
+        if q >= 1 << 31 {
+            q >>= 1;
+            shift += 1;
+        }
+        Self::new(q as i32, shift).normalized()
+    }
+
+    /// The product of two multipliers (`M_a * M_b`), mantissa rounded to nearest.
+    pub fn product(&self, other: &Self) -> Self {
+        let p = i64::from(self.multiplier.max(0)) * i64::from(other.multiplier.max(0));
+        if p == 0 {
+            return Self::new(0, 0);
+        }
+        let shift = self.shift.saturating_add(other.shift);
+        // p < 2^62; keep 31 significant bits.
+        if p >= 1 << 61 {
+            Self::new(
+                ((p + (1 << 30)) >> 31).min(i64::from(i32::MAX)) as i32,
+                shift,
+            )
+        } else {
+            Self::new(
+                ((p + (1 << 29)) >> 30).min(i64::from(i32::MAX)) as i32,
+                shift - 1,
+            )
+        }
+        .normalized()
+    }
+
+    /// Brings `shift` into the valid range `[-31, 30]`: larger multipliers saturate,
+    /// smaller ones lose mantissa bits (down to 0).
+    fn normalized(self) -> Self {
+        if self.shift > 30 {
+            Self::new(i32::MAX, 30)
+        } else if self.shift < -31 {
+            let drop = (-31 - self.shift).min(31) as u32;
+            Self::new(
+                ((i64::from(self.multiplier) + ((1i64 << drop) >> 1)) >> drop) as i32,
+                -31,
+            )
+        } else {
+            self
+        }
+    }
+
     /// The fixed-point form of a real multiplier (host side: the converter).
     /// Multipliers too small to represent become 0; too large ones saturate.
     pub fn from_real(real: f64) -> Self {
@@ -158,6 +219,21 @@ pub fn narrow_row(out: &mut [i8], wide: &[i32]) -> u32 {
         *q = saturate_i8(shift_round(w, e));
     }
     e
+}
+
+/// Narrows a row of wide values to int8 with the row's own scale: writes
+/// `round(wide * 127 / max |wide|)` to `out` and returns the scale `max / 127` (the
+/// wide value of one int8 step) as a multiplier. Unlike [`narrow_row`]'s power of two,
+/// the largest magnitude always maps to 127, so no bit of the int8 range is lost
+/// (on average half a bit better). An all-zero row gives zeros and the zero scale.
+#[inline]
+pub fn narrow_row_scaled(out: &mut [i8], wide: &[i32]) -> Requant {
+    let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+    let inverse = Requant::ratio(127, max);
+    for (q, &w) in out.iter_mut().zip(wide) {
+        *q = saturate_i8(inverse.apply(w));
+    }
+    Requant::ratio(max, 127)
 }
 
 /// `round(x / 2^e)`, half toward +inf.
@@ -252,6 +328,61 @@ pub fn exp2_neg_q16(t: u32) -> u32 {
 
 /// `log2(e)` as a multiplier: turns a natural-log exponent into a base-2 one.
 pub const LOG2_E: Requant = Requant::new(1_549_082_005, 1);
+
+#[cfg(test)]
+mod scaled_tests {
+    use super::*;
+
+    #[test]
+    fn ratio_and_product_are_accurate() {
+        for (n, d) in [
+            (1u32, 1u32),
+            (127, 1),
+            (1, 127),
+            (127, 3_000_000),
+            (u32::MAX, 1),
+            (1, u32::MAX),
+            (640_000, 127),
+            (5, 7),
+        ] {
+            let r = Requant::ratio(n, d);
+            assert!(r.is_valid(), "{n}/{d}: {r:?}");
+            let want = f64::from(n) / f64::from(d);
+            let got = r.to_real();
+            if want >= 2f64.powi(-31) && want < 2f64.powi(30) {
+                assert!((got / want - 1.0).abs() < 2e-9, "{n}/{d}: {got} vs {want}");
+            }
+        }
+        let a = Requant::from_real(0.0123);
+        let b = Requant::from_real(345.6);
+        assert!((a.product(&b).to_real() / (0.0123 * 345.6) - 1.0).abs() < 3e-9);
+        assert!(Requant::from_real(1e-9)
+            .product(&Requant::from_real(1e-9))
+            .is_valid());
+        assert_eq!(
+            Requant::from_real(1e9).product(&Requant::from_real(1e9)),
+            Requant::new(i32::MAX, 30)
+        );
+        assert_eq!(Requant::new(0, 0).product(&b), Requant::new(0, 0));
+    }
+
+    #[test]
+    fn scaled_narrowing_uses_the_full_range() {
+        let wide = [1000, -250, 3, 0, -1000];
+        let mut out = [0i8; 5];
+        let scale = narrow_row_scaled(&mut out, &wide);
+        assert_eq!(out, [127, -32, 0, 0, -127]);
+        assert!((scale.to_real() - 1000.0 / 127.0).abs() < 1e-6);
+        let mut zeros = [1i8; 3];
+        assert_eq!(
+            narrow_row_scaled(&mut zeros, &[0, 0, 0]),
+            Requant::new(0, 0)
+        );
+        assert_eq!(zeros, [0, 0, 0]);
+        narrow_row_scaled(&mut out, &[i32::MIN, i32::MAX, 1, -1, 0]);
+        assert_eq!(out[..2], [-127, 127]);
+    }
+}
 
 #[cfg(test)]
 mod tests {

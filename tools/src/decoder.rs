@@ -174,55 +174,49 @@ pub fn convert_float(
 }
 
 /// Absolute maxima of the float model's activations on calibration text: the
-/// residual stream (all layers), and per layer the rotated queries, and keys and
-/// values per key/value head.
+/// residual stream (all layers), and per layer and channel the rotated queries, the
+/// rotated keys and the values.
 #[derive(Clone, Debug, Default)]
 pub struct DecoderRanges {
     pub residual: f32,
-    pub query: Vec<f32>,
+    pub query: Vec<Vec<f32>>,
     pub key: Vec<Vec<f32>>,
     pub value: Vec<Vec<f32>>,
-    head_dim: usize,
 }
 
 impl DecoderRanges {
     fn new(config: &Config) -> Self {
-        let (l, g) = (config.layers as usize, config.kv_heads());
+        let (l, h, kv) = (
+            config.layers as usize,
+            config.hidden as usize,
+            config.kv_dim(),
+        );
         Self {
             residual: 0.0,
-            query: vec![0.0; l],
-            key: vec![vec![0.0; g]; l],
-            value: vec![vec![0.0; g]; l],
-            head_dim: config.head_dim(),
+            query: vec![vec![0.0; h]; l],
+            key: vec![vec![0.0; kv]; l],
+            value: vec![vec![0.0; kv]; l],
         }
     }
 }
 
-fn absmax(values: &[f32]) -> f32 {
-    values.iter().fold(0.0f32, |m, v| m.max(v.abs()))
-}
-
 impl Observer for DecoderRanges {
     fn observe(&mut self, point: Point, layer: usize, values: &[f32]) {
-        let per_head = |ranges: &mut Vec<Vec<f32>>, hd: usize| {
-            for (g, head) in values.chunks(hd).enumerate() {
-                if let Some(m) = ranges.get_mut(layer).and_then(|r| r.get_mut(g)) {
-                    *m = m.max(absmax(head));
-                }
-            }
-        };
-        match point {
+        let channels = match point {
             Point::EmbSum | Point::AttnSum | Point::FfnSum => {
-                self.residual = self.residual.max(absmax(values));
+                let m = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                self.residual = self.residual.max(m);
+                return;
             }
-            Point::Query => {
-                if let Some(m) = self.query.get_mut(layer) {
-                    *m = m.max(absmax(values));
-                }
+            Point::Query => &mut self.query,
+            Point::Key => &mut self.key,
+            Point::Value => &mut self.value,
+            _ => return,
+        };
+        if let Some(maxima) = channels.get_mut(layer) {
+            for (m, v) in maxima.iter_mut().zip(values) {
+                *m = m.max(v.abs());
             }
-            Point::Key => per_head(&mut self.key, self.head_dim),
-            Point::Value => per_head(&mut self.value, self.head_dim),
-            _ => {}
         }
     }
 }
@@ -332,17 +326,36 @@ pub fn convert_int8(
 
     for layer in 0..p.layers as usize {
         let l = Some(layer as u16);
-        let s_q = scale(ranges.query[layer], QUERY_TARGET);
-        let s_k: Vec<f64> = ranges.key[layer].iter().map(|&m| scale(m, 127.0)).collect();
+        // Keys: one cache scale per rotated pair of channels (a rotation commutes with
+        // a common scale), so the scale can be folded into the query rows of the same
+        // pair: q~[c] = q[c] s_k[c], and q~ . k_cache = q . k.
+        let key_max = &ranges.key[layer];
+        let s_k: Vec<f64> = (0..kv_dim)
+            .map(|c| scale(key_max[c].max(key_max[c ^ 1]), 127.0))
+            .collect();
         let s_v: Vec<f64> = ranges.value[layer]
             .iter()
             .map(|&m| scale(m, 127.0))
             .collect();
         let s_ctx = s_v.iter().fold(0.0f64, |a, &b| a.max(b)) * 127.0 / CONTEXT_TARGET;
-        let kv_head = |row: usize| row / head_dim;
+        // The kv channel a query channel meets: head h reads kv head h / group.
+        let kv_channel = |c: usize| (c / head_dim / group) * head_dim + c % head_dim;
+        let q_max = (0..h).fold(0.0f64, |m, c| {
+            m.max(f64::from(ranges.query[layer][c]) * s_k[kv_channel(c)])
+        });
+        let s_q = q_max.max(1e-12) / QUERY_TARGET;
 
         push(K::RmsAttn, l, gamma(src.tensor(K::RmsAttn, l)?));
-        let (wq, sq) = quantize(src.tensor(K::QueryW, l)?, h);
+        let wq: Vec<f32> = src
+            .tensor(K::QueryW, l)?
+            .chunks(h)
+            .enumerate()
+            .flat_map(|(c, row)| {
+                let s = s_k[kv_channel(c)];
+                row.iter().map(move |&w| (f64::from(w) * s) as f32)
+            })
+            .collect();
+        let (wq, sq) = quantize(&wq, h);
         push(K::QueryW, l, i8_bytes(&wq));
         push(K::QueryRq, l, rq(sq.iter().map(|s| s * norm_in / s_q)));
         let (wk, sk) = quantize(src.tensor(K::KeyW, l)?, h);
@@ -353,31 +366,23 @@ pub fn convert_int8(
             l,
             rq(sk
                 .iter()
-                .enumerate()
-                .map(|(o, s)| s * norm_in / (s_k[kv_head(o)] / key_wide))),
+                .zip(&s_k)
+                .map(|(s, sc)| s * norm_in / (sc / key_wide))),
         );
         let (wv, sv) = quantize(src.tensor(K::ValueW, l)?, h);
         push(K::ValueW, l, i8_bytes(&wv));
         push(
             K::ValueRq,
             l,
-            rq(sv
-                .iter()
-                .enumerate()
-                .map(|(o, s)| s * norm_in / s_v[kv_head(o)])),
+            rq(sv.iter().zip(&s_v).map(|(s, sc)| s * norm_in / sc)),
         );
         let log2e_q16 = std::f64::consts::LOG2_E * 65536.0;
-        push(
-            K::ScoreRq,
-            l,
-            rq(s_k
-                .iter()
-                .map(|sk| s_q * sk / (head_dim as f64).sqrt() * log2e_q16)),
-        );
+        let score = s_q / (head_dim as f64).sqrt() * log2e_q16;
+        push(K::ScoreRq, l, rq((0..p.kv_heads).map(|_| score)));
         push(
             K::CtxRq,
             l,
-            rq((0..h).map(|c| s_v[c / head_dim / group] / (32768.0 * s_ctx))),
+            rq((0..h).map(|c| s_v[kv_channel(c)] / (32768.0 * s_ctx))),
         );
         let (wo, so) = quantize(src.tensor(K::AttnOutW, l)?, h);
         push(K::AttnOutW, l, i8_bytes(&wo));
@@ -393,7 +398,6 @@ pub fn convert_int8(
         push(K::DownW, l, i8_bytes(&wd));
         push(K::DownRq, l, rq(sd.iter().map(|s| s * q10 / s_res)));
     }
-    let _ = kv_dim;
 
     push(K::RmsFinal, None, gamma(src.tensor(K::RmsFinal, None)?));
     let logit_unit = 65536.0;

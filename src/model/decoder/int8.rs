@@ -1,20 +1,25 @@
 //! One decoder step in full-integer arithmetic: int8 weights, an int8 key/value cache,
-//! activations narrowed to int8 per token with a power-of-two scale, i32 residual
+//! activations narrowed to int8 per token with the row's own scale, i32 residual
 //! stream, integer RMSNorm, RoPE from a Q14 table, SiLU by table and the fixed-point
 //! softmax. It executes no floating-point operation.
 //!
 //! ```text
 //! x = WordRq[token](emb[token])                                   (residual, i32)
 //! for each layer:
-//!     xq, e = rmsnorm(x)                                          (int8, 2^e row scale)
-//!     q = rope(QueryRq(Wq xq, e)) ; k = rope(KeyRq(Wk xq, e))     (i32 grids)
-//!     keys[pos] = k >> 8 ; values[pos] = ValueRq(Wv xq, e)        (int8 cache)
-//!     per head: qq, eq = narrow(q) ; ctx = CtxRq(softmax(ScoreRq 2^eq (qq . K)) V)
-//!     cq, ec = narrow(ctx) ; x += AttnOutRq(Wo cq, ec)
-//!     xq, e = rmsnorm(x) ; h = silu(GateRq(Wg xq, e)) * UpRq(Wu xq, e)   (Q10)
-//!     hq, eh = narrow(h) ; x += DownRq(Wd hq, eh)
-//! logits = OutputRq(Wout rmsnorm(x))                              (Q16)
+//!     xq, r = narrow(rmsnorm(x))                                  (int8, row scale r)
+//!     q = rope(QueryRq r (Wq xq)) ; k = rope(KeyRq r (Wk xq))     (i32 grids)
+//!     keys[pos] = k >> 8 ; values[pos] = ValueRq r (Wv xq)        (int8 cache)
+//!     per head: qq, rq = narrow(q) ; ctx = CtxRq(softmax(ScoreRq rq (qq . K)) V)
+//!     cq, rc = narrow(ctx) ; x += AttnOutRq rc (Wo cq)
+//!     xq, r = narrow(rmsnorm(x)) ; h = silu(GateRq r (Wg xq)) * UpRq r (Wu xq)   (Q10)
+//!     hq, rh = narrow(h) ; x += DownRq rh (Wd hq)
+//! logits = OutputRq r (Wout narrow(rmsnorm(x)))                   (Q16)
 //! ```
+//!
+//! `narrow` maps a wide row's largest magnitude to 127 and returns the wide value of
+//! one int8 step, `r = max / 127`, as a multiplier; a requantization after a product
+//! with that row uses the product of the tensor's pair and `r`
+//! ([`crate::quant::narrow_row_scaled`], [`Requant::product`]).
 //!
 //! The scales are the converter's, folded into the `*Rq` tables (`docs/FORMAT.md`).
 
@@ -26,7 +31,7 @@ use crate::kernels::matvec::matvec_i8;
 use crate::kernels::rmsnorm::rms_norm_i32;
 use crate::kernels::rope::rope_i32;
 use crate::model::{Fixed, FixedObserver, Point};
-use crate::quant::{narrow_row, saturate_i8, saturate_residual, shift_round, Requant};
+use crate::quant::{narrow_row_scaled, saturate_i8, saturate_residual, shift_round, Requant};
 
 /// Extra fractional bits of the wide key grid over the int8 cache grid: `KeyRq` maps
 /// to `s_cache / 2^8`, so RoPE rotates keys 256 times finer than they are stored.
@@ -77,9 +82,10 @@ pub(crate) fn step<O: FixedObserver>(
 
         // Attention block.
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
-        let e = rms_norm_i32(xq, x, file.tensor(K::RmsAttn, l), eps);
-        to_wide(v.query, xq, e, file, K::QueryW, K::QueryRq, l);
-        to_wide(v.key, xq, e, file, K::KeyW, K::KeyRq, l);
+        rms_norm_i32(v.context, x, file.tensor(K::RmsAttn, l), eps);
+        let r = narrow_row_scaled(xq, v.context);
+        to_wide(v.query, xq, &r, file, K::QueryW, K::QueryRq, l);
+        to_wide(v.key, xq, &r, file, K::KeyW, K::KeyRq, l);
         let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
         let value = v
             .values
@@ -87,7 +93,7 @@ pub(crate) fn step<O: FixedObserver>(
             .unwrap_or(&mut []);
         matvec_i8(kv_dim, xq, file.tensor(K::ValueW, l), &[], |o, acc| {
             if let Some(y) = value.get_mut(o) {
-                *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
+                *y = saturate_i8(Requant::from_table(value_rq, o).product(&r).apply(acc));
             }
         });
         rope_i32(v.query, head_dim, rope_row);
@@ -111,7 +117,7 @@ pub(crate) fn step<O: FixedObserver>(
         for head in 0..heads {
             let cols = head * head_dim..(head + 1) * head_dim;
             let query = v.query_i8.get_mut(cols.clone()).unwrap_or(&mut []);
-            let e_q = narrow_row(query, v.query.get(cols.clone()).unwrap_or(&[]));
+            let r_q = narrow_row_scaled(query, v.query.get(cols.clone()).unwrap_or(&[]));
             let kv_head = head / group;
             attend_i8(
                 v.context.get_mut(cols.clone()).unwrap_or(&mut []),
@@ -120,35 +126,37 @@ pub(crate) fn step<O: FixedObserver>(
                 values,
                 kv_dim,
                 kv_head,
-                Requant::from_table(score_rq, kv_head).with_exponent(e_q),
+                Requant::from_table(score_rq, kv_head).product(&r_q),
                 ctx_rq.get(cols).unwrap_or(&[]),
                 scores,
                 |_| true,
             );
         }
         obs.observe(Point::Context, layer, Fixed::I32(v.context));
-        let e_ctx = narrow_row(xq, v.context);
-        add_projection(x, xq, e_ctx, file, K::AttnOutW, K::AttnOutRq, l);
+        let r_ctx = narrow_row_scaled(xq, v.context);
+        add_projection(x, xq, &r_ctx, file, K::AttnOutW, K::AttnOutRq, l);
         obs.observe(Point::AttnSum, layer, Fixed::I32(x));
 
         // SwiGLU block.
-        let e = rms_norm_i32(xq, x, file.tensor(K::RmsFfn, l), eps);
-        to_wide(v.gate, xq, e, file, K::GateW, K::GateRq, l);
-        to_wide(v.up, xq, e, file, K::UpW, K::UpRq, l);
+        rms_norm_i32(v.context, x, file.tensor(K::RmsFfn, l), eps);
+        let r = narrow_row_scaled(xq, v.context);
+        to_wide(v.gate, xq, &r, file, K::GateW, K::GateRq, l);
+        to_wide(v.up, xq, &r, file, K::UpW, K::UpRq, l);
         for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
             let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
             *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
         }
         obs.observe(Point::Act, layer, Fixed::I32(v.gate));
         let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
-        let e_h = narrow_row(hq, v.gate);
-        add_projection(x, hq, e_h, file, K::DownW, K::DownRq, l);
+        let r_h = narrow_row_scaled(hq, v.gate);
+        add_projection(x, hq, &r_h, file, K::DownW, K::DownRq, l);
         obs.observe(Point::FfnSum, layer, Fixed::I32(x));
     }
 
     if logits {
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
-        let e = rms_norm_i32(xq, x, file.tensor(K::RmsFinal, None), eps);
+        rms_norm_i32(v.context, x, file.tensor(K::RmsFinal, None), eps);
+        let r = narrow_row_scaled(xq, v.context);
         let head = if dec.separate_output {
             K::OutputW
         } else {
@@ -158,7 +166,7 @@ pub(crate) fn step<O: FixedObserver>(
         let out = &mut *v.logits;
         matvec_i8(out.len(), xq, file.tensor(head, None), &[], |o, acc| {
             if let Some(y) = out.get_mut(o) {
-                let q16 = Requant::from_table(rq, o).apply_scaled(acc, e);
+                let q16 = Requant::from_table(rq, o).product(&r).apply(acc);
                 *y = q16.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             }
         });
@@ -166,21 +174,30 @@ pub(crate) fn step<O: FixedObserver>(
     }
 }
 
-/// `out = sat_r(rq(W xq * 2^e))` on a wide grid (`out.len()` rows of `W`).
-fn to_wide(out: &mut [i32], xq: &[i8], e: u32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
+/// `out = sat_r(rq r (W xq))` on a wide grid (`out.len()` rows of `W`), for an input
+/// row of scale `r`.
+fn to_wide(
+    out: &mut [i32],
+    xq: &[i8],
+    r: &Requant,
+    file: &ModelFile<'_>,
+    w: K,
+    rq: K,
+    l: Option<u16>,
+) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     matvec_i8(out.len(), xq, file.tensor(w, l), &[], |o, acc| {
         if let Some(y) = out.get_mut(o) {
-            *y = saturate_residual(Requant::from_table(rq, o).apply_scaled(acc, e));
+            *y = saturate_residual(Requant::from_table(rq, o).product(r).apply(acc));
         }
     });
 }
 
-/// `x += rq(W xq * 2^e)`: a projection back into the residual stream.
+/// `x += rq r (W xq)`: a projection back into the residual stream.
 fn add_projection(
     x: &mut [i32],
     xq: &[i8],
-    e: u32,
+    r: &Requant,
     file: &ModelFile<'_>,
     w: K,
     rq: K,
@@ -188,9 +205,9 @@ fn add_projection(
 ) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     matvec_i8(x.len(), xq, file.tensor(w, l), &[], |o, acc| {
-        if let Some(r) = x.get_mut(o) {
-            let add = Requant::from_table(rq, o).apply_scaled(acc, e);
-            *r = saturate_residual(i64::from(*r) + add);
+        if let Some(res) = x.get_mut(o) {
+            let add = Requant::from_table(rq, o).product(r).apply(acc);
+            *res = saturate_residual(i64::from(*res) + add);
         }
     });
 }
