@@ -107,8 +107,8 @@ mod tests {
             }
         }
         // The Q14 grid (half a step is 3.1e-5) plus the rounding of the residual
-        // grid and of gamma: measured 1.7e-4.
-        assert!(worst < 2.5e-4, "worst absolute error {worst}");
+        // grid and of gamma, on outputs up to about 20: measured 2.8e-4.
+        assert!(worst < 4e-4, "worst absolute error {worst}");
     }
 
     #[test]
