@@ -358,7 +358,9 @@ impl Config {
                     });
                 }
                 // RoPE rotates pairs of dimensions.
-                if !self.hidden.is_multiple_of(self.heads) || (self.hidden / self.heads) % 2 != 0 {
+                if !self.hidden.is_multiple_of(self.heads)
+                    || !(self.hidden / self.heads).is_multiple_of(2)
+                {
                     return Err(FormatError::ConfigOutOfRange {
                         field: "head_dim",
                         value: self.hidden / self.heads,

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests that forge model files
-//! (`tests/format.rs`, `tests/properties.rs`).
+//! (`tests/format.rs`, `tests/properties.rs`, `tests/decoder.rs`; each uses a subset).
+#![allow(dead_code)]
 
 use tinyformer::format::{file_crc32, header, HEADER_LEN};
 
@@ -19,7 +20,6 @@ pub fn restamp_crc(bytes: &mut [u8]) {
 /// 259-token byte-level vocabulary (`<unk>`, `<s>`, `</s>`, 256 byte pieces), context
 /// `max_seq`. Weights are random; int8 requantization pairs are valid but arbitrary,
 /// so an int8 model's outputs mean nothing beyond exercising every path.
-#[allow(dead_code)]
 pub fn tiny_decoder(
     weight_dtype: tinyformer::format::DType,
     separate_output: bool,

@@ -413,7 +413,6 @@ pub fn convert_int8(
         None,
         rq(out_scales.iter().map(|s| s * norm_in * logit_unit)),
     );
-    drop(push);
     assemble(&config, tokenizer, &out)
 }
 

@@ -106,7 +106,7 @@ impl<'m, 'r> State<'m, 'r> {
                 got: arena.len(),
             });
         }
-        if arena.as_ptr() as usize % ARENA_ALIGN != 0 {
+        if !(arena.as_ptr() as usize).is_multiple_of(ARENA_ALIGN) {
             return Err(Error::ArenaMisaligned { align: ARENA_ALIGN });
         }
         Ok(Self {
