@@ -13,7 +13,9 @@
  *
  * Every executed instruction adds one to a counter (inline, no callback); reaching
  * `begin` snapshots the counter, reaching `end` adds the difference to the total of
- * measured regions. At exit it prints `INSNS regions=N total=T`.
+ * measured regions. At exit it prints `INSNS regions=N total=T all=A` (A: every
+ * instruction the guest executed). With the argument `each=1` it first prints one
+ * `REGION <index> <instructions>` line per region, as each region ends.
  *
  * The few declarations below are written from QEMU's documented plugin API
  * (version 1, as in QEMU 7.x), so no QEMU headers are needed to build it:
@@ -53,6 +55,7 @@ static uint64_t started;    /* `executed` when `begin` was reached */
 static uint64_t measured;   /* sum over complete regions */
 static uint64_t regions;
 static int inside;
+static int each;   /* print every region's count */
 static uint64_t begin_addr, end_addr;
 static const char *begin_sym, *end_sym;
 
@@ -72,6 +75,11 @@ static void on_end(unsigned int vcpu, void *udata) {
     (void)vcpu; (void)udata;
     if (inside) {
         measured += executed - started;
+        if (each) {
+            char line[80];
+            snprintf(line, sizeof line, "REGION %" PRIu64 " %" PRIu64 "\n", regions, executed - started);
+            qemu_plugin_outs(line);
+        }
         regions++;
         inside = 0;
     }
@@ -111,6 +119,7 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "begin=", 6) == 0) begin_addr = strtoull(argv[i] + 6, NULL, 0);
         if (strncmp(argv[i], "end=", 4) == 0) end_addr = strtoull(argv[i] + 4, NULL, 0);
+        if (strcmp(argv[i], "each=1") == 0) each = 1;
         /* Copies: QEMU may free the arguments after install. */
         if (strncmp(argv[i], "begin_sym=", 10) == 0) begin_sym = strdup(argv[i] + 10);
         if (strncmp(argv[i], "end_sym=", 8) == 0) end_sym = strdup(argv[i] + 8);
