@@ -40,8 +40,11 @@
 //! logits; greedy calls (`T = 0`) do not touch it.
 //!
 //! **Accuracy.** The probabilities `w_i / W` differ from an f64 softmax of
-//! `(l_i - max) / T` by at most 1.2e-6 absolute and 1.1e-5 relative (for probabilities
-//! above 1e-6), measured over random rows in the test `probabilities_match_f64_softmax`.
+//! `(l_i - max) / T` by at most 1.5e-6 absolute; relatively by 7.4e-6 for probabilities
+//! above 1e-3 and 3.6e-4 above 1e-6 (where the last Q30 unit of small weights
+//! dominates). Measured over 2,000 random rows (test `probabilities_match_f64_softmax`);
+//! a million draws match the f64 softmax with chi-square 12.9 and 6.1 (11 degrees of
+//! freedom) at temperatures 1 and 0.5 (`frequencies_match_softmax`).
 //!
 //! # Scratch
 //!
@@ -55,8 +58,9 @@
 //! [`SamplerSettings::from_f32`] use `f32`: they convert at the boundary (command-line
 //! options, a float model's logits) and are not part of the sampling path. They are not
 //! behind the `std` feature because a float model on a microcontroller with an FPU needs
-//! them too; integer-only firmware that does not call them links no float routine
-//! (`tools/check-no-float.sh`).
+//! them too. Integer-only firmware that does not call them links no float routine: a
+//! `thumbv6m-none-eabi` (Cortex-M0+) binary running every path of [`Sampler::sample`]
+//! links no soft-float symbol (the check of `tools/check-no-float.sh`).
 //!
 //! ```
 //! use tinyformer::model::decoder::sample::{scratch_len, Sampler, SamplerSettings};
@@ -776,9 +780,13 @@ mod tests {
     #[test]
     fn top_k_draws_only_from_the_k_largest() {
         let mut state = 17u64;
-        let (cases, draws) = if cfg!(miri) { (12, 5) } else { (400, 50) };
+        let (cases, draws, max_n) = if cfg!(miri) {
+            (8, 4, 40)
+        } else {
+            (400, 50, 300)
+        };
         for case in 0..cases {
-            let n = 2 + (next(&mut state) % 300) as usize;
+            let n = 2 + (next(&mut state) % max_n) as usize;
             let mut logits = random_logits(&mut state, n, [0.5, 3.0, 20.0][case % 3]);
             if case % 2 == 0 {
                 logits.iter_mut().for_each(|l| *l &= !0x3FFF); // ties
@@ -807,9 +815,13 @@ mod tests {
     fn top_p_draws_only_from_the_f64_nucleus() {
         let mut state = 23u64;
         let (mut cases, mut differ) = (0, 0);
-        let (rows, draws) = if cfg!(miri) { (12, 5) } else { (600, 40) };
+        let (rows, draws, max_n) = if cfg!(miri) {
+            (8, 4, 40)
+        } else {
+            (600, 40, 400)
+        };
         for case in 0..rows {
-            let n = 1 + (next(&mut state) % 400) as usize;
+            let n = 1 + (next(&mut state) % max_n) as usize;
             let logits = random_logits(&mut state, n, [0.5, 3.0, 10.0][case % 3]);
             let top_p_q16 = 1 + (next(&mut state) % u64::from(Q16_ONE - 1)) as u32;
             let top_k = [0, 0, 10, 100][case % 4];
@@ -849,6 +861,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence_and_seed_zero_works() {
+        let (length, uniform_draws) = if cfg!(miri) { (20, 400) } else { (200, 8000) };
         let mut state = 29u64;
         let logits = random_logits(&mut state, 50, 2.0);
         for s in [
@@ -858,24 +871,27 @@ mod tests {
         ] {
             let mut a = Sampler::new(s, 1234).unwrap();
             let mut b = Sampler::new(s, 1234).unwrap();
-            let first = draw(&mut a, &logits, 200);
-            assert_eq!(first, draw(&mut b, &logits, 200));
+            let first = draw(&mut a, &logits, length);
+            assert_eq!(first, draw(&mut b, &logits, length));
             // A clone continues the same stream.
             let mut c = a.clone();
-            assert_eq!(draw(&mut a, &logits, 50), draw(&mut c, &logits, 50));
+            assert_eq!(draw(&mut a, &logits, length), draw(&mut c, &logits, length));
             let mut other = Sampler::new(s, 1235).unwrap();
-            assert_ne!(first, draw(&mut other, &logits, 200));
+            assert_ne!(first, draw(&mut other, &logits, length));
         }
         // Seed 0 is not xorshift's fixed point: uniform logits over 8 tokens draw each
-        // about 1/8 of the time, and the stream differs from seed 1's.
+        // about 1/8 of the time (within 5 standard deviations), and the stream differs
+        // from seed 1's.
         let mut zero = Sampler::new(settings(Q16_ONE, 0, Q16_ONE), 0).unwrap();
         let mut one = Sampler::new(settings(Q16_ONE, 0, Q16_ONE), 1).unwrap();
-        let tokens = draw(&mut zero, &[7; 8], 8000);
+        let tokens = draw(&mut zero, &[7; 8], uniform_draws);
+        let expected = uniform_draws as f64 / 8.0;
         for t in 0..8 {
-            let count = tokens.iter().filter(|&&x| x == t).count();
-            assert!((850..1150).contains(&count), "token {t}: {count}");
+            let count = tokens.iter().filter(|&&x| x == t).count() as f64;
+            let sigma = (expected * 7.0 / 8.0).sqrt();
+            assert!((count - expected).abs() < 5.0 * sigma, "token {t}: {count}");
         }
-        assert_ne!(tokens, draw(&mut one, &[7; 8], 8000));
+        assert_ne!(tokens, draw(&mut one, &[7; 8], uniform_draws));
         assert_ne!(XorShift64Star::new(0).state, 0);
     }
 
