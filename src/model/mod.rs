@@ -10,6 +10,7 @@
 //! Both work token row by token row, so the only `[seq, hidden]` buffers are the layer
 //! state `x` and the keys and values; see [`Plan`].
 
+pub mod decoder;
 mod float;
 mod int8;
 mod plan;
