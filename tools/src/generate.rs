@@ -6,7 +6,7 @@ use serde_json::json;
 use std::io::Write as _;
 use std::path::Path;
 use tinyformer::format::writer::AlignedBuf;
-use tinyformer::model::decoder::sample::{Sampler, SamplerSettings};
+use tinyformer::model::decoder::sample::{logit_to_q16, Sampler, SamplerSettings};
 use tinyformer::tokenizer::sentencepiece::SentencePiece;
 use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::{Decoder, Logits, State};
@@ -121,12 +121,11 @@ impl GenerateOptions {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bail!("--top-p must be in (0, 1]");
         }
-        let q16 = |v: f32| (f64::from(v) * 65536.0).round().min(f64::from(u32::MAX)) as u32;
-        Ok(SamplerSettings {
-            temperature_q16: q16(self.temperature),
-            top_k: self.top_k,
-            top_p_q16: q16(self.top_p),
-        })
+        Ok(SamplerSettings::from_f32(
+            self.temperature,
+            self.top_k,
+            self.top_p,
+        ))
     }
 }
 
@@ -224,10 +223,7 @@ fn pick(
     let logits_q16 = match logits {
         Logits::Q16(l) => l,
         Logits::F32(l) => {
-            q16 = l
-                .iter()
-                .map(|&v| (f64::from(v) * 65536.0).round().clamp(-2e9, 2e9) as i32)
-                .collect();
+            q16 = l.iter().map(|&v| logit_to_q16(v)).collect();
             &q16
         }
     };

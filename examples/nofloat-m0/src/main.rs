@@ -8,6 +8,7 @@
 
 use cortex_m_rt::entry;
 use panic_halt as _;
+use tinyformer::model::decoder::sample::{Sampler, SamplerSettings};
 use tinyformer::model::probabilities_q15;
 use tinyformer::tokenizer::sentencepiece::SentencePiece;
 use tinyformer::tokenizer::stream::Utf8Stream;
@@ -61,10 +62,21 @@ fn generate(bytes: &[u8], arena: &mut [u8]) {
     let Ok(mut state) = State::new(&model, arena, 16) else {
         return;
     };
+    // Every sampler path: temperature, top-k and top-p (settings unknown to the
+    // compiler).
+    let settings = core::hint::black_box(SamplerSettings {
+        temperature_q16: 52_429,
+        top_k: 40,
+        top_p_q16: 58_982,
+    });
+    let Ok(mut sampler) = Sampler::new(settings, 42) else {
+        return;
+    };
+    let mut scratch = [0u32; 512];
     let mut stream = Utf8Stream::new();
     let mut prev = model.params().bos_id;
     let mut next = match state.prefill_fixed(&ids[..len]) {
-        Ok(logits) => argmax(logits),
+        Ok(logits) => sampler.sample(logits, &mut scratch).unwrap_or(0),
         Err(_) => return,
     };
     while let Ok(logits) = state.step_fixed(next) {
@@ -72,16 +84,6 @@ fn generate(bytes: &[u8], arena: &mut [u8]) {
             core::hint::black_box(s);
         });
         prev = next;
-        next = argmax(logits);
+        next = sampler.sample(logits, &mut scratch).unwrap_or(0);
     }
-}
-
-fn argmax(logits: &[i32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
