@@ -181,6 +181,31 @@ fn strided_row(m: &[i8], j: usize, stride: usize, cols: usize) -> &[i8] {
         .unwrap_or(&[])
 }
 
+/// Dot products shorter than this skip the dispatched kernels in [`dots_i8_with`].
+const SHORT_DOT: usize = 16;
+
+/// [`dots_i8_reference`] for `q.len() == N`: fixed-length products the compiler
+/// unrolls (and vectorises where it can). A key row the slice does not hold
+/// completely gives 0, as in the reference.
+#[inline]
+fn short_dots<const N: usize>(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    let Ok(q) = <&[i8; N]>::try_from(q) else {
+        return;
+    };
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = match <&[i8; N]>::try_from(strided_row(keys, j, stride, N)) {
+            Ok(key) => {
+                let mut acc = 0i32;
+                for i in 0..N {
+                    acc += i32::from(q[i]) * i32::from(key[i]);
+                }
+                acc
+            }
+            Err(_) => 0,
+        };
+    }
+}
+
 /// [`dots_i8_reference`], computed by the fastest available kernel.
 #[inline]
 pub fn dots_i8(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
@@ -191,6 +216,23 @@ pub fn dots_i8(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
 /// available).
 #[inline]
 pub fn dots_i8_with(kernel: Int8Kernel, out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+    // (Not on the Cortex-M DSP kernel, whose per-call set-up is small: measured
+    // under QEMU, the plain loop costs it more instructions.)
+    if q.len() < SHORT_DOT && !matches!(kernel, Int8Kernel::Dsp) {
+        // Heads this short (a decoder's 8) are a handful of products per key: a plain
+        // loop over the key rows, unrolled for the common lengths, beats any kernel's
+        // per-call set-up.
+        match q.len() {
+            4 => short_dots::<4>(out, q, keys, stride),
+            8 => short_dots::<8>(out, q, keys, stride),
+            _ => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = dot_i8_reference(q, strided_row(keys, j, stride, q.len()));
+                }
+            }
+        }
+        return;
+    }
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::AvxVnni if avx_vnni_available() => {
