@@ -7,6 +7,13 @@
 //! multiply-accumulates (criterion prints elements/s: read as MAC/s), element-wise
 //! kernels in elements. The int8 matvec runs once per available kernel (scalar
 //! reference, AVX2, ...), so the ratio comes from one run on the same machine.
+//!
+//! The decoder benches time one decode step at positions around 128 of the shape of
+//! llama2.c's stories260K (hidden 64, 5 layers, 8 query and 4 key/value heads, ffn 172,
+//! vocab 512, context 512): int8 on the committed `models/stories260K/stories260K-int8.tfm`,
+//! f32 and f16 on random weights of the same shape. Their throughput is one element per
+//! step: criterion's elements/s are decode tokens/s. `tools/bench/compare_llama2c.py`
+//! times whole greedy decodes against llama2.c's `run.c`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -14,7 +21,7 @@ use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
 use tinyformer::format::{
     scalar, tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind,
 };
-use tinyformer::{Input, Model};
+use tinyformer::{Decoder, Input, Model, State};
 
 /// An encoder shape.
 struct Shape {
@@ -313,5 +320,157 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, kernels);
+/// The decoder shape of llama2.c's stories260K.
+struct DecoderShape {
+    hidden: u32,
+    layers: u32,
+    heads: u32,
+    kv_heads: u32,
+    ffn: u32,
+    vocab: u32,
+    max_seq: u32,
+}
+
+const STORIES260K: DecoderShape = DecoderShape {
+    hidden: 64,
+    layers: 5,
+    heads: 8,
+    kv_heads: 4,
+    ffn: 172,
+    vocab: 512,
+    max_seq: 512,
+};
+
+/// The committed stories260K int8 model (converted from llama2.c's checkpoint, see
+/// `models/stories260K/README.md`).
+static STORIES260K_INT8: &[u8] =
+    tinyformer::include_model!("../models/stories260K/stories260K-int8.tfm");
+
+/// A random float decoder of `shape` (`dtype` F32 or F16): weights uniform in
+/// ±0.05, unit RMSNorm weights, tied output head, a llama2.c-style vocabulary
+/// (`<unk>`, `<s>`, `</s>`, 256 byte pieces, then made-up pieces).
+fn random_decoder(shape: &DecoderShape, dtype: DType) -> AlignedBuf {
+    use tinyformer::format::DecoderParams;
+    use tinyformer::tokenizer::sentencepiece::{encode_section, SentencePieceConfig};
+    let config = Config {
+        arch: Arch::LlamaDecoder,
+        weight_dtype: dtype,
+        activation: Activation::Silu,
+        pooling: Pooling::None,
+        vocab_size: shape.vocab,
+        hidden: shape.hidden,
+        layers: shape.layers,
+        heads: shape.heads,
+        ffn: shape.ffn,
+        max_positions: shape.max_seq,
+        type_vocab: 0,
+        num_labels: 0,
+        max_seq: shape.max_seq,
+        layer_norm_eps_bits: 1e-5f32.to_bits(),
+        decoder: Some(DecoderParams {
+            kv_heads: shape.kv_heads,
+            rope_theta_bits: 10000f32.to_bits(),
+            bos_id: 1,
+            eos_id: 2,
+            separate_output: false,
+        }),
+    };
+    let mut pieces: Vec<Vec<u8>> = vec![b"<unk>".to_vec(), b"<s>".to_vec(), b"</s>".to_vec()];
+    pieces.extend((0..=255u8).map(|b| format!("<0x{b:02X}>").into_bytes()));
+    let made_up = shape.vocab as usize - pieces.len();
+    pieces.extend((0..made_up).map(|i| format!("piece{i}").into_bytes()));
+    let piece_refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+    let scores = vec![0.0f32; pieces.len()];
+    let section = encode_section(&piece_refs, &scores, &SentencePieceConfig::llama2c()).unwrap();
+    let mut state = 3u64;
+    let mut weight = || (lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05;
+    let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(&config))
+        .map(|i| {
+            let spec = tensor_spec(&config, i).unwrap();
+            let n = (spec.dims[0] * spec.dims[1]) as usize;
+            let norm = matches!(
+                spec.kind,
+                TensorKind::RmsAttn | TensorKind::RmsFfn | TensorKind::RmsFinal
+            );
+            let bytes: Vec<u8> = match spec.dtype {
+                DType::F32 => (0..n)
+                    .flat_map(|_| if norm { 1.0 } else { weight() }.to_le_bytes())
+                    .collect(),
+                DType::F16 => (0..n)
+                    .flat_map(|_| {
+                        half::f16::from_f32(if norm { 1.0 } else { weight() }).to_le_bytes()
+                    })
+                    .collect(),
+                other => panic!("random_decoder: {other:?} tensor in a float decoder"),
+            };
+            (spec.kind, spec.layer, bytes)
+        })
+        .collect();
+    let tensors = TensorData::borrow_all(&payloads);
+    AlignedBuf::from_bytes(&write_model(&config, &section, &[], &tensors).unwrap())
+}
+
+/// Positions whose steps are timed: `DECODE_FROM..DECODE_TO`, around 128 on average
+/// (a step's attention cost is linear in its position).
+const DECODE_FROM: usize = 96;
+const DECODE_TO: usize = 160;
+
+/// One decode step (logits included) at positions around 128, in tokens/s.
+fn decoder(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_step/stories260K");
+    group.sample_size(20);
+    // Untimed prefills make each measured second cost about 2.5 s of wall time.
+    group.measurement_time(std::time::Duration::from_secs(2));
+    group.throughput(Throughput::Elements(1));
+    let f32_model = random_decoder(&STORIES260K, DType::F32);
+    let f16_model = random_decoder(&STORIES260K, DType::F16);
+    let models: [(&str, &[u8]); 3] = [
+        ("int8 (committed file)", STORIES260K_INT8),
+        ("f32 (random weights)", f32_model.as_bytes()),
+        ("f16 (random weights)", f16_model.as_bytes()),
+    ];
+    for (label, bytes) in models {
+        let model = Decoder::from_bytes(bytes).unwrap();
+        let ctx = STORIES260K.max_seq as usize;
+        let mut arena = vec![0u128; model.arena_bytes(ctx).unwrap().div_ceil(16)];
+        let mut state = State::new(&model, bytemuck::cast_slice_mut(&mut arena), ctx).unwrap();
+        // Token ids of no meaning, fixed so every run is the same.
+        let ids: Vec<u32> = (0..DECODE_TO as u32)
+            .map(|i| (i * 37 + 5) % STORIES260K.vocab)
+            .collect();
+        // Random float weights time like real ones only while the activations stay
+        // finite (no NaN or infinity); checked once over the whole window.
+        if let tinyformer::Logits::F32(logits) = state.prefill(&ids).unwrap() {
+            assert!(
+                logits.iter().all(|v| v.is_finite()),
+                "{label}: non-finite logits"
+            );
+        }
+        state.reset();
+        group.bench_function(
+            BenchmarkId::new(label, format!("pos {DECODE_FROM}..{DECODE_TO}")),
+            |b| {
+                // Each timed iteration is one step; the prefill up to DECODE_FROM that
+                // every window of steps needs is outside the timer.
+                b.iter_custom(|iters| {
+                    let mut timed = std::time::Duration::ZERO;
+                    for _ in 0..iters {
+                        if state.pos() == 0 || state.pos() == DECODE_TO {
+                            state.reset();
+                            state.prefill(&ids[..DECODE_FROM]).unwrap();
+                        }
+                        let token = ids[state.pos()];
+                        let start = std::time::Instant::now();
+                        black_box(state.step(black_box(token)).unwrap());
+                        timed += start.elapsed();
+                    }
+                    timed
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, kernels, decoder);
 criterion_main!(benches);
