@@ -10,8 +10,9 @@
 //! logits = Wout rmsnorm(x)
 //! ```
 
-use super::plan::{views, DecoderPlan};
-use crate::format::{ModelFile, TensorKind as K};
+use super::plan::views;
+use super::{Shape, Step};
+use crate::format::TensorKind as K;
 use crate::kernels::attention::attend_f32;
 use crate::kernels::gelu::silu;
 use crate::kernels::matvec::{matvec_f32, Weight};
@@ -22,21 +23,24 @@ use crate::model::{Observer, Point};
 
 /// Runs `token` at position `pos` (`< plan.ctx`, checked by the caller), writing its
 /// keys and values into the cache and, if `logits` is set, the next-token logits.
-pub(crate) fn step<W: Weight, O: Observer>(
-    file: &ModelFile<'_>,
-    plan: &DecoderPlan,
-    arena: &mut [u8],
-    token: u32,
-    pos: usize,
-    logits: bool,
-    obs: &mut O,
-) {
+pub(crate) fn step<W: Weight, O: Observer>(step: &Step<'_, '_>, arena: &mut [u8], obs: &mut O) {
+    let Step {
+        file,
+        plan,
+        token,
+        pos,
+        logits,
+    } = *step;
     let config = file.config();
     let Some(dec) = config.decoder else { return };
-    let (hidden, ffn) = (config.hidden as usize, config.ffn as usize);
-    let (heads, head_dim) = (config.heads as usize, config.head_dim());
-    let kv_dim = config.kv_dim();
-    let group = heads / config.kv_heads().max(1);
+    let Shape {
+        hidden,
+        ffn,
+        heads,
+        head_dim,
+        kv_dim,
+        group,
+    } = Shape::of(config);
     let eps = config.layer_norm_eps();
     let theta = dec.rope_theta();
     let scale = 1.0 / libm::sqrtf(head_dim as f32);

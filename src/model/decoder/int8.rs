@@ -23,7 +23,8 @@
 //!
 //! The scales are the converter's, folded into the `*Rq` tables (`docs/FORMAT.md`).
 
-use super::plan::{views, DecoderPlan};
+use super::plan::views;
+use super::{Shape, Step};
 use crate::format::{scalar, ModelFile, TensorKind as K};
 use crate::kernels::attention::attend_i8;
 use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
@@ -39,21 +40,24 @@ pub const KEY_WIDE_BITS: u32 = 8;
 
 /// Runs `token` at position `pos` (`< plan.ctx`, checked by the caller); see
 /// [`super::float::step`].
-pub(crate) fn step<O: FixedObserver>(
-    file: &ModelFile<'_>,
-    plan: &DecoderPlan,
-    arena: &mut [u8],
-    token: u32,
-    pos: usize,
-    logits: bool,
-    obs: &mut O,
-) {
+pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs: &mut O) {
+    let Step {
+        file,
+        plan,
+        token,
+        pos,
+        logits,
+    } = *step;
     let config = file.config();
     let Some(dec) = config.decoder else { return };
-    let (hidden, ffn) = (config.hidden as usize, config.ffn as usize);
-    let (heads, head_dim) = (config.heads as usize, config.head_dim());
-    let kv_dim = config.kv_dim();
-    let group = heads / config.kv_heads().max(1);
+    let Shape {
+        hidden,
+        ffn,
+        heads,
+        head_dim,
+        kv_dim,
+        group,
+    } = Shape::of(config);
     let scalars: &[i32] = file.tensor(K::DecScalars, None);
     let eps = {
         let part = |i| scalars.get(scalar::RMS_EPS + i).copied().unwrap_or(0);

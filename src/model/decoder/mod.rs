@@ -222,8 +222,14 @@ impl<'m, 'r> State<'m, 'r> {
     fn run<S: Stepper>(&mut self, token: u32, logits: bool, stepper: &mut S) -> Result<(), Error> {
         self.check_room(1)?;
         self.check_token(0, token)?;
-        let (file, plan, pos) = (&self.model.file, &self.plan, self.pos);
-        stepper.step(file, plan, &mut *self.arena, token, pos, logits)?;
+        let step = Step {
+            file: &self.model.file,
+            plan: &self.plan,
+            token,
+            pos: self.pos,
+            logits,
+        };
+        stepper.step(&step, &mut *self.arena)?;
         self.pos += 1;
         Ok(())
     }
@@ -245,19 +251,45 @@ impl<'m, 'r> State<'m, 'r> {
     }
 }
 
+/// One step: which token goes where, and whether its logits are wanted.
+pub(crate) struct Step<'s, 'f> {
+    pub file: &'s ModelFile<'f>,
+    pub plan: &'s DecoderPlan,
+    pub token: u32,
+    pub pos: usize,
+    pub logits: bool,
+}
+
+/// The model's dimensions as the steps use them.
+pub(crate) struct Shape {
+    pub hidden: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub kv_dim: usize,
+    /// Query heads per key/value head.
+    pub group: usize,
+}
+
+impl Shape {
+    pub fn of(config: &Config) -> Self {
+        let heads = config.heads as usize;
+        Self {
+            hidden: config.hidden as usize,
+            ffn: config.ffn as usize,
+            heads,
+            head_dim: config.head_dim(),
+            kv_dim: config.kv_dim(),
+            group: heads / config.kv_heads().max(1),
+        }
+    }
+}
+
 /// Which step functions a call may reach: keeping the int8-only entry points free of
 /// any reference to the float step keeps floating-point code out of firmware that
 /// uses only them.
 trait Stepper {
-    fn step(
-        &mut self,
-        file: &ModelFile<'_>,
-        plan: &DecoderPlan,
-        arena: &mut [u8],
-        token: u32,
-        pos: usize,
-        logits: bool,
-    ) -> Result<(), Error>;
+    fn step(&mut self, step: &Step<'_, '_>, arena: &mut [u8]) -> Result<(), Error>;
 }
 
 /// Any weight dtype.
@@ -268,54 +300,30 @@ struct Int8Only<'o, F>(&'o mut F);
 struct FloatOnly<'o, O>(&'o mut O);
 
 impl<O: Observer, F: FixedObserver> Stepper for Any<'_, O, F> {
-    fn step(
-        &mut self,
-        file: &ModelFile<'_>,
-        plan: &DecoderPlan,
-        arena: &mut [u8],
-        token: u32,
-        pos: usize,
-        logits: bool,
-    ) -> Result<(), Error> {
-        if file.config().is_int8() {
-            Int8Only(&mut *self.1).step(file, plan, arena, token, pos, logits)
+    fn step(&mut self, step: &Step<'_, '_>, arena: &mut [u8]) -> Result<(), Error> {
+        if step.file.config().is_int8() {
+            Int8Only(&mut *self.1).step(step, arena)
         } else {
-            FloatOnly(&mut *self.0).step(file, plan, arena, token, pos, logits)
+            FloatOnly(&mut *self.0).step(step, arena)
         }
     }
 }
 
 impl<F: FixedObserver> Stepper for Int8Only<'_, F> {
-    fn step(
-        &mut self,
-        file: &ModelFile<'_>,
-        plan: &DecoderPlan,
-        arena: &mut [u8],
-        token: u32,
-        pos: usize,
-        logits: bool,
-    ) -> Result<(), Error> {
-        if !file.config().is_int8() {
+    fn step(&mut self, step: &Step<'_, '_>, arena: &mut [u8]) -> Result<(), Error> {
+        if !step.file.config().is_int8() {
             return Err(Error::NotQuantized);
         }
-        int8::step(file, plan, arena, token, pos, logits, self.0);
+        int8::step(step, arena, self.0);
         Ok(())
     }
 }
 
 impl<O: Observer> Stepper for FloatOnly<'_, O> {
-    fn step(
-        &mut self,
-        file: &ModelFile<'_>,
-        plan: &DecoderPlan,
-        arena: &mut [u8],
-        token: u32,
-        pos: usize,
-        logits: bool,
-    ) -> Result<(), Error> {
-        match file.config().weight_dtype {
-            DType::F16 => float::step::<f16, O>(file, plan, arena, token, pos, logits, self.0),
-            DType::F32 => float::step::<f32, O>(file, plan, arena, token, pos, logits, self.0),
+    fn step(&mut self, step: &Step<'_, '_>, arena: &mut [u8]) -> Result<(), Error> {
+        match step.file.config().weight_dtype {
+            DType::F16 => float::step::<f16, O>(step, arena, self.0),
+            DType::F32 => float::step::<f32, O>(step, arena, self.0),
             _ => return Err(Error::NotFloat),
         }
         Ok(())
