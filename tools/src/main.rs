@@ -47,10 +47,12 @@ enum Command {
         /// Output model file (written atomically).
         #[arg(short, long)]
         output: PathBuf,
-        /// Weight precision.
-        #[arg(long, value_enum, default_value = "int8")]
-        dtype: Precision,
-        /// Text file for int8 calibration, one sample per line (required for int8).
+        /// Weight precision [default: int8, which needs --calibration; without it,
+        /// choose f16 or f32].
+        #[arg(long, value_enum)]
+        dtype: Option<Precision>,
+        /// Text file for int8 calibration: real text like the model's inputs, one
+        /// sample per line (required for int8, unused by f16 and f32).
         #[arg(long)]
         calibration: Option<PathBuf>,
         /// Longest sequence the model accepts, tokens incl. [CLS]/[SEP].
@@ -223,6 +225,8 @@ fn run(command: Command) -> Result<()> {
             max_seq,
             compensate_rounding,
         } => {
+            let dtype = convert_dtype(dtype, calibration.as_deref())?;
+            let calibration = calibration.filter(|_| dtype == Precision::Int8);
             if model_dir.is_file() {
                 tinyformer_cli::generate::cmd_convert_llama2c(
                     &model_dir,
@@ -325,6 +329,34 @@ fn run(command: Command) -> Result<()> {
                 tinyformer_cli::bench::cmd_bench(&model, &seq, iters, rows, json)
             }
         }
+    }
+}
+
+/// `--dtype` defaults to int8, which is what a microcontroller wants but needs
+/// calibration text to set the activation scales. Without `--calibration` the default
+/// is refused with what to add (rather than quietly writing a float file four times
+/// the size): the user chooses between calibrating and a float dtype. A calibration
+/// file with a float dtype is unused, and said so.
+fn convert_dtype(dtype: Option<Precision>, calibration: Option<&Path>) -> Result<Precision> {
+    match (dtype, calibration) {
+        (None | Some(Precision::Int8), None) => bail!(
+            "{} needs calibration text to set the activation scales: add `--calibration FILE` \
+             (real text like the model's inputs, one sample per line), or convert to float \
+             weights with `--dtype f16` (or `--dtype f32`)",
+            if dtype.is_none() {
+                "int8, the default --dtype,"
+            } else {
+                "--dtype int8"
+            }
+        ),
+        (Some(float), Some(path)) if float != Precision::Int8 => {
+            eprintln!(
+                "warning: --calibration {} is unused: only int8 is calibrated",
+                path.display()
+            );
+            Ok(float)
+        }
+        (dtype, _) => Ok(dtype.unwrap_or(Precision::Int8)),
     }
 }
 
