@@ -5,7 +5,7 @@
 # Prints per target the executions run, the corpus size and the crashes; exits non-zero
 # if any target crashed, hung (-timeout) or ran out of memory (-rss_limit_mb). Crash
 # inputs land in fuzz/artifacts/<target>/; reproduce one with
-#   (cd fuzz && cargo +nightly fuzz run TARGET artifacts/TARGET/crash-...)
+#   (cd fuzz && cargo "+$(<../tools/nightly-toolchain)" fuzz run TARGET artifacts/TARGET/crash-...)
 # Usage: tools/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,16 +14,19 @@ targets=(validate tokenize classify convert_read)
 t0=$(date +%s)
 
 echo "== fuzz setup"
-# cargo fuzz needs nightly (-Zsanitizer). Where no nightly can be installed (machines
-# that fetch no toolchain), the stable toolchain builds the same thing with
-# RUSTC_BOOTSTRAP=1, which lets it accept the unstable sanitizer flag.
-if rustup run nightly rustc --version >/dev/null 2>&1 ||
-  rustup toolchain install nightly --profile minimal >/dev/null 2>&1; then
-  toolchain=nightly
+# cargo fuzz needs nightly (-Zsanitizer): the one pinned by date in
+# tools/nightly-toolchain (shared with tools/miri.sh), installed under that name if
+# missing, so the machine's `nightly` and default toolchains are left alone. Where it
+# cannot be installed (machines that fetch no toolchain), the stable toolchain builds
+# the same thing with RUSTC_BOOTSTRAP=1, which lets it accept the unstable sanitizer flag.
+nightly=$(<tools/nightly-toolchain)
+if rustup run "$nightly" rustc --version >/dev/null 2>&1 ||
+  rustup toolchain install "$nightly" --profile minimal >/dev/null 2>&1; then
+  toolchain=$nightly
 else
   toolchain=stable
   export RUSTC_BOOTSTRAP=1
-  echo "nightly unavailable: using stable with RUSTC_BOOTSTRAP=1"
+  echo "$nightly unavailable: using stable with RUSTC_BOOTSTRAP=1"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   time cargo install cargo-fuzz --locked

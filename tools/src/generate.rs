@@ -12,7 +12,7 @@ use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::{Decoder, Logits, State};
 
 use crate::convert::Precision;
-use crate::run::ModelBytes;
+use crate::run::{read_lines, ModelBytes};
 
 impl ModelBytes {
     /// Validates and loads a decoder model.
@@ -360,40 +360,24 @@ pub fn cmd_convert_llama2c(
     Ok(())
 }
 
-/// Lines of a UTF-8 text file; a line that is not valid UTF-8 is an error of its own
-/// (the caller reports it with its line number and goes on, or stops).
-pub fn read_lines(path: &Path) -> Result<Vec<std::result::Result<String, String>>> {
-    let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(raw
-        .split(|&b| b == b'\n')
-        .map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            std::str::from_utf8(line)
-                .map(str::to_string)
-                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-        })
-        .collect())
-}
-
 /// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).
 pub fn cmd_tokenize_decoder(bytes: &ModelBytes, texts: &[String], json: bool) -> Result<()> {
     let model = bytes.decoder()?;
     let tok = tokenizer(&model)?;
-    let mut stdout = std::io::stdout().lock();
-    for text in crate::run::read_texts(texts)? {
-        let ids = encode(&model, &text)?;
+    // An empty text is BOS alone, as an empty prompt of `generate`.
+    let inputs = crate::run::read_texts(texts)?;
+    crate::run::for_each_text(&inputs, json, true, |_, text| {
+        let ids = encode(&model, text)?;
         if json {
-            writeln!(stdout, "{}", json!({"text": text, "ids": ids}))?;
-        } else {
-            let pieces: Vec<String> = ids
-                .iter()
-                .map(|&id| String::from_utf8_lossy(tok.piece(id).unwrap_or(b"?")).into_owned())
-                .collect();
-            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
-            writeln!(stdout, "{}\t{}", ids.join(" "), pieces.join("|"))?;
+            return Ok(json!({"text": text, "ids": ids}).to_string());
         }
-    }
-    Ok(())
+        let pieces: Vec<String> = ids
+            .iter()
+            .map(|&id| String::from_utf8_lossy(tok.piece(id).unwrap_or(b"?")).into_owned())
+            .collect();
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        Ok(format!("{}\t{}", ids.join(" "), pieces.join("|")))
+    })
 }
 
 /// `generate`: one generation per prompt, streamed in human mode.
@@ -406,23 +390,32 @@ pub fn cmd_generate(
 ) -> Result<()> {
     let model = bytes.decoder()?;
     let mut runner = DecoderRunner::new(model, ctx)?;
-    // No prompt arguments: standard input lines, or the empty prompt (BOS alone)
-    // when standard input is a terminal or empty.
+    // No prompt arguments: standard input lines (one that is not UTF-8 is reported and
+    // skipped), or the empty prompt (BOS alone) when standard input is a terminal or empty.
+    let bos_alone = || crate::run::arg_texts(&[String::new()]);
     let prompts = if !prompts.is_empty() {
-        prompts.to_vec()
+        crate::run::arg_texts(prompts)
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        vec![String::new()]
+        bos_alone()
     } else {
         let mut input = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
             .context("reading standard input")?;
         if input.is_empty() {
-            vec![String::new()]
+            bos_alone()
         } else {
-            crate::run::stdin_texts(input)?
+            crate::run::stdin_texts(&input)?
         }
     };
-    for prompt in &prompts {
+    let mut failures = crate::run::Failures::default();
+    for input in &prompts {
+        let prompt = match &input.text {
+            Ok(prompt) => prompt,
+            Err(e) => {
+                failures.report(input, &anyhow!("{e}"), json.then_some("prompt"))?;
+                continue;
+            }
+        };
         let prompt_ids = encode(&model, prompt)?;
         if !json {
             // The continuation follows the prompt as written.
@@ -454,8 +447,9 @@ pub fn cmd_generate(
         } else {
             writeln!(stdout)?;
         }
+        failures.ok();
     }
-    Ok(())
+    failures.finish()
 }
 
 /// `score`: teacher-forced loss per line and perplexity (and agreement/KL against a

@@ -2,16 +2,20 @@
 //!
 //! Human-readable output by default; `--json` prints JSON Lines (one object per input
 //! text, in input order). Errors go to stderr naming the file and field; the exit code
-//! is 0 only on success.
+//! is 0 only on success. An input text that cannot be used (empty, a line of standard
+//! input that is not UTF-8) is reported and skipped, the others are processed, and the
+//! exit code is then 1 (`run::for_each_text`).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tinyformer::format::tensor_spec;
 use tinyformer_cli::checkpoint::Checkpoint;
 use tinyformer_cli::convert::{convert, write_atomically, Options, Precision};
-use tinyformer_cli::run::{argmax, read_texts, tokenize, warn_truncated, ModelBytes, Runner};
+use tinyformer_cli::run::{
+    argmax, for_each_text, read_lines, read_texts, tokenize, tokenize_input, ModelBytes, Runner,
+};
 
 /// `println!` that returns the write error instead of panicking (a closed pipe, as with
 /// `| head`, ends the program quietly).
@@ -26,7 +30,14 @@ macro_rules! out {
 #[command(
     name = "tinyformer",
     version,
-    about = "Convert, inspect and run tinyformer models"
+    about = "Convert, inspect and run tinyformer models",
+    after_help = "Texts of tokenize, embed and classify, and prompts of generate, come as \
+arguments, or on standard input one per line when there are none. A text that cannot \
+be used (a line of standard input that is not valid UTF-8; for encoder models also an \
+empty or whitespace-only text, or one the model cannot run) is reported on stderr \
+with its number (`text 2`, `standard input line 2`) and skipped; the others are \
+processed and the exit code is then 1. A text whose word pieces are all [UNK] gets a \
+warning. Exit code 0 only on success."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,10 +58,12 @@ enum Command {
         /// Output model file (written atomically).
         #[arg(short, long)]
         output: PathBuf,
-        /// Weight precision.
-        #[arg(long, value_enum, default_value = "int8")]
-        dtype: Precision,
-        /// Text file for int8 calibration, one sample per line (required for int8).
+        /// Weight precision [default: int8, which needs --calibration; without it,
+        /// choose f16 or f32].
+        #[arg(long, value_enum)]
+        dtype: Option<Precision>,
+        /// Text file for int8 calibration: real text like the model's inputs, one
+        /// sample per line (required for int8, unused by f16 and f32).
         #[arg(long)]
         calibration: Option<PathBuf>,
         /// Longest sequence the model accepts, tokens incl. [CLS]/[SEP].
@@ -71,6 +84,7 @@ enum Command {
         /// arena, up to 8 trade memory for speed).
         #[arg(long, default_value_t = 1)]
         rows: usize,
+        /// Print one JSON object (config, tensors, memory plan) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -101,7 +115,8 @@ enum Command {
         /// Context length of the state (default: the model's max_seq).
         #[arg(long)]
         ctx: Option<usize>,
-        /// One JSON object per prompt: prompt, prompt_ids, ids (generated only), text.
+        /// Print JSON Lines, one object per prompt, in input order: prompt, prompt_ids,
+        /// ids (generated only), text (a prompt that fails: prompt and error).
         #[arg(long)]
         json: bool,
     },
@@ -116,16 +131,22 @@ enum Command {
         /// KL(P_compare || P_model) per position.
         #[arg(long)]
         compare: Option<PathBuf>,
-        /// One JSON object per line (text, ids, nll, tokens, argmax), then a summary.
+        /// Print JSON Lines, one object per scored line in input order (text, ids,
+        /// nll, tokens, argmax), then a summary object.
         #[arg(long)]
         json: bool,
     },
-    /// Print the token ids the device would see.
+    /// Print the token ids the device would see (and the word pieces).
     Tokenize {
+        /// Model file, encoder or decoder (default: the model embedded in this
+        /// binary, as for classify).
         #[arg(short, long)]
-        model: PathBuf,
-        /// Texts (standard input lines if none).
+        model: Option<PathBuf>,
+        /// Texts (standard input lines if none). Encoders: an empty or whitespace-only
+        /// text is an error for that text; decoders accept it (BOS alone, as generate).
         texts: Vec<String>,
+        /// Print JSON Lines, one object per input, in input order: text, ids (a text
+        /// that fails: text and error).
         #[arg(long)]
         json: bool,
     },
@@ -134,10 +155,13 @@ enum Command {
         #[arg(short, long)]
         model: PathBuf,
         /// Texts (standard input lines if none); with --ids, comma-separated token ids.
+        /// An empty or whitespace-only text is an error for that text.
         texts: Vec<String>,
         /// Inputs are token ids, e.g. `101,7592,102`.
         #[arg(long)]
         ids: bool,
+        /// Print JSON Lines, one object per input, in input order: text, embedding (a
+        /// text that fails: text and error).
         #[arg(long)]
         json: bool,
     },
@@ -147,14 +171,19 @@ enum Command {
         #[arg(short, long)]
         model: Option<PathBuf>,
         /// Texts (standard input lines if none); with --ids, comma-separated token ids.
+        /// An empty or whitespace-only text is an error for that text.
         texts: Vec<String>,
         /// Inputs are token ids, e.g. `101,7592,102`.
         #[arg(long)]
         ids: bool,
+        /// Print JSON Lines, one object per input, in input order: text, label, score,
+        /// scores (a text that fails: text and error).
         #[arg(long)]
         json: bool,
     },
-    /// Evaluate a classifier on a labelled TSV file (`label<TAB>text` per line).
+    /// Evaluate a classifier on a labelled TSV file (`label<TAB>text` per line; blank
+    /// lines are skipped; a line with an empty text or invalid UTF-8 is reported and
+    /// skipped, and the exit code is then 1).
     Eval {
         #[arg(short, long)]
         model: PathBuf,
@@ -163,6 +192,7 @@ enum Command {
         /// Another model to measure label agreement with.
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// Print one JSON object (accuracy, per-class scores, confusion) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -192,6 +222,7 @@ enum Command {
         /// Decoders: timed rounds (the median is reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Print JSON Lines, one object per sequence length (decoders: one object).
         #[arg(long)]
         json: bool,
     },
@@ -223,6 +254,8 @@ fn run(command: Command) -> Result<()> {
             max_seq,
             compensate_rounding,
         } => {
+            let dtype = convert_dtype(dtype, calibration.as_deref())?;
+            let calibration = calibration.filter(|_| dtype == Precision::Int8);
             if model_dir.is_file() {
                 tinyformer_cli::generate::cmd_convert_llama2c(
                     &model_dir,
@@ -282,7 +315,13 @@ fn run(command: Command) -> Result<()> {
             rows,
             json,
         } => cmd_inspect(&file, seq, rows, json),
-        Command::Tokenize { model, texts, json } => cmd_tokenize(&model, &texts, json),
+        Command::Tokenize { model, texts, json } => {
+            let bytes = match model {
+                Some(path) => ModelBytes::open(&path)?,
+                None => tinyformer_cli::run::default_model(),
+            };
+            cmd_tokenize(&bytes, &texts, json)
+        }
         Command::Embed {
             model,
             texts,
@@ -325,6 +364,34 @@ fn run(command: Command) -> Result<()> {
                 tinyformer_cli::bench::cmd_bench(&model, &seq, iters, rows, json)
             }
         }
+    }
+}
+
+/// `--dtype` defaults to int8, which is what a microcontroller wants but needs
+/// calibration text to set the activation scales. Without `--calibration` the default
+/// is refused with what to add (rather than quietly writing a float file four times
+/// the size): the user chooses between calibrating and a float dtype. A calibration
+/// file with a float dtype is unused, and said so.
+fn convert_dtype(dtype: Option<Precision>, calibration: Option<&Path>) -> Result<Precision> {
+    match (dtype, calibration) {
+        (None | Some(Precision::Int8), None) => bail!(
+            "{} needs calibration text to set the activation scales: add `--calibration FILE` \
+             (real text like the model's inputs, one sample per line), or convert to float \
+             weights with `--dtype f16` (or `--dtype f32`)",
+            if dtype.is_none() {
+                "int8, the default --dtype,"
+            } else {
+                "--dtype int8"
+            }
+        ),
+        (Some(float), Some(path)) if float != Precision::Int8 => {
+            eprintln!(
+                "warning: --calibration {} is unused: only int8 is calibrated",
+                path.display()
+            );
+            Ok(float)
+        }
+        (dtype, _) => Ok(dtype.unwrap_or(Precision::Int8)),
     }
 }
 
@@ -371,21 +438,18 @@ fn calibration_sequences(
     path: &Path,
     max_seq: Option<u32>,
 ) -> Result<Vec<Vec<u32>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow!(
-            "{}: invalid UTF-8 at byte {}",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+    let lines = read_lines(path)?;
     // A float model file gives the exact tokenizer the converted file will use.
     let float = tinyformer_cli::convert::convert_float(ckpt, false, max_seq)?;
     let buf = tinyformer::format::writer::AlignedBuf::from_bytes(&float);
     let model = tinyformer::Model::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        out.push(tokenize(&model, line)?.ids);
+    // Calibration sets the scales of every file written from it: a bad line stops.
+    for (n, line) in lines.into_iter().enumerate() {
+        let line = line.map_err(|e| anyhow!("{}: line {}: {e}", path.display(), n + 1))?;
+        if !line.trim().is_empty() {
+            out.push(tokenize(&model, &line)?.ids);
+        }
     }
     if out.is_empty() {
         bail!("{}: no non-empty lines to calibrate on", path.display());
@@ -576,36 +640,24 @@ fn plan_extra_field(v: &serde_json::Value, key: &str) -> u64 {
     v.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
 }
 
-fn cmd_tokenize(path: &Path, texts: &[String], json: bool) -> Result<()> {
-    let bytes = ModelBytes::open(path)?;
+fn cmd_tokenize(bytes: &ModelBytes, texts: &[String], json: bool) -> Result<()> {
     if bytes.is_decoder()? {
-        return tinyformer_cli::generate::cmd_tokenize_decoder(&bytes, texts, json);
+        return tinyformer_cli::generate::cmd_tokenize_decoder(bytes, texts, json);
     }
     let model = bytes.model()?;
-    for (i, text) in read_texts(texts)?.iter().enumerate() {
-        let tokens = tokenize(&model, text)?;
-        warn_truncated(i, &tokens, model.config().max_seq);
+    for_each_text(&read_texts(texts)?, json, false, |input, text| {
+        let tokens = tokenize_input(&model, input, text)?;
         if json {
-            out!("{}", json!({"text": text, "ids": tokens.ids}));
-        } else {
-            let pieces: Vec<&str> = tokens
-                .ids
-                .iter()
-                .map(|&id| model.tokenizer().token(id).unwrap_or("?"))
-                .collect();
-            out!(
-                "{}\t{}",
-                tokens
-                    .ids
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                pieces.join(" ")
-            );
+            return Ok(json!({"text": text, "ids": tokens.ids}).to_string());
         }
-    }
-    Ok(())
+        let ids: Vec<String> = tokens.ids.iter().map(u32::to_string).collect();
+        let pieces: Vec<&str> = tokens
+            .ids
+            .iter()
+            .map(|&id| model.tokenizer().token(id).unwrap_or("?"))
+            .collect();
+        Ok(format!("{}\t{}", ids.join(" "), pieces.join(" ")))
+    })
 }
 
 fn parse_ids(s: &str) -> Result<Vec<u32>> {
@@ -634,43 +686,37 @@ fn cmd_run(
         );
     }
     let mut runner = Runner::new(model)?;
-    for (i, text) in read_texts(texts)?.iter().enumerate() {
+    for_each_text(&read_texts(texts)?, json, false, |input, text| {
         let token_ids = if ids {
             parse_ids(text)?
         } else {
-            let tokens = tokenize(&runner.model, text)?;
-            warn_truncated(i, &tokens, c.max_seq);
-            tokens.ids
+            tokenize_input(&runner.model, input, text)?.ids
         };
-        let out = runner
-            .run(&token_ids)
-            .with_context(|| format!("text {}", i + 1))?;
-        if classify {
-            let best = argmax(&out.probabilities);
-            let label = runner.label(best);
-            let scores: serde_json::Map<String, serde_json::Value> = out
-                .probabilities
-                .iter()
-                .enumerate()
-                .map(|(k, p)| (runner.label(k), json!(p)))
-                .collect();
+        let out = runner.run(&token_ids)?;
+        if !classify {
             if json {
-                let mut v = json!({"text": text, "label": label, "score": out.probabilities[best], "scores": scores});
-                if let Some(q) = &out.probabilities_q15 {
-                    v["scores_q15"] = json!(q);
-                }
-                out!("{v}");
-            } else {
-                out!("{label}\t{:.4}\t{text}", out.probabilities[best]);
+                return Ok(json!({"text": text, "embedding": out.values}).to_string());
             }
-        } else if json {
-            out!("{}", json!({"text": text, "embedding": out.values}));
-        } else {
             let values: Vec<String> = out.values.iter().map(|v| format!("{v:.6}")).collect();
-            out!("{}\t{}", text, values.join(" "));
+            return Ok(format!("{text}\t{}", values.join(" ")));
         }
-    }
-    Ok(())
+        let best = argmax(&out.probabilities);
+        let label = runner.label(best);
+        if !json {
+            return Ok(format!("{label}\t{:.4}\t{text}", out.probabilities[best]));
+        }
+        let scores: serde_json::Map<String, serde_json::Value> = out
+            .probabilities
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (runner.label(k), json!(p)))
+            .collect();
+        let mut v = json!({"text": text, "label": label, "score": out.probabilities[best], "scores": scores});
+        if let Some(q) = &out.probabilities_q15 {
+            v["scores_q15"] = json!(q);
+        }
+        Ok(v.to_string())
+    })
 }
 
 fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Result<()> {
@@ -687,44 +733,46 @@ fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Res
     if labels.is_empty() {
         bail!("{}: model has no classifier head", path.display());
     }
-    let raw = std::fs::read(data).with_context(|| format!("{}: cannot read", data.display()))?;
+    // A line with invalid UTF-8 or an empty text is reported and skipped (the exit
+    // code is then 1); a line that does not fit the model's labels stops: the file or
+    // the model is the wrong one.
     let mut rows = Vec::new();
-    for (n, line) in raw.split(|&b| b == b'\n').enumerate() {
-        let line = std::str::from_utf8(line).map_err(|e| {
-            anyhow!(
-                "{}: line {}: invalid UTF-8 at byte {}",
-                data.display(),
-                n + 1,
-                e.valid_up_to()
-            )
-        })?;
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
+    let mut skipped = 0usize;
+    for (n, line) in read_lines(data)?.into_iter().enumerate() {
+        let at = format!("{}: line {}", data.display(), n + 1);
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("error: {at}: {e}; skipped");
+                skipped += 1;
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
             continue;
         }
-        let (label, text) = line.split_once('\t').ok_or_else(|| {
-            anyhow!(
-                "{}: line {}: expected `label<TAB>text`",
-                data.display(),
-                n + 1
-            )
-        })?;
-        let gold = labels.iter().position(|l| l == label).ok_or_else(|| {
-            anyhow!(
-                "{}: line {}: label `{label}` is not one of the model's {labels:?}",
-                data.display(),
-                n + 1
-            )
-        })?;
+        let (label, text) = line
+            .split_once('\t')
+            .ok_or_else(|| anyhow!("{at}: expected `label<TAB>text`"))?;
+        let gold = labels
+            .iter()
+            .position(|l| l == label)
+            .ok_or_else(|| anyhow!("{at}: label `{label}` is not one of the model's {labels:?}"))?;
+        if text.trim().is_empty() {
+            eprintln!("error: {at}: the text is empty or whitespace only; skipped");
+            skipped += 1;
+            continue;
+        }
         rows.push((gold, text.to_string()));
     }
     let k = labels.len();
     let mut confusion = vec![vec![0usize; k]; k];
-    let (mut agree, mut truncated) = (0usize, 0usize);
+    let (mut agree, mut truncated, mut unknown) = (0usize, 0usize, 0usize);
     let bar = tinyformer_cli::convert::progress_bar(true, rows.len() as u64, "evaluating");
     for (gold, text) in &rows {
         let tokens = tokenize(&runner.model, text)?;
         truncated += usize::from(tokens.truncated);
+        unknown += usize::from(tokens.all_unknown);
         let pred = argmax(&runner.run(&tokens.ids)?.probabilities);
         confusion[*gold][pred] += 1;
         if let Some(o) = other.as_mut() {
@@ -763,14 +811,30 @@ fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Res
             runner.model.config().max_seq
         );
     }
+    if unknown > 0 {
+        eprintln!(
+            "warning: {unknown} texts are all [UNK] word pieces (the model's vocabulary covers none of them)"
+        );
+    }
+    let done = |skipped: usize| {
+        if skipped > 0 {
+            bail!(
+                "{}: {skipped} line(s) reported above were skipped; the figures cover the other {}",
+                data.display(),
+                rows.len()
+            );
+        }
+        Ok(())
+    };
     if json {
         out!(
             "{}",
             json!({"model": path.display().to_string(), "data": data.display().to_string(), "examples": rows.len(),
                    "accuracy": accuracy, "per_class": per_class, "labels": labels, "confusion": confusion,
-                   "compare": compare.map(|p| p.display().to_string()), "agreement": agreement, "truncated": truncated})
+                   "compare": compare.map(|p| p.display().to_string()), "agreement": agreement, "truncated": truncated,
+                   "all_unknown": unknown, "skipped": skipped})
         );
-        return Ok(());
+        return done(skipped);
     }
     out!(
         "{}: {} examples, accuracy {:.4}",
@@ -806,5 +870,5 @@ fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Res
     if let (Some(a), Some(p)) = (agreement, compare) {
         out!("label agreement with {}: {:.4}", p.display(), a);
     }
-    Ok(())
+    done(skipped)
 }

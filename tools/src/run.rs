@@ -52,33 +52,53 @@ pub struct Tokens {
     /// Word pieces before truncation (without `[CLS]`/`[SEP]`).
     pub pieces_total: usize,
     pub truncated: bool,
+    /// Every word piece the model sees is `[UNK]` (and there is at least one): the
+    /// vocabulary covers none of the text, so the output says nothing about it.
+    pub all_unknown: bool,
 }
 
 /// Tokenizes `text` with the model's tokenizer, truncated to the model's `max_seq`.
 pub fn tokenize(model: &Model<'_>, text: &str) -> Result<Tokens> {
     let mut ids = vec![0u32; model.config().max_seq as usize];
-    let enc = model
-        .tokenizer()
+    let tokenizer = model.tokenizer();
+    let enc = tokenizer
         .encode(text.as_bytes(), &mut ids)
         .map_err(|e| anyhow!("tokenizing: {e}"))?;
     ids.truncate(enc.len);
+    // Between [CLS] and [SEP].
+    let pieces = ids.get(1..ids.len().saturating_sub(1)).unwrap_or(&[]);
+    let all_unknown = !pieces.is_empty() && pieces.iter().all(|&id| id == tokenizer.unk_id());
     Ok(Tokens {
         ids,
         pieces_total: enc.pieces_total,
         truncated: enc.truncated,
+        all_unknown,
     })
 }
 
-/// Warns on stderr when a text was truncated to the model's context.
-pub fn warn_truncated(index: usize, tokens: &Tokens, max_seq: u32) {
+/// Tokenizes one input text of `tokenize`, `embed` or `classify`: an error if the
+/// tokenizer keeps nothing of it (only characters it drops), a warning on stderr if
+/// it was truncated or is all `[UNK]`.
+pub fn tokenize_input(model: &Model<'_>, input: &TextInput, text: &str) -> Result<Tokens> {
+    let tokens = tokenize(model, text)?;
+    if tokens.pieces_total == 0 {
+        bail!("no word pieces: the tokenizer drops every character of the text");
+    }
     if tokens.truncated {
         eprintln!(
-            "warning: text {} has {} word pieces; truncated to the model's {} tokens (incl. [CLS]/[SEP])",
-            index + 1,
+            "warning: {}: {} word pieces; truncated to the model's {} tokens (incl. [CLS]/[SEP])",
+            input.label,
             tokens.pieces_total,
-            max_seq
+            model.config().max_seq
         );
     }
+    if tokens.all_unknown {
+        eprintln!(
+            "warning: {}: every word piece is [UNK] (the model's vocabulary covers none of the text); the result says nothing about it",
+            input.label
+        );
+    }
+    Ok(tokens)
 }
 
 /// Reusable working memory for forward passes, sized for the model's `max_seq`.
@@ -172,32 +192,163 @@ pub fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
 }
 
+/// One input text: a command-line argument or a line of standard input.
+pub struct TextInput {
+    /// How messages name it: `text N` for the N-th argument, `standard input line N`.
+    pub label: String,
+    /// The text, or why it cannot be read (a line that is not valid UTF-8).
+    pub text: std::result::Result<String, String>,
+}
+
+/// The arguments as input texts.
+pub fn arg_texts(args: &[String]) -> Vec<TextInput> {
+    args.iter()
+        .enumerate()
+        .map(|(i, text)| TextInput {
+            label: format!("text {}", i + 1),
+            text: Ok(text.clone()),
+        })
+        .collect()
+}
+
 /// Reads texts: the arguments, or standard input lines when there are none.
-pub fn read_texts(args: &[String]) -> Result<Vec<String>> {
+pub fn read_texts(args: &[String]) -> Result<Vec<TextInput>> {
     if !args.is_empty() {
-        return Ok(args.to_vec());
+        return Ok(arg_texts(args));
     }
     use std::io::Read;
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
         .context("reading standard input")?;
-    stdin_texts(bytes)
+    stdin_texts(&bytes)
 }
 
-/// Standard input's bytes as texts, one per line.
-pub fn stdin_texts(bytes: Vec<u8>) -> Result<Vec<String>> {
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow!(
-            "standard input: invalid UTF-8 at byte {}",
-            e.utf8_error().valid_up_to()
-        )
-    })?;
-    let texts: Vec<String> = text.lines().map(str::to_string).collect();
+/// Standard input's bytes as texts, one per line. A line that is not valid UTF-8 is
+/// an error of its own: the others are still read.
+pub fn stdin_texts(bytes: &[u8]) -> Result<Vec<TextInput>> {
+    let texts: Vec<TextInput> = split_lines(bytes)
+        .into_iter()
+        .enumerate()
+        .map(|(n, text)| TextInput {
+            label: format!("standard input line {}", n + 1),
+            text,
+        })
+        .collect();
     if texts.is_empty() {
         bail!("no text given (pass texts as arguments or on standard input, one per line)");
     }
     Ok(texts)
+}
+
+/// Lines of UTF-8 text (`\n` or `\r\n`; nothing after a final newline). A line that is
+/// not valid UTF-8 is an error of its own, with the byte offset in that line.
+pub fn split_lines(bytes: &[u8]) -> Vec<std::result::Result<String, String>> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .strip_suffix(b"\n")
+        .unwrap_or(bytes)
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            std::str::from_utf8(line)
+                .map(str::to_string)
+                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+        })
+        .collect()
+}
+
+/// Lines of a UTF-8 text file, as [`split_lines`] (the caller reports a bad line with
+/// its number and goes on, or stops).
+pub fn read_lines(path: &Path) -> Result<Vec<std::result::Result<String, String>>> {
+    let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(split_lines(&raw))
+}
+
+/// Inputs that failed, counted so the command goes on with the others and still
+/// exits non-zero at the end.
+#[derive(Default)]
+pub struct Failures {
+    failed: usize,
+    seen: usize,
+}
+
+impl Failures {
+    /// Counts an input that succeeded.
+    pub fn ok(&mut self) {
+        self.seen += 1;
+    }
+
+    /// Reports a failed input on stderr (`error: LABEL: reason; skipped`) and, when
+    /// `json_key` is given (`--json`), as `{KEY: text or null, "error": ...}` on
+    /// stdout in its place, so the output stays one object per input in input order.
+    pub fn report(
+        &mut self,
+        input: &TextInput,
+        error: &anyhow::Error,
+        json_key: Option<&str>,
+    ) -> Result<()> {
+        use std::io::Write as _;
+        self.seen += 1;
+        self.failed += 1;
+        eprintln!("error: {}: {error:#}; skipped", input.label);
+        if let Some(key) = json_key {
+            let mut v = serde_json::Map::new();
+            v.insert(key.to_string(), serde_json::json!(input.text.as_ref().ok()));
+            v.insert(
+                "error".to_string(),
+                serde_json::json!(format!("{}: {error:#}", input.label)),
+            );
+            writeln!(std::io::stdout().lock(), "{}", serde_json::Value::Object(v))?;
+        }
+        Ok(())
+    }
+
+    /// An error if any input failed (the exit status is then non-zero).
+    pub fn finish(self) -> Result<()> {
+        match (self.failed, self.seen - self.failed) {
+            (0, _) => Ok(()),
+            (failed, 0) => bail!("every input failed ({failed}, reported above)"),
+            (failed, done) => bail!(
+                "{failed} of {} inputs failed (reported above); the other {done} were processed",
+                self.seen
+            ),
+        }
+    }
+}
+
+/// Runs `each` on every input in order and prints the line it returns. An input that
+/// cannot be read, is empty or whitespace only (unless `allow_empty`), or for which
+/// `each` fails is reported (see [`Failures::report`]; `{"text": ..., "error": ...}`
+/// with `json`) and skipped; the others go on, and the result is an error if any
+/// failed. An error writing to stdout ends the loop at once.
+pub fn for_each_text(
+    inputs: &[TextInput],
+    json: bool,
+    allow_empty: bool,
+    mut each: impl FnMut(&TextInput, &str) -> Result<String>,
+) -> Result<()> {
+    use std::io::Write as _;
+    let mut failures = Failures::default();
+    for input in inputs {
+        let line = match &input.text {
+            Err(e) => Err(anyhow!("{e}")),
+            Ok(text) if !allow_empty && text.trim().is_empty() => {
+                Err(anyhow!("the text is empty or whitespace only"))
+            }
+            Ok(text) => each(input, text),
+        };
+        match line {
+            Ok(line) => {
+                failures.ok();
+                writeln!(std::io::stdout().lock(), "{line}")?;
+            }
+            Err(e) => failures.report(input, &e, json.then_some("text"))?,
+        }
+    }
+    failures.finish()
 }
 
 /// The default model embedded in this binary: the bundled int8 sentiment classifier
@@ -208,4 +359,31 @@ pub fn default_model() -> ModelBytes {
         MODEL,
         "the embedded default model (models/default/sentiment-int8.tfm)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_stand_on_their_own() {
+        assert!(split_lines(b"").is_empty());
+        assert_eq!(split_lines(b"\n"), vec![Ok(String::new())]);
+        assert_eq!(
+            split_lines(b"a\r\n\nb"),
+            vec![Ok("a".into()), Ok(String::new()), Ok("b".into())]
+        );
+        // An invalid line is its own error (offset within the line); the rest read.
+        assert_eq!(
+            split_lines(b"ok\nab\xffc\nfine\n"),
+            vec![
+                Ok("ok".into()),
+                Err("invalid UTF-8 at byte 2".into()),
+                Ok("fine".into())
+            ]
+        );
+        let texts = stdin_texts(b"x\n\xc3\n").unwrap();
+        assert_eq!(texts[1].label, "standard input line 2");
+        assert!(stdin_texts(b"").is_err());
+    }
 }

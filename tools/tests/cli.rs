@@ -45,7 +45,11 @@ fn json_lines_one_object_per_text_in_order() {
         .status
         .success());
     let m = model.to_str().unwrap();
-    let texts = ["the best film of the year", "", "dull and far too long"];
+    let texts = [
+        "the best film of the year",
+        "it was",
+        "dull and far too long",
+    ];
     let mut args = vec!["classify", "-m", m, "--json"];
     args.extend(texts);
     let o = run(&args);
