@@ -233,7 +233,8 @@ impl Sampler {
         if n == 0 {
             return Err(SampleError::EmptyLogits);
         }
-        if n > MAX_VOCAB {
+        // Token ids are u32 (on 32-bit targets every slice length already fits).
+        if u32::try_from(n).is_err() {
             return Err(SampleError::VocabTooLarge { vocab: n });
         }
         let needed = scratch_len(n);
