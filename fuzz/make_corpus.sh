@@ -9,6 +9,12 @@
 #                 fixtures, under several tokenizer settings and output lengths, and
 #                 the models' raw tokenizer sections
 #   convert_read/ the shrunk checkpoints packed as fuzz_targets/convert_read.rs reads
+#   generate/     models/stories260K/stories260K.bin shrunk (shrink_llama2c.py) to two
+#                 small shapes, tied and separate output heads, converted to f32, f16
+#                 and int8 decoder files (int8 calibrated on
+#                 tests/fixtures/stories/calibration.txt) with the tok512 tokenizer,
+#                 each followed by a request trailer (fuzz_targets/generate.rs); and
+#                 the real models/stories260K/stories260K-int8.tfm, bare (default request)
 # Run from anywhere: `bash fuzz/make_corpus.sh`. Deterministic.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,7 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 corpus=fuzz/corpus
 rm -rf "$corpus"
-mkdir -p "$corpus"/{validate,classify,tokenize,convert_read}
+mkdir -p "$corpus"/{validate,classify,tokenize,convert_read,generate}
 
 cargo build -q --release -p tinyformer-cli
 cli=target/release/tinyformer
@@ -41,6 +47,30 @@ sed -i -e 's/"pooling_mode_cls_token": false/"pooling_mode_cls_token": true/' \
   -e 's/"pooling_mode_mean_tokens": true/"pooling_mode_mean_tokens": false/' "$work/clstoken/1_Pooling/config.json"
 convert "$work/clstoken" clstoken int8
 convert "$work/clstoken" clstoken f16
+
+# Decoders: leading slices of stories260K (dim 64, 8 heads / 4 key-value heads, ffn
+# 172, 5 layers, vocab 512, context 512). Shape a: dim 16, 2 heads / 1 key-value head,
+# ffn 32, 2 layers, vocab 320, context 16. Shape b: dim 32, 4 heads / 4 key-value heads
+# (no grouping), ffn 40, 1 layer, vocab 280, context 8.
+stories=models/stories260K
+python3 fuzz/shrink_llama2c.py $stories/stories260K.bin "$work/a-tied.bin" 16 2 1 32 2 320 16
+python3 fuzz/shrink_llama2c.py $stories/stories260K.bin "$work/a-separate.bin" 16 2 1 32 2 320 16 separate
+python3 fuzz/shrink_llama2c.py $stories/stories260K.bin "$work/b-tied.bin" 32 4 4 40 1 280 8
+python3 fuzz/shrink_llama2c.py $stories/stories260K.bin "$work/b-separate.bin" 32 4 4 40 1 280 8 separate
+mkdir -p "$work/decoders"
+convert_decoder() { # NAME DTYPE
+  "$cli" convert "$work/$1.bin" --tokenizer $stories/tok512.bin -o "$work/decoders/$1-$2.tfm" \
+    --dtype "$2" --calibration tests/fixtures/stories/calibration.txt 2>/dev/null
+}
+for d in f32 f16 int8; do
+  convert_decoder a-tied "$d"
+done
+convert_decoder a-separate f32
+convert_decoder a-separate int8
+convert_decoder b-tied int8
+convert_decoder b-separate f16
+convert_decoder b-separate int8
+cp $stories/stories260K-int8.tfm "$corpus/generate/stories260K-int8"
 
 python3 - "$work" "$corpus" <<'PY'
 import json, os, struct, sys
@@ -86,5 +116,26 @@ for m in ["cls", "mean"]:
         flags |= 0x04
         body += part(read("1_Pooling/config.json"))
     open(f"{corpus}/convert_read/{m}", "wb").write(bytes([flags]) + body + read("model.safetensors"))
+
+# generate: decoder + request trailer (context, flags, temperature, top-k, top-p,
+# seed u32, steps, prompt); a bare file runs the target's default request.
+def request(ctx, flags, temperature, top_k, top_p, seed, steps, prompt):
+    return bytes([ctx, flags, temperature, top_k, top_p]) + struct.pack("<I", seed) + bytes([steps]) + prompt
+requests = {
+    # Greedy from BOS and a word, on to 32 tokens, past the end of the context.
+    "greedy": request(15, 0x01, 0, 0, 0, 0, 32, b"Once"),
+    # Sampling with top-k and top-p through the int8 entry points; every refused
+    # call (short and misaligned arenas, out-of-range ids).
+    "refusals": request(15, 0x3D, 51, 40, 230, 7, 20, b"\xe5\xa5\xbd\xf0\x9f\x98\x80\xff\xc3<0x41>"),
+    # Top-p alone at a high temperature, no BOS, the whole prompt; an empty prompt.
+    "top-p": request(3, 0x02, 160, 0, 128, 123456789, 9, b"The cat"),
+    "empty": request(0, 0x04, 64, 1, 0, 1, 4, b""),
+}
+# One request per model, in turn (each request meets an int8 and a float model).
+labels = list(requests)
+for i, name in enumerate(sorted(os.listdir(f"{work}/decoders"))):
+    model = open(f"{work}/decoders/{name}", "rb").read()
+    label = labels[i % len(labels)]
+    open(f"{corpus}/generate/{name[: -len('.tfm')]}-{label}", "wb").write(model + requests[label])
 PY
 du -sh "$corpus"/*

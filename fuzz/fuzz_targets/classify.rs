@@ -10,15 +10,16 @@
 //! arena for batches of up to 8 token rows (`arena_bytes_batched`).
 //! An empty trailer classifies a fixed sentence.
 //!
-//! The custom mutator keeps valid models valid most of the time: it mutates a window
-//! of one tensor payload, or the trailer, and repairs the CRC, so the fuzzer spends
-//! its time in the forward pass rather than on checksum failures.
+//! The custom mutator (`mutate_model_and_request`) keeps valid models valid most of
+//! the time: it mutates a window of one tensor payload, of the tokenizer section or of
+//! the header, or the trailer, and repairs the CRC, so the fuzzer spends its time in
+//! the forward pass rather than on checksum failures.
 #![no_main]
 
-use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
+use libfuzzer_sys::{fuzz_mutator, fuzz_target};
 use tinyformer::model::{Fixed, FixedObserver, Observer, Point};
 use tinyformer::{Error, Input, Model};
-use tinyformer_fuzz::{aligned, fix_crc, split_request};
+use tinyformer_fuzz::{aligned, mutate_model_and_request, split_request};
 
 /// Counts observed values; checks that every reported row is non-empty.
 struct Count(usize);
@@ -123,50 +124,6 @@ fuzz_target!(|data: &[u8]| {
     classify(&model, request);
 });
 
-/// A tiny xorshift for the mutator's choices (libFuzzer passes a seed).
-fn next(state: &mut u32) -> u32 {
-    *state ^= *state << 13;
-    *state ^= *state >> 17;
-    *state ^= *state << 5;
-    *state
-}
-
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
-    let mut rng = seed | 1;
-    let model_len = split_request(&data[..size]).0.len();
-    let model_buf = aligned(&data[..model_len]);
-    let payloads: Vec<(usize, usize)> = match Model::from_bytes(model_buf.as_bytes()) {
-        Ok(model) => (0..model.file().tensor_count())
-            .filter_map(|i| model.file().tensor_info(i))
-            .map(|t| (t.offset as usize, t.len as usize))
-            .filter(|&(_, len)| len > 0)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let choice = next(&mut rng) % 16;
-    if payloads.is_empty() || choice == 0 {
-        // Anything goes, then the CRC of the (new) model part is repaired.
-        let new_size = fuzzer_mutate(data, size, max_size);
-        let model_len = split_request(&data[..new_size]).0.len();
-        fix_crc(&mut data[..model_len]);
-        return new_size;
-    }
-    if choice <= 4 {
-        // The request trailer.
-        let trailer = fuzzer_mutate(
-            &mut data[model_len..],
-            size - model_len,
-            max_size.saturating_sub(model_len),
-        );
-        return model_len + trailer;
-    }
-    // A window of one tensor payload, length kept.
-    let (offset, len) = payloads[next(&mut rng) as usize % payloads.len()];
-    let start = offset + next(&mut rng) as usize % len;
-    let window = (offset + len - start).min(1 + next(&mut rng) as usize % 64);
-    let mut scratch = data[start..start + window].to_vec();
-    let n = fuzzer_mutate(&mut scratch, window, window);
-    data[start..start + n].copy_from_slice(&scratch[..n]);
-    fix_crc(&mut data[..model_len]);
-    size
+    mutate_model_and_request(data, size, max_size, seed)
 });
