@@ -206,6 +206,11 @@ impl<'i> Input<'i> {
 
 /// Where the float forward pass reports intermediate activations (the converter's
 /// calibration uses it to choose int8 scales). Rows are reported one token at a time.
+///
+/// Decoders ([`decoder::State::step_observed`]) report `EmbSum` (the token's
+/// embedding), `Query` and `Key` (after the rotary embedding), `Value`, `Context`,
+/// `AttnSum` and `FfnSum` (the residual after each block), `Ffn1` (the SwiGLU gate
+/// before SiLU), `Act` (`silu(gate) * up`) and `Logits`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Point {
     /// Sum of the three embeddings, before LayerNorm (a residual).
