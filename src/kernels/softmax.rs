@@ -51,7 +51,7 @@ pub const MASKED: i32 = i32::MIN;
 /// of length 1..=512 and arbitrary scores).
 ///
 /// On x86-64 hosts with AVX2 the exponentials are computed eight at a time
-/// ([`exponentials_avx2`]), bit for bit as [`exponential`] (tested on random rows).
+/// (`exponentials_avx2`), bit for bit as the scalar code (tested on random rows).
 pub fn softmax_q15(scores: &mut [i32], to_log2: Requant) {
     // MASKED is i32::MIN, so the plain maximum (which vectorises) is the maximum of
     // the unmasked scores unless every score is masked.
