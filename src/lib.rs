@@ -22,6 +22,17 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+/// `?` for `const fn`s (the operator is not `const` on stable Rust): evaluates a
+/// `Result`, returning its error early.
+macro_rules! const_try {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(error) => return Err(error),
+        }
+    };
+}
+
 #[cfg(target_endian = "big")]
 compile_error!("tinyformer model files are little-endian and viewed in place: big-endian targets are not supported");
 
@@ -33,4 +44,12 @@ pub mod tokenizer;
 
 pub use format::{Config, FormatError, ModelFile};
 pub use model::decoder::{Decoder, Logits, State};
-pub use model::{Arena, Error, Input, Model, Plan};
+#[cfg(any(target_has_atomic = "8", feature = "critical-section"))]
+pub use model::StaticArena;
+pub use model::{arena_bytes, try_arena_bytes, Arena, Error, Input, Model, Plan};
+pub use tokenizer::TokenizerError;
+
+/// The README's Rust snippets, compiled and run as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
