@@ -14,7 +14,7 @@
 //! `[seq, ...]` buffer lives in the arena), so stack use is bounded by the call depth.
 //! Measured on a Cortex-M4F (`examples/cortex-m`, painted stack, `opt-level = 3`): the
 //! whole firmware (tokenizer, int8 forward pass, probabilities, printing) peaks at
-//! 2,072 bytes (`tools/firmware-check.sh` prints the figure).
+//! 1,832 bytes (`tools/firmware-check.sh` prints the figure).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
