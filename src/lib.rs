@@ -14,13 +14,24 @@
 //! `[seq, ...]` buffer lives in the arena), so stack use is bounded by the call depth.
 //! Measured on a Cortex-M4F (`examples/cortex-m`, painted stack, `opt-level = 3`): the
 //! whole firmware (tokenizer, int8 forward pass, probabilities, printing) peaks at
-//! 2,072 bytes (`tools/firmware-check.sh` prints the figure).
+//! 1,832 bytes (`tools/firmware-check.sh` prints the figure).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+
+/// `?` for `const fn`s (the operator is not `const` on stable Rust): evaluates a
+/// `Result`, returning its error early.
+macro_rules! const_try {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(error) => return Err(error),
+        }
+    };
+}
 
 #[cfg(target_endian = "big")]
 compile_error!("tinyformer model files are little-endian and viewed in place: big-endian targets are not supported");
@@ -33,4 +44,12 @@ pub mod tokenizer;
 
 pub use format::{Config, FormatError, ModelFile};
 pub use model::decoder::{Decoder, Logits, State};
-pub use model::{Arena, Error, Input, Model, Plan};
+#[cfg(any(target_has_atomic = "8", feature = "critical-section"))]
+pub use model::StaticArena;
+pub use model::{arena_bytes, try_arena_bytes, Arena, Error, Input, Model, Plan};
+pub use tokenizer::TokenizerError;
+
+/// The README's Rust snippets, compiled and run as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

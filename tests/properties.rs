@@ -549,6 +549,12 @@ proptest! {
     fn writer_output_is_accepted_and_runs(config in config_strategy(), seed in any::<u64>()) {
         let bytes = random_model(&config, seed);
         prop_assert_eq!(load(&bytes), Ok(config));
+        // The compile-time path reads the same config and sizes the same arena.
+        prop_assert_eq!(Config::from_header(&bytes), Ok(config));
+        for seq in 0..=config.max_seq as usize + 1 {
+            let runtime = tinyformer::Plan::new(&config, seq).map(|p| p.total_bytes());
+            prop_assert_eq!(tinyformer::try_arena_bytes(&bytes, seq), runtime);
+        }
         run_random_input(&bytes, seed);
     }
 

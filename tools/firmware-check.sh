@@ -9,10 +9,15 @@
 #  4. rebuilds with the `defmt` feature, decodes the device's defmt frames on the host
 #     (defmt-print) and checks they carry the same lines as the plain-text build;
 #  5. device fault: flashes a copy of the model with one payload byte flipped and checks
-#     that the firmware refuses it at boot (checksum) and exits with failure.
+#     that the firmware refuses it at boot (checksum) and exits with failure;
+#  6. memory fixed at compile time: the static arena is `tinyformer::arena_bytes(MODEL,
+#     MAX_TOKENS)`, a const fn over the model's header; a build asking for one token
+#     more than the model's max_seq must fail to compile, with that function's message.
 # Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools,
 # defmt-print (`cargo install defmt-print --locked`).
 # Usage: tools/firmware-check.sh [MODEL_FILE]   (default: the bundled int8 model)
+# The firmware runs up to TINYFORMER_MAX_TOKENS tokens (default 64, from
+# examples/cortex-m/.cargo/config.toml); set it for a model whose max_seq is below 64.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/default/sentiment-int8.tfm}")
@@ -74,7 +79,7 @@ rows = [
     ("  of which .text", sections.get(".text", 0)),
     ("model (in flash)", model_bytes),
     ("static RAM (.data + .bss, incl. the static arena buffer)", sections.get(".data", 0) + sections.get(".bss", 0)),
-    ("arena needed at max_seq %d" % cfg["max_seq"], int(foot["arena_bytes"])),
+    ("static arena, exact at %s tokens (compile-time arena_bytes)" % foot["max_tokens"], int(foot["arena_bytes"])),
     ("peak stack (painted, measured)", int(foot["stack_peak_bytes"])),
 ]
 print("\nfootprint (bytes):")
@@ -118,3 +123,20 @@ if ! grep -q "^MODEL_INVALID .*checksum" "$work/corrupt.txt" || grep -q "^RESULT
   exit 1
 fi
 echo "device fault: corrupted model refused at boot: $(grep "^MODEL_INVALID" "$work/corrupt.txt")"
+
+# 6. memory fixed at compile time: one token more than the model's max_seq does not build.
+max_seq=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["max_seq"])' "$work/inspect.json")
+if (cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" TINYFORMER_MAX_TOKENS=$((max_seq + 1)) \
+  cargo build --release --quiet 2>"$work/too-long.txt"); then
+  echo "FAIL: a firmware asking for $((max_seq + 1)) tokens of a model with max_seq $max_seq compiled" >&2
+  exit 1
+fi
+# (the wording around the message is the compiler's: `evaluation panicked: ...` today)
+expected="tinyformer::arena_bytes: the length is longer than the model's max_seq"
+if ! grep -q "^error\[E0080\]" "$work/too-long.txt" || ! grep -qF "$expected" "$work/too-long.txt"; then
+  echo "FAIL: the build failed, but not with \"$expected\":" >&2
+  cat "$work/too-long.txt" >&2
+  exit 1
+fi
+echo "compile-time arena: $((max_seq + 1)) tokens of a model with max_seq $max_seq is refused by the compiler:" \
+  "$(grep -m1 "^error\[E0080\]" "$work/too-long.txt")"

@@ -95,7 +95,7 @@ pub enum DType {
 
 impl DType {
     /// Decodes a dtype byte.
-    pub fn from_code(code: u8) -> Option<Self> {
+    pub const fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(Self::F32),
             2 => Some(Self::F16),
@@ -269,9 +269,78 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads and checks the header of the model file `bytes` (the whole file): the
+    /// magic, version, file and header lengths, reserved bytes and every config range,
+    /// i.e. everything [`ModelFile::from_bytes`] checks before the directory, with the
+    /// same errors. A `const fn`, so a firmware can read its included model's config at
+    /// compile time (see [`crate::arena_bytes`]). It does not check the alignment, the
+    /// directory, the sections, the tensors or the CRC: use [`ModelFile::from_bytes`]
+    /// before running the model.
+    pub const fn from_header(bytes: &[u8]) -> Result<Self, FormatError> {
+        if bytes.len() < 4 {
+            return Err(FormatError::Truncated {
+                what: "magic",
+                needed: 4,
+                got: bytes.len(),
+            });
+        }
+        if bytes[0] != MAGIC[0]
+            || bytes[1] != MAGIC[1]
+            || bytes[2] != MAGIC[2]
+            || bytes[3] != MAGIC[3]
+        {
+            return Err(FormatError::BadMagic {
+                found: hdr(bytes, 0),
+            });
+        }
+        if bytes.len() < 8 {
+            return Err(FormatError::Truncated {
+                what: "header",
+                needed: HEADER_LEN,
+                got: bytes.len(),
+            });
+        }
+        let version = match read_u16(bytes, header::VERSION) {
+            Some(version) => version,
+            None => 0,
+        };
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::Truncated {
+                what: "header",
+                needed: HEADER_LEN,
+                got: bytes.len(),
+            });
+        }
+        let file_len = hdr(bytes, header::FILE_LEN);
+        if file_len as usize != bytes.len() {
+            return Err(FormatError::LengthMismatch {
+                header: file_len,
+                actual: bytes.len(),
+            });
+        }
+        let header_len = hdr(bytes, header::HEADER_LEN);
+        if header_len as usize != HEADER_LEN {
+            return Err(FormatError::BadHeaderField {
+                field: "header_len",
+                value: header_len,
+            });
+        }
+        const_try!(check_zero(bytes, header::RESERVED0, header::RESERVED0 + 2));
+        const_try!(check_zero(bytes, header::RESERVED1, header::RESERVED1 + 4));
+        const_try!(check_zero(bytes, header::RESERVED2, HEADER_LEN));
+        parse_config(bytes)
+    }
+
     /// Hidden size of one attention head.
-    pub fn head_dim(&self) -> usize {
-        (self.hidden / self.heads.max(1)) as usize
+    pub const fn head_dim(&self) -> usize {
+        let heads = if self.heads == 0 { 1 } else { self.heads };
+        (self.hidden / heads) as usize
     }
     /// LayerNorm epsilon as `f32`.
     pub fn layer_norm_eps(&self) -> f32 {
@@ -279,7 +348,7 @@ impl Config {
     }
     /// Length of the model's output vector: `num_labels` logits, or the pooled
     /// embedding (`hidden`) for a model without a head.
-    pub fn output_len(&self) -> usize {
+    pub const fn output_len(&self) -> usize {
         if self.num_labels > 0 {
             self.num_labels as usize
         } else {
@@ -287,46 +356,40 @@ impl Config {
         }
     }
     /// Key/value heads: the decoder's, or `heads` for an encoder.
-    pub fn kv_heads(&self) -> usize {
-        self.decoder.map_or(self.heads, |d| d.kv_heads) as usize
+    pub const fn kv_heads(&self) -> usize {
+        match self.decoder {
+            Some(d) => d.kv_heads as usize,
+            None => self.heads as usize,
+        }
     }
     /// Width of one key (or value) row: `kv_heads * head_dim`.
-    pub fn kv_dim(&self) -> usize {
+    pub const fn kv_dim(&self) -> usize {
         self.kv_heads() * self.head_dim()
     }
     /// Whether this is a full-integer (int8) model.
-    pub fn is_int8(&self) -> bool {
-        self.weight_dtype == DType::I8
+    pub const fn is_int8(&self) -> bool {
+        matches!(self.weight_dtype, DType::I8)
     }
 
-    fn check(&self) -> Result<(), FormatError> {
+    const fn check(&self) -> Result<(), FormatError> {
         use limits::*;
-        let field = |name, value: u32, min: u32, max: u32| {
-            if value < min || value > max {
-                Err(FormatError::ConfigOutOfRange { field: name, value })
-            } else {
-                Ok(())
-            }
-        };
-        field("vocab_size", self.vocab_size, 1, MAX_VOCAB)?;
-        field("hidden", self.hidden, 1, MAX_HIDDEN)?;
-        field("layers", self.layers, 1, MAX_LAYERS)?;
-        field("heads", self.heads, 1, self.hidden)?;
-        field("ffn", self.ffn, 1, MAX_FFN)?;
-        field("max_positions", self.max_positions, 2, MAX_POSITIONS)?;
-        field("max_seq", self.max_seq, 2, self.max_positions)?;
+        const_try!(field("vocab_size", self.vocab_size, 1, MAX_VOCAB));
+        const_try!(field("hidden", self.hidden, 1, MAX_HIDDEN));
+        const_try!(field("layers", self.layers, 1, MAX_LAYERS));
+        const_try!(field("heads", self.heads, 1, self.hidden));
+        const_try!(field("ffn", self.ffn, 1, MAX_FFN));
+        const_try!(field("max_positions", self.max_positions, 2, MAX_POSITIONS));
+        const_try!(field("max_seq", self.max_seq, 2, self.max_positions));
+        let no_pooling = matches!(self.pooling, Pooling::None);
+        let silu = matches!(self.activation, Activation::Silu);
         match (self.arch, self.decoder) {
             (Arch::BertEncoder, None) => {
-                field("type_vocab", self.type_vocab, 1, MAX_TYPE_VOCAB)?;
-                field("num_labels", self.num_labels, 0, MAX_LABELS)?;
-                if self.pooling == Pooling::None || self.activation == Activation::Silu {
+                const_try!(field("type_vocab", self.type_vocab, 1, MAX_TYPE_VOCAB));
+                const_try!(field("num_labels", self.num_labels, 0, MAX_LABELS));
+                if no_pooling || silu {
                     return Err(FormatError::UnknownCode {
-                        field: if self.pooling == Pooling::None {
-                            "pooling"
-                        } else {
-                            "activation"
-                        },
-                        code: if self.pooling == Pooling::None {
+                        field: if no_pooling { "pooling" } else { "activation" },
+                        code: if no_pooling {
                             Pooling::None as u8
                         } else {
                             Activation::Silu as u8
@@ -336,21 +399,21 @@ impl Config {
             }
             (Arch::LlamaDecoder, Some(d)) => {
                 // Fields an encoder uses and a decoder does not must be zero.
-                field("type_vocab", self.type_vocab, 0, 0)?;
-                field("num_labels", self.num_labels, 0, 0)?;
-                if self.pooling != Pooling::None {
+                const_try!(field("type_vocab", self.type_vocab, 0, 0));
+                const_try!(field("num_labels", self.num_labels, 0, 0));
+                if !no_pooling {
                     return Err(FormatError::UnknownCode {
                         field: "pooling",
                         code: self.pooling as u8,
                     });
                 }
-                if self.activation != Activation::Silu {
+                if !silu {
                     return Err(FormatError::UnknownCode {
                         field: "activation",
                         code: self.activation as u8,
                     });
                 }
-                field("kv_heads", d.kv_heads, 1, self.heads)?;
+                const_try!(field("kv_heads", d.kv_heads, 1, self.heads));
                 if !self.heads.is_multiple_of(d.kv_heads) {
                     return Err(FormatError::ConfigOutOfRange {
                         field: "kv_heads",
@@ -366,8 +429,8 @@ impl Config {
                         value: self.hidden / self.heads,
                     });
                 }
-                field("bos_id", d.bos_id, 0, self.vocab_size - 1)?;
-                field("eos_id", d.eos_id, 0, self.vocab_size - 1)?;
+                const_try!(field("bos_id", d.bos_id, 0, self.vocab_size - 1));
+                const_try!(field("eos_id", d.eos_id, 0, self.vocab_size - 1));
                 if !is_positive_finite(d.rope_theta_bits) {
                     return Err(FormatError::ConfigOutOfRange {
                         field: "rope_theta",
@@ -388,14 +451,14 @@ impl Config {
                 heads: self.heads,
             });
         }
-        field("head_dim", self.hidden / self.heads, 1, MAX_HEAD_DIM)?;
+        const_try!(field("head_dim", self.hidden / self.heads, 1, MAX_HEAD_DIM));
         if !is_positive_finite(self.layer_norm_eps_bits) {
             return Err(FormatError::ConfigOutOfRange {
                 field: "layer_norm_eps",
                 value: self.layer_norm_eps_bits,
             });
         }
-        if self.weight_dtype == DType::I32 {
+        if matches!(self.weight_dtype, DType::I32) {
             return Err(FormatError::UnknownCode {
                 field: "weight_dtype",
                 code: self.weight_dtype as u8,
@@ -405,9 +468,30 @@ impl Config {
     }
 }
 
+/// Checks that a config field is in `min..=max`.
+const fn field(name: &'static str, value: u32, min: u32, max: u32) -> Result<(), FormatError> {
+    if value < min || value > max {
+        Err(FormatError::ConfigOutOfRange { field: name, value })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that the reserved bytes `start..end` of `bytes` (in bounds) are zero.
+const fn check_zero(bytes: &[u8], start: usize, end: usize) -> Result<(), FormatError> {
+    let mut offset = start;
+    while offset < end {
+        if bytes[offset] != 0 {
+            return Err(FormatError::ReservedNotZero { offset });
+        }
+        offset += 1;
+    }
+    Ok(())
+}
+
 /// Whether `f32` bits encode a finite value > 0, tested on the bits so that
 /// validation uses no float op.
-fn is_positive_finite(bits: u32) -> bool {
+const fn is_positive_finite(bits: u32) -> bool {
     bits >> 31 == 0 && bits != 0 && (bits >> 23) & 0xFF != 0xFF
 }
 
@@ -692,15 +776,25 @@ impl fmt::Display for FormatError {
 
 impl core::error::Error for FormatError {}
 
-/// Little-endian field readers over a byte slice that never panic.
-pub(crate) fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+/// Little-endian field readers over a byte slice that never panic (`const`, so the
+/// header can be read at compile time).
+pub(crate) const fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    if at >= bytes.len() || bytes.len() - at < 4 {
+        return None;
+    }
+    Some(u32::from_le_bytes([
+        bytes[at],
+        bytes[at + 1],
+        bytes[at + 2],
+        bytes[at + 3],
+    ]))
 }
 
-pub(crate) fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
-    let b = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
+pub(crate) const fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    if at >= bytes.len() || bytes.len() - at < 2 {
+        return None;
+    }
+    Some(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
 }
 
 /// Byte offsets of the header fields (see `docs/FORMAT.md`).
@@ -828,9 +922,12 @@ pub struct ModelFile<'a> {
     labels: &'a [u8],
 }
 
-fn hdr(bytes: &[u8], at: usize) -> u32 {
+const fn hdr(bytes: &[u8], at: usize) -> u32 {
     // Only called after the header length has been checked.
-    read_u32(bytes, at).unwrap_or(0)
+    match read_u32(bytes, at) {
+        Some(value) => value,
+        None => 0,
+    }
 }
 
 /// Computes the file CRC: CRC-32 (IEEE, as zlib) of the whole file with the four CRC
@@ -847,10 +944,10 @@ pub fn file_crc32(bytes: &[u8]) -> u32 {
     digest.finalize()
 }
 
-fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
+/// The config fields of a header whose length was checked, and their ranges.
+const fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
     use header as h;
-    let code = |at: usize| bytes.get(at).copied().unwrap_or(0);
-    let arch = match code(h::ARCH) {
+    let arch = match bytes[h::ARCH] {
         1 => Arch::BertEncoder,
         2 => Arch::LlamaDecoder,
         c => {
@@ -860,11 +957,16 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
             })
         }
     };
-    let weight_dtype = DType::from_code(code(h::WEIGHT_DTYPE)).ok_or(FormatError::UnknownCode {
-        field: "weight_dtype",
-        code: code(h::WEIGHT_DTYPE),
-    })?;
-    let activation = match code(h::ACTIVATION) {
+    let weight_dtype = match DType::from_code(bytes[h::WEIGHT_DTYPE]) {
+        Some(dtype) => dtype,
+        None => {
+            return Err(FormatError::UnknownCode {
+                field: "weight_dtype",
+                code: bytes[h::WEIGHT_DTYPE],
+            })
+        }
+    };
+    let activation = match bytes[h::ACTIVATION] {
         1 => Activation::Gelu,
         2 => Activation::GeluTanh,
         3 => Activation::Relu,
@@ -876,7 +978,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
             })
         }
     };
-    let pooling = match code(h::POOLING) {
+    let pooling = match bytes[h::POOLING] {
         0 => Pooling::None,
         1 => Pooling::ClsPooler,
         2 => Pooling::Mean,
@@ -886,6 +988,29 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
                 field: "pooling",
                 code: c,
             })
+        }
+    };
+    let decoder = match arch {
+        Arch::LlamaDecoder => {
+            let flags = hdr(bytes, h::DECODER_FLAGS);
+            if flags & !1 != 0 {
+                return Err(FormatError::BadHeaderField {
+                    field: "decoder_flags",
+                    value: flags,
+                });
+            }
+            Some(DecoderParams {
+                kv_heads: hdr(bytes, h::KV_HEADS),
+                rope_theta_bits: hdr(bytes, h::ROPE_THETA),
+                bos_id: hdr(bytes, h::BOS_ID),
+                eos_id: hdr(bytes, h::EOS_ID),
+                separate_output: flags & 1 != 0,
+            })
+        }
+        Arch::BertEncoder => {
+            // The decoder fields are reserved in an encoder file.
+            const_try!(check_zero(bytes, h::KV_HEADS, h::RESERVED2));
+            None
         }
     };
     let config = Config {
@@ -903,40 +1028,9 @@ fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
         num_labels: hdr(bytes, h::NUM_LABELS),
         max_seq: hdr(bytes, h::MAX_SEQ),
         layer_norm_eps_bits: hdr(bytes, h::LAYER_NORM_EPS),
-        decoder: None,
+        decoder,
     };
-    let flags = hdr(bytes, h::DECODER_FLAGS);
-    let config = match arch {
-        Arch::LlamaDecoder => {
-            if flags & !1 != 0 {
-                return Err(FormatError::BadHeaderField {
-                    field: "decoder_flags",
-                    value: flags,
-                });
-            }
-            Config {
-                decoder: Some(DecoderParams {
-                    kv_heads: hdr(bytes, h::KV_HEADS),
-                    rope_theta_bits: hdr(bytes, h::ROPE_THETA),
-                    bos_id: hdr(bytes, h::BOS_ID),
-                    eos_id: hdr(bytes, h::EOS_ID),
-                    separate_output: flags & 1 != 0,
-                }),
-                ..config
-            }
-        }
-        Arch::BertEncoder => {
-            // The decoder fields are reserved in an encoder file.
-            let fields = bytes.get(h::KV_HEADS..h::RESERVED2).unwrap_or(&[]);
-            if let Some(i) = fields.iter().position(|&b| b != 0) {
-                return Err(FormatError::ReservedNotZero {
-                    offset: h::KV_HEADS + i,
-                });
-            }
-            config
-        }
-    };
-    config.check()?;
+    const_try!(config.check());
     Ok(config)
 }
 
@@ -990,63 +1084,8 @@ impl<'a> ModelFile<'a> {
         if addr_mod != 0 {
             return Err(FormatError::BufferMisaligned { addr_mod });
         }
-        if bytes.len() < 4 {
-            return Err(FormatError::Truncated {
-                what: "magic",
-                needed: 4,
-                got: bytes.len(),
-            });
-        }
-        if bytes[..4] != MAGIC {
-            return Err(FormatError::BadMagic {
-                found: hdr(bytes, 0),
-            });
-        }
-        if bytes.len() < 8 {
-            return Err(FormatError::Truncated {
-                what: "header",
-                needed: HEADER_LEN,
-                got: bytes.len(),
-            });
-        }
-        let version = read_u16(bytes, header::VERSION).unwrap_or(0);
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version,
-                supported: VERSION,
-            });
-        }
-        if bytes.len() < HEADER_LEN {
-            return Err(FormatError::Truncated {
-                what: "header",
-                needed: HEADER_LEN,
-                got: bytes.len(),
-            });
-        }
+        let config = Config::from_header(bytes)?;
         let file_len = hdr(bytes, header::FILE_LEN);
-        if file_len as usize != bytes.len() {
-            return Err(FormatError::LengthMismatch {
-                header: file_len,
-                actual: bytes.len(),
-            });
-        }
-        let header_len = hdr(bytes, header::HEADER_LEN);
-        if header_len as usize != HEADER_LEN {
-            return Err(FormatError::BadHeaderField {
-                field: "header_len",
-                value: header_len,
-            });
-        }
-        for (start, end) in [
-            (header::RESERVED0, header::RESERVED0 + 2),
-            (header::RESERVED1, header::RESERVED1 + 4),
-            (header::RESERVED2, HEADER_LEN),
-        ] {
-            if let Some(i) = bytes[start..end].iter().position(|&b| b != 0) {
-                return Err(FormatError::ReservedNotZero { offset: start + i });
-            }
-        }
-        let config = parse_config(bytes)?;
 
         // Directory.
         let tensor_count = hdr(bytes, header::TENSOR_COUNT);
@@ -1388,8 +1427,27 @@ pub struct Aligned<B: ?Sized>(pub B);
 /// Embeds a model file in the binary (flash on a microcontroller), 16-byte aligned,
 /// as a `&'static [u8]`.
 ///
-/// ```ignore
-/// static MODEL: &[u8] = tinyformer::include_model!("../models/default/model-int8.tfm");
+/// The path is resolved as [`include_bytes!`] resolves it: relative to the source
+/// file that contains the macro call (`"../models/m.tfm"` from `src/main.rs` names
+/// `models/m.tfm` beside `src/`). Any expression `include_bytes!` takes works, such as
+/// `concat!(env!("CARGO_MANIFEST_DIR"), "/...")` for a path from the crate's root, or
+/// `env!("MODEL")` for one chosen at build time.
+///
+/// ```
+/// static MODEL: &[u8] = tinyformer::include_model!(concat!(
+///     env!("CARGO_MANIFEST_DIR"),
+///     "/models/default/sentiment-int8.tfm"
+/// ));
+///
+/// let model = tinyformer::Model::from_bytes(MODEL)?;
+/// assert_eq!(model.config().max_seq, 64);
+/// // The header can be read at compile time too.
+/// const MAX_SEQ: u32 = match tinyformer::Config::from_header(MODEL) {
+///     Ok(config) => config.max_seq,
+///     Err(_) => panic!("not a model file"),
+/// };
+/// assert_eq!(MAX_SEQ, 64);
+/// # Ok::<(), tinyformer::Error>(())
 /// ```
 #[macro_export]
 macro_rules! include_model {

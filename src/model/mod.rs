@@ -10,11 +10,15 @@
 //! Both work token row by token row, so the only `[seq, hidden]` buffers are the layer
 //! state `x` and the keys and values; see [`Plan`].
 
+mod arena;
 pub mod decoder;
 mod float;
 mod int8;
 mod plan;
 
+#[cfg(any(target_has_atomic = "8", feature = "critical-section"))]
+pub use arena::StaticArena;
+pub use arena::{arena_bytes, try_arena_bytes, Arena};
 pub use plan::{Buffer, Phase, Plan, MAX_BATCH_ROWS};
 
 use crate::format::{Arch, Config, FormatError, ModelFile};
@@ -23,6 +27,11 @@ use core::fmt;
 
 /// Why a forward pass (or its preparation) was refused. Nothing is written to the
 /// output when an error is returned.
+///
+/// Also the one error type of an application: [`FormatError`] (loading a model),
+/// [`TokenizerError`] (encoding text) and
+/// [`SampleError`](decoder::sample::SampleError) (sampling) convert into it, so `?`
+/// works across all of them in a function that returns `Result<_, Error>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -88,6 +97,10 @@ pub enum Error {
     NotFloat,
     /// Tokenization failed.
     Tokenizer(TokenizerError),
+    /// The model file was refused.
+    Format(FormatError),
+    /// Sampling was refused (a decoder's sampler settings or call).
+    Sample(decoder::sample::SampleError),
     /// A decoder's key/value cache holds its whole context: no position is left
     /// (call `reset`, or size the state for a longer context).
     ContextFull {
@@ -135,6 +148,8 @@ impl fmt::Display for Error {
             NotQuantized => write!(f, "fixed-point output needs an int8 model"),
             NotFloat => write!(f, "observation needs a float (f32/f16) model"),
             Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            Format(e) => write!(f, "model file: {e}"),
+            Sample(e) => write!(f, "sampler: {e}"),
             ContextFull { ctx } => write!(f, "context full: all {ctx} positions are used"),
         }
     }
@@ -148,28 +163,15 @@ impl From<TokenizerError> for Error {
     }
 }
 
-/// A 16-byte aligned arena of `N` bytes that can live in a `static`.
-///
-/// ```
-/// static mut ARENA: tinyformer::Arena<4096> = tinyformer::Arena::new();
-/// ```
-#[repr(C, align(16))]
-pub struct Arena<const N: usize>(pub [u8; N]);
-
-impl<const N: usize> Arena<N> {
-    /// A zeroed arena.
-    pub const fn new() -> Self {
-        Self([0; N])
-    }
-    /// The bytes.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.0
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Self {
+        Self::Format(e)
     }
 }
 
-impl<const N: usize> Default for Arena<N> {
-    fn default() -> Self {
-        Self::new()
+impl From<decoder::sample::SampleError> for Error {
+    fn from(e: decoder::sample::SampleError) -> Self {
+        Self::Sample(e)
     }
 }
 

@@ -133,14 +133,16 @@ pub struct Plan {
 impl Plan {
     /// The smallest plan for `seq` tokens of a model with `config` (one row per
     /// batch).
-    pub fn new(config: &Config, seq: usize) -> Result<Self, Error> {
+    pub const fn new(config: &Config, seq: usize) -> Result<Self, Error> {
         Self::batched(config, seq, 1)
     }
 
     /// The plan for `seq` tokens in batches of `rows` token rows (clamped to
     /// `1..=min(seq, MAX_BATCH_ROWS)`; always 1 for float models, whose pass runs one
     /// row at a time).
-    pub fn batched(config: &Config, seq: usize, rows: usize) -> Result<Self, Error> {
+    ///
+    /// A `const fn`: [`crate::arena_bytes`] runs this same code at compile time.
+    pub const fn batched(config: &Config, seq: usize, rows: usize) -> Result<Self, Error> {
         let max = config.max_seq as usize;
         if seq == 0 {
             return Err(Error::EmptySequence);
@@ -149,17 +151,24 @@ impl Plan {
             return Err(Error::SequenceTooLong { max, got: seq });
         }
         let (h, f) = (config.hidden as usize, config.ffn as usize);
-        let rows = if config.is_int8() {
-            rows.clamp(1, seq.min(MAX_BATCH_ROWS))
-        } else {
+        let int8 = config.is_int8();
+        let rows = if !int8 || rows == 0 {
             1
+        } else if rows > seq || rows > MAX_BATCH_ROWS {
+            if seq < MAX_BATCH_ROWS {
+                seq
+            } else {
+                MAX_BATCH_ROWS
+            }
+        } else {
+            rows
         };
         // Activations are 1 byte in the int8 mode, 4 in the float modes; scores and
         // the residual row are 4 bytes in both.
-        let act = if config.is_int8() { 1 } else { 4 };
+        let act = if int8 { 1 } else { 4 };
         // The int8 FFN keeps its rows of activations at 32 bits to choose each row's
         // power-of-two scale before narrowing to int8.
-        let wide = if config.is_int8() { rows * f } else { 0 };
+        let wide = if int8 { rows * f } else { 0 };
         use Phase::{All, Attention, Ffn};
         let specs: [(&'static str, Phase, usize, usize); 9] = [
             ("residual", All, rows * h, 4),
@@ -176,40 +185,58 @@ impl Plan {
         // live throughout goes after both phases, and both continue after it. So
         // `residual` is at 0, the attention and FFN buffers share the bytes after it,
         // and `x` follows the larger of the two.
-        let mut ends = [0usize; 2];
-        let buffers = specs.map(|(name, phase, len, elem)| {
+        let (mut attention_end, mut ffn_end) = (0usize, 0usize);
+        let mut buffers = [Buffer {
+            name: "",
+            offset: 0,
+            bytes: 0,
+            elem: 1,
+            phase: All,
+        }; 9];
+        let mut i = 0;
+        while i < specs.len() {
+            let (name, phase, len, elem) = specs[i];
             let bytes = len * elem;
             let offset = match phase {
                 All => {
-                    let at = ends[0].max(ends[1]);
-                    ends = [at + bytes; 2];
+                    let at = if attention_end > ffn_end {
+                        attention_end
+                    } else {
+                        ffn_end
+                    };
+                    attention_end = at + bytes;
+                    ffn_end = at + bytes;
                     at
                 }
-                Attention | Ffn => {
-                    let end = &mut ends[usize::from(phase == Ffn)];
-                    *end += bytes;
-                    *end - bytes
+                Attention => {
+                    attention_end += bytes;
+                    attention_end - bytes
+                }
+                Ffn => {
+                    ffn_end += bytes;
+                    ffn_end - bytes
                 }
             };
-            Buffer {
+            buffers[i] = Buffer {
                 name,
                 offset,
                 bytes,
                 elem,
                 phase,
-            }
-        });
+            };
+            i += 1;
+        }
         Ok(Self { seq, rows, buffers })
     }
 
     /// Total arena bytes.
-    pub fn total_bytes(&self) -> usize {
+    pub const fn total_bytes(&self) -> usize {
         let last = self.buffers[ix::X];
         last.offset + last.bytes
     }
 
     /// Lower bound for a row-wise schedule: `x`, keys and values live together.
-    pub fn live_lower_bound(&self) -> usize {
+    pub const fn live_lower_bound(&self) -> usize {
         self.buffers[ix::X].bytes * 3
     }
 }

@@ -1,7 +1,9 @@
 //! tinyformer generating text on a Cortex-M4F (QEMU `mps2-an386`): the int8
 //! stories260K decoder (llama2.c's 260K-parameter TinyStories model) in flash, its
-//! key/value cache and scratch in a `static` arena sized for a 256-token context, the
-//! prompt tokenized, run and continued on the device with the integer sampler.
+//! key/value cache and scratch in a `static` arena sized at compile time for a
+//! 256-token context (`tinyformer::arena_bytes(MODEL, CTX)`: a model whose `max_seq`
+//! is below 256 does not build), the prompt tokenized, run and continued on the device
+//! with the integer sampler.
 //!
 //! Two runs from the same fixed prompt: `sampled` (temperature 0.8, top-p 0.9, fixed
 //! seed) and `greedy` (temperature 0). After a `PROMPT "<text>"` line, each prints
@@ -33,7 +35,7 @@ use tinyformer::model::decoder::sample::{scratch_len, SampleError, Sampler, Samp
 use tinyformer::tokenizer::sentencepiece::{encode_buffer_len, SentencePiece};
 use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::tokenizer::TokenizerError;
-use tinyformer::{Arena, Decoder, Error, FormatError, State};
+use tinyformer::{Decoder, Error, FormatError, State, StaticArena};
 
 /// The decoder, 16-byte aligned in flash.
 static MODEL: &[u8] = tinyformer::include_model!(env!("TINYFORMER_MODEL"));
@@ -54,17 +56,16 @@ const SAMPLED: SamplerSettings = SamplerSettings {
     top_p_q16: 58_982,
 };
 
-/// Arena bytes reserved for the state: at least the model's `arena_bytes(CTX)`
-/// (87,500 for stories260K at 256), with headroom for a changed plan.
-const ARENA_BYTES: usize = 96 * 1024;
 /// Largest vocabulary the sampler scratch below serves (stories260K: 512).
 const MAX_VOCAB: usize = 512;
 /// Room for the prompt's ids (BOS, the dummy prefix, at most one id per byte).
 const MAX_PROMPT_TOKENS: usize = encode_buffer_len(PROMPT.len(), true);
 
 /// The arena and the sampler's scratch: zero-initialized statics (`.bss`), handed
-/// out once as `&'static mut` (no `static mut`, no copy onto the stack).
-static ARENA: ConstStaticCell<Arena<ARENA_BYTES>> = ConstStaticCell::new(Arena::new());
+/// out once as `&'static mut` (no `static mut`, no copy onto the stack). The arena is
+/// exactly the state's plan at `CTX` (87,500 bytes for stories260K at 256), computed
+/// by the compiler from the model's header.
+static ARENA: StaticArena<{ tinyformer::arena_bytes(MODEL, CTX) }> = StaticArena::new();
 static SCRATCH: ConstStaticCell<[u32; scratch_len(MAX_VOCAB)]> =
     ConstStaticCell::new([0; scratch_len(MAX_VOCAB)]);
 
@@ -163,8 +164,8 @@ enum Failure {
     Decoder(Error),
     /// The sampler refused its settings or logits.
     Sampler(SampleError),
-    /// The static arena is smaller than the model needs at [`CTX`].
-    ArenaTooSmall { needed: usize },
+    /// The static arena's compile-time size differs from the validated model's plan.
+    ArenaSize { needed: usize, have: usize },
     /// The vocabulary is larger than the sampler scratch.
     VocabTooLarge { vocab: usize },
 }
@@ -176,9 +177,9 @@ impl fmt::Display for Failure {
             Failure::Tokenizer(e) => write!(f, "tokenizer: {e}"),
             Failure::Decoder(e) => write!(f, "decoder: {e}"),
             Failure::Sampler(e) => write!(f, "sampler: {e}"),
-            Failure::ArenaTooSmall { needed } => write!(
+            Failure::ArenaSize { needed, have } => write!(
                 f,
-                "the arena needs {needed} bytes at context {CTX}, the firmware has {ARENA_BYTES}"
+                "the plan at context {CTX} needs {needed} bytes, the compile-time arena is {have}"
             ),
             Failure::VocabTooLarge { vocab } => write!(
                 f,
@@ -233,14 +234,18 @@ fn run(out: &mut Out) -> Result<(), Failure> {
     let max_seq = model.config().max_seq as usize;
     let needed = model.arena_bytes(CTX)?;
     let needed_max_seq = model.arena_bytes(max_seq)?;
-    if needed > ARENA_BYTES {
-        return Err(Failure::ArenaTooSmall { needed });
-    }
     let vocab = model.config().vocab_size as usize;
     if vocab > MAX_VOCAB {
         return Err(Failure::VocabTooLarge { vocab });
     }
-    let arena = ARENA.take().as_mut_slice();
+    let arena = ARENA.take().expect("the arena is taken once");
+    // The compiler sized the arena from the header; the validated model's plan agrees.
+    if arena.len() != needed {
+        return Err(Failure::ArenaSize {
+            needed,
+            have: arena.len(),
+        });
+    }
     let scratch = &mut SCRATCH.take()[..scratch_len(vocab)];
     let generator = Generator {
         tokenizer: SentencePiece::from_section(model.file().tokenizer_section())?,
@@ -291,7 +296,7 @@ fn run(out: &mut Out) -> Result<(), Failure> {
         needed,
         needed_max_seq,
         max_seq,
-        ARENA_BYTES,
+        arena.len(),
         stack_peak(bottom, limit)
     );
     Ok(())

@@ -1,5 +1,11 @@
 //! tinyformer on a Cortex-M4F (QEMU `mps2-an386`): the default int8 sentiment model
-//! in flash, the arena in a `static`, text tokenized and classified on the device.
+//! in flash, the arena in a `static` sized at compile time, text tokenized and
+//! classified on the device.
+//!
+//! The arena is exactly `tinyformer::arena_bytes(MODEL, MAX_TOKENS)` bytes, computed
+//! by the compiler from the model's header: a model whose `max_seq` is below
+//! `MAX_TOKENS` (`TINYFORMER_MAX_TOKENS` in `.cargo/config.toml`, 64) fails to build,
+//! it does not fail at boot (`tools/firmware-check.sh` checks that such a build fails).
 //!
 //! Prints one line per sentence,
 //! `RESULT <index> <label> <q15 probabilities, comma separated> <text>`, then a
@@ -22,7 +28,7 @@ use cortex_m_semihosting::hio;
 use defmt_semihosting as _;
 use panic_semihosting as _;
 use tinyformer::model::probabilities_q15;
-use tinyformer::{Arena, Input, Model};
+use tinyformer::{Input, Model, StaticArena};
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -37,12 +43,17 @@ static MODEL: &[u8] = tinyformer::include_model!(env!("TINYFORMER_MODEL"));
 /// The sentences to classify (the host check reads the same file).
 const SENTENCES: &str = include_str!("../sentences.txt");
 
-/// Working memory of the forward pass; the model's `arena_bytes(max_seq)` must fit.
-const ARENA_BYTES: usize = 32 * 1024;
-static mut ARENA: Arena<ARENA_BYTES> = Arena::new();
+/// Longest token sequence this firmware runs (longer texts are truncated): at most
+/// the model's `max_seq`, or the arena below does not compile. Set at build time by
+/// `TINYFORMER_MAX_TOKENS`.
+const MAX_TOKENS: usize = match usize::from_str_radix(env!("TINYFORMER_MAX_TOKENS"), 10) {
+    Ok(n) => n,
+    Err(_) => panic!("TINYFORMER_MAX_TOKENS is not a number"),
+};
 
-/// Longest token sequence this firmware accepts (the model may allow fewer).
-const MAX_TOKENS: usize = 128;
+/// Working memory of the forward pass, exactly what the model needs at `MAX_TOKENS`
+/// tokens (zero-initialized, in `.bss`; handed out once, no `static mut`).
+static ARENA: StaticArena<{ tinyformer::arena_bytes(MODEL, MAX_TOKENS) }> = StaticArena::new();
 /// Most labels this firmware prints.
 const MAX_LABELS: usize = 16;
 
@@ -169,27 +180,16 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
             return Err("model failed validation");
         }
     };
-    let config = *model.config();
-    let max_seq = (config.max_seq as usize).min(MAX_TOKENS);
-    let labels = config.num_labels as usize;
+    let labels = model.config().num_labels as usize;
     if labels == 0 || labels > MAX_LABELS {
         return Err("model is not a classifier this firmware can print");
     }
-    let needed = model
-        .arena_bytes(max_seq)
-        .map_err(|_| "bad sequence length")?;
-    if needed > ARENA_BYTES {
-        say!(
-            out,
-            "ARENA_TOO_SMALL needed={} have={}",
-            needed,
-            ARENA_BYTES
-        );
-        return Err("arena too small");
+    let arena = ARENA.take().ok_or("arena taken twice")?;
+    // The compiler sized the arena from the header; the validated model's plan agrees.
+    let needed = arena.len();
+    if model.arena_bytes(MAX_TOKENS) != Ok(needed) {
+        return Err("the compile-time arena size differs from the model's plan");
     }
-    // SAFETY: the only reference to ARENA, taken once in the single thread of the
-    // program (no interrupt handler touches it).
-    let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
 
     #[cfg(feature = "alloc")]
     let mut results = alloc::vec::Vec::new();
@@ -201,14 +201,14 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
         let mut ids = [0u32; MAX_TOKENS];
         let encoding = model
             .tokenizer()
-            .encode(text.as_bytes(), &mut ids[..max_seq])
+            .encode(text.as_bytes(), &mut ids)
             .map_err(|_| "tokenizer")?;
         let mut probs = [0i32; MAX_LABELS];
         tinyformer_inference_begin();
         model
             .forward_fixed(
                 Input::new(&ids[..encoding.len]),
-                arena.as_mut_slice(),
+                arena,
                 &mut probs[..labels],
             )
             .map_err(|_| "forward pass")?;
@@ -235,9 +235,10 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
     );
     say!(
         out,
-        "FOOTPRINT model_bytes={} arena_bytes={} stack_peak_bytes={}",
+        "FOOTPRINT model_bytes={} arena_bytes={} max_tokens={} stack_peak_bytes={}",
         MODEL.len(),
         needed,
+        MAX_TOKENS,
         stack_peak(bottom, limit)
     );
     Ok(())
