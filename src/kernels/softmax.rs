@@ -304,7 +304,11 @@ mod tests {
                 .map(|_| (lcg(&mut state) * f64::from(1u32 << 30)) as i32)
                 .collect();
             // Sums above 2^30: the reciprocal fits 32 bits (the only case it is used).
-            let sum = row.iter().map(|&e| e as u64).sum::<u64>().max((1 << 30) + 1);
+            let sum = row
+                .iter()
+                .map(|&e| e as u64)
+                .sum::<u64>()
+                .max((1 << 30) + 1);
             let recip = (1u64 << 62) / sum;
             let (mut scalar, mut simd) = (row.clone(), row);
             normalize_with(&mut scalar, recip);

@@ -63,8 +63,9 @@ pub struct DecoderPlan {
 // plan computes in `u64` and refuses what does not fit `usize`.
 
 impl DecoderPlan {
-    /// The plan for a context of `ctx` positions (`1..=max_seq`).
-    pub fn new(config: &Config, ctx: usize) -> Result<Self, Error> {
+    /// The plan for a context of `ctx` positions (`1..=max_seq`). A `const fn`, so
+    /// [`crate::arena_bytes`] sizes a `static` arena with it at compile time.
+    pub const fn new(config: &Config, ctx: usize) -> Result<Self, Error> {
         let max = config.max_seq as usize;
         if ctx == 0 {
             return Err(Error::EmptySequence);
@@ -73,29 +74,28 @@ impl DecoderPlan {
             return Err(Error::SequenceTooLong { max, got: ctx });
         }
         let int8 = config.is_int8();
-        let (h, f) = (u64::from(config.hidden), u64::from(config.ffn));
-        let (v, l) = (u64::from(config.vocab_size), u64::from(config.layers));
+        let (h, f) = (config.hidden as u64, config.ffn as u64);
+        let (v, l) = (config.vocab_size as u64, config.layers as u64);
         let kv = config.kv_dim() as u64;
         let c = ctx as u64;
         let act = if int8 { 1 } else { 4 };
-        let int8_only = |n: u64| if int8 { n } else { 0 };
-        let float_only = |n: u64| if int8 { 0 } else { n };
+        let (int8_kv, int8_h, float_h) = if int8 { (kv, h, 0) } else { (0, 0, h) };
+        let input = if h > f { h } else { f };
         let specs: [(&'static str, u64, u64); DECODER_BUFFERS] = [
             ("residual", h, 4),
             ("query", h, 4),
-            ("key", int8_only(kv), 4),
+            ("key", int8_kv, 4),
             ("context", h, 4),
-            ("out", float_only(h), 4),
+            ("out", float_h, 4),
             ("gate", f, 4),
             ("up", f, 4),
             ("scores", c, 4),
             ("logits", v, 4),
             ("keys", l * c * kv, act),
             ("values", l * c * kv, act),
-            ("input", h.max(f), act),
-            ("query_i8", int8_only(h), 1),
+            ("input", input, act),
+            ("query_i8", int8_h, 1),
         ];
-        let mut at = 0u64;
         let mut buffers = [Buffer {
             name: "",
             offset: 0,
@@ -103,27 +103,32 @@ impl DecoderPlan {
             elem: 1,
             phase: Phase::All,
         }; DECODER_BUFFERS];
-        for (buffer, (name, len, elem)) in buffers.iter_mut().zip(specs) {
+        let mut at = 0u64;
+        let mut i = 0;
+        while i < DECODER_BUFFERS {
+            let (name, len, elem) = specs[i];
             let bytes = len * elem;
-            let too_big = Error::ArenaTooSmall {
-                needed: usize::MAX,
-                got: 0,
-            };
-            *buffer = Buffer {
+            if at + bytes > usize::MAX as u64 {
+                return Err(Error::ArenaTooSmall {
+                    needed: usize::MAX,
+                    got: 0,
+                });
+            }
+            buffers[i] = Buffer {
                 name,
-                offset: usize::try_from(at).map_err(|_| too_big)?,
-                bytes: usize::try_from(bytes).map_err(|_| too_big)?,
+                offset: at as usize,
+                bytes: bytes as usize,
                 elem: elem as usize,
                 phase: Phase::All,
             };
             at += bytes;
-            usize::try_from(at).map_err(|_| too_big)?;
+            i += 1;
         }
         Ok(Self { ctx, buffers })
     }
 
     /// Total arena bytes.
-    pub fn total_bytes(&self) -> usize {
+    pub const fn total_bytes(&self) -> usize {
         let last = self.buffers[DECODER_BUFFERS - 1];
         last.offset + last.bytes
     }
