@@ -3,6 +3,7 @@
 //! NEON, Cortex-M DSP) are tested bit-exact against it. Kernels work on slices the caller owns: they never allocate, and
 //! any scratch they need is stated by a `*_scratch_len` function.
 
+pub mod argmax;
 pub mod attention;
 pub mod gelu;
 pub mod layernorm;

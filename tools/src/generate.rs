@@ -87,7 +87,7 @@ pub fn logits_f64(logits: Logits<'_>) -> Vec<f64> {
 
 /// Index of the largest logit, the lowest on ties (what greedy decoding picks).
 pub fn argmax(logits: &[f64]) -> u32 {
-    (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best }) as u32
+    tinyformer::kernels::argmax::argmax(logits) as u32
 }
 
 /// `log softmax(logits)`.

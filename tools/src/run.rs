@@ -187,10 +187,7 @@ impl<'m> Runner<'m> {
     }
 }
 
-/// Index of the largest value (first on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
-}
+pub use tinyformer::kernels::argmax::argmax;
 
 /// One input text: a command-line argument or a line of standard input.
 pub struct TextInput {

@@ -45,9 +45,7 @@ fn logits(model: &Model<'_>, ids: &[u32]) -> Vec<f32> {
     out
 }
 
-fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
-}
+use tinyformer::kernels::argmax::argmax;
 
 #[test]
 fn committed_int8_model_fits_a_microcontroller() {

@@ -125,9 +125,7 @@ fn max_abs(a: &[f32], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
-}
+use tinyformer::kernels::argmax::argmax;
 
 /// Guards of the f32 mode: max abs error of the last layer's hidden rows, of the
 /// pooled vector and of the logits (0 for a model without a classifier).

@@ -347,15 +347,7 @@ impl Sampler {
 /// Index of the largest logit, the lowest on ties; 0 for an empty slice. Greedy
 /// decoding without a [`Sampler`] or scratch.
 pub fn argmax(logits: &[i32]) -> u32 {
-    let mut best = 0;
-    let mut best_logit = i32::MIN;
-    for (id, &l) in logits.iter().enumerate() {
-        if id == 0 || l > best_logit {
-            best = id;
-            best_logit = l;
-        }
-    }
-    u32::try_from(best).unwrap_or(u32::MAX)
+    u32::try_from(crate::kernels::argmax::argmax(logits)).unwrap_or(u32::MAX)
 }
 
 /// A real logit as Q16.16, rounded to nearest; saturates at the `i32` range; NaN
