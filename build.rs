@@ -16,7 +16,6 @@ use std::process::Command;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyformer_dsp)");
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let arm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "arm");
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     if arm && (features.split(',').any(|f| f == "dsp") || target_has_dsp()) {
