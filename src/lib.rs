@@ -35,6 +35,8 @@ macro_rules! const_try {
 
 #[cfg(target_endian = "big")]
 compile_error!("tinyformer model files are little-endian and viewed in place: big-endian targets are not supported");
+#[cfg(target_pointer_width = "16")]
+compile_error!("tinyformer needs a usize of at least 32 bits (tensor offsets and lengths are u32): 16-bit targets are not supported");
 
 pub mod format;
 pub mod kernels;

@@ -5,7 +5,8 @@
 #  2. checks that its labels and int8 Q15 probabilities are bit-identical to
 #     `tinyformer classify --json` on the host, for the same model and sentences;
 #  3. prints the footprint (runtime code, model, static RAM, arena, peak stack) and the
-#     deterministic cost: guest instructions per inference and per multiply-accumulate;
+#     deterministic cost: guest instructions per inference and per multiply-accumulate,
+#     and fails when one of them is over its budget (below; bundled model only);
 #  4. rebuilds with the `defmt` feature, decodes the device's defmt frames on the host
 #     (defmt-print) and checks they carry the same lines as the plain-text build;
 #  5. device fault: flashes a copy of the model with one payload byte flipped and checks
@@ -19,8 +20,24 @@
 # The firmware runs up to TINYFORMER_MAX_TOKENS tokens (default 64, from
 # examples/cortex-m/.cargo/config.toml); set it for a model whose max_seq is below 64.
 set -euo pipefail
+
+# Budgets: regression guards on deterministic figures (same toolchain, same code: same
+# numbers), checked for the bundled model, each set about 4% above the value measured
+# when it was last set. A change that needs more raises the budget in the same commit:
+# run this script, take the figure it prints, set the budget about 4% above it and
+# update the measured value in the comment.
+export BUDGET_RUNTIME_CODE_BYTES=82000 # measured 78,912 (rustc 1.95.0, 2026-11-30)
+export BUDGET_STATIC_RAM_BYTES=26600   # measured 25,624
+export BUDGET_STACK_PEAK_BYTES=1920    # measured 1,840
+export BUDGET_INSNS_PER_MAC=3.10       # measured 2.98
+
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/default/sentiment-int8.tfm}")
+if [ "$model" = "$(realpath "$root/models/default/sentiment-int8.tfm")" ]; then
+  export CHECK_BUDGETS=1
+else
+  export CHECK_BUDGETS=0
+fi
 sentences="$root/examples/cortex-m/sentences.txt"
 bin_dir="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
 work=$(mktemp -d)
@@ -45,7 +62,7 @@ cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli
 "$bin_dir/llvm-size" -A "$elf" >"$work/sections.txt"
 
 python3 - "$work" <<'PY'
-import json, sys
+import json, os, sys
 work = sys.argv[1]
 lines = open(f"{work}/device.txt").read().splitlines()
 device = [l.split(" ", 4) for l in lines if l.startswith("RESULT ")]
@@ -74,13 +91,16 @@ def macs(n):
     return layers * n * (4 * h * h + 2 * h * f + 2 * n * h) + head
 total_macs = sum(macs(n) for n in tokens)
 regions, total = int(insns["regions"]), int(insns["total"])
+runtime_code = sections.get(".text", 0) + sections.get(".rodata", 0) - model_bytes
+static_ram = sections.get(".data", 0) + sections.get(".bss", 0)
+stack_peak = int(foot["stack_peak_bytes"])
 rows = [
-    ("runtime code (.text + .rodata without the model)", sections.get(".text", 0) + sections.get(".rodata", 0) - model_bytes),
+    ("runtime code (.text + .rodata without the model)", runtime_code),
     ("  of which .text", sections.get(".text", 0)),
     ("model (in flash)", model_bytes),
-    ("static RAM (.data + .bss, incl. the static arena buffer)", sections.get(".data", 0) + sections.get(".bss", 0)),
+    ("static RAM (.data + .bss, incl. the static arena buffer)", static_ram),
     ("static arena, exact at %s tokens (compile-time arena_bytes)" % foot["max_tokens"], int(foot["arena_bytes"])),
-    ("peak stack (painted, measured)", int(foot["stack_peak_bytes"])),
+    ("peak stack (painted, measured)", stack_peak),
 ]
 print("\nfootprint (bytes):")
 for name, value in rows:
@@ -90,6 +110,26 @@ print(f"  inferences {regions}, mean tokens {sum(tokens) / len(tokens):.1f}")
 print(f"  instructions per inference {total / regions:,.0f}")
 print(f"  multiply-accumulates per inference {total_macs / regions:,.0f}")
 print(f"  instructions per MAC {total / total_macs:.2f}")
+
+budgets = [
+    ("runtime code", runtime_code, "BUDGET_RUNTIME_CODE_BYTES"),
+    ("static RAM", static_ram, "BUDGET_STATIC_RAM_BYTES"),
+    ("peak stack", stack_peak, "BUDGET_STACK_PEAK_BYTES"),
+    ("instructions per MAC", round(total / total_macs, 2), "BUDGET_INSNS_PER_MAC"),
+]
+if os.environ["CHECK_BUDGETS"] != "1":
+    print("\nbudgets: not checked (they are for the bundled model)")
+    sys.exit(0)
+print("\nbudgets (tools/firmware-check.sh, top):")
+over = []
+for name, value, var in budgets:
+    limit = float(os.environ[var])
+    limit_text = f"{limit:,.0f}" if limit.is_integer() else os.environ[var]
+    print(f"  {name:<22} {value:>10,} of {limit_text:>10}  {'ok' if value <= limit else 'OVER'}")
+    if value > limit:
+        over.append(f"{name} {value:,} > {var}={os.environ[var]}")
+if over:
+    sys.exit("FAIL: over budget: " + "; ".join(over))
 PY
 grep -E "^HEAP" "$work/device.txt" || true
 

@@ -8,12 +8,29 @@
 #     greedy) and streamed text are identical to `tinyformer generate --json` on the
 #     host, run with the prompt and settings the firmware prints;
 #  3. prints the footprint (flash, model, static RAM, arena at context 256 and 512,
-#     peak stack) and the deterministic cost: guest instructions per generated token.
+#     peak stack) and the deterministic cost: guest instructions per generated token,
+#     and fails when one of them is over its budget (below; bundled model only).
 # Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools.
 # Usage: tools/generate-check.sh [MODEL_FILE]   (default: the bundled int8 stories260K)
 set -euo pipefail
+
+# Budgets: regression guards on deterministic figures (same toolchain, same code: same
+# numbers), checked for the bundled model, each set about 4% above the value measured
+# when it was last set. A change that needs more raises the budget in the same commit:
+# run this script, take the figure it prints, set the budget about 4% above it and
+# update the measured value in the comment.
+export BUDGET_FLASH_BYTES=432000             # measured 415,676 (rustc 1.95.0, 2026-11-30)
+export BUDGET_STATIC_RAM_BYTES=93000         # measured 89,588
+export BUDGET_STACK_PEAK_BYTES=2870          # measured 2,764
+export BUDGET_INSNS_PER_TOKEN=1910000        # measured 1,837,680 (mean, sampled run)
+
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/stories260K/stories260K-int8.tfm}")
+if [ "$model" = "$(realpath "$root/models/stories260K/stories260K-int8.tfm")" ]; then
+  export CHECK_BUDGETS=1
+else
+  export CHECK_BUDGETS=0
+fi
 crate="$root/examples/cortex-m-generate"
 bin_dir="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
 work=$(mktemp -d)
@@ -73,7 +90,7 @@ done < <(tail -n +2 "$work/runs.txt")
 "$bin_dir/llvm-size" -A "$elf" >"$work/sections.txt"
 
 python3 - "$work" <<'PY'
-import json, re, sys
+import json, os, re, sys
 work = sys.argv[1]
 lines = open(f"{work}/device.txt").read().splitlines()
 if not any(l.startswith("FOOTPRINT ") for l in lines):
@@ -127,18 +144,19 @@ for l in open(f"{work}/sections.txt"):
     if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
         sections[parts[0]] = int(parts[1])
 flash = sum(sections.get(k, 0) for k in (".vector_table", ".text", ".rodata", ".data"))
+static_ram = sections.get(".data", 0) + sections.get(".bss", 0)
+stack_peak = int(foot["stack_peak_bytes"])
 max_seq = foot["max_seq"]
 rows = [
     ("flash (.vector_table + .text + .rodata + .data, model included)", flash),
     ("  of which the model", int(foot["model_bytes"])),
     ("  of which code (.text)", sections.get(".text", 0)),
-    ("static RAM (.data + .bss: the static arena and sampler scratch)",
-     sections.get(".data", 0) + sections.get(".bss", 0)),
+    ("static RAM (.data + .bss: the static arena and sampler scratch)", static_ram),
     ("  of which the static arena", int(foot["arena_static_bytes"])),
     (f"arena needed at context {ctx} (KV cache + one token's scratch)",
      int(foot[f"arena_bytes_ctx{ctx}"])),
     (f"arena needed at context {max_seq} (the model's max_seq)", int(foot["arena_bytes_max_seq"])),
-    ("peak stack (painted, measured)", int(foot["stack_peak_bytes"])),
+    ("peak stack (painted, measured)", stack_peak),
 ]
 print("footprint (bytes):")
 for name, value in rows:
@@ -181,4 +199,24 @@ target = 1_200_000
 print(f"  target: at most {target:,} per generated token at context {ctx}: "
       + ("met" if mean <= target else f"not met ({mean / target:.2f}x; tools/generate-profile.sh shows where they go)"))
 print(f"  whole program (both runs, printing included): {steps['all']:,} instructions")
+
+budgets = [
+    ("flash", flash, "BUDGET_FLASH_BYTES"),
+    ("static RAM", static_ram, "BUDGET_STATIC_RAM_BYTES"),
+    ("peak stack", stack_peak, "BUDGET_STACK_PEAK_BYTES"),
+    ("instructions per generated token", round(mean), "BUDGET_INSNS_PER_TOKEN"),
+]
+if os.environ["CHECK_BUDGETS"] != "1":
+    print("\nbudgets: not checked (they are for the bundled model)")
+    sys.exit(0)
+print("\nbudgets (tools/generate-check.sh, top):")
+over = []
+for name, value, var in budgets:
+    limit = float(os.environ[var])
+    limit_text = f"{limit:,.0f}" if limit.is_integer() else os.environ[var]
+    print(f"  {name:<34} {value:>10,} of {limit_text:>10}  {'ok' if value <= limit else 'OVER'}")
+    if value > limit:
+        over.append(f"{name} {value:,} > {var}={os.environ[var]}")
+if over:
+    sys.exit("FAIL: over budget: " + "; ".join(over))
 PY

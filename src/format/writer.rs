@@ -180,26 +180,64 @@ pub fn write_model(
 /// A byte buffer whose start is 16-byte aligned, as [`super::ModelFile::from_bytes`]
 /// requires: a `Vec<u8>` only guarantees the allocator's alignment.
 pub struct AlignedBuf {
-    words: Vec<u128>,
+    chunks: Vec<Chunk>,
     len: usize,
 }
+
+/// Sixteen bytes aligned to 16 on every target. (`u128` is not: its alignment is 8 on
+/// 32-bit Arm, for one.)
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Chunk([u8; 16]);
+
+// Checked on every target the crate is built for, 32-bit ones included.
+const _: () =
+    assert!(core::mem::size_of::<Chunk>() == ALIGN && core::mem::align_of::<Chunk>() == ALIGN);
+
+// SAFETY: `Chunk` is sixteen bytes with no padding (size 16 = the array, asserted
+// above); every bit pattern is a valid `[u8; 16]`, and all zeros is one.
+unsafe impl bytemuck::Zeroable for Chunk {}
+// SAFETY: as above; `Copy`, `'static` and `repr(C)`.
+unsafe impl bytemuck::Pod for Chunk {}
 
 impl AlignedBuf {
     /// Copies `bytes` into a 16-byte aligned buffer.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut words = alloc::vec![0u128; bytes.len().div_ceil(16)];
-        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        let mut chunks = alloc::vec![Chunk([0; 16]); bytes.len().div_ceil(ALIGN)];
+        bytemuck::cast_slice_mut::<Chunk, u8>(&mut chunks)[..bytes.len()].copy_from_slice(bytes);
         Self {
-            words,
+            chunks,
             len: bytes.len(),
         }
     }
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+        &bytemuck::cast_slice::<Chunk, u8>(&self.chunks)[..self.len]
     }
     /// The bytes, mutable.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut::<u128, u8>(&mut self.words)[..self.len]
+        &mut bytemuck::cast_slice_mut::<Chunk, u8>(&mut self.chunks)[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_buf_starts_on_16_bytes_and_keeps_the_bytes() {
+        for len in [0, 1, 15, 16, 17, 33, 1000] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8 ^ 0xA5).collect();
+            // Several buffers alive at once, so not every one is the allocator's first.
+            let bufs: Vec<AlignedBuf> = (0..4).map(|_| AlignedBuf::from_bytes(&bytes)).collect();
+            for mut buf in bufs {
+                assert_eq!(buf.as_bytes().as_ptr() as usize % ALIGN, 0, "len {len}");
+                assert_eq!(buf.as_bytes(), &bytes[..]);
+                if len > 0 {
+                    buf.as_bytes_mut()[len - 1] ^= 0xFF;
+                    assert_eq!(buf.as_bytes()[len - 1], bytes[len - 1] ^ 0xFF);
+                }
+            }
+        }
     }
 }

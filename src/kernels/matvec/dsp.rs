@@ -13,7 +13,8 @@
 //!
 //! The `core::arch::arm` DSP intrinsics are unstable, so each instruction is a
 //! one-line `asm!` block; the build script enables this module (`cfg(tinyformer_dsp)`)
-//! only for ARMv7E-M targets (`thumbv7em-*`), which always have the DSP extension.
+//! only when the target has the DSP extension: ARMv7E-M (`thumbv7em-*`, Cortex-M4/M7),
+//! or an ARMv8-M core built with it (`-C target-cpu=cortex-m33`, `-C target-feature=+dsp`).
 
 use core::arch::asm;
 
