@@ -9,13 +9,24 @@
 //! for the target with the build's flags; the assembler accepts it only when the DSP
 //! extension is enabled (`thumbv7em-*`, or `-C target-cpu=cortex-m33`, or
 //! `-C target-feature=+dsp`), and refuses it otherwise ("instruction requires: dsp").
+//!
+//! Also sets `cfg(tinyformer_break_kernel_for_test)` when the environment variable
+//! `TINYFORMER_BREAK_KERNEL_FOR_TEST` is `1`: the Cortex-M DSP matrix-vector kernel then
+//! computes a wrong value **on purpose**. Only `tools/firmware-check.sh` sets it, to
+//! show that the boot self-test (`Model::self_test`) catches a broken kernel; never set
+//! it anywhere else.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyformer_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinyformer_break_kernel_for_test)");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=TINYFORMER_BREAK_KERNEL_FOR_TEST");
+    if std::env::var("TINYFORMER_BREAK_KERNEL_FOR_TEST").is_ok_and(|v| v == "1") {
+        println!("cargo::rustc-cfg=tinyformer_break_kernel_for_test");
+    }
     let arm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "arm");
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     if arm && (features.split(',').any(|f| f == "dsp") || target_has_dsp()) {

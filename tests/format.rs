@@ -1247,3 +1247,137 @@ fn writer_refuses_missing_or_mis_sized_tensors() {
         }
     );
 }
+
+/// A model file with a two-case self-test section (arbitrary expected values: only
+/// the layout is under test here; `tools/tests/runtime.rs` runs real ones).
+fn with_self_test_bytes() -> (Vec<u8>, Vec<u8>) {
+    use tinyformer::format::self_test::encode_section;
+    let good = model_bytes(DType::I8);
+    let cases: [(&[u32], &[i32]); 2] = [(&[2, 4, 3], &[1, -2]), (&[2, 6, 8, 9, 3], &[3, 4])];
+    let section = encode_section(2, &cases);
+    let with = tinyformer::format::writer::with_self_test(&good, &section).unwrap();
+    (good, with)
+}
+
+#[test]
+fn self_test_section_round_trip_and_old_files_load() {
+    let (good, with) = with_self_test_bytes();
+    // A file without the section (zeros at 112..120) has no cases.
+    assert_eq!(get_u32(&good, header::SELF_TEST_OFFSET), 0);
+    let buf = AlignedBuf::from_bytes(&good);
+    assert_eq!(
+        ModelFile::from_bytes(buf.as_bytes())
+            .unwrap()
+            .self_test_cases()
+            .count(),
+        0
+    );
+    let buf = AlignedBuf::from_bytes(&with);
+    let file = ModelFile::from_bytes(buf.as_bytes()).unwrap();
+    let cases: Vec<_> = file.self_test_cases().collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(
+        (cases[0].ids, cases[0].expected),
+        (&[2, 4, 3][..], &[1, -2][..])
+    );
+    assert_eq!(
+        (cases[1].ids, cases[1].expected),
+        (&[2, 6, 8, 9, 3][..], &[3, 4][..])
+    );
+    // Only the header, the directory offsets and the inserted section differ: the
+    // tensors moved by a multiple of 16 and are byte-identical.
+    let shift = with.len() - good.len();
+    assert_eq!(shift % ALIGN, 0);
+    let first = get_u32(&good, entry(0) + dir::OFFSET) as usize;
+    assert_eq!(&with[first + shift..], &good[first..]);
+    let l = Layout::of(&good);
+    assert_eq!(
+        get_u32(&with, header::SELF_TEST_OFFSET),
+        l.lab_offset + l.lab_len
+    );
+    // Adding a second section is refused.
+    let again = tinyformer::format::writer::with_self_test(&with, &[0; 12]);
+    assert!(matches!(again, Err(FormatError::BadSelfTest { .. })));
+}
+
+#[test]
+fn self_test_section_errors() {
+    let (_, good) = with_self_test_bytes();
+    let st = get_u32(&good, header::SELF_TEST_OFFSET) as usize;
+    let len = get_u32(&good, header::SELF_TEST_LEN);
+    // Case 0 starts at st + 12: token_count, 3 ids, 2 outputs; case 1 at st + 36.
+    let bad = |field, case, value| FormatError::BadSelfTest { field, case, value };
+    let first_tensor = get_u32(&good, entry(0) + dir::OFFSET);
+    check_cases(
+        &good,
+        vec![
+            set_u32("kind", st, 2, bad("kind", 0, 2)),
+            set_u32("no cases", st + 4, 0, bad("case_count", 0, 0)),
+            set_u32("too many cases", st + 4, 65, bad("case_count", 0, 65)),
+            set_u32("more cases than bytes", st + 4, 3, bad("length", 2, len)),
+            set_u32("output_len", st + 8, 3, bad("output_len", 0, 3)),
+            set_u32("empty case", st + 12, 0, bad("token_count", 0, 0)),
+            set_u32(
+                "case longer than max_seq",
+                st + 36,
+                9,
+                bad("token_count", 1, 9),
+            ),
+            set_u32("id not below vocab", st + 20, 12, bad("token id", 0, 12)),
+            set_u32("case past the section", st + 36, 8, bad("length", 1, len)),
+            set_u32(
+                "trailing bytes",
+                header::SELF_TEST_LEN,
+                len + 4,
+                bad("length", 2, len + 4),
+            ),
+            set_u32(
+                "section too short for its preamble",
+                header::SELF_TEST_LEN,
+                8,
+                bad("length", 0, 8),
+            ),
+            set_u32(
+                "offset without a length",
+                header::SELF_TEST_LEN,
+                0,
+                bad("length", 0, 0),
+            ),
+            set_u32(
+                "section overlaps the labels",
+                header::SELF_TEST_OFFSET,
+                st as u32 - 4,
+                FormatError::Overlap {
+                    region: "self_test",
+                    offset: st as u32 - 4,
+                    previous_end: st as u32,
+                },
+            ),
+            set_u32(
+                "section misaligned",
+                header::SELF_TEST_OFFSET,
+                st as u32 + 2,
+                FormatError::Misaligned {
+                    region: "self_test",
+                    offset: st as u32 + 2,
+                    align: 4,
+                },
+            ),
+            set_u32(
+                "section longer than its cases, up to the tensors",
+                header::SELF_TEST_LEN,
+                first_tensor - st as u32 + 4,
+                // The section's own check comes first: a length reaching into the
+                // tensors is not filled exactly by the cases.
+                bad("length", 2, first_tensor - st as u32 + 4),
+            ),
+        ],
+    );
+    // A float model has no integer outputs to check.
+    let float = model_bytes(DType::F32);
+    let section = tinyformer::format::self_test::encode_section(2, &[(&[2, 3], &[0, 0])]);
+    assert_eq!(
+        tinyformer::format::writer::with_self_test(&float, &section),
+        Err(bad("kind", 0, 1))
+    );
+}

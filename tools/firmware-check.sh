@@ -13,7 +13,11 @@
 #     that the firmware refuses it at boot (checksum) and exits with failure;
 #  6. memory fixed at compile time: the static arena is `tinyformer::arena_bytes(MODEL,
 #     MAX_TOKENS)`, a const fn over the model's header; a build asking for one token
-#     more than the model's max_seq must fail to compile, with that function's message.
+#     more than the model's max_seq must fail to compile, with that function's message;
+#  7. boot self-test: the default build prints `SELF_TEST ok` (checked in step 2's run);
+#     a build whose DSP matrix-vector kernel is broken on purpose
+#     (TINYFORMER_BREAK_KERNEL_FOR_TEST=1, see build.rs; the model and its CRC intact)
+#     must report `SELF_TEST FAILED` and exit with failure, before any result.
 # Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools,
 # defmt-print (`cargo install defmt-print --locked`).
 # Usage: tools/firmware-check.sh [MODEL_FILE]   (default: the bundled int8 model)
@@ -54,6 +58,13 @@ qemu() {
 }
 qemu -plugin "$work/libinsncount.so,begin=$(addr tinyformer_inference_begin),end=$(addr tinyformer_inference_end)" \
   -d plugin -D "$work/insns.txt" >"$work/device.txt"
+
+if ! grep -q "^SELF_TEST ok" "$work/device.txt"; then
+  echo "FAIL: the firmware's boot self-test did not pass (a model without a self-test section?):" >&2
+  head -5 "$work/device.txt" >&2
+  exit 1
+fi
+echo "boot self-test: $(grep "^SELF_TEST" "$work/device.txt")"
 
 cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli -- \
   classify -m "$model" --json <"$sentences" >"$work/host.jsonl"
@@ -180,3 +191,21 @@ if ! grep -q "^error\[E0080\]" "$work/too-long.txt" || ! grep -qF "$expected" "$
 fi
 echo "compile-time arena: $((max_seq + 1)) tokens of a model with max_seq $max_seq is refused by the compiler:" \
   "$(grep -m1 "^error\[E0080\]" "$work/too-long.txt")"
+
+# 7. boot self-test: a kernel broken on purpose (one bit of the DSP matvec output) with
+# an intact model (the CRC passes) is caught at boot.
+(cd "$root/examples/cortex-m" && TINYFORMER_BREAK_KERNEL_FOR_TEST=1 TINYFORMER_MODEL="$model" \
+  cargo build --release --quiet)
+if qemu >"$work/broken.txt"; then
+  echo "FAIL: the firmware with a broken kernel passed its boot" >&2
+  cat "$work/broken.txt" >&2
+  exit 1
+fi
+if ! grep -q "^SELF_TEST FAILED" "$work/broken.txt" || grep -q "^RESULT" "$work/broken.txt"; then
+  echo "FAIL: expected SELF_TEST FAILED and no result from the broken-kernel build, got:" >&2
+  cat "$work/broken.txt" >&2
+  exit 1
+fi
+echo "broken kernel caught at boot: $(grep "^SELF_TEST" "$work/broken.txt")"
+# Leave the ordinary firmware built.
+(cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet)

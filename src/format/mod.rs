@@ -16,16 +16,19 @@
 //! | directory at `header.dir_offset` | `tensor_count` entries of 32 bytes |
 //! | tokenizer section | opaque to this module, parsed by [`crate::tokenizer`] |
 //! | labels section | `u32 count`, `u32 offsets[count + 1]`, UTF-8 names |
+//! | self-test section (optional) | golden inputs and their exact outputs, see [`self_test`] |
 //! | tensor payloads | in directory order, each 16-byte aligned |
 //!
 //! Regions appear in exactly that order and may not overlap; tensors appear in the
 //! canonical order of [`tensor_spec`], which is a pure function of the [`Config`], so a
 //! tensor is found by arithmetic, never by a search.
 
+pub mod self_test;
 mod spec;
 #[cfg(feature = "alloc")]
 pub mod writer;
 
+pub use self_test::{SelfTestCase, SelfTestCases};
 pub use spec::{scalar, tensor_count, tensor_index, tensor_spec, TensorKind, TensorSpec};
 
 use core::fmt;
@@ -687,6 +690,16 @@ pub enum FormatError {
         /// Element index within it.
         element: u32,
     },
+    /// The self-test section is malformed (see [`self_test`]).
+    BadSelfTest {
+        /// The offending field (`"kind"`, `"case_count"`, `"output_len"`,
+        /// `"token_count"`, `"token id"`, `"length"`).
+        field: &'static str,
+        /// Index of the case it belongs to (0 for the section's own fields).
+        case: u32,
+        /// Value found.
+        value: u32,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -769,6 +782,10 @@ impl fmt::Display for FormatError {
             BadQuantParam { index, element } => write!(
                 f,
                 "tensor {index}: quantization constant {element} is out of the safe range"
+            ),
+            BadSelfTest { field, case, value } => write!(
+                f,
+                "self-test section: case {case}: {field} {value} is invalid"
             ),
         }
     }
@@ -863,8 +880,12 @@ pub mod header {
     pub const EOS_ID: usize = 104;
     /// `u32` decoder flags: bit 0 = separate output head; other bits zero.
     pub const DECODER_FLAGS: usize = 108;
-    /// Bytes 112..128 are reserved and zero.
-    pub const RESERVED2: usize = 112;
+    /// `u32` self-test section offset (0 with a zero length: no self-test section).
+    pub const SELF_TEST_OFFSET: usize = 112;
+    /// `u32` self-test section length (0: no self-test section).
+    pub const SELF_TEST_LEN: usize = 116;
+    /// Bytes 120..128 are reserved and zero.
+    pub const RESERVED2: usize = 120;
 }
 
 /// Byte offsets within a 32-byte directory entry.
@@ -920,6 +941,8 @@ pub struct ModelFile<'a> {
     dir_offset: usize,
     tokenizer: &'a [u8],
     labels: &'a [u8],
+    /// Empty when the file has no self-test section.
+    self_test: &'a [u8],
 }
 
 const fn hdr(bytes: &[u8], at: usize) -> u32 {
@@ -1009,7 +1032,7 @@ const fn parse_config(bytes: &[u8]) -> Result<Config, FormatError> {
         }
         Arch::BertEncoder => {
             // The decoder fields are reserved in an encoder file.
-            const_try!(check_zero(bytes, h::KV_HEADS, h::RESERVED2));
+            const_try!(check_zero(bytes, h::KV_HEADS, h::SELF_TEST_OFFSET));
             None
         }
     };
@@ -1125,6 +1148,17 @@ impl<'a> ModelFile<'a> {
         let tokenizer = &bytes[tok_offset as usize..(tok_offset + tok_len) as usize];
         let labels = &bytes[lab_offset as usize..(lab_offset + lab_len) as usize];
         check_labels(labels, config.num_labels)?;
+        // Optional self-test section, between the labels and the tensors.
+        let st_offset = hdr(bytes, header::SELF_TEST_OFFSET);
+        let st_len = hdr(bytes, header::SELF_TEST_LEN);
+        let self_test = if st_offset == 0 && st_len == 0 {
+            &[][..]
+        } else {
+            end = check_region("self_test", st_offset, st_len, 4, end, file_len)?;
+            let section = &bytes[st_offset as usize..end as usize];
+            self_test::check_section(section, &config)?;
+            section
+        };
         let vocab = match config.decoder {
             None => crate::tokenizer::Tokenizer::from_section(tokenizer)
                 .map_err(FormatError::Tokenizer)?
@@ -1171,6 +1205,7 @@ impl<'a> ModelFile<'a> {
             dir_offset: dir_offset as usize,
             tokenizer,
             labels,
+            self_test,
         })
     }
 
@@ -1201,6 +1236,12 @@ impl<'a> ModelFile<'a> {
     /// Name of label `index`, `None` if out of range.
     pub fn label(&self, index: u32) -> Option<&'a str> {
         label_at(self.labels, index)
+    }
+
+    /// The golden cases of the self-test section, in file order; none if the file has
+    /// no such section. Run them with [`crate::Model::self_test`].
+    pub fn self_test_cases(&self) -> SelfTestCases<'a> {
+        SelfTestCases::new(self.self_test, self.config.output_len())
     }
 
     /// Directory entry `index`, `None` if out of range.

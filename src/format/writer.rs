@@ -177,6 +177,62 @@ pub fn write_model(
     Ok(out)
 }
 
+/// Inserts `section` (from [`super::self_test::encode_section`]) as the self-test
+/// section of the model file `file`, which must be valid and have none: the section
+/// goes right after the labels section (4-byte aligned), the tensor payloads move by a
+/// multiple of 16 bytes (their directory offsets with them), and the header's
+/// self-test fields, file length and CRC are updated. Every other byte is unchanged.
+/// The result is validated, so a section that does not fit the config is refused.
+pub fn with_self_test(file: &[u8], section: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let input = AlignedBuf::from_bytes(file);
+    let model = super::ModelFile::from_bytes(input.as_bytes())?;
+    if model.self_test_cases().next().is_some() {
+        return Err(FormatError::BadSelfTest {
+            field: "section already present",
+            case: 0,
+            value: super::read_u32(file, header::SELF_TEST_LEN).unwrap_or(0),
+        });
+    }
+    let word = |at| super::read_u32(file, at).unwrap_or(0) as usize;
+    let labels_end = word(header::LABELS_OFFSET) + word(header::LABELS_LEN);
+    let tensors_start = match model.tensor_info(0) {
+        Some(info) => info.offset as usize,
+        None => file.len(),
+    };
+    let section_offset = labels_end.next_multiple_of(4);
+    // Files from `write_model` start their tensors at the next 16 bytes after the
+    // labels; a file with a gap keeps its tensors where they are if the section fits.
+    let new_start = (section_offset + section.len())
+        .next_multiple_of(ALIGN)
+        .max(tensors_start);
+    let shift = offset_u32(new_start - tensors_start)?;
+
+    let mut out = Vec::with_capacity(file.len() + shift as usize);
+    out.extend_from_slice(&file[..labels_end]);
+    pad_to(&mut out, 4);
+    out.extend_from_slice(section);
+    out.resize(new_start, 0);
+    out.extend_from_slice(&file[tensors_start..]);
+    let dir_offset = word(header::DIR_OFFSET);
+    for index in 0..model.tensor_count() as usize {
+        let at = dir_offset + index * DIR_ENTRY_LEN + dir::OFFSET;
+        let offset = super::read_u32(&out, at).unwrap_or(0);
+        put_u32(&mut out, at, offset + shift);
+    }
+    put_u32(
+        &mut out,
+        header::SELF_TEST_OFFSET,
+        offset_u32(section_offset)?,
+    );
+    put_u32(&mut out, header::SELF_TEST_LEN, offset_u32(section.len())?);
+    let file_len = offset_u32(out.len())?;
+    put_u32(&mut out, header::FILE_LEN, file_len);
+    let crc = super::file_crc32(&out);
+    put_u32(&mut out, header::CRC32, crc);
+    super::ModelFile::from_bytes(AlignedBuf::from_bytes(&out).as_bytes())?;
+    Ok(out)
+}
+
 /// A byte buffer whose start is 16-byte aligned, as [`super::ModelFile::from_bytes`]
 /// requires: a `Vec<u8>` only guarantees the allocator's alignment.
 pub struct AlignedBuf {

@@ -101,6 +101,20 @@ pub enum Error {
     Format(FormatError),
     /// Sampling was refused (a decoder's sampler settings or call).
     Sample(decoder::sample::SampleError),
+    /// [`Model::self_test`]: the model file has no self-test section.
+    NoSelfTest,
+    /// [`Model::self_test`]: a golden case gave another output than the one stored
+    /// in the file (the first differing value is reported).
+    SelfTestMismatch {
+        /// Index of the case in the file.
+        case: u32,
+        /// Index of the output value.
+        index: u32,
+        /// Value stored in the file (Q16.16).
+        expected: i32,
+        /// Value computed on this device (Q16.16).
+        got: i32,
+    },
     /// A decoder's key/value cache holds its whole context: no position is left
     /// (call `reset`, or size the state for a longer context).
     ContextFull {
@@ -151,6 +165,16 @@ impl fmt::Display for Error {
             Format(e) => write!(f, "model file: {e}"),
             Sample(e) => write!(f, "sampler: {e}"),
             ContextFull { ctx } => write!(f, "context full: all {ctx} positions are used"),
+            NoSelfTest => write!(f, "the model file has no self-test section"),
+            SelfTestMismatch {
+                case,
+                index,
+                expected,
+                got,
+            } => write!(
+                f,
+                "self-test case {case}: output {index} is {got}, the file expects {expected}"
+            ),
         }
     }
 }
@@ -431,6 +455,70 @@ impl<'a> Model<'a> {
             _ => return Err(Error::NotFloat),
         }
         Ok(())
+    }
+
+    /// Reruns the golden cases of the file's self-test section (see
+    /// [`crate::format::self_test`]) and compares every output value bit for bit with
+    /// the one stored by the converter; `Ok` if all match. Catches what the CRC
+    /// cannot: a miscompiled or wrongly selected kernel, a wrong target feature, an
+    /// arena whose RAM does not hold what was written.
+    ///
+    /// `arena` must hold [`Model::self_test_arena_bytes`]: the forward pass of the
+    /// longest case plus its output (the output is kept at the arena's end, so no
+    /// stack buffer). The first mismatch is [`Error::SelfTestMismatch`]; a file
+    /// without the section gives [`Error::NoSelfTest`].
+    pub fn self_test(&self, arena: &mut [u8]) -> Result<(), Error> {
+        let mut cases = self.file.self_test_cases().peekable();
+        if cases.peek().is_none() {
+            return Err(Error::NoSelfTest);
+        }
+        let out_bytes = 4 * self.config().output_len();
+        let needed = self.self_test_arena_bytes()?;
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall {
+                needed,
+                got: arena.len(),
+            });
+        }
+        // The output at the end, 4-byte aligned like the arena's start.
+        let split = (arena.len() - out_bytes) & !(plan::ARENA_ALIGN - 1);
+        let (work, rest) = arena.split_at_mut(split);
+        let out: &mut [i32] =
+            bytemuck::try_cast_slice_mut(&mut rest[..out_bytes]).map_err(|_| {
+                Error::ArenaMisaligned {
+                    align: plan::ARENA_ALIGN,
+                }
+            })?;
+        for (case, golden) in cases.enumerate() {
+            self.forward_fixed(Input::new(golden.ids), work, out)?;
+            let first = out
+                .iter()
+                .zip(golden.expected)
+                .position(|(got, want)| got != want);
+            if let Some(index) = first {
+                return Err(Error::SelfTestMismatch {
+                    case: case as u32,
+                    index: index as u32,
+                    expected: golden.expected[index],
+                    got: out[index],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Arena bytes [`Model::self_test`] needs: the plan of the longest golden case
+    /// plus its output, rounded up to the arena alignment (0 without a section).
+    pub fn self_test_arena_bytes(&self) -> Result<usize, Error> {
+        let longest = self.file.self_test_cases().map(|c| c.ids.len()).max();
+        let Some(longest) = longest else {
+            return Ok(0);
+        };
+        let out_bytes = 4 * self.config().output_len();
+        Ok(self
+            .arena_bytes(longest)?
+            .next_multiple_of(plan::ARENA_ALIGN)
+            + out_bytes)
     }
 
     /// Checks the input, output and arena against the config; returns the plan.

@@ -36,6 +36,10 @@ pub struct Options {
     /// calibration inputs' moments (`gptq.rs`). Helps real encoders (MiniLM pooled
     /// cosine 0.988 -> 0.992); slower conversion, more memory.
     pub compensate: bool,
+    /// int8: golden cases stored in the file's self-test section (the first this many
+    /// calibration sequences with the outputs this runtime computes for them), for
+    /// `Model::self_test` on the device; 0 writes no section.
+    pub self_test: usize,
 }
 
 /// What a tensor name maps to in the format.
@@ -751,9 +755,45 @@ pub fn convert(
             })?;
             let float = convert_float(ckpt, false, options.max_seq)?;
             let ranges = calibrate_with(&float, sequences, options.progress, options.compensate)?;
-            convert_int8(ckpt, &ranges, options.max_seq)
+            let bytes = convert_int8(ckpt, &ranges, options.max_seq)?;
+            let golden = &sequences[..options.self_test.min(sequences.len())];
+            if golden.is_empty() {
+                Ok(bytes)
+            } else {
+                add_self_test(&bytes, golden)
+            }
         }
     }
+}
+
+/// Adds a self-test section to the int8 encoder file `bytes` (which has none): each
+/// sequence (truncated to the model's `max_seq`) with the exact Q16.16 output
+/// `Model::forward_fixed` computes for it here. The host runs the same integer code
+/// as a device, so a device that computes anything else is broken (see
+/// `Model::self_test`). Tensor payloads move; every other byte is unchanged.
+pub fn add_self_test(bytes: &[u8], sequences: &[Vec<u32>]) -> Result<Vec<u8>> {
+    let buf = AlignedBuf::from_bytes(bytes);
+    let model = Model::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("self-test: {e}"))?;
+    let max_seq = model.config().max_seq as usize;
+    let output_len = model.config().output_len();
+    let mut cases = Vec::with_capacity(sequences.len());
+    for ids in sequences {
+        let ids = &ids[..ids.len().min(max_seq)];
+        let mut arena = vec![0u128; model.arena_bytes(ids.len())?.div_ceil(16)];
+        let mut out = vec![0i32; output_len];
+        model
+            .forward_fixed(
+                Input::new(ids),
+                bytemuck::cast_slice_mut(&mut arena),
+                &mut out,
+            )
+            .map_err(|e| anyhow!("self-test case {}: {e}", cases.len()))?;
+        cases.push((ids, out));
+    }
+    let cases: Vec<(&[u32], &[i32])> = cases.iter().map(|(i, o)| (*i, o.as_slice())).collect();
+    let section = tinyformer::format::self_test::encode_section(output_len, &cases);
+    tinyformer::format::writer::with_self_test(bytes, &section)
+        .map_err(|e| anyhow!("adding the self-test section: {e}"))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then

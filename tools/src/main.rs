@@ -73,6 +73,23 @@ enum Command {
         /// the calibration inputs' moments; recommended for real pretrained encoders.
         #[arg(long)]
         compensate_rounding: bool,
+        /// int8 encoders: store this many golden cases (the first calibration texts
+        /// and their exact outputs) in the file's self-test section, which
+        /// `Model::self_test` reruns on the device; 0 for none.
+        #[arg(long, default_value_t = 2)]
+        self_test: usize,
+    },
+    /// Run a model file's self-test (its golden cases, compared bit for bit), or with
+    /// --add, write a copy of the file with a self-test section for the given texts.
+    SelfTest {
+        file: PathBuf,
+        /// Text file, one golden case per line: write a copy of FILE (which must have
+        /// no self-test section) with these texts and their outputs to --output.
+        #[arg(long, requires = "output")]
+        add: Option<PathBuf>,
+        /// Output model file for --add (written atomically).
+        #[arg(short, long, requires = "add")]
+        output: Option<PathBuf>,
     },
     /// Show a model file's config, tensors, sizes, checksum and memory plan.
     Inspect {
@@ -253,6 +270,7 @@ fn run(command: Command) -> Result<()> {
             calibration,
             max_seq,
             compensate_rounding,
+            self_test,
         } => {
             let dtype = convert_dtype(dtype, calibration.as_deref())?;
             let calibration = calibration.filter(|_| dtype == Precision::Int8);
@@ -276,6 +294,7 @@ fn run(command: Command) -> Result<()> {
                     calibration.as_deref(),
                     max_seq,
                     compensate_rounding,
+                    self_test,
                 )
             }
         }
@@ -309,6 +328,39 @@ fn run(command: Command) -> Result<()> {
             compare,
             json,
         } => tinyformer_cli::generate::cmd_score(&model, &data, compare.as_deref(), json),
+        Command::SelfTest { file, add, output } => match (add, output) {
+            (Some(texts), Some(output)) => {
+                let bytes = ModelBytes::open(&file)?;
+                let model = bytes.model()?;
+                let mut sequences = Vec::new();
+                for (n, line) in read_lines(&texts)?.into_iter().enumerate() {
+                    let line =
+                        line.map_err(|e| anyhow!("{}: line {}: {e}", texts.display(), n + 1))?;
+                    if !line.trim().is_empty() {
+                        sequences.push(tokenize(&model, &line)?.ids);
+                    }
+                }
+                let with = tinyformer_cli::convert::add_self_test(bytes.bytes(), &sequences)?;
+                write_atomically(&output, &with, std::slice::from_ref(&file))?;
+                let written = ModelBytes::open(&output)?;
+                let model = written.model()?;
+                let cases = tinyformer_cli::run::self_test(&model)?;
+                eprintln!(
+                    "wrote {} ({} bytes, {cases} self-test cases, self-test ok)",
+                    output.display(),
+                    with.len(),
+                );
+                Ok(())
+            }
+            _ => {
+                let bytes = ModelBytes::open(&file)?;
+                let model = bytes.model()?;
+                let cases = tinyformer_cli::run::self_test(&model)
+                    .map_err(|e| anyhow!("{}: self-test failed: {e}", file.display()))?;
+                println!("self-test ok: {cases} cases");
+                Ok(())
+            }
+        },
         Command::Inspect {
             file,
             seq,
@@ -402,6 +454,7 @@ fn cmd_convert(
     calibration: Option<&Path>,
     max_seq: Option<u32>,
     compensate: bool,
+    self_test: usize,
 ) -> Result<()> {
     let ckpt = Checkpoint::load(dir)?;
     for w in &ckpt.warnings {
@@ -412,6 +465,7 @@ fn cmd_convert(
         max_seq,
         progress: true,
         compensate,
+        self_test,
     };
     let sequences = match calibration {
         Some(path) => Some(calibration_sequences(&ckpt, path, max_seq)?),

@@ -46,6 +46,14 @@ impl ModelBytes {
     }
 }
 
+/// Runs the model file's self-test (`Model::self_test`) in a heap arena of the size
+/// it needs; returns the number of golden cases, all matching.
+pub fn self_test(model: &Model<'_>) -> Result<usize> {
+    let mut arena = vec![0u128; model.self_test_arena_bytes()?.div_ceil(16)];
+    model.self_test(bytemuck::cast_slice_mut(&mut arena))?;
+    Ok(model.file().self_test_cases().count())
+}
+
 /// Token ids of one text, as the device would see them.
 pub struct Tokens {
     pub ids: Vec<u32>,

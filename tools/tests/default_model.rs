@@ -135,3 +135,28 @@ fn cli_classifies_with_the_embedded_default_model() {
     assert_eq!(line, by_path);
     assert!(["negative", "positive"].contains(&line["label"].as_str().unwrap()));
 }
+
+/// The bundled int8 model carries a self-test section (its golden cases are the texts
+/// of `models/default/self-test.txt`, added with `tinyformer self-test
+/// models/default/sentiment-int8.tfm --add models/default/self-test.txt`), and the
+/// host passes it, as the firmware does at boot (`tools/firmware-check.sh`).
+#[test]
+fn committed_int8_model_passes_its_self_test() {
+    let buf = load("sentiment-int8.tfm");
+    let model = Model::from_bytes(buf.as_bytes()).unwrap();
+    assert_eq!(model.file().self_test_cases().count(), 2);
+    let texts = std::fs::read_to_string(root().join("models/default/self-test.txt")).unwrap();
+    for (case, text) in model.file().self_test_cases().zip(texts.lines()) {
+        let mut ids = vec![0u32; 64];
+        let n = model
+            .tokenizer()
+            .encode(text.as_bytes(), &mut ids)
+            .unwrap()
+            .len;
+        assert_eq!(case.ids, &ids[..n], "{text}");
+    }
+    let mut arena = vec![0u128; model.self_test_arena_bytes().unwrap().div_ceil(16)];
+    model
+        .self_test(bytemuck::cast_slice_mut(&mut arena))
+        .unwrap();
+}

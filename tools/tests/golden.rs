@@ -74,6 +74,7 @@ fn build_with(name: &str, precision: Precision, headless: bool) -> (AlignedBuf, 
         max_seq: None,
         progress: false,
         compensate: false,
+        self_test: 2,
     };
     let bytes = convert(&ckpt, &options, Some(&calibration(&g))).unwrap();
     (AlignedBuf::from_bytes(&bytes), g)
@@ -451,6 +452,7 @@ fn minilm_all_modes() {
             max_seq: Some(128),
             progress: false,
             compensate: true,
+            self_test: 2,
         };
         let bytes = convert(&ckpt, &options, Some(&calibration(&g))).unwrap();
         let buf = AlignedBuf::from_bytes(&bytes);

@@ -20,6 +20,7 @@ fn build(name: &str, precision: Precision) -> AlignedBuf {
         max_seq: Some(32),
         progress: false,
         compensate: false,
+        self_test: 2,
     };
     AlignedBuf::from_bytes(&convert(&ckpt, &options, Some(&calibration)).unwrap())
 }
@@ -195,4 +196,52 @@ fn fixed_and_float_outputs_agree() {
     tinyformer::model::probabilities_q15(&mut probs);
     let sum: i32 = probs.iter().sum();
     assert!((sum - 32768).abs() <= 3, "{probs:?}");
+}
+
+/// The converter's self-test section: the int8 file reruns its golden cases and
+/// matches; a changed expected value (CRC re-stamped, so only the self-test can tell)
+/// is reported as the first mismatch; a short arena and a file without the section
+/// are errors, not panics.
+#[test]
+fn self_test_passes_and_reports_the_first_mismatch() {
+    let buf = build("tiny-bert-cls", Precision::Int8);
+    let model = Model::from_bytes(buf.as_bytes()).unwrap();
+    let cases: Vec<_> = model.file().self_test_cases().collect();
+    assert_eq!(cases.len(), 2, "Options::self_test = 2");
+    let needed = model.self_test_arena_bytes().unwrap();
+    let mut storage = arena(needed);
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut storage);
+    model.self_test(&mut bytes[..needed]).unwrap();
+    assert_eq!(
+        model.self_test(&mut bytes[..needed - 1]),
+        Err(Error::ArenaTooSmall {
+            needed,
+            got: needed - 1
+        })
+    );
+
+    // Case 1, output 2 changed by one unit.
+    let expected = cases[1].expected[2];
+    let at = cases[1].expected[2..].as_ptr() as usize - buf.as_bytes().as_ptr() as usize;
+    let mut bad = buf.as_bytes().to_vec();
+    bad[at..at + 4].copy_from_slice(&(expected + 1).to_le_bytes());
+    let crc = tinyformer::format::file_crc32(&bad);
+    let crc_at = tinyformer::format::header::CRC32;
+    bad[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let bad = AlignedBuf::from_bytes(&bad);
+    let model = Model::from_bytes(bad.as_bytes()).unwrap();
+    assert_eq!(
+        model.self_test(&mut bytes[..needed]),
+        Err(Error::SelfTestMismatch {
+            case: 1,
+            index: 2,
+            expected: expected + 1,
+            got: expected
+        })
+    );
+
+    // Float files and `--self-test 0` carry no section.
+    let float = build("tiny-bert-cls", Precision::F32);
+    let model = Model::from_bytes(float.as_bytes()).unwrap();
+    assert_eq!(model.self_test(bytes), Err(Error::NoSelfTest));
 }

@@ -20,7 +20,10 @@ trap 'rm -rf "$work"' EXIT
 
 # Calibration: training text only (never the held-out test split).
 cut -f2 "$data/train.tsv" | shuf -n 1000 --random-source=<(yes) >"$work/calibration.txt"
-"$tf" convert "$ckpt" -o "$out/sentiment-int8.tfm" --dtype int8 --calibration "$work/calibration.txt" --max-seq 64
+"$tf" convert "$ckpt" -o "$work/sentiment-int8-plain.tfm" --dtype int8 --calibration "$work/calibration.txt" --max-seq 64 --self-test 0
+# The boot self-test's golden cases: the texts of models/default/self-test.txt (checked
+# by tools/tests/default_model.rs), not the shuffled calibration lines.
+"$tf" self-test "$work/sentiment-int8-plain.tfm" --add "$root/models/default/self-test.txt" -o "$out/sentiment-int8.tfm"
 "$tf" convert "$ckpt" -o "$out/sentiment-f16.tfm" --dtype f16 --max-seq 64
 "$tf" convert "$ckpt" -o "$work/sentiment-f32.tfm" --dtype f32 --max-seq 64
 

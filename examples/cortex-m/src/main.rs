@@ -7,7 +7,12 @@
 //! `MAX_TOKENS` (`TINYFORMER_MAX_TOKENS` in `.cargo/config.toml`, 64) fails to build,
 //! it does not fail at boot (`tools/firmware-check.sh` checks that such a build fails).
 //!
-//! Prints one line per sentence,
+//! At boot, after the model's validation (CRC included), runs the model file's
+//! self-test (`Model::self_test`) and prints `SELF_TEST ok cases=<n>`, or
+//! `SELF_TEST FAILED <first mismatch>` and exits with failure (`SELF_TEST absent` and
+//! on, for a file without golden cases).
+//!
+//! Then prints one line per sentence,
 //! `RESULT <index> <label> <q15 probabilities, comma separated> <text>`, then a
 //! `FOOTPRINT` line with the model, arena and peak stack bytes, and exits with status 0
 //! (1 on any error). `tools/firmware-check.sh` compares the results with
@@ -189,6 +194,25 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
     let needed = arena.len();
     if model.arena_bytes(MAX_TOKENS) != Ok(needed) {
         return Err("the compile-time arena size differs from the model's plan");
+    }
+
+    // Boot self-test: the golden cases the converter stored in the model file, rerun
+    // here and compared bit for bit. Catches what the CRC cannot: a miscompiled or
+    // wrongly selected kernel, a wrong target feature, arena RAM that does not hold
+    // what was written.
+    match model.self_test(arena) {
+        Ok(()) => say!(
+            out,
+            "SELF_TEST ok cases={}",
+            model.file().self_test_cases().count()
+        ),
+        // An older file without golden cases still runs (converters write them by
+        // default; `tools/firmware-check.sh` requires them for the bundled model).
+        Err(tinyformer::Error::NoSelfTest) => say!(out, "SELF_TEST absent"),
+        Err(e) => {
+            say!(out, "SELF_TEST FAILED {}", e);
+            return Err("boot self-test failed");
+        }
     }
 
     #[cfg(feature = "alloc")]

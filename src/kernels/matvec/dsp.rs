@@ -179,5 +179,18 @@ fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
 
 /// `matvec_i8_reference(rows, x, w, bias, store)`.
 pub(super) fn matvec(rows: usize, x: &[i8], w: &[i8], bias: &[i32], store: impl FnMut(usize, i32)) {
+    #[cfg(tinyformer_break_kernel_for_test)]
+    let store = broken_on_purpose(store);
     super::matvec_by_four(rows, x, w, bias, store, dot4, dot);
+}
+
+/// **Wrong on purpose**, and compiled only into builds with
+/// `cfg(tinyformer_break_kernel_for_test)` (`TINYFORMER_BREAK_KERNEL_FOR_TEST=1`, see
+/// `build.rs`): flips bit 12 of output row 0's accumulator. `tools/firmware-check.sh`
+/// builds the firmware this way to show that the boot self-test
+/// (`Model::self_test`) catches a kernel that computes the wrong thing while the model
+/// bytes (and so the CRC) are intact.
+#[cfg(tinyformer_break_kernel_for_test)]
+fn broken_on_purpose(mut store: impl FnMut(usize, i32)) -> impl FnMut(usize, i32) {
+    move |row, acc| store(row, if row == 0 { acc ^ (1 << 12) } else { acc })
 }
