@@ -260,20 +260,28 @@ mod tests {
     fn exhaustive_short_sequences_match_lossy() {
         // Every 1- and 2-byte input, and 3-byte inputs over interesting bytes, split
         // every way.
-        let interesting = [
+        let all: &[u8] = &[
             0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xE1,
             0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
         ];
-        for a in 0..=255u8 {
+        // Under Miri (tools/miri.sh), where each split is interpreted, one byte of
+        // each class.
+        let interesting = if cfg!(miri) {
+            &[0x41, 0x80, 0xC2, 0xE0, 0xF0, 0xFF][..]
+        } else {
+            all
+        };
+        let firsts = if cfg!(miri) { 0x38..=0x48u8 } else { 0..=255u8 };
+        for a in firsts {
             check_all_splits(&[a]);
-            for &b in &interesting {
+            for &b in interesting {
                 check_all_splits(&[a, b]);
                 check_all_splits(&[b, a]);
             }
         }
-        for &a in &interesting {
-            for &b in &interesting {
-                for &c in &interesting {
+        for &a in interesting {
+            for &b in interesting {
+                for &c in interesting {
                     for &d in &[0x41u8, 0x80, 0xBF, 0xE5] {
                         check_all_splits(&[a, b, c, d]);
                     }
