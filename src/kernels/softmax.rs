@@ -250,6 +250,7 @@ mod tests {
     /// spreads from ties to the full `i32` range, and multipliers from tiny to the
     /// largest valid one.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn avx2_exponentials_match_scalar() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
@@ -293,6 +294,7 @@ mod tests {
 
     /// The AVX2 normalisation equals the scalar one bit for bit.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn avx2_normalize_matches_scalar() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
