@@ -95,6 +95,33 @@ impl TokenizerConfig<'static> {
 
 /// Reads the little-endian `u32` at byte `at`; 0 when out of range (never after
 /// validation).
+/// The start every tokenizer section shares: at least `header_len` bytes, the 4-byte
+/// `magic`, then the `u32` version at byte 4 (flags follow at byte 8).
+pub(crate) fn check_preamble(
+    section: &[u8],
+    header_len: usize,
+    magic: [u8; 4],
+    version: u32,
+) -> Result<(), TokenizerError> {
+    use TokenizerError as E;
+    if section.len() < header_len {
+        return Err(E::Truncated {
+            needed: header_len,
+            len: section.len(),
+        });
+    }
+    let mut found = [0u8; 4];
+    found.copy_from_slice(section.get(..4).unwrap_or(&[0; 4]));
+    if found != magic {
+        return Err(E::BadMagic { found });
+    }
+    let found = u32_at(section, AT_VERSION);
+    if found != version {
+        return Err(E::UnsupportedVersion { version: found });
+    }
+    Ok(())
+}
+
 pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
     at.checked_add(4)
         .and_then(|end| bytes.get(at..end))
@@ -177,22 +204,8 @@ fn slice(section: &[u8], range: (usize, usize)) -> &[u8] {
 /// The one validation pass. Cost: O(section length); no allocation.
 pub(crate) fn parse(section: &[u8]) -> Result<Section<'_>, TokenizerError> {
     use TokenizerError as E;
-    if section.len() < HEADER_LEN {
-        return Err(E::Truncated {
-            needed: HEADER_LEN,
-            len: section.len(),
-        });
-    }
-    let mut magic = [0u8; 4];
-    magic.copy_from_slice(section.get(..4).unwrap_or(&[0; 4]));
-    if magic != SECTION_MAGIC {
-        return Err(E::BadMagic { found: magic });
-    }
+    check_preamble(section, HEADER_LEN, SECTION_MAGIC, SECTION_VERSION)?;
     let field = |at| u32_at(section, at);
-    let version = field(AT_VERSION);
-    if version != SECTION_VERSION {
-        return Err(E::UnsupportedVersion { version });
-    }
     let flags = field(AT_FLAGS);
     if flags & !KNOWN_FLAGS != 0 {
         return Err(E::UnknownFlags { flags });

@@ -134,7 +134,7 @@
 use core::cmp::Ordering;
 
 use super::error::{SpecialToken, TokenizerError};
-use super::section::{u32_at, u32_entry};
+use super::section::{check_preamble, u32_at, u32_entry};
 
 /// First four bytes of a SentencePiece section.
 pub const SECTION_MAGIC: [u8; 4] = *b"TFSP";
@@ -154,8 +154,8 @@ pub const MAX_GROUP_BYTES: usize = 4;
 /// this, `merge_key(-1e10)` (llama2.c's `best_score` starts at `-1e10`).
 pub const MERGE_KEY_FLOOR: i32 = -1_343_554_298;
 
-// Header field offsets (all u32 little-endian after the magic).
-const AT_VERSION: usize = 4;
+// Header field offsets (all u32 little-endian after the magic; the version at byte 4
+// is checked by `check_preamble`, shared with the WordPiece section).
 const AT_FLAGS: usize = 8;
 const AT_VOCAB_SIZE: usize = 12;
 const AT_UNK: usize = 16;
@@ -341,22 +341,8 @@ impl<'a> SentencePiece<'a> {
     /// output buffer. Cost: O(section length); no allocation.
     pub fn from_section(section: &'a [u8]) -> Result<SentencePiece<'a>, TokenizerError> {
         use TokenizerError as E;
-        if section.len() < HEADER_LEN {
-            return Err(E::Truncated {
-                needed: HEADER_LEN,
-                len: section.len(),
-            });
-        }
-        let mut magic = [0u8; 4];
-        magic.copy_from_slice(section.get(..4).unwrap_or(&[0; 4]));
-        if magic != SECTION_MAGIC {
-            return Err(E::BadMagic { found: magic });
-        }
+        check_preamble(section, HEADER_LEN, SECTION_MAGIC, SECTION_VERSION)?;
         let field = |at| u32_at(section, at);
-        let version = field(AT_VERSION);
-        if version != SECTION_VERSION {
-            return Err(E::UnsupportedVersion { version });
-        }
         let flags = field(AT_FLAGS);
         if flags != 0 {
             return Err(E::UnknownFlags { flags });
