@@ -189,12 +189,7 @@ fn to_wide(
     rq: K,
     l: Option<u16>,
 ) {
-    let rq: &[[i32; 2]] = file.tensor(rq, l);
-    matvec_i8(out.len(), xq, file.tensor(w, l), &[], |o, acc| {
-        if let Some(y) = out.get_mut(o) {
-            *y = saturate_residual(Requant::from_table(rq, o).product(r).apply(acc));
-        }
-    });
+    project(out, xq, r, file, (w, rq, l), |_, y| saturate_residual(y));
 }
 
 /// `x += rq r (W xq)`: a projection back into the residual stream.
@@ -207,11 +202,24 @@ fn add_projection(
     rq: K,
     l: Option<u16>,
 ) {
+    project(x, xq, r, file, (w, rq, l), |old, y| {
+        saturate_residual(i64::from(old) + y)
+    });
+}
+
+/// `out[o] = combine(out[o], rq[o] r (W xq)[o])` for the `out.len()` rows of `W`.
+fn project(
+    out: &mut [i32],
+    xq: &[i8],
+    r: &Requant,
+    file: &ModelFile<'_>,
+    (w, rq, l): (K, K, Option<u16>),
+    combine: impl Fn(i32, i64) -> i32,
+) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
-    matvec_i8(x.len(), xq, file.tensor(w, l), &[], |o, acc| {
-        if let Some(res) = x.get_mut(o) {
-            let add = Requant::from_table(rq, o).product(r).apply(acc);
-            *res = saturate_residual(i64::from(*res) + add);
+    matvec_i8(out.len(), xq, file.tensor(w, l), &[], |o, acc| {
+        if let Some(y) = out.get_mut(o) {
+            *y = combine(*y, Requant::from_table(rq, o).product(r).apply(acc));
         }
     });
 }
