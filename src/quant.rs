@@ -221,19 +221,37 @@ pub fn narrow_row(out: &mut [i8], wide: &[i32]) -> u32 {
     e
 }
 
-/// Narrows a row of wide values to int8 with the row's own scale: writes
-/// `round(wide * 127 / max |wide|)` to `out` and returns the scale `max / 127` (the
-/// wide value of one int8 step) as a multiplier. Unlike [`narrow_row`]'s power of two,
-/// the largest magnitude always maps to 127, so no bit of the int8 range is lost
-/// (on average half a bit better). An all-zero row gives zeros and the zero scale.
+/// Narrows a row of wide values to int16 with the row's own scale, for a product of
+/// the row with int8 weights: writes `round(wide * top / max |wide|)` to `out` and
+/// returns the scale `max / top` (the wide value of one step) as a multiplier, where
+/// `top` = [`i16_activation_limit`]`(out.len())`. The largest magnitude always maps to
+/// `top`, so the row keeps 15 bits (fewer only for rows longer than 512 elements,
+/// whose products must still fit the `i32` accumulator). An all-zero row gives zeros
+/// and the zero scale.
 #[inline]
-pub fn narrow_row_scaled(out: &mut [i8], wide: &[i32]) -> Requant {
+pub fn narrow_row_i16(out: &mut [i16], wide: &[i32]) -> Requant {
     let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
-    let inverse = Requant::ratio(127, max);
+    let top = i16_activation_limit(out.len());
+    let inverse = Requant::ratio(top as u32, max);
     for (q, &w) in out.iter_mut().zip(wide) {
-        *q = saturate_i8(inverse.apply(w));
+        *q = inverse.apply(w).clamp(-i64::from(top), i64::from(top)) as i16;
     }
-    Requant::ratio(max, 127)
+    Requant::ratio(max, top as u32)
+}
+
+/// Largest magnitude of the int16 activations of a product of length `len` with int8
+/// weights (at least -128): `min(32767, (2^31 - 1) / (128 * len))`, so the `i32`
+/// accumulator of [`crate::kernels::matvec::dot_i16_reference`] is exact: 32,767 up
+/// to 512 elements, 11,008 at 1,524, at least 1,023 up to the format's largest
+/// `ffn` (16,384).
+#[inline]
+pub const fn i16_activation_limit(len: usize) -> i16 {
+    let bound = i32::MAX as usize / (128 * if len == 0 { 1 } else { len });
+    if bound >= i16::MAX as usize {
+        i16::MAX
+    } else {
+        bound as i16
+    }
 }
 
 /// `round(x / 2^e)`, half toward +inf.
@@ -367,20 +385,26 @@ mod scaled_tests {
     }
 
     #[test]
-    fn scaled_narrowing_uses_the_full_range() {
+    fn int16_narrowing_uses_the_full_range() {
         let wide = [1000, -250, 3, 0, -1000];
-        let mut out = [0i8; 5];
-        let scale = narrow_row_scaled(&mut out, &wide);
-        assert_eq!(out, [127, -32, 0, 0, -127]);
-        assert!((scale.to_real() - 1000.0 / 127.0).abs() < 1e-6);
-        let mut zeros = [1i8; 3];
-        assert_eq!(
-            narrow_row_scaled(&mut zeros, &[0, 0, 0]),
-            Requant::new(0, 0)
-        );
+        let mut out = [0i16; 5];
+        let scale = narrow_row_i16(&mut out, &wide);
+        assert_eq!(out, [32767, -8192, 98, 0, -32767]);
+        assert!((scale.to_real() - 1000.0 / 32767.0).abs() < 1e-9);
+        let mut zeros = [1i16; 3];
+        assert_eq!(narrow_row_i16(&mut zeros, &[0, 0, 0]), Requant::new(0, 0));
         assert_eq!(zeros, [0, 0, 0]);
-        narrow_row_scaled(&mut out, &[i32::MIN, i32::MAX, 1, -1, 0]);
-        assert_eq!(out[..2], [-127, 127]);
+        narrow_row_i16(&mut out, &[i32::MIN, i32::MAX, 1, -1, 0]);
+        assert_eq!(out[..2], [-32767, 32767]);
+        // Long rows keep their products inside the i32 accumulator.
+        assert_eq!(i16_activation_limit(512), 32767);
+        assert_eq!(i16_activation_limit(513), 32704);
+        assert_eq!(i16_activation_limit(1524), 11008);
+        assert_eq!(i16_activation_limit(16384), 1023);
+        assert_eq!(i16_activation_limit(0), 32767);
+        let mut long = [0i16; 1524];
+        narrow_row_i16(&mut long, &[-7; 1524]);
+        assert!(long.iter().all(|&q| q == -11008));
     }
 }
 

@@ -103,11 +103,17 @@ pub enum TensorKind {
     ScoreRq = 78,
     /// Decoder int8: `[8]` i32 model constants (RMSNorm epsilon).
     DecScalars = 79,
+    /// Decoder int8: per key channel, the rotated wide key to the int8 cache (one
+    /// cache scale per channel).
+    KeyCacheRq = 80,
+    /// Decoder int8: per key channel, the factor a rotated query channel takes so that
+    /// its product with the cached key is the true score.
+    QueryKeyRq = 81,
 }
 
 use TensorKind as K;
 
-const ALL_KINDS: [TensorKind; 57] = [
+const ALL_KINDS: [TensorKind; 59] = [
     K::GateW,
     K::UpW,
     K::DownW,
@@ -122,6 +128,8 @@ const ALL_KINDS: [TensorKind; 57] = [
     K::RopeTable,
     K::ScoreRq,
     K::DecScalars,
+    K::KeyCacheRq,
+    K::QueryKeyRq,
     K::WordEmb,
     K::PosEmb,
     K::TypeEmb,
@@ -199,6 +207,8 @@ impl TensorKind {
                 | K::DownRq
                 | K::OutputRq
                 | K::ScoreRq
+                | K::KeyCacheRq
+                | K::QueryKeyRq
         )
     }
 
@@ -262,6 +272,8 @@ impl TensorKind {
             K::RopeTable => "rope_table",
             K::ScoreRq => "self_attn.score.requant",
             K::DecScalars => "scalars",
+            K::KeyCacheRq => "self_attn.k_cache.requant",
+            K::QueryKeyRq => "self_attn.q_key_scale.requant",
         }
     }
 }
@@ -387,6 +399,8 @@ const DEC_INT8_LAYER: &[TensorKind] = &[
     K::QueryRq,
     K::KeyW,
     K::KeyRq,
+    K::KeyCacheRq,
+    K::QueryKeyRq,
     K::ValueW,
     K::ValueRq,
     K::ScoreRq,
@@ -556,7 +570,7 @@ fn shape(config: &Config, kind: TensorKind) -> (DType, [u32; 2]) {
         K::EmbScalars => (DType::I32, [8, 1]),
         K::LayerScalars => (DType::I32, [16, 1]),
         K::KeyW | K::ValueW => (w, [kv_dim, h]),
-        K::KeyRq | K::ValueRq => (DType::I32, [kv_dim, 2]),
+        K::KeyRq | K::ValueRq | K::KeyCacheRq | K::QueryKeyRq => (DType::I32, [kv_dim, 2]),
         K::QueryW | K::AttnOutW | K::PoolerW => (w, [h, h]),
         K::QueryB | K::KeyB | K::ValueB | K::AttnOutB | K::Ffn2B | K::PoolerB => (bias, [h, 1]),
         K::QueryRq

@@ -4,7 +4,7 @@
 //! `h * head_dim .. (h + 1) * head_dim`. The only scratch is one row of `seq` scores,
 //! so attention memory grows O(seq), not O(heads * seq^2).
 
-use super::matvec::dots_i8;
+use super::matvec::QueryElem;
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
 use crate::quant::{saturate_residual, Requant};
 
@@ -54,8 +54,9 @@ pub fn attend_f32(
     }
 }
 
-/// Integer attention for one head: int8 `q`, `keys`, `values` to the context on a
-/// fine i32 grid (the caller narrows the whole row to int8 with one row scale).
+/// Integer attention for one head: an int8 (encoder) or int16 (decoder) query `q`,
+/// int8 `keys` and `values`, to the context on a fine i32 grid (the caller narrows the
+/// whole row with one row scale).
 ///
 /// Scores `q . k` are exact `i32`; [`softmax_q15`] turns them into Q15 probabilities
 /// using `to_log2` (real multiplier `s_q * s_k / sqrt(head_dim) * log2(e) * 2^16`);
@@ -64,9 +65,9 @@ pub fn attend_f32(
 /// `head_dim` pairs).
 /// `|sum_j p_j v_j| <= 2^15 * 128 * (1 + seq / 2^15)` fits `i32`.
 #[allow(clippy::too_many_arguments)]
-pub fn attend_i8(
+pub fn attend_i8<Q: QueryElem>(
     ctx: &mut [i32],
-    q: &[i8],
+    q: &[Q],
     keys: &[i8],
     values: &[i8],
     hidden: usize,
@@ -86,7 +87,7 @@ pub fn attend_i8(
     let head_keys = keys.get(head * head_dim..).unwrap_or(&[]);
     let n = scores.len().min(keys.len() / hidden);
     let scores = scores.get_mut(..n).unwrap_or(&mut []);
-    dots_i8(scores, q, head_keys, hidden);
+    Q::dots(scores, q, head_keys, hidden);
     for (j, score) in scores.iter_mut().enumerate() {
         if !keep(j) {
             *score = MASKED;
@@ -181,7 +182,21 @@ mod tests {
         let ctx_rq = [[r.multiplier, r.shift]; 2];
         attend_i8(
             &mut ctx,
-            &[0, 127],
+            &[0i8, 127],
+            &keys,
+            &values,
+            2,
+            0,
+            to_log2,
+            &ctx_rq,
+            &mut scores,
+            |_| true,
+        );
+        assert_eq!(ctx, [30, 40]);
+        // An int16 query (the decoder's) on the same keys gives the same context.
+        attend_i8(
+            &mut ctx,
+            &[0i16, 127],
             &keys,
             &values,
             2,

@@ -539,14 +539,14 @@ pub fn matmul_i8_with(
 /// rows, and any row `w` does not hold completely, through `dot`.
 #[inline(always)]
 #[allow(dead_code)] // unused on targets without a fast path
-fn matvec_by_four(
+fn matvec_by_four<X>(
     rows: usize,
-    x: &[i8],
+    x: &[X],
     w: &[i8],
     bias: &[i32],
     mut store: impl FnMut(usize, i32),
-    dot4: impl Fn(&[i8], &[i8]) -> [i32; 4],
-    dot: impl Fn(&[i8], &[i8]) -> i32,
+    dot4: impl Fn(&[i8], &[X]) -> [i32; 4],
+    dot: impl Fn(&[i8], &[X]) -> i32,
 ) {
     let cols = x.len();
     let bias_at = |o: usize| bias.get(o).copied().unwrap_or(0);
@@ -565,6 +565,102 @@ fn matvec_by_four(
     for o in o..rows {
         let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
         store(o, dot(row, x).saturating_add(bias_at(o)));
+    }
+}
+
+/// Dot product of int16 activations `x` with int8 weights `w` into `i32`, the scalar
+/// reference: over the common length, wrapping, so every summation order gives the
+/// same result; exact when every `|x| <= i16_activation_limit(len)`
+/// ([`crate::quant::narrow_row_i16`] guarantees it).
+#[inline]
+pub fn dot_i16_reference(x: &[i16], w: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (&a, &b) in x.iter().zip(w) {
+        acc = acc.wrapping_add(i32::from(a) * i32::from(b));
+    }
+    acc
+}
+
+/// Matrix-vector product of int8 weights with int16 activations, the scalar
+/// reference: for each output row `o` in `0..rows`, calls `store(o, dot(W[o], x))`.
+/// `W` is row-major `[rows, x.len()]`; a row `w` does not hold completely reads as
+/// zero. The decoder's products (int16 activations narrowed per token).
+pub fn matvec_i16_reference(rows: usize, x: &[i16], w: &[i8], mut store: impl FnMut(usize, i32)) {
+    let cols = x.len();
+    for o in 0..rows {
+        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+        store(o, dot_i16_reference(x, row));
+    }
+}
+
+/// [`matvec_i16_reference`], computed by the fastest available kernel.
+#[inline]
+pub fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usize, i32)) {
+    matvec_i16_with(Int8Kernel::best(), rows, x, w, store);
+}
+
+/// [`matvec_i16_reference`], computed by `kernel`: AVX2 (also for AVX-VNNI, whose
+/// CPUs have AVX2) and the Cortex-M DSP kernel have their own; the others run the
+/// reference, which compilers vectorise.
+#[inline]
+pub fn matvec_i16_with(
+    kernel: Int8Kernel,
+    rows: usize,
+    x: &[i16],
+    w: &[i8],
+    store: impl FnMut(usize, i32),
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx2 | Int8Kernel::AvxVnni if avx2_available() => {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { avx2::matvec_i16(rows, x, w, store) }
+        }
+        #[cfg(tinyformer_dsp)]
+        Int8Kernel::Dsp => dsp::matvec_i16(rows, x, w, store),
+        _ => matvec_i16_reference(rows, x, w, store),
+    }
+}
+
+/// Attention scores of an int16 query against int8 keys, the scalar reference:
+/// `out[j] = dot_i16_reference(q, keys[j * stride..][..q.len()])` (a key row the
+/// slice does not hold completely gives 0).
+pub fn dots_i16_reference(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_i16_reference(q, strided_row(keys, j, stride, q.len()));
+    }
+}
+
+/// [`dots_i16_reference`], computed by the fastest available kernel (decoder heads
+/// are short: the Cortex-M DSP kernel packs the query once for all keys; elsewhere
+/// the plain loop, which compilers unroll and vectorise, beats any call set-up).
+#[inline]
+pub fn dots_i16(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+    #[cfg(tinyformer_dsp)]
+    if dsp::dots_i16(out, q, keys, stride) {
+        return;
+    }
+    dots_i16_reference(out, q, keys, stride);
+}
+
+/// A query element type of integer attention: int8 (the encoder) or int16 (the
+/// decoder), each with its score kernel.
+pub trait QueryElem: Copy {
+    /// `out[j] = q . keys[j * stride..][..q.len()]` in exact `i32`.
+    fn dots(out: &mut [i32], q: &[Self], keys: &[i8], stride: usize);
+}
+
+impl QueryElem for i8 {
+    #[inline]
+    fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+        dots_i8(out, q, keys, stride);
+    }
+}
+
+impl QueryElem for i16 {
+    #[inline]
+    fn dots(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+        dots_i16(out, q, keys, stride);
     }
 }
 
@@ -771,6 +867,81 @@ mod tests {
                                     got, want,
                                     "{kernel:?} {keys_n} keys x {cols} / {stride}"
                                 );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Int16 activation rows of length `len` at the extremes the narrowing allows
+    /// (`±i16_activation_limit(len)`), zeros, and pseudo-random values.
+    fn patterns_i16(len: usize, state: &mut u64) -> [Vec<i16>; 3] {
+        let top = crate::quant::i16_activation_limit(len);
+        let random = (0..len)
+            .map(|_| {
+                let a = i32::from(lcg(state)) * 256 + i32::from(lcg(state));
+                (a % (i32::from(top) + 1)) as i16
+            })
+            .collect();
+        [
+            (0..len)
+                .map(|i| if i % 3 == 0 { -top } else { top })
+                .collect(),
+            vec![0; len],
+            random,
+        ]
+    }
+
+    #[test]
+    fn int16_kernels_match_reference() {
+        let mut state = 5;
+        let (rows_max, cols_list): (usize, &[usize]) = if cfg!(miri) {
+            (5, &[0, 1, 16, 17, 33])
+        } else {
+            (9, &[0, 1, 3, 4, 5, 8, 15, 16, 17, 33, 64, 172, 300, 600])
+        };
+        for kernel in available() {
+            for rows in 0..=rows_max {
+                for &cols in cols_list {
+                    for x in patterns_i16(cols, &mut state) {
+                        for w in patterns(rows * cols, &mut state) {
+                            // Full weights, then weights missing the last rows.
+                            for w in [&w[..], &w[..w.len() * 2 / 3]] {
+                                let mut want = vec![0; rows];
+                                matvec_i16_reference(rows, &x, w, |o, v| want[o] = v);
+                                let mut got = vec![7; rows];
+                                matvec_i16_with(kernel, rows, &x, w, |o, v| got[o] = v);
+                                assert_eq!(got, want, "{kernel:?} {rows}x{cols}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Exact at the limit: the longest rows keep the accumulator in range.
+        let cols = 600;
+        let top = crate::quant::i16_activation_limit(cols);
+        let x = vec![top; cols];
+        let w = vec![-128i8; cols];
+        assert_eq!(
+            i64::from(dot_i16_reference(&x, &w)),
+            -128 * i64::from(top) * cols as i64
+        );
+        // Attention scores: the dispatched kernel equals the reference.
+        for &cols in &[0usize, 4, 8, 16, 12, 64] {
+            for keys_n in 0..=5 {
+                for stride in [cols, cols + 3] {
+                    for q in patterns_i16(cols, &mut state) {
+                        for keys in patterns(keys_n * stride + cols, &mut state) {
+                            let short = &keys[..keys.len().saturating_sub(cols / 2 + 1)];
+                            for keys in [&keys[..], short] {
+                                let mut want = vec![7; keys_n];
+                                dots_i16_reference(&mut want, &q, keys, stride);
+                                let mut got = vec![7; keys_n];
+                                dots_i16(&mut got, &q, keys, stride);
+                                assert_eq!(got, want, "{keys_n} keys x {cols} / {stride}");
                             }
                         }
                     }

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Where the int8 decoder's disagreement with f32 comes from: an f64 numpy Llama for a
 llama2.c checkpoint (stories260K by default), teacher-forced on the held-out story text,
-with one part of the int8 scheme at a time applied as fake quantization (rounding
-only, no integer arithmetic), reporting perplexity and top-1 agreement with the float
+with parts of the int8 scheme applied as fake quantization (rounding only, no integer
+arithmetic), reporting perplexity and top-1 agreement with the float
 model, plus how many positions are near-ties.
 
-Parts (each alone):
-  weights      int8 per output row (max / 127), the converter's rounding
-  activations  every matmul input (norm outputs, queries per head, attention context,
-               SwiGLU output, final norm) narrowed per token to int8 with the row's
-               own scale (max / 127), as `quant::narrow_row_scaled`
-  kv-head      int8 key/value cache, one static scale per key/value head (calibrated
-               maximum on the calibration text)
-  kv-channel   int8 key/value cache, one static scale per channel
+Parts (each run applies the parts named on the command line; join parts with + to
+combine them, e.g. weights+activations16+kv-channel):
+  weights        int8 per output row (max / 127), the converter's rounding
+  activations    every matmul input (norm outputs, queries per head, attention context,
+                 SwiGLU output, final norm) narrowed per token to int8 with the row's
+                 own scale (max / 127)
+  activationsB   the same at B bits (max -> 2^(B-1) - 1), e.g. activations16 as
+                 `quant::narrow_row_i16`
+  kv-head        int8 key/value cache, one static scale per key/value head (calibrated
+                 maximum on the calibration text)
+  kv-pair        as kv-channel, but keys with one scale per rotated pair of channels
+  kv-channel     int8 key/value cache, one static scale per channel (the runtime's)
 
 The README's figures ("Text generation") come from this script:
   pip install numpy
@@ -71,19 +75,27 @@ def rows(w):
     return np.round(w / s) * s
 
 
-def narrow(x):
+def narrow(x, top=127):
     m = np.abs(x).max()
-    return x if m == 0 else np.round(x / (m / 127)) * (m / 127)
+    return x if m == 0 else np.round(x / (m / top)) * (m / top)
 
 
-def run(m, seq, part=None, ranges=None, collect=None):
-    """Teacher-forced pass: (nll sum, argmax list, top-2 margins)."""
+def run(m, seq, parts=(), ranges=None, collect=None):
+    """Teacher-forced pass with the given parts of the scheme applied: (nll sum,
+    argmax list, top-2 margins)."""
     hd, heads, kvh = m["hd"], m["heads"], m["kv_heads"]
     group = heads // kvh
     freqs = 10000.0 ** (-(2 * np.arange(hd // 2)) / hd)
-    W = {k: (rows(m[k]) if part == "weights" else m[k])
+    W = {k: (rows(m[k]) if "weights" in parts else m[k])
          for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3", "emb", "cls")}
-    act = narrow if part == "activations" else (lambda v: v)
+    if "activations" in parts:
+        act = narrow
+    elif any(p.startswith("activations") for p in parts):
+        # activationsB: narrowed to B-bit integers (max -> 2^(B-1) - 1)
+        bits = int(next(p for p in parts if p.startswith("activations"))[len("activations"):])
+        act = lambda v: narrow(v, (1 << (bits - 1)) - 1)
+    else:
+        act = lambda v: v
 
     def rope(x, pos):
         x = x.reshape(-1, hd // 2, 2).copy()
@@ -104,11 +116,14 @@ def run(m, seq, part=None, ranges=None, collect=None):
             if collect is not None:
                 collect["k"][l] = np.maximum(collect["k"][l], np.abs(k))
                 collect["v"][l] = np.maximum(collect["v"][l], np.abs(v))
-            if part in ("kv-head", "kv-channel"):
+            kv = [p for p in parts if p.startswith("kv-")]
+            if kv:
                 for vec, key in ((k, "k"), (v, "v")):
                     mx = ranges[key][l]
-                    if part == "kv-head":
+                    if kv[0] == "kv-head":
                         mx = np.repeat(mx.reshape(kvh, hd).max(axis=1), hd)
+                    if kv[0] == "kv-pair" and key == "k":
+                        mx = np.repeat(mx.reshape(-1, 2).max(axis=1), 2)
                     s = np.maximum(mx, 1e-6) / 127
                     vec[:] = np.clip(np.round(vec / s), -127, 127) * s
             cache[l][0].append(k)
@@ -141,6 +156,11 @@ def main():
     ap.add_argument("--tinyformer", default=str(ROOT / "target/release/tinyformer"))
     ap.add_argument("--heldout", default=ROOT / "tests/fixtures/stories/heldout.txt", type=Path)
     ap.add_argument("--calibration", default=ROOT / "tests/fixtures/stories/calibration.txt", type=Path)
+    ap.add_argument("parts", nargs="*", default=["weights", "activations", "activations16", "kv-head", "kv-channel",
+                             "weights+activations16+kv-pair",
+                             "weights+activations16+kv-channel"],
+                    help="parts to apply, one run each; join parts with + to combine them "
+                         "(e.g. weights+activations16+kv-channel)")
     args = ap.parse_args()
     m = load(args.checkpoint)
     held = tokenize(args.tinyformer, args.model, args.heldout)
@@ -157,11 +177,12 @@ def main():
     print(f"f64 reference: perplexity {np.exp(ref_nll / n):.4f} over {n} tokens")
     for d in (0.05, 0.1, 0.2):
         print(f"  positions whose top-2 logit margin is below {d}: {(margins < d).mean():.3f}")
-    for part in ("weights", "activations", "kv-head", "kv-channel"):
-        res = [run(m, seq, part, ranges) for seq in held]
+    for combo in args.parts:
+        parts = tuple(combo.split("+"))
+        res = [run(m, seq, parts, ranges) for seq in held]
         nll = sum(r[0] for r in res)
         agree = sum(sum(a == b for a, b in zip(r[1], f[1])) for r, f in zip(res, ref)) / n
-        print(f"{part:12s} alone: perplexity {np.exp(nll / n):.4f} "
+        print(f"{combo:12s}: perplexity {np.exp(nll / n):.4f} "
               f"({(np.exp((nll - ref_nll) / n) - 1) * 100:+.2f}%), top-1 agreement {agree:.4f}",
               flush=True)
 

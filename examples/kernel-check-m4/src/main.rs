@@ -1,8 +1,9 @@
 //! On-target self-test of the int8 kernels (QEMU `mps2-an386`, Cortex-M4F).
 //!
-//! Runs the Cortex-M DSP kernel (`SMLAD`) and the scalar reference on many
-//! pseudo-random and extreme vectors (every length 0..=300, matrices of 0..=9 rows)
-//! and exits with status 1 at the first mismatch, 0 if all agree. Then it times one
+//! Runs the Cortex-M DSP kernels (`SMLAD`) and the scalar references on many
+//! pseudo-random and extreme vectors (every length 0..=300, matrices of 0..=9 rows;
+//! int8 activations as the encoder's, int16 as the decoder's, and the decoder's
+//! attention scores) and exits with status 1 at the first mismatch, 0 if all agree. Then it times one
 //! 128x384 matrix-vector product with each kernel between marker functions, so
 //! `tools/kernel-check-m4.sh` can count the instructions of each with the QEMU plugin
 //! `tools/qemu/insncount.c`.
@@ -14,7 +15,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
-use tinyformer::kernels::matvec::{dot_i8_with, matvec_i8_with, Int8Kernel};
+use tinyformer::kernels::matvec::{
+    dot_i8_with, dots_i16, dots_i16_reference, matvec_i16_with, matvec_i8_with, Int8Kernel,
+};
+use tinyformer::quant::i16_activation_limit;
 
 /// Shape of the timed matrix-vector product (an FFN-sized row block).
 const ROWS: usize = 128;
@@ -71,6 +75,24 @@ impl Rng {
 }
 
 const PATTERNS: usize = 5;
+
+/// Fills `v` with int16 activations for a product of `v.len()`: pattern `kind` as in
+/// [`Rng::fill`], at the extremes the narrowing allows (`±i16_activation_limit`).
+fn fill_i16(rng: &mut Rng, v: &mut [i16], kind: usize) {
+    let top = i16_activation_limit(v.len());
+    for (i, e) in v.iter_mut().enumerate() {
+        *e = match kind {
+            0 => {
+                let raw = (i32::from(rng.byte()) << 8) | i32::from(rng.byte() as u8);
+                (raw % (i32::from(top) + 1)) as i16
+            }
+            1 => -top,
+            2 => top,
+            3 => [top, -top][i % 2],
+            _ => [top, -top][(rng.byte() & 1) as usize],
+        };
+    }
+}
 
 #[entry]
 fn main() -> ! {
@@ -161,6 +183,63 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                             &want[..rows]
                         );
                         return Err(());
+                    }
+                }
+            }
+        }
+    }
+
+    // Int16 activations (the decoder's products) and attention scores of int16
+    // queries against strided int8 keys.
+    let mut x16 = [0i16; COLS];
+    for rows in 0..=MAX_ROWS {
+        for cols in SWEEP_COLS {
+            for pattern in 0..PATTERNS {
+                fill_i16(&mut rng, &mut x16[..cols], pattern);
+                rng.fill(&mut weights[..rows * cols], (pattern + 1) % PATTERNS);
+                for w_len in [rows * cols, rows * cols * 2 / 3] {
+                    let w = &weights[..w_len];
+                    let (mut got, mut want) = ([7i32; MAX_ROWS], [0i32; MAX_ROWS]);
+                    matvec_i16_with(fast, rows, &x16[..cols], w, |o, v| got[o] = v);
+                    matvec_i16_with(reference, rows, &x16[..cols], w, |o, v| want[o] = v);
+                    cases += 1;
+                    if got[..rows] != want[..rows] {
+                        say!(
+                            out,
+                            "FAIL matvec_i16 {rows}x{cols} pattern {pattern}: dsp {:?} reference {:?}",
+                            &got[..rows],
+                            &want[..rows]
+                        );
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+    for head in [4, 8, 12, 16, 32, 64, 128] {
+        for keys in [0, 1, 5, 9] {
+            for stride in [head, head + 3, 2 * head + 8] {
+                for pattern in 0..PATTERNS {
+                    fill_i16(&mut rng, &mut x16[..head], pattern);
+                    let len = (keys * stride + head).min(weights.len());
+                    rng.fill(&mut weights[..len], (pattern + 2) % PATTERNS);
+                    for k in [
+                        &weights[..len],
+                        &weights[..len.saturating_sub(head / 2 + 1)],
+                    ] {
+                        let (mut got, mut want) = ([7i32; 9], [0i32; 9]);
+                        dots_i16(&mut got[..keys], &x16[..head], k, stride);
+                        dots_i16_reference(&mut want[..keys], &x16[..head], k, stride);
+                        cases += 1;
+                        if got[..keys] != want[..keys] {
+                            say!(
+                                out,
+                                "FAIL dots_i16 head {head} keys {keys} stride {stride}: dsp {:?} reference {:?}",
+                                &got[..keys],
+                                &want[..keys]
+                            );
+                            return Err(());
+                        }
                     }
                 }
             }

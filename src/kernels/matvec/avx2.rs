@@ -12,11 +12,11 @@
 
 use core::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
-    _mm256_extracti128_si256, _mm256_madd_epi16, _mm256_setzero_si256, _mm_add_epi32,
-    _mm_cvtsi128_si32, _mm_loadu_si128, _mm_shuffle_epi32,
+    _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_si256,
+    _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128, _mm_shuffle_epi32,
 };
 
-use super::dot_i8_reference;
+use super::{dot_i16_reference, dot_i8_reference};
 
 /// Int8 elements per step.
 const STEP: usize = 16;
@@ -102,5 +102,77 @@ pub(super) fn matvec(rows: usize, x: &[i8], w: &[i8], bias: &[i32], store: impl 
         store,
         |w4, x| dot4(w4, x),
         |row, x| dot(row, x),
+    );
+}
+
+/// `x[at..at + 16]` as sixteen `i16` lanes; `None` past the end.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_i16(x: &[i16], at: usize) -> Option<__m256i> {
+    let chunk = x.get(at..at + STEP)?;
+    // SAFETY: `chunk` holds 16 i16 (32 bytes); `loadu` has no alignment requirement.
+    Some(unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) })
+}
+
+/// `dot_i16_reference(x, w)`: the weights widened to int16, then `vpmaddwd` as for
+/// int8 (a pair sum is at most `2 * 32768 * 128 = 2^23`, exact).
+#[target_feature(enable = "avx2")]
+fn dot_i16(w: &[i8], x: &[i16]) -> i32 {
+    let len = x.len().min(w.len());
+    let body = len - len % STEP;
+    let mut acc = _mm256_setzero_si256();
+    let mut at = 0;
+    while at < body {
+        if let (Some(xv), Some(wv)) = (load_i16(x, at), widen(w, at)) {
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, xv));
+        }
+        at += STEP;
+    }
+    let (x_tail, w_tail) = (
+        x.get(body..len).unwrap_or(&[]),
+        w.get(body..len).unwrap_or(&[]),
+    );
+    sum_lanes(acc).wrapping_add(dot_i16_reference(x_tail, w_tail))
+}
+
+/// [`dot_i16`] for four contiguous weight rows `w4`; each activation load serves all
+/// four.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot4_i16(w4: &[i8], x: &[i16]) -> [i32; 4] {
+    let cols = x.len();
+    let body = cols - cols % STEP;
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut at = 0;
+    while at < body {
+        if let Some(xv) = load_i16(x, at) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                if let Some(wv) = widen(w4, r * cols + at) {
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wv, xv));
+                }
+            }
+        }
+        at += STEP;
+    }
+    let mut out = [0; 4];
+    for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
+        let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
+        let x_tail = x.get(body..).unwrap_or(&[]);
+        *o = sum_lanes(acc).wrapping_add(dot_i16_reference(x_tail, row_tail));
+    }
+    out
+}
+
+/// `matvec_i16_reference(rows, x, w, store)`.
+#[target_feature(enable = "avx2")]
+pub(super) fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usize, i32)) {
+    super::matvec_by_four(
+        rows,
+        x,
+        w,
+        &[],
+        store,
+        |w4, x| dot4_i16(w4, x),
+        |row, x| dot_i16(row, x),
     );
 }

@@ -44,7 +44,7 @@ pub(crate) fn step<W: Weight, O: Observer>(step: &Step<'_, '_>, arena: &mut [u8]
     let eps = config.layer_norm_eps();
     let theta = dec.rope_theta();
     let scale = 1.0 / libm::sqrtf(head_dim as f32);
-    let v = views::<f32, f32>(plan, arena);
+    let v = views::<f32, f32, f32>(plan, arena);
     let x = v.residual;
     let xb = v.input.get_mut(..hidden).unwrap_or(&mut []);
 

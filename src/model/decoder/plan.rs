@@ -12,13 +12,13 @@
 //! | `up` | `ffn` | i32 (Q10) | f32 |
 //! | `scores` | `ctx` | i32 | f32 |
 //! | `logits` | `vocab` | i32 (Q16) | f32 |
+//! | `input` | `max(hidden, ffn)` | i16 (a matmul input row) | f32 (norm output) |
+//! | `query_narrow` | `hidden` | i16 (the query heads, narrowed) | - |
 //! | `keys` | `layers * ctx * kv_dim` | i8 | f32 |
 //! | `values` | `layers * ctx * kv_dim` | i8 | f32 |
-//! | `input` | `max(hidden, ffn)` | i8 (a matmul input row) | f32 (norm output) |
-//! | `query_i8` | `hidden` | i8 | - |
 //!
-//! 4-byte elements come first, so every buffer is aligned for its type when the arena
-//! start is 4-byte aligned. Attention scratch is one row of `ctx` scores, reused by
+//! Elements are in decreasing size (4-byte, then 2-byte, then the int8 cache), so
+//! every buffer is aligned for its type when the arena start is 4-byte aligned. Attention scratch is one row of `ctx` scores, reused by
 //! every head: O(context), not O(heads x context). The total is exact:
 //! [`super::Decoder::arena_bytes`] succeeds and one byte less is refused.
 //!
@@ -43,10 +43,10 @@ pub(crate) mod ix {
     pub const UP: usize = 6;
     pub const SCORES: usize = 7;
     pub const LOGITS: usize = 8;
-    pub const KEYS: usize = 9;
-    pub const VALUES: usize = 10;
-    pub const INPUT: usize = 11;
-    pub const QUERY_I8: usize = 12;
+    pub const INPUT: usize = 9;
+    pub const QUERY_NARROW: usize = 10;
+    pub const KEYS: usize = 11;
+    pub const VALUES: usize = 12;
 }
 
 /// The arena layout of a decoder state for one context length.
@@ -58,7 +58,7 @@ pub struct DecoderPlan {
     pub buffers: [Buffer; DECODER_BUFFERS],
 }
 
-// Every size is at most `4 * (6 h + 2 f + c + v) + 8 * l * c * h + 2 * max(h, f)`
+// Every size is at most `4 * (6 h + 2 f + c + v) + 8 * l * c * h + 4 * max(h, f)`
 // bytes, `c` the context; for the format's largest config that exceeds 32 bits, so the
 // plan computes in `u64` and refuses what does not fit `usize`.
 
@@ -78,7 +78,7 @@ impl DecoderPlan {
         let (v, l) = (config.vocab_size as u64, config.layers as u64);
         let kv = config.kv_dim() as u64;
         let c = ctx as u64;
-        let act = if int8 { 1 } else { 4 };
+        let (act, cache) = if int8 { (2, 1) } else { (4, 4) };
         let (int8_kv, int8_h, float_h) = if int8 { (kv, h, 0) } else { (0, 0, h) };
         let input = if h > f { h } else { f };
         let specs: [(&'static str, u64, u64); DECODER_BUFFERS] = [
@@ -91,10 +91,10 @@ impl DecoderPlan {
             ("up", f, 4),
             ("scores", c, 4),
             ("logits", v, 4),
-            ("keys", l * c * kv, act),
-            ("values", l * c * kv, act),
             ("input", input, act),
-            ("query_i8", int8_h, 1),
+            ("query_narrow", int8_h, 2),
+            ("keys", l * c * kv, cache),
+            ("values", l * c * kv, cache),
         ];
         let mut buffers = [Buffer {
             name: "",
@@ -139,9 +139,9 @@ impl DecoderPlan {
     }
 }
 
-/// The arena split by a decoder plan, as elements of `S` (4-byte: `f32` or `i32`) and
-/// `A` (activations and cache: `f32` or `i8`).
-pub(crate) struct Views<'r, S, A> {
+/// The arena split by a decoder plan, as elements of `S` (4-byte: `f32` or `i32`), `I`
+/// (matmul inputs: `f32` or `i16`) and `A` (the cache: `f32` or `i8`).
+pub(crate) struct Views<'r, S, I, A> {
     pub residual: &'r mut [S],
     pub query: &'r mut [S],
     pub key: &'r mut [S],
@@ -151,19 +151,19 @@ pub(crate) struct Views<'r, S, A> {
     pub up: &'r mut [S],
     pub scores: &'r mut [S],
     pub logits: &'r mut [S],
+    pub input: &'r mut [I],
+    pub query_narrow: &'r mut [i16],
     pub keys: &'r mut [A],
     pub values: &'r mut [A],
-    pub input: &'r mut [A],
-    pub query_i8: &'r mut [i8],
 }
 
 /// Splits the arena by the plan. The caller checked length and alignment, so the
 /// casts succeed; should they not, the views are empty and the kernels (which never
 /// index past a slice) compute nothing.
-pub(crate) fn views<'r, S: bytemuck::Pod, A: bytemuck::Pod>(
+pub(crate) fn views<'r, S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(
     plan: &DecoderPlan,
     arena: &'r mut [u8],
-) -> Views<'r, S, A> {
+) -> Views<'r, S, I, A> {
     use crate::model::plan::{cast, take};
     let b = plan.buffers;
     let mut rest = arena;
@@ -178,9 +178,9 @@ pub(crate) fn views<'r, S: bytemuck::Pod, A: bytemuck::Pod>(
         up: cast(next(ix::UP)),
         scores: cast(next(ix::SCORES)),
         logits: cast(next(ix::LOGITS)),
+        input: cast(next(ix::INPUT)),
+        query_narrow: cast(next(ix::QUERY_NARROW)),
         keys: cast(next(ix::KEYS)),
         values: cast(next(ix::VALUES)),
-        input: cast(next(ix::INPUT)),
-        query_i8: cast(next(ix::QUERY_I8)),
     }
 }
