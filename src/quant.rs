@@ -71,12 +71,14 @@ impl Requant {
     }
 
     /// `round(x * M * 2^extra)`: the multiplier scaled by a run-time power of two (a
-    /// row's dynamic exponent). Results too large for the shift range saturate.
+    /// row's dynamic exponent, negative for a row that was scaled up). Results too
+    /// large for the shift range saturate; too small ones act as the smallest
+    /// multiplier the shift range has (as in [`Requant::apply`]).
     #[inline(always)]
-    pub fn apply_scaled(&self, x: i32, extra: u32) -> i64 {
+    pub fn apply_scaled(&self, x: i32, extra: i32) -> i64 {
         let total_shift = 31i32
             .saturating_sub(self.shift)
-            .saturating_sub(extra.min(62) as i32);
+            .saturating_sub(extra.clamp(-62, 62));
         if total_shift >= 1 {
             Self::new(self.multiplier, 31 - total_shift).apply(x)
         } else if x == 0 || self.multiplier == 0 {
@@ -87,49 +89,11 @@ impl Requant {
         }
     }
 
-    /// The ratio `num / den` as a multiplier, in integer arithmetic (rounded to
-    /// nearest in the 31-bit mantissa); the zero multiplier if either is 0.
-    pub fn ratio(num: u32, den: u32) -> Self {
-        if num == 0 || den == 0 {
-            return Self::new(0, 0);
-        }
-        let (nz, dz) = (num.leading_zeros() as i32, den.leading_zeros() as i32);
-        // Both normalised to [2^31, 2^32): their quotient is in (1/2, 2).
-        let (n, d) = (u64::from(num << nz), u64::from(den << dz));
-        let mut q = ((n << 31) + d / 2) / d;
-        let mut shift = dz - nz;
-        if q >= 1 << 31 {
-            q = (q + 1) >> 1;
-            shift += 1;
-        }
-        // `q` may have rounded up to 2^31 itself.
-        if q >= 1 << 31 {
-            q >>= 1;
-            shift += 1;
-        }
-        Self::new(q as i32, shift).normalized()
-    }
-
-    /// The product of two multipliers (`M_a * M_b`), mantissa rounded to nearest.
-    pub fn product(&self, other: &Self) -> Self {
-        let p = i64::from(self.multiplier.max(0)) * i64::from(other.multiplier.max(0));
-        if p == 0 {
-            return Self::new(0, 0);
-        }
-        let shift = self.shift.saturating_add(other.shift);
-        // p < 2^62; keep 31 significant bits.
-        if p >= 1 << 61 {
-            Self::new(
-                ((p + (1 << 30)) >> 31).min(i64::from(i32::MAX)) as i32,
-                shift,
-            )
-        } else {
-            Self::new(
-                ((p + (1 << 29)) >> 30).min(i64::from(i32::MAX)) as i32,
-                shift - 1,
-            )
-        }
-        .normalized()
+    /// The multiplier times `2^extra` as a valid pair (`M * 2^extra`; see
+    /// `normalized` for results outside the shift range).
+    #[inline]
+    pub fn times_pow2(&self, extra: i32) -> Self {
+        Self::new(self.multiplier, self.shift.saturating_add(extra)).normalized()
     }
 
     /// Brings `shift` into the valid range `[-31, 30]`: larger multipliers saturate,
@@ -221,22 +185,52 @@ pub fn narrow_row(out: &mut [i8], wide: &[i32]) -> u32 {
     e
 }
 
-/// Narrows a row of wide values to int16 with the row's own scale, for a product of
-/// the row with int8 weights: writes `round(wide * top / max |wide|)` to `out` and
-/// returns the scale `max / top` (the wide value of one step) as a multiplier, where
-/// `top` = [`i16_activation_limit`]`(out.len())`. The largest magnitude always maps to
-/// `top`, so the row keeps 15 bits (fewer only for rows longer than 512 elements,
-/// whose products must still fit the `i32` accumulator). An all-zero row gives zeros
-/// and the zero scale.
+/// Narrows a row of wide values to int16 for a product with int8 weights, with one
+/// power-of-two scale: writes `round(wide / 2^e)` to `out` and returns `e`, the
+/// smallest exponent (negative: the row is scaled up) that fits the row's largest
+/// magnitude into `top` = [`i16_activation_limit`]`(out.len())`. The largest magnitude
+/// lands in `(top / 2, top]`, so the row keeps at least 14 bits (15 bits of range for
+/// rows up to 512 elements), and a product with the row is requantized by the
+/// tensor's pair shifted by `e` ([`Requant::apply_scaled`]): no per-row multiplier to
+/// compute or multiply in. An all-zero row gives zeros and `e = 0`.
 #[inline]
-pub fn narrow_row_i16(out: &mut [i16], wide: &[i32]) -> Requant {
+pub fn narrow_row_i16(out: &mut [i16], wide: &[i32]) -> i32 {
     let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
     let top = i16_activation_limit(out.len());
-    let inverse = Requant::ratio(top as u32, max);
-    for (q, &w) in out.iter_mut().zip(wide) {
-        *q = inverse.apply(w).clamp(-i64::from(top), i64::from(top)) as i16;
+    let e = i16_row_exponent(max, top as u32);
+    let bound = i64::from(top);
+    if e >= 0 {
+        for (q, &w) in out.iter_mut().zip(wide) {
+            *q = shift_round(w, e as u32).clamp(-bound, bound) as i16;
+        }
+    } else {
+        // |w| << -e <= top: exact.
+        for (q, &w) in out.iter_mut().zip(wide) {
+            *q = (i64::from(w) << -e).clamp(-bound, bound) as i16;
+        }
     }
-    Requant::ratio(max, top as u32)
+    e
+}
+
+/// The exponent of [`narrow_row_i16`]: smallest `e` in `[-30, 31]` with `round(max /
+/// 2^e) <= top` (`top >= 1`); 0 for an all-zero row.
+#[inline]
+fn i16_row_exponent(max: u32, top: u32) -> i32 {
+    let (max, top) = (u64::from(max), u64::from(top.max(1)));
+    if max == 0 {
+        return 0;
+    }
+    let mut e = 0i32;
+    if max <= top {
+        while e > -30 && max << (1 - e) <= top {
+            e -= 1;
+        }
+    } else {
+        while e < 31 && (max + ((1u64 << e) >> 1)) >> e > top {
+            e += 1;
+        }
+    }
+    e
 }
 
 /// Largest magnitude of the int16 activations of a product of length `len` with int8
@@ -352,50 +346,44 @@ mod scaled_tests {
     use super::*;
 
     #[test]
-    fn ratio_and_product_are_accurate() {
-        for (n, d) in [
-            (1u32, 1u32),
-            (127, 1),
-            (1, 127),
-            (127, 3_000_000),
-            (u32::MAX, 1),
-            (1, u32::MAX),
-            (640_000, 127),
-            (5, 7),
-        ] {
-            let r = Requant::ratio(n, d);
-            assert!(r.is_valid(), "{n}/{d}: {r:?}");
-            let want = f64::from(n) / f64::from(d);
-            let got = r.to_real();
-            if want >= 2f64.powi(-31) && want < 2f64.powi(30) {
-                assert!((got / want - 1.0).abs() < 2e-9, "{n}/{d}: {got} vs {want}");
-            }
-        }
-        let a = Requant::from_real(0.0123);
-        let b = Requant::from_real(345.6);
-        assert!((a.product(&b).to_real() / (0.0123 * 345.6) - 1.0).abs() < 3e-9);
-        assert!(Requant::from_real(1e-9)
-            .product(&Requant::from_real(1e-9))
-            .is_valid());
-        assert_eq!(
-            Requant::from_real(1e9).product(&Requant::from_real(1e9)),
-            Requant::new(i32::MAX, 30)
-        );
-        assert_eq!(Requant::new(0, 0).product(&b), Requant::new(0, 0));
-    }
-
-    #[test]
-    fn int16_narrowing_uses_the_full_range() {
+    fn int16_narrowing_keeps_at_least_14_bits() {
         let wide = [1000, -250, 3, 0, -1000];
         let mut out = [0i16; 5];
-        let scale = narrow_row_i16(&mut out, &wide);
-        assert_eq!(out, [32767, -8192, 98, 0, -32767]);
-        assert!((scale.to_real() - 1000.0 / 32767.0).abs() < 1e-9);
+        // 1000 << 5 = 32000 <= 32767 < 64000.
+        assert_eq!(narrow_row_i16(&mut out, &wide), -5);
+        assert_eq!(out, [32000, -8000, 96, 0, -32000]);
+        let wide = [100_000, -3, 65_535];
+        let mut out = [0i16; 3];
+        // round(100000 / 4) = 25000.
+        assert_eq!(narrow_row_i16(&mut out, &wide), 2);
+        assert_eq!(out, [25000, -1, 16384]);
         let mut zeros = [1i16; 3];
-        assert_eq!(narrow_row_i16(&mut zeros, &[0, 0, 0]), Requant::new(0, 0));
+        assert_eq!(narrow_row_i16(&mut zeros, &[0, 0, 0]), 0);
         assert_eq!(zeros, [0, 0, 0]);
-        narrow_row_i16(&mut out, &[i32::MIN, i32::MAX, 1, -1, 0]);
-        assert_eq!(out[..2], [-32767, 32767]);
+        let mut out = [0i16; 5];
+        assert_eq!(
+            narrow_row_i16(&mut out, &[i32::MIN, i32::MAX, 1, -1, 0]),
+            17
+        );
+        assert_eq!(out[..2], [-16384, 16384]);
+        assert_eq!(narrow_row_i16(&mut out[..1], &[1]), -14);
+        assert_eq!(out[0], 16384);
+        // Every magnitude lands in (top / 2, top].
+        for max in (1..=u32::MAX)
+            .step_by(9_999_991)
+            .chain([1, 2, 32767, 32768, 65535])
+        {
+            let e = i16_row_exponent(max, 32767);
+            let q = if e >= 0 {
+                shift_round(max.min(i32::MAX as u32) as i32, e as u32)
+            } else {
+                i64::from(max) << -e
+            };
+            assert!(
+                q <= 32767 && (max > i32::MAX as u32 || q > 16383),
+                "{max}: {e} {q}"
+            );
+        }
         // Long rows keep their products inside the i32 accumulator.
         assert_eq!(i16_activation_limit(512), 32767);
         assert_eq!(i16_activation_limit(513), 32704);
@@ -403,8 +391,8 @@ mod scaled_tests {
         assert_eq!(i16_activation_limit(16384), 1023);
         assert_eq!(i16_activation_limit(0), 32767);
         let mut long = [0i16; 1524];
-        narrow_row_i16(&mut long, &[-7; 1524]);
-        assert!(long.iter().all(|&q| q == -11008));
+        assert_eq!(narrow_row_i16(&mut long, &[-7; 1524]), -10);
+        assert!(long.iter().all(|&q| q == -7168));
     }
 }
 

@@ -92,17 +92,19 @@ proptest! {
     }
 
     /// A run-time power of two on top of the pair: exact while the shift stays in range,
-    /// saturated to `±2^62` (with the sign of the product) beyond.
+    /// saturated to `±2^62` (with the sign of the product) above it, the smallest
+    /// multiplier of the range below it.
     #[test]
     fn requant_scaled_is_exact_or_saturated(
         x in edgy_i32(),
         rq in valid_requant(),
-        extra in prop_oneof![0u32..=64, any::<u32>()],
+        extra in prop_oneof![-64i32..=64, any::<i32>()],
     ) {
         let got = rq.apply_scaled(x, extra);
-        let shift = i64::from(rq.shift) + i64::from(extra.min(62));
+        let shift = i64::from(rq.shift) + i64::from(extra.clamp(-62, 62));
         if shift <= 30 {
-            let exact = requant_reference(x, Requant::new(rq.multiplier, shift as i32));
+            let shift = shift.max(-31) as i32;
+            let exact = requant_reference(x, Requant::new(rq.multiplier, shift));
             prop_assert_eq!(i128::from(got), exact);
         } else if x == 0 || rq.multiplier == 0 {
             prop_assert_eq!(got, 0);
@@ -118,13 +120,14 @@ proptest! {
         x in edgy_i32(),
         multiplier in edgy_i32(),
         shift in edgy_i32(),
-        extra in any::<u32>(),
+        extra in any::<i32>(),
     ) {
         let rq = Requant::new(multiplier, shift);
         let clamped = Requant::new(multiplier, shift.clamp(-31, 30));
         prop_assert_eq!(rq.apply(x), clamped.apply(x));
         rq.apply_scaled(x, extra);
-        rq.with_exponent(extra).apply(x);
+        rq.times_pow2(extra).apply(x);
+        rq.with_exponent(extra.unsigned_abs()).apply(x);
     }
 }
 

@@ -75,7 +75,7 @@ impl<'a> Dense<'a> {
             let exponent = exponents.get(t).copied().unwrap_or(0);
             if let Some(r) = residual.get_mut(at) {
                 let skip = Requant::from_table(skip_rq, o).apply(s);
-                *r = saturate_residual(rq.apply_scaled(dot, exponent) + bias + skip);
+                *r = saturate_residual(rq.apply_scaled(dot, exponent as i32) + bias + skip);
             }
         });
     }

@@ -14,20 +14,21 @@
 //! ```text
 //! x = WordRq[token](emb[token])                                   (residual, i32)
 //! for each layer:
-//!     xq, r = narrow(rmsnorm(x))                                 (int16, row scale r)
-//!     q = QueryKeyRq rope(QueryRq r (Wq xq)) ; k = rope(KeyRq r (Wk xq))  (i32)
-//!     keys[pos] = KeyCacheRq k ; values[pos] = ValueRq r (Wv xq)  (int8 cache)
-//!     per head: qq, rq = narrow(q) ; ctx = CtxRq(softmax(ScoreRq rq (qq . K)) V)
-//!     cq, rc = narrow(ctx) ; x += AttnOutRq rc (Wo cq)
-//!     xq, r = narrow(rmsnorm(x)) ; h = silu(GateRq r (Wg xq)) * UpRq r (Wu xq)   (Q10)
-//!     hq, rh = narrow(h) ; x += DownRq rh (Wd hq)
-//! logits = OutputRq r (Wout narrow(rmsnorm(x)))                   (Q16)
+//!     xq, e = narrow(rmsnorm(x))                                (int16, scale 2^e)
+//!     q = QueryKeyRq rope(QueryRq_e (Wq xq)) ; k = rope(KeyRq_e (Wk xq))    (i32)
+//!     keys[pos] = KeyCacheRq k ; values[pos] = ValueRq_e (Wv xq)  (int8 cache)
+//!     per head: qq, e_q = narrow(q) ; ctx = CtxRq(softmax(ScoreRq_e_q (qq . K)) V)
+//!     cq, e_c = narrow(ctx) ; x += AttnOutRq_e_c (Wo cq)
+//!     xq, e = narrow(rmsnorm(x)) ; h = silu(GateRq_e (Wg xq)) * UpRq_e (Wu xq) (Q10)
+//!     hq, e_h = narrow(h) ; x += DownRq_e_h (Wd hq)
+//! logits = OutputRq_e (Wout narrow(rmsnorm(x)))                   (Q16)
 //! ```
 //!
-//! `narrow` maps a wide row's largest magnitude to `top` (32,767 for rows up to 512
-//! elements) and returns the wide value of one int16 step, `r = max / top`, as a
-//! multiplier; a requantization after a product with that row uses the product of the
-//! tensor's pair and `r` ([`crate::quant::narrow_row_i16`], [`Requant::product`]).
+//! `narrow` scales a wide row by a power of two `2^-e` so that its largest magnitude
+//! lands in `(top / 2, top]` (`top` = 32,767 for rows up to 512 elements) and returns
+//! `e`; `Rq_e` is the tensor's requantization pair times `2^e`, a shift, so a product
+//! with a narrowed row costs no per-row multiplier ([`crate::quant::narrow_row_i16`],
+//! [`Requant::apply_scaled`]).
 //!
 //! The scales are the converter's, folded into the `*Rq` tables (`docs/FORMAT.md`).
 
@@ -95,9 +96,9 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         // Attention block.
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
         rms_norm_i32(v.context, x, file.tensor(K::RmsAttn, l), eps);
-        let r = narrow_row_i16(xq, v.context);
-        to_wide(v.query, xq, &r, file, K::QueryW, K::QueryRq, l);
-        to_wide(v.key, xq, &r, file, K::KeyW, K::KeyRq, l);
+        let e = narrow_row_i16(xq, v.context);
+        to_wide(v.query, xq, e, file, K::QueryW, K::QueryRq, l);
+        to_wide(v.key, xq, e, file, K::KeyW, K::KeyRq, l);
         let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
         let value = v
             .values
@@ -105,7 +106,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             .unwrap_or(&mut []);
         matvec_i16(kv_dim, xq, file.tensor(K::ValueW, l), |o, acc| {
             if let Some(y) = value.get_mut(o) {
-                *y = saturate_i8(Requant::from_table(value_rq, o).product(&r).apply(acc));
+                *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
             }
         });
         rope_i32(v.query, head_dim, rope_row);
@@ -140,7 +141,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         for head in 0..heads {
             let cols = head * head_dim..(head + 1) * head_dim;
             let query = v.query_narrow.get_mut(cols.clone()).unwrap_or(&mut []);
-            let r_q = narrow_row_i16(query, v.query.get(cols.clone()).unwrap_or(&[]));
+            let e_q = narrow_row_i16(query, v.query.get(cols.clone()).unwrap_or(&[]));
             let kv_head = head / group;
             attend_i8(
                 v.context.get_mut(cols.clone()).unwrap_or(&mut []),
@@ -149,37 +150,37 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
                 values,
                 kv_dim,
                 kv_head,
-                Requant::from_table(score_rq, kv_head).product(&r_q),
+                Requant::from_table(score_rq, kv_head).times_pow2(e_q),
                 ctx_rq.get(cols).unwrap_or(&[]),
                 scores,
                 |_| true,
             );
         }
         obs.observe(Point::Context, layer, Fixed::I32(v.context));
-        let r_ctx = narrow_row_i16(xq, v.context);
-        add_projection(x, xq, &r_ctx, file, K::AttnOutW, K::AttnOutRq, l);
+        let e_ctx = narrow_row_i16(xq, v.context);
+        add_projection(x, xq, e_ctx, file, K::AttnOutW, K::AttnOutRq, l);
         obs.observe(Point::AttnSum, layer, Fixed::I32(x));
 
         // SwiGLU block.
         rms_norm_i32(v.context, x, file.tensor(K::RmsFfn, l), eps);
-        let r = narrow_row_i16(xq, v.context);
-        to_wide(v.gate, xq, &r, file, K::GateW, K::GateRq, l);
-        to_wide(v.up, xq, &r, file, K::UpW, K::UpRq, l);
+        let e = narrow_row_i16(xq, v.context);
+        to_wide(v.gate, xq, e, file, K::GateW, K::GateRq, l);
+        to_wide(v.up, xq, e, file, K::UpW, K::UpRq, l);
         for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
             let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
             *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
         }
         obs.observe(Point::Act, layer, Fixed::I32(v.gate));
         let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
-        let r_h = narrow_row_i16(hq, v.gate);
-        add_projection(x, hq, &r_h, file, K::DownW, K::DownRq, l);
+        let e_h = narrow_row_i16(hq, v.gate);
+        add_projection(x, hq, e_h, file, K::DownW, K::DownRq, l);
         obs.observe(Point::FfnSum, layer, Fixed::I32(x));
     }
 
     if logits {
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
         rms_norm_i32(v.context, x, file.tensor(K::RmsFinal, None), eps);
-        let r = narrow_row_i16(xq, v.context);
+        let e = narrow_row_i16(xq, v.context);
         let head = if dec.separate_output {
             K::OutputW
         } else {
@@ -189,7 +190,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         let out = &mut *v.logits;
         matvec_i16(out.len(), xq, file.tensor(head, None), |o, acc| {
             if let Some(y) = out.get_mut(o) {
-                let q16 = Requant::from_table(rq, o).product(&r).apply(acc);
+                let q16 = Requant::from_table(rq, o).apply_scaled(acc, e);
                 *y = q16.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
             }
         });
@@ -197,40 +198,32 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     }
 }
 
-/// `out = sat_r(rq r (W xq))` on a wide grid (`out.len()` rows of `W`), for an input
-/// row of scale `r`.
-fn to_wide(
-    out: &mut [i32],
-    xq: &[i16],
-    r: &Requant,
-    file: &ModelFile<'_>,
-    w: K,
-    rq: K,
-    l: Option<u16>,
-) {
-    project(out, xq, r, file, (w, rq, l), |_, y| saturate_residual(y));
+/// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
+/// input row of scale `2^e`.
+fn to_wide(out: &mut [i32], xq: &[i16], e: i32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
+    project(out, xq, e, file, (w, rq, l), |_, y| saturate_residual(y));
 }
 
-/// `x += rq r (W xq)`: a projection back into the residual stream.
+/// `x += rq 2^e (W xq)`: a projection back into the residual stream.
 fn add_projection(
     x: &mut [i32],
     xq: &[i16],
-    r: &Requant,
+    e: i32,
     file: &ModelFile<'_>,
     w: K,
     rq: K,
     l: Option<u16>,
 ) {
-    project(x, xq, r, file, (w, rq, l), |old, y| {
+    project(x, xq, e, file, (w, rq, l), |old, y| {
         saturate_residual(i64::from(old) + y)
     });
 }
 
-/// `out[o] = combine(out[o], rq[o] r (W xq)[o])` for the `out.len()` rows of `W`.
+/// `out[o] = combine(out[o], rq[o] 2^e (W xq)[o])` for the `out.len()` rows of `W`.
 fn project(
     out: &mut [i32],
     xq: &[i16],
-    r: &Requant,
+    e: i32,
     file: &ModelFile<'_>,
     (w, rq, l): (K, K, Option<u16>),
     combine: impl Fn(i32, i64) -> i32,
@@ -238,7 +231,7 @@ fn project(
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     matvec_i16(out.len(), xq, file.tensor(w, l), |o, acc| {
         if let Some(y) = out.get_mut(o) {
-            *y = combine(*y, Requant::from_table(rq, o).product(r).apply(acc));
+            *y = combine(*y, Requant::from_table(rq, o).apply_scaled(acc, e));
         }
     });
 }
