@@ -53,10 +53,22 @@ impl Requant {
     /// product is at most `2^62` in magnitude and the rounding term at most `2^61`, so
     /// nothing overflows; a `shift` outside `[-31, 30]` acts as the nearest bound
     /// (validated models never have one, but the kernels stay total).
+    ///
+    /// When the shift reaches past the low word (`31 - shift >= 33`, the usual case:
+    /// multipliers below 2^-2), only the high word of the product matters and the
+    /// rounding is done in 32 bits, the same value (adding `2^(t-1)` to the 64-bit
+    /// product only changes its high word, and the low word cannot carry into the
+    /// floor): one `SMULL` and two 32-bit operations on a 32-bit core instead of 64-bit
+    /// variable shifts.
     #[inline(always)]
     pub fn apply(&self, x: i32) -> i64 {
         let total_shift = 31i32.saturating_sub(self.shift).clamp(1, 62) as u32;
         let product = i64::from(x) * i64::from(self.multiplier);
+        if total_shift >= 33 {
+            // |product| <= 2^62, so |high| <= 2^30 and the sum stays below 2^31.
+            let high = (product >> 32) as i32;
+            return i64::from((high + (1 << (total_shift - 33))) >> (total_shift - 32));
+        }
         (product + (1i64 << (total_shift - 1))) >> total_shift
     }
 
@@ -198,15 +210,18 @@ pub fn narrow_row_i16(out: &mut [i16], wide: &[i32]) -> i32 {
     let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
     let top = i16_activation_limit(out.len());
     let e = i16_row_exponent(max, top as u32);
-    let bound = i64::from(top);
-    if e >= 0 {
+    // Every |w| <= max, so each result lies in [-top, top] (the exponent's definition):
+    // the casts are exact, and 32-bit arithmetic suffices: `((w >> (e - 1)) + 1) >> 1`
+    // is `round(w / 2^e)` half up without the `2^(e-1)` addend that could overflow;
+    // for `e < 0`, `|w| << -e <= top`.
+    if e >= 1 {
         for (q, &w) in out.iter_mut().zip(wide) {
-            *q = shift_round(w, e as u32).clamp(-bound, bound) as i16;
+            *q = ((w >> (e - 1)).wrapping_add(1) >> 1) as i16;
         }
     } else {
-        // |w| << -e <= top: exact.
+        let up = e.unsigned_abs();
         for (q, &w) in out.iter_mut().zip(wide) {
-            *q = (i64::from(w) << -e).clamp(-bound, bound) as i16;
+            *q = w.wrapping_shl(up) as i16;
         }
     }
     e
@@ -383,6 +398,24 @@ mod scaled_tests {
                 q <= 32767 && (max > i32::MAX as u32 || q > 16383),
                 "{max}: {e} {q}"
             );
+        }
+        // The 32-bit rounding is `round(w / 2^e)` half up, as `shift_round`.
+        let mut seed = 9u64;
+        for _ in 0..2000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let bits = (seed >> 59) as u32;
+            let wide: [i32; 6] =
+                core::array::from_fn(|i| ((seed >> (i * 5)) as i32) >> bits.min(31));
+            let mut out = [0i16; 6];
+            let e = narrow_row_i16(&mut out, &wide);
+            for (&q, &w) in out.iter().zip(&wide) {
+                let want = if e >= 0 {
+                    shift_round(w, e as u32)
+                } else {
+                    i64::from(w) << -e
+                };
+                assert_eq!(i64::from(q), want, "{w} at {e}");
+            }
         }
         // Long rows keep their products inside the i32 accumulator.
         assert_eq!(i16_activation_limit(512), 32767);

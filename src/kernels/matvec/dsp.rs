@@ -330,10 +330,12 @@ fn dots_packed<const W: usize>(out: &mut [i32], q: &[i16], keys: &[i8], stride: 
         let (lo, hi) = x.split_at(2);
         p.copy_from_slice(&interleave(pair(lo), pair(hi)));
     }
-    for (j, o) in out.iter_mut().enumerate() {
-        let key = strided_row(keys, j, stride, 2 * W);
+    // Key rows start every `stride` bytes; the last may end right after its head.
+    let mut rows = keys.chunks(stride.max(1));
+    for o in out.iter_mut() {
+        let key = rows.next().and_then(|row| row.get(..2 * W));
         let mut acc = 0i32;
-        if key.len() == 2 * W {
+        if let (Some(key), true) = (key, stride > 0) {
             for (k, p) in steps(key).zip(packed.chunks_exact(2)) {
                 acc = mac4(acc, word(k), [p[0], p[1]]);
             }
