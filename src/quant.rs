@@ -62,14 +62,22 @@ impl Requant {
     /// variable shifts.
     #[inline(always)]
     pub fn apply(&self, x: i32) -> i64 {
-        let total_shift = 31i32.saturating_sub(self.shift).clamp(1, 62) as u32;
-        let product = i64::from(x) * i64::from(self.multiplier);
+        let total_shift = 31i32.saturating_sub(self.shift).clamp(1, 62);
         if total_shift >= 33 {
-            // |product| <= 2^62, so |high| <= 2^30 and the sum stays below 2^31.
-            let high = (product >> 32) as i32;
-            return i64::from((high + (1 << (total_shift - 33))) >> (total_shift - 32));
+            return i64::from(self.apply_high(x, total_shift));
         }
+        let product = i64::from(x) * i64::from(self.multiplier);
         (product + (1i64 << (total_shift - 1))) >> total_shift
+    }
+
+    /// [`Requant::apply`] for a right shift `total_shift` in `[33, 62]`, from the
+    /// high word of the product: `|product| <= 2^62`, so `|high| <= 2^30`, the sum
+    /// stays below `2^31` and the result within `±2^29`.
+    #[inline(always)]
+    fn apply_high(&self, x: i32, total_shift: i32) -> i32 {
+        let high = ((i64::from(x) * i64::from(self.multiplier)) >> 32) as i32;
+        let round = 1i32.wrapping_shl((total_shift - 33) as u32);
+        (high + round) >> ((total_shift - 32) & 31)
     }
 
     /// The multiplier times `2^extra` (a row's dynamic exponent), as a pair; the shift
@@ -91,6 +99,9 @@ impl Requant {
         let total_shift = 31i32
             .saturating_sub(self.shift)
             .saturating_sub(extra.clamp(-62, 62));
+        if (33..=62).contains(&total_shift) {
+            return i64::from(self.apply_high(x, total_shift));
+        }
         if total_shift >= 1 {
             Self::new(self.multiplier, 31 - total_shift).apply(x)
         } else if x == 0 || self.multiplier == 0 {
@@ -99,6 +110,23 @@ impl Requant {
             // |x * M * 2^extra| >= 2^30 * |x|: beyond every range the kernels keep.
             i64::from(x.signum() * self.multiplier.signum()) << 62
         }
+    }
+
+    /// `saturate_residual(base + self.apply_scaled(x, extra))` for a residual value
+    /// `base` (clamped to `±RESIDUAL_MAX` first), the usual shifts in 32-bit arithmetic
+    /// (`|base| + 2^29 < 2^31`): the epilogue of a projection into, or onto, the
+    /// residual stream.
+    #[inline(always)]
+    pub fn add_scaled_residual(&self, base: i32, x: i32, extra: i32) -> i32 {
+        let total_shift = 31i32
+            .saturating_sub(self.shift)
+            .saturating_sub(extra.clamp(-62, 62));
+        let base = base.clamp(-RESIDUAL_MAX as i32, RESIDUAL_MAX as i32);
+        if (33..=62).contains(&total_shift) {
+            let sum = base + self.apply_high(x, total_shift);
+            return sum.clamp(-RESIDUAL_MAX as i32, RESIDUAL_MAX as i32);
+        }
+        saturate_residual(i64::from(base) + self.apply_scaled(x, extra))
     }
 
     /// The multiplier times `2^extra` as a valid pair (`M * 2^extra`; see

@@ -113,6 +113,23 @@ proptest! {
         }
     }
 
+    /// The residual epilogue's 32-bit fast path is the 64-bit formula.
+    #[test]
+    fn residual_epilogue_is_the_64_bit_formula(
+        x in edgy_i32(),
+        multiplier in edgy_i32(),
+        shift in edgy_i32(),
+        extra in prop_oneof![-64i32..=64, any::<i32>()],
+        base in edgy_i32(),
+    ) {
+        let rq = Requant::new(multiplier, shift);
+        let clamped = i64::from(base).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+        prop_assert_eq!(
+            rq.add_scaled_residual(base, x, extra),
+            saturate_residual(clamped + rq.apply_scaled(x, extra))
+        );
+    }
+
     /// Pairs that validation would refuse (a hostile file's scalars) still never
     /// overflow: the kernels are total.
     #[test]

@@ -18,7 +18,7 @@
 
 use core::arch::asm;
 
-use super::{dot_i16_reference, dot_i8_reference, strided_row};
+use super::{dot_i16_reference, dot_i8_reference};
 
 /// Int8 elements per step.
 const STEP: usize = 4;

@@ -201,7 +201,9 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
 /// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
 /// input row of scale `2^e`.
 fn to_wide(out: &mut [i32], xq: &[i16], e: i32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
-    project(out, xq, e, file, (w, rq, l), |_, y| saturate_residual(y));
+    project(out, xq, file, (w, rq, l), |_, rq, acc| {
+        rq.add_scaled_residual(0, acc, e)
+    });
 }
 
 /// `x += rq 2^e (W xq)`: a projection back into the residual stream.
@@ -214,24 +216,23 @@ fn add_projection(
     rq: K,
     l: Option<u16>,
 ) {
-    project(x, xq, e, file, (w, rq, l), |old, y| {
-        saturate_residual(i64::from(old) + y)
+    project(x, xq, file, (w, rq, l), |old, rq, acc| {
+        rq.add_scaled_residual(old, acc, e)
     });
 }
 
-/// `out[o] = combine(out[o], rq[o] 2^e (W xq)[o])` for the `out.len()` rows of `W`.
+/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`.
 fn project(
     out: &mut [i32],
     xq: &[i16],
-    e: i32,
     file: &ModelFile<'_>,
     (w, rq, l): (K, K, Option<u16>),
-    combine: impl Fn(i32, i64) -> i32,
+    combine: impl Fn(i32, Requant, i32) -> i32,
 ) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     matvec_i16(out.len(), xq, file.tensor(w, l), |o, acc| {
         if let Some(y) = out.get_mut(o) {
-            *y = combine(*y, Requant::from_table(rq, o).apply_scaled(acc, e));
+            *y = combine(*y, Requant::from_table(rq, o), acc);
         }
     });
 }
