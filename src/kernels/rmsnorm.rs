@@ -119,8 +119,8 @@ fn div_rem_small(a: u64, d: u32) -> (u64, u64) {
 /// - `z = floor(x * inv / 2^24)` with `x = residual(v)`, `|x| < 2^24`: with `x + 2^24
 ///   >= 0` the product is unsigned, and subtracting `inv * 2^24` (a multiple of
 ///   `2^24`) after it is subtracting `inv` after the shift, so `z = ((x + 2^24) * inv
-///   >> 24) - inv`; the shifted product is below `2^25 * 2^31 / 2^24 = 2^32` and `|z|
-///   < 2^31`;
+///   >> 24) - inv`; the shifted product is below `2^25 * 2^31 / 2^24 = 2^32`, and
+///   `|z|` is below `2^31`;
 /// - `y = (z * gamma) >> 16` is a signed 32x32-bit product; it fits `i32` exactly
 ///   when the bits above its 31st agree with its sign, otherwise it saturates.
 #[inline(never)]
