@@ -50,7 +50,7 @@ const NORM_BITS: u32 = 16;
 /// the operations a 32-bit core has where the values allow: for rows shorter than
 /// `2^15` (every model's) the squares are summed without saturation (the sum stays
 /// below `2^63`), for `n < 2^16` the division by `n` is four 32-bit hardware divisions
-/// ([`div_rem_small`]), and when `inv < 2^31` (`rms > 2^13` in Q4, i.e. above 512
+/// (`div_rem_small`), and when `inv < 2^31` (`rms > 2^13` in Q4, i.e. above 512
 /// input units) each element takes two 32x32-bit multiplies.
 pub fn rms_norm_i32(out: &mut [i32], x: &[i32], gamma_q: &[i32], eps: i64) {
     let n = x.len().max(1) as u64;
