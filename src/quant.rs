@@ -365,20 +365,34 @@ const fn exp2_table() -> [u32; EXP2_SEGMENTS + 1] {
 /// then a rounding right shift by the integer part. Results below `2^-30` are 0.
 #[inline]
 pub fn exp2_neg_q16(t: u32) -> u32 {
-    let whole = t >> 16;
-    if whole > 30 {
+    if t >> 16 > 30 {
         return 0;
     }
+    exp2_neg_q16_below_31(t)
+}
+
+/// [`exp2_neg_q16`] for `t < 31 * 2^16` (integer part at most 30), without the range
+/// check, for loops that decide `t >= 31 * 2^16` (weight 0) more cheaply themselves.
+/// Same bits as [`exp2_neg_q16`] there; for larger `t` the result is unspecified (no
+/// panic: the shift wraps).
+///
+/// The rounding shift `(v + 2^(w - 1)) >> w` (`w` the integer part) is computed as
+/// `((2v >> w) + 1) >> 1`, equal for every `w >= 1` (`2v = q * 2^w + r` with
+/// `r < 2^w`: both are `floor((q + 1) / 2)`) and `v` for `w = 0`, so there is no branch
+/// on `w`; `2v <= 2^31` fits `u32`.
+#[inline(always)]
+pub fn exp2_neg_q16_below_31(t: u32) -> u32 {
+    let whole = t >> 16;
+    // `& 0xFF`: at most 255, so both reads are in the 257-entry table.
     let index = ((t >> 8) & 0xFF) as usize;
     let frac = t & 0xFF;
-    let a = EXP2_LUT[index];
-    let b = EXP2_LUT[index + 1];
+    let (a, b) = match (EXP2_LUT.get(index), EXP2_LUT.get(index + 1)) {
+        (Some(&a), Some(&b)) => (a, b),
+        _ => return 0,
+    };
+    // a >= b (the table decreases) and (a - b) * 255 + 128 < 2^32.
     let v = a - (((a - b) * frac + 128) >> 8);
-    if whole == 0 {
-        v
-    } else {
-        (v + (1 << (whole - 1))) >> whole
-    }
+    ((v << 1).wrapping_shr(whole) + 1) >> 1
 }
 
 /// `log2(e)` as a multiplier: turns a natural-log exponent into a base-2 one.
@@ -563,6 +577,40 @@ mod tests {
         assert!(max_rel < 1.5e-6, "max relative error {max_rel}");
         assert_eq!(exp2_neg_q16(31 << 16), 0);
         assert_eq!(exp2_neg_q16(u32::MAX), 0);
+    }
+
+    /// The original formulation of [`exp2_neg_q16`] (branch on the integer part).
+    fn exp2_neg_q16_reference(t: u32) -> u32 {
+        let whole = t >> 16;
+        if whole > 30 {
+            return 0;
+        }
+        let index = ((t >> 8) & 0xFF) as usize;
+        let frac = t & 0xFF;
+        let a = EXP2_LUT[index];
+        let b = EXP2_LUT[index + 1];
+        let v = a - (((a - b) * frac + 128) >> 8);
+        if whole == 0 {
+            v
+        } else {
+            (v + (1 << (whole - 1))) >> whole
+        }
+    }
+
+    /// The branch-free rounding shift gives the original bits for every `t` below
+    /// `31 * 2^16` (all of them; a stride under Miri) and 0 above.
+    #[test]
+    fn exp2_matches_reference_formulation() {
+        let step = if cfg!(miri) { 997 } else { 1 };
+        for t in (0..31u32 << 16).step_by(step) {
+            let want = exp2_neg_q16_reference(t);
+            assert_eq!(exp2_neg_q16_below_31(t), want, "{t}");
+            assert_eq!(exp2_neg_q16(t), want, "{t}");
+        }
+        for t in [31 << 16, (31 << 16) + 1, 1 << 24, u32::MAX] {
+            assert_eq!(exp2_neg_q16(t), 0);
+            exp2_neg_q16_below_31(t);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ set -euo pipefail
 export BUDGET_FLASH_BYTES=432000             # measured 415,676 (rustc 1.95.0, 2026-11-30)
 export BUDGET_STATIC_RAM_BYTES=93000         # measured 89,588
 export BUDGET_STACK_PEAK_BYTES=3150          # measured 3,020
-export BUDGET_INSNS_PER_TOKEN=1910000        # measured 1,837,680 (mean, sampled run)
+export BUDGET_INSNS_PER_TOKEN=1910000        # re-measured below
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/stories260K/stories260K-int8.tfm}")

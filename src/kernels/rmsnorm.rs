@@ -45,23 +45,105 @@ const NORM_BITS: u32 = 16;
 /// 2^61`; `|x_i| <= sqrt(n) * rms`, so `|x_i * inv| <= 2^40 * sqrt(n) * 2^1` and
 /// `|z| < 2^24`; `|z * gamma_q| < 2^55`: nothing overflows for any parameters and
 /// any input. An all-zero input gives an all-zero output.
+///
+/// **Cost.** The same bits as that definition (`rms_norm_reference` in the tests), in
+/// the operations a 32-bit core has where the values allow: for rows shorter than
+/// `2^15` (every model's) the squares are summed without saturation (the sum stays
+/// below `2^63`), for `n < 2^16` the division by `n` is four 32-bit hardware divisions
+/// (`div_rem_small`), and when `inv < 2^31` (`rms > 2^13` in Q4, i.e. above 512
+/// input units) each element takes two 32x32-bit multiplies.
 pub fn rms_norm_i32(out: &mut [i32], x: &[i32], gamma_q: &[i32], eps: i64) {
-    let residual = |v: i32| i64::from(v).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
     let n = x.len().max(1) as u64;
-    let sum_sq: u64 = x.iter().fold(0u64, |acc, &v| {
-        let a = residual(v).unsigned_abs();
-        acc.saturating_add(a * a)
-    });
+    let sum_sq = sum_of_squares(x);
     let eps = eps.clamp(0, 1 << 40) as u64;
-    let ms_q8 = ((sum_sq / n) << MS_BITS) + (((sum_sq % n) << MS_BITS) / n) + (eps << MS_BITS);
-    let rms_q4 = isqrt_round(ms_q8);
-    let inv = if rms_q4 == 0 {
-        0
-    } else {
-        (1i64 << (INV_BITS + MS_BITS / 2)) / rms_q4 as i64
+    let (quotient, remainder) = match u32::try_from(n) {
+        Ok(small) if small < 1 << 16 => div_rem_small(sum_sq, small),
+        _ => (sum_sq / n, sum_sq % n),
     };
+    // remainder < n, and no slice of i32 has 2^56 elements: `remainder << 8` fits.
+    let ms_q8 = (quotient << MS_BITS) + ((remainder << MS_BITS) / n) + (eps << MS_BITS);
+    let rms_q4 = isqrt_round(ms_q8);
+    let inv = (1u64 << (INV_BITS + MS_BITS / 2))
+        .checked_div(rms_q4)
+        .unwrap_or(0);
+    match u32::try_from(inv) {
+        Ok(inv) if inv < 1 << 31 => normalize_32(out, x, gamma_q, inv),
+        _ => normalize_64(out, x, gamma_q, inv as i64),
+    }
+}
+
+/// `x` clamped to `±RESIDUAL_MAX`.
+#[inline(always)]
+fn residual(v: i32) -> i32 {
+    // RESIDUAL_MAX < 2^24 fits i32.
+    v.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
+}
+
+/// `sum(residual(x)^2)`, saturating at `u64::MAX`. Each square is below `2^48`, so
+/// fewer than `2^15` of them cannot reach `2^63`: the plain sum (one
+/// multiply-accumulate per element); longer rows saturate step by step.
+fn sum_of_squares(x: &[i32]) -> u64 {
+    let square = |v: i32| {
+        // |residual(v)|: RESIDUAL_MAX < 2^24 fits u32.
+        let a = v.unsigned_abs().min(RESIDUAL_MAX as u32);
+        u64::from(a) * u64::from(a)
+    };
+    if x.len() < 1 << 15 {
+        x.iter().map(|&v| square(v)).sum()
+    } else {
+        x.iter().fold(0u64, |acc, &v| acc.saturating_add(square(v)))
+    }
+}
+
+/// `(a / d, a % d)` for `1 <= d < 2^16` by long division in base `2^16` with 32-bit
+/// divisions (a hardware instruction on a Cortex-M3/M4, unlike the 64-bit one):
+/// each step divides `r * 2^16 + digit` with `r < d`, which is below `d * 2^16 <=
+/// 2^32`. `d = 0` gives `(0, 0)` (never used).
+#[inline]
+fn div_rem_small(a: u64, d: u32) -> (u64, u64) {
+    let Some(d) = core::num::NonZeroU32::new(d) else {
+        return (0, 0);
+    };
+    let mut quotient = 0u64;
+    let mut r = 0u32;
+    for i in (0..4).rev() {
+        let current = (r << 16) | ((a >> (16 * i)) & 0xFFFF) as u32;
+        quotient = (quotient << 16) | u64::from(current / d);
+        r = current % d;
+    }
+    (quotient, u64::from(r))
+}
+
+/// The per-element step for `inv < 2^31`, in 32x32-bit products:
+///
+/// - `z = floor(x * inv / 2^24)` with `x = residual(v)`, `|x| < 2^24`: with `x + 2^24
+///   >= 0` the product is unsigned, and subtracting `inv * 2^24` (a multiple of
+///   `2^24`) after it is subtracting `inv` after the shift, so `z = ((x + 2^24) * inv
+///   >> 24) - inv`; the shifted product is below `2^25 * 2^31 / 2^24 = 2^32`, and
+///   `|z|` is below `2^31`;
+/// - `y = (z * gamma) >> 16` is a signed 32x32-bit product; it fits `i32` exactly
+///   when the bits above its 31st agree with its sign, otherwise it saturates.
+#[inline(never)]
+fn normalize_32(out: &mut [i32], x: &[i32], gamma_q: &[i32], inv: u32) {
+    const BIAS: i32 = 1 << 24;
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma_q) {
-        let z = (residual(v) * inv) >> (INV_BITS - NORM_BITS);
+        let biased = (residual(v) + BIAS) as u32;
+        let scaled = ((u64::from(biased) * u64::from(inv)) >> (INV_BITS - NORM_BITS)) as u32;
+        let z = scaled.wrapping_sub(inv) as i32;
+        let product = i64::from(z) * i64::from(g);
+        let y = product >> (NORM_BITS + RMS_WEIGHT_BITS - RMS_OUT_BITS);
+        *o = match i32::try_from(y) {
+            Ok(y) => y,
+            // i32::MAX for y > 0, i32::MIN for y < 0.
+            Err(_) => ((product >> 63) as i32) ^ i32::MAX,
+        };
+    }
+}
+
+/// The per-element step in 64-bit arithmetic, for any `inv` in `[0, 2^44]`.
+fn normalize_64(out: &mut [i32], x: &[i32], gamma_q: &[i32], inv: i64) {
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma_q) {
+        let z = (i64::from(residual(v)) * inv) >> (INV_BITS - NORM_BITS);
         let y = (z * i64::from(g)) >> (NORM_BITS + RMS_WEIGHT_BITS - RMS_OUT_BITS);
         *o = y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     }
@@ -70,6 +152,110 @@ pub fn rms_norm_i32(out: &mut [i32], x: &[i32], gamma_q: &[i32], eps: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The original formulation of [`rms_norm_i32`] (64-bit arithmetic throughout),
+    /// the definition the fast paths must reproduce bit for bit.
+    fn rms_norm_reference(out: &mut [i32], x: &[i32], gamma_q: &[i32], eps: i64) {
+        let residual = |v: i32| i64::from(v).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+        let n = x.len().max(1) as u64;
+        let sum_sq: u64 = x.iter().fold(0u64, |acc, &v| {
+            let a = residual(v).unsigned_abs();
+            acc.saturating_add(a * a)
+        });
+        let eps = eps.clamp(0, 1 << 40) as u64;
+        let ms_q8 = ((sum_sq / n) << MS_BITS) + (((sum_sq % n) << MS_BITS) / n) + (eps << MS_BITS);
+        let rms_q4 = isqrt_round(ms_q8);
+        let inv = if rms_q4 == 0 {
+            0
+        } else {
+            (1i64 << (INV_BITS + MS_BITS / 2)) / rms_q4 as i64
+        };
+        for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma_q) {
+            let z = (residual(v) * inv) >> (INV_BITS - NORM_BITS);
+            let y = (z * i64::from(g)) >> (NORM_BITS + RMS_WEIGHT_BITS - RMS_OUT_BITS);
+            *o = y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        }
+    }
+
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state >> 11
+    }
+
+    /// The fast paths give the reference's bits: random rows of lengths 0..=300 with
+    /// magnitudes from 0 to beyond the residual clamp (both per-element paths: tiny
+    /// rows have `inv >= 2^31`), random and extreme gammas and epsilons.
+    #[test]
+    fn matches_reference_formulation() {
+        let mut state = 17u64;
+        let rows = if cfg!(miri) { 40 } else { 20_000 };
+        for case in 0..rows {
+            let n = (lcg(&mut state) % 301) as usize;
+            let magnitude = [1u64, 8, 300, 1 << 12, 1 << 16, 1 << 24, 1 << 32][case % 7];
+            let x: Vec<i32> = (0..n)
+                .map(|_| match lcg(&mut state) % 50 {
+                    0 => i32::MAX,
+                    1 => i32::MIN,
+                    2 => RESIDUAL_MAX as i32,
+                    3 => -(RESIDUAL_MAX as i32),
+                    _ => ((lcg(&mut state) % (2 * magnitude)) as i64 - magnitude as i64)
+                        .clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                        as i32,
+                })
+                .collect();
+            let gamma_q: Vec<i32> = (0..n)
+                .map(|_| match lcg(&mut state) % 20 {
+                    0 => i32::MAX,
+                    1 => i32::MIN,
+                    _ => (lcg(&mut state) % 65536) as i32 - 16384,
+                })
+                .collect();
+            let eps = [0, 1, 42, 1 << 20, 1 << 40, i64::MAX, -5][case % 7];
+            let mut want = vec![0; n];
+            let mut got = vec![1; n];
+            rms_norm_reference(&mut want, &x, &gamma_q, eps);
+            rms_norm_i32(&mut got, &x, &gamma_q, eps);
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    /// Long rows: the division by `n` for `n` near and beyond `2^16`, and the
+    /// saturating sum beyond `2^15` elements.
+    #[test]
+    fn long_rows_match_reference_formulation() {
+        let mut state = 19u64;
+        let lengths: &[usize] = if cfg!(miri) {
+            &[3, 257]
+        } else {
+            &[(1 << 15) - 1, 1 << 15, (1 << 16) - 1, 1 << 16, 70_001]
+        };
+        for &n in lengths {
+            for magnitude in [1000u64, 1 << 25] {
+                let x: Vec<i32> = (0..n)
+                    .map(|_| (lcg(&mut state) % (2 * magnitude)) as i32 - magnitude as i32)
+                    .collect();
+                let gamma_q = vec![16384; n];
+                let (mut want, mut got) = (vec![0; n], vec![0; n]);
+                rms_norm_reference(&mut want, &x, &gamma_q, 7);
+                rms_norm_i32(&mut got, &x, &gamma_q, 7);
+                assert_eq!(got, want, "n {n}");
+            }
+        }
+        for d in [1u32, 2, 3, 7, 64, 288, 65_535] {
+            for a in [
+                0u64,
+                1,
+                u64::MAX,
+                1 << 63,
+                123_456_789_012_345,
+                lcg(&mut state),
+            ] {
+                assert_eq!(div_rem_small(a, d), (a / u64::from(d), a % u64::from(d)));
+            }
+        }
+    }
 
     fn reference(x: &[f64], gamma: &[f64], eps: f64) -> Vec<f64> {
         let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + eps;

@@ -2,7 +2,7 @@
 
 #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
 use crate::quant::EXP2_LUT;
-use crate::quant::{exp2_neg_q16, Requant};
+use crate::quant::{exp2_neg_q16, exp2_neg_q16_below_31, Requant};
 
 /// In-place `f32` softmax over `x[i]` where `keep(i)`; other entries become 0.
 pub fn softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
@@ -52,6 +52,9 @@ pub const MASKED: i32 = i32::MIN;
 ///
 /// On x86-64 hosts with AVX2 the exponentials are computed eight at a time
 /// (`exponentials_avx2`), bit for bit as the scalar code (tested on random rows).
+/// Elsewhere a non-negative multiplier (every valid one) takes `exponentials_u32`,
+/// the same bits in 32-bit steps (one 32x32-bit multiply per score; cheap on a
+/// Cortex-M4), also tested against the scalar code on every target.
 pub fn softmax_q15(scores: &mut [i32], to_log2: Requant) {
     // MASKED is i32::MIN, so the plain maximum (which vectorises) is the maximum of
     // the unmasked scores unless every score is masked.
@@ -65,11 +68,20 @@ pub fn softmax_q15(scores: &mut [i32], to_log2: Requant) {
         // SAFETY: the CPU supports AVX2 (checked just above).
         unsafe { exponentials_avx2(scores, max, to_log2) }
     } else {
-        exponentials(scores, max, to_log2)
+        exponentials_any(scores, max, to_log2)
     };
     #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
-    let sum = exponentials(scores, max, to_log2);
+    let sum = exponentials_any(scores, max, to_log2);
     normalize(scores, sum);
+}
+
+/// [`exponentials`], by `exponentials_u32` for a non-negative multiplier.
+#[inline(always)]
+fn exponentials_any(scores: &mut [i32], max: i32, to_log2: Requant) -> u64 {
+    match u32::try_from(to_log2.multiplier) {
+        Ok(multiplier) => exponentials_u32(scores, max, multiplier, to_log2.shift),
+        Err(_) => exponentials(scores, max, to_log2),
+    }
 }
 
 /// The unnormalised weight of one score: `2^-(t / 2^16)` in Q30 with `t` the score's
@@ -91,6 +103,77 @@ fn exponentials(scores: &mut [i32], max: i32, to_log2: Requant) -> u64 {
     let mut sum = 0u64;
     for s in scores.iter_mut() {
         let e = exponential(*s, max, to_log2);
+        sum += u64::from(e);
+        *s = e as i32;
+    }
+    sum
+}
+
+/// [`exponentials`] for the non-negative multiplier `multiplier` (and `shift`, as in
+/// [`Requant`]), the same bits for every input, in the operations a 32-bit core has:
+///
+/// - the distance `max - s` is in `[0, 2^32)` (`s <= max`), so it is the 32-bit
+///   wrapping difference, then clamped to `i32::MAX` as in [`exponential`];
+/// - `Requant::apply` of it is `(p + 2^(k - 1)) >> k` with `p = d * multiplier <
+///   2^62` (one 32x32-bit multiply) and `k` the total shift in `[1, 62]`, which is
+///   `((p >> j) + 1) >> 1` with `j = k - 1` (`p = q * 2^j + r`, `r < 2^j`: both are
+///   `floor((q + 1) / 2)`), so no 64-bit addition;
+/// - [`exp2_neg_q16`] is 0 exactly when that exponent reaches `31 * 2^16`, i.e. when
+///   `q = p >> j` reaches `62 * 2^16 - 1`: the clamp and the range check become one
+///   32-bit comparison of `q` (saturated to `u32::MAX` when it does not fit 32 bits).
+///
+/// With `p = hi * 2^32 + lo`, `q` is `hi >> (j - 32)` for `j >= 32`, and for `j` in
+/// `1..=31` it is `(hi << (32 - j)) | (lo >> j)` when `hi < 2^j` (otherwise `q >=
+/// 2^32`): one loop for each case, so the shift needs no 64-bit shifter and the loop
+/// keeps its constants in registers. `j = 0` (`k = 1`, a multiplier beyond any real
+/// model's) takes [`exponentials`]. Not inlined: in its own function the loop's
+/// constants stay in registers (inlined into the attention loop they were reloaded
+/// or rebuilt for every score).
+#[inline(never)]
+fn exponentials_u32(scores: &mut [i32], max: i32, multiplier: u32, shift: i32) -> u64 {
+    let j = 31i32.saturating_sub(shift).clamp(1, 62) as u32 - 1;
+    if j >= 32 {
+        let j_hi = j - 32;
+        exponentials_with(scores, max, multiplier, |lo, hi| {
+            let _ = lo;
+            hi >> j_hi
+        })
+    } else if j >= 1 {
+        let j_lo = 32 - j;
+        exponentials_with(scores, max, multiplier, |lo, hi| {
+            if hi >> j != 0 {
+                u32::MAX
+            } else {
+                (hi << j_lo) | (lo >> j)
+            }
+        })
+    } else {
+        exponentials(scores, max, Requant::new(multiplier as i32, shift))
+    }
+}
+
+/// The loop of `exponentials_u32`; `quotient(lo, hi)` is `p >> j` for the product
+/// `p = hi * 2^32 + lo`, saturated to `u32::MAX`.
+#[inline(always)]
+fn exponentials_with(
+    scores: &mut [i32],
+    max: i32,
+    multiplier: u32,
+    quotient: impl Fn(u32, u32) -> u32,
+) -> u64 {
+    // q >= THRESHOLD <=> ((q + 1) >> 1) >= 31 * 2^16 <=> the weight is 0.
+    const THRESHOLD: u32 = 62 * (1 << 16) - 1;
+    let max = max as u32;
+    let mut sum = 0u64;
+    for s in scores.iter_mut() {
+        let distance = max.wrapping_sub(*s as u32).min(i32::MAX as u32);
+        let p = u64::from(distance) * u64::from(multiplier);
+        let q = quotient(p as u32, (p >> 32) as u32);
+        let e = if *s == MASKED || q >= THRESHOLD {
+            0
+        } else {
+            exp2_neg_q16_below_31((q + 1) >> 1)
+        };
         sum += u64::from(e);
         *s = e as i32;
     }
@@ -194,7 +277,23 @@ fn normalize(scores: &mut [i32], sum: u64) {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { normalize_avx2(scores, recip as u32) };
     }
-    normalize_with(scores, recip);
+    match u32::try_from(recip) {
+        Ok(recip) => normalize_u32(scores, recip),
+        Err(_) => normalize_with(scores, recip),
+    }
+}
+
+/// [`normalize_with`] for a reciprocal below `2^32` (every row but those whose weight
+/// sits on one entry) and weights `e` in `[0, 2^30]`, the same bits: with `e * recip
+/// = hi * 2^32 + lo`, adding `2^46` adds `2^14` to `hi` without a carry from `lo`, and
+/// `lo < 2^32` cannot reach the next multiple of `2^47`, so the result is
+/// `(hi + 2^14) >> 15`; `hi <= 2^30`. One 32x32-bit multiply per weight.
+#[inline(always)]
+fn normalize_u32(scores: &mut [i32], recip: u32) {
+    for s in scores.iter_mut() {
+        let hi = ((u64::from(*s as u32) * u64::from(recip)) >> 32) as u32;
+        *s = ((hi + (1 << 14)) >> 15) as i32;
+    }
 }
 
 /// `p = (e * recip + 2^46) >> 47` for each weight `e` (at most 2^30).
@@ -289,6 +388,91 @@ mod tests {
             // SAFETY: AVX2 checked above.
             let got = unsafe { exponentials_avx2(&mut simd, max, to_log2) };
             assert_eq!((got, &simd), (want, &scalar), "case {case}");
+        }
+    }
+
+    /// Rows for the comparisons with the scalar code: every length 0..=70, masked
+    /// entries, score spreads from ties to the full `i32` range, the extremes, and
+    /// multipliers from zero and tiny to the largest valid one (every total shift).
+    fn comparison_rows(rows: usize, seed: u64) -> Vec<(Vec<i32>, Requant)> {
+        let mut state = seed;
+        (0..rows)
+            .map(|case| {
+                let n = case % 71;
+                let spread = [1.0, 300.0, 1e5, 1e8, 4.2e9, 3e4][case % 6];
+                let mut row: Vec<i32> = (0..n)
+                    .map(|_| {
+                        if lcg(&mut state) < 0.05 {
+                            MASKED
+                        } else {
+                            ((lcg(&mut state) - 0.5) * spread) as i32
+                        }
+                    })
+                    .collect();
+                if case % 7 == 0 && n > 0 {
+                    row[0] = i32::MAX;
+                    row[n - 1] = i32::MIN + 1;
+                }
+                if case % 11 == 0 && n > 1 {
+                    row[1] = i32::MIN + 1;
+                }
+                let to_log2 = match case % 8 {
+                    0 => Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0),
+                    1 => Requant::from_real(1e-7),
+                    2 => Requant::new(i32::MAX, 30),
+                    3 => Requant::new(1 << 30, -31),
+                    4 => crate::quant::LOG2_E,
+                    5 => Requant::new(0, 0),
+                    // Every total shift in 1..=62, and out-of-range shifts.
+                    _ => Requant::new(
+                        (1 << 30) + (lcg(&mut state) * f64::from(1u32 << 30)) as i32,
+                        (lcg(&mut state) * 70.0) as i32 - 35,
+                    ),
+                };
+                (row, to_log2)
+            })
+            .collect()
+    }
+
+    /// The 32-bit exponentials and normalisation (the path of every target without
+    /// AVX2) equal the scalar code bit for bit, on random and extreme rows.
+    #[test]
+    fn u32_exponentials_and_normalize_match_scalar() {
+        let rows = if cfg!(miri) { 60 } else { 6_000 };
+        for (case, (row, to_log2)) in comparison_rows(rows, 11).into_iter().enumerate() {
+            let Some(max) = row.iter().copied().filter(|&s| s != MASKED).max() else {
+                continue;
+            };
+            let multiplier = u32::try_from(to_log2.multiplier).unwrap();
+            let mut scalar = row.clone();
+            let mut fast = row;
+            let want = exponentials(&mut scalar, max, to_log2);
+            let got = exponentials_u32(&mut fast, max, multiplier, to_log2.shift);
+            assert_eq!((got, &fast), (want, &scalar), "case {case}");
+            let recip = (1u64 << 62) / want.max(1);
+            normalize_with(&mut scalar, recip);
+            match u32::try_from(recip) {
+                Ok(recip) => normalize_u32(&mut fast, recip),
+                Err(_) => normalize_with(&mut fast, recip),
+            }
+            assert_eq!(fast, scalar, "case {case}");
+        }
+        // Every weight 0..=2^30 in steps, with reciprocals around the largest ones.
+        for recip in [
+            u32::MAX,
+            u32::MAX - 1,
+            1 << 31,
+            (1 << 31) + 12_345,
+            4_000_000_000,
+        ] {
+            let mut e: Vec<i32> = (0..=1 << 30)
+                .step_by(if cfg!(miri) { 1 << 22 } else { 4099 })
+                .chain([1 << 30])
+                .collect();
+            let mut want = e.clone();
+            normalize_with(&mut want, u64::from(recip));
+            normalize_u32(&mut e, recip);
+            assert_eq!(e, want);
         }
     }
 

@@ -15,7 +15,7 @@
 //! 1. **Weights.** `d_i = max - l_i` lies in `[0, 2^32)`. Its base-2 exponent
 //!    `t_i = round(d_i * log2(e) / T)` (Q16) is one 32x32-bit multiply by a reciprocal
 //!    of `T` prepared in [`Sampler::new`] (31 significant bits) and a rounding shift;
-//!    then `w_i = 2^(-t_i / 65536)` in Q30 by [`exp2_neg_q16`]. The most likely token
+//!    then `w_i = 2^(-t_i / 65536)` in Q30 by [`exp2_neg_q16`](crate::quant::exp2_neg_q16). The most likely token
 //!    weighs `2^30`; tokens below `2^-30` of it weigh 0 and are never drawn. Weights are
 //!    `u32`, their sums `u64` (at most `2^32 * 2^30`, no overflow). They are recomputed
 //!    from the logits where needed, so the scratch holds only token ids.
@@ -74,7 +74,7 @@
 //! # Ok::<(), tinyformer::model::decoder::sample::SampleError>(())
 //! ```
 
-use crate::quant::{exp2_neg_q16, LOG2_E};
+use crate::quant::{exp2_neg_q16_below_31, LOG2_E};
 use core::cmp::Ordering;
 use core::fmt;
 
@@ -318,7 +318,14 @@ impl Sampler {
         let n = logits.len();
         let max = logits.iter().copied().max().unwrap_or(0);
         let weights = self.weights(max);
-        let total: u64 = logits.iter().map(|&l| u64::from(weights.of(l))).sum();
+        // Each token's weight goes to its scratch slot, read back by the cut below
+        // instead of being computed twice.
+        let mut total = 0u64;
+        for (slot, &l) in ids.iter_mut().zip(logits) {
+            let w = weights.of(l);
+            *slot = w;
+            total += u64::from(w);
+        }
         let threshold = nucleus_threshold(total, self.settings.top_p_q16);
         // The tokens lighter than `cutoff` number at most n - 1 (the maximum weighs
         // 2^30 >= cutoff) and weigh at most (n - 1) * (cutoff - 1) <= total - threshold
@@ -329,10 +336,12 @@ impl Sampler {
             .checked_div(n as u64 - 1)
             .map_or(1, |q| q + 1)
             .min(1 << 30);
+        // Slot `kept <= id` is written only after slot `id`'s weight was read.
         let mut kept = 0;
-        for (id, &l) in logits.iter().enumerate() {
-            if u64::from(weights.of(l)) >= cutoff {
-                ids[kept] = id as u32;
+        for id in 0..n {
+            let heavy = ids.get(id).is_some_and(|&w| u64::from(w) >= cutoff);
+            if let (true, Some(slot)) = (heavy, ids.get_mut(kept)) {
+                *slot = id as u32;
                 kept += 1;
             }
         }
@@ -425,12 +434,29 @@ impl Weights {
     /// logit` clamped to `[0, 2^32)`: the product is below `2^64`, the rounding is
     /// `((x >> (shift - 1)) + 1) >> 1` (half up, without an overflowing addend), and
     /// exponents beyond `u32` saturate (their weight is 0 from `t >= 31 * 2^16` on).
+    ///
+    /// Computed in 32-bit steps where it can (the same bits): the clamped distance is
+    /// the 32-bit wrapping difference (0 when `logit > max`), the product one 32x32-bit
+    /// multiply, and with `q = product >> (shift - 1)` the weight is 0 exactly when
+    /// `t = (q + 1) >> 1` reaches `31 * 2^16`, i.e. when `q >= 62 * 2^16 - 1`, which
+    /// replaces the saturation and the range check of
+    /// [`exp2_neg_q16`](crate::quant::exp2_neg_q16).
     #[inline(always)]
     fn of(&self, logit: i32) -> u32 {
-        let distance = (i64::from(self.max) - i64::from(logit)).clamp(0, i64::from(u32::MAX));
-        let product = distance as u64 * u64::from(self.inv_temperature.multiplier);
-        let t = ((product >> self.inv_temperature.shift.saturating_sub(1)) + 1) >> 1;
-        exp2_neg_q16(u32::try_from(t).unwrap_or(u32::MAX))
+        // q >= THRESHOLD <=> t >= 31 * 2^16 <=> the weight is 0.
+        const THRESHOLD: u64 = 62 * (1 << 16) - 1;
+        let distance = if logit > self.max {
+            0
+        } else {
+            (self.max as u32).wrapping_sub(logit as u32)
+        };
+        let product = u64::from(distance) * u64::from(self.inv_temperature.multiplier);
+        let q = product >> self.inv_temperature.shift.saturating_sub(1);
+        if q >= THRESHOLD {
+            0
+        } else {
+            exp2_neg_q16_below_31((q as u32 + 1) >> 1)
+        }
     }
 }
 
@@ -1010,6 +1036,51 @@ mod tests {
         assert!((w - (-1.0f64).exp()).abs() < 1e-5, "{w}");
         assert_eq!(weights.of(i32::MIN), 0);
         assert_eq!(weights.of(1), 1 << 30);
+    }
+
+    /// The original formulation of [`Weights::of`] (64-bit distance, saturation, then
+    /// [`exp2_neg_q16`](crate::quant::exp2_neg_q16)).
+    fn weight_reference(weights: &Weights, logit: i32) -> u32 {
+        let distance = (i64::from(weights.max) - i64::from(logit)).clamp(0, i64::from(u32::MAX));
+        let product = distance as u64 * u64::from(weights.inv_temperature.multiplier);
+        let t = ((product >> weights.inv_temperature.shift.saturating_sub(1)) + 1) >> 1;
+        crate::quant::exp2_neg_q16(u32::try_from(t).unwrap_or(u32::MAX))
+    }
+
+    /// [`Weights::of`] equals the original formulation for random and extreme logits,
+    /// maxima (also below the logit) and temperatures, 0 included.
+    #[test]
+    fn weights_match_reference_formulation() {
+        let mut state = 47u64;
+        let temperatures: Vec<u32> = (0..if cfg!(miri) { 30 } else { 3_000 })
+            .map(|_| {
+                let bits = next(&mut state);
+                (bits >> (20 + bits % 24)) as u32
+            })
+            .chain([0, 1, 2, 52_429, 65_536, u32::MAX])
+            .collect();
+        let extremes = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX];
+        for temperature_q16 in temperatures {
+            let inv_temperature = InvTemperature::new(temperature_q16);
+            for case in 0..if cfg!(miri) { 4 } else { 40 } {
+                let spread = [1u64 << 10, 1 << 20, 1 << 26, 1 << 33][case % 4];
+                let max = match case % 5 {
+                    0 => extremes[case % extremes.len()],
+                    _ => (next(&mut state) % spread) as i32 - (spread / 2) as i32,
+                };
+                let weights = Weights {
+                    max,
+                    inv_temperature,
+                };
+                for _ in 0..20 {
+                    let logit = max.wrapping_sub((next(&mut state) % spread) as i32);
+                    assert_eq!(weights.of(logit), weight_reference(&weights, logit));
+                }
+                for logit in extremes {
+                    assert_eq!(weights.of(logit), weight_reference(&weights, logit));
+                }
+            }
+        }
     }
 
     #[test]
