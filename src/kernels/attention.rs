@@ -95,28 +95,27 @@ pub fn attend_i8<Q: QueryElem>(
     }
     softmax_q15(scores, to_log2);
     ctx.fill(0);
-    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { weighted_values_avx2(ctx, scores, values, hidden, head) };
-    } else {
-        weighted_values(ctx, scores, values, hidden, head);
-    }
-    #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
     weighted_values(ctx, scores, values, hidden, head);
     for (d, c) in ctx.iter_mut().enumerate() {
         *c = saturate_residual(Requant::from_table(ctx_rq, d).apply(*c));
     }
 }
 
-/// `ctx += sum_j p_j * values[j][head columns]`, key by key (contiguous rows, so the
-/// loop vectorises), skipping keys with probability 0 (masked or underflowed): they
-/// add nothing. Exact integer sums (bound in [`attend_i8`]), so any instruction set
-/// gives the same result.
+/// `ctx += sum_j p_j * values[j][head columns]`, the scalar reference: key by key over
+/// the whole `hidden`-wide rows of `values` (contiguous, so the loop vectorises),
+/// skipping keys with probability 0 (masked or underflowed): they add nothing. Exact
+/// integer sums (bound in [`attend_i8`]), so any instruction set gives the same
+/// result.
 #[inline(always)]
-fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize, head: usize) {
+pub fn weighted_values_reference(
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    hidden: usize,
+    head: usize,
+) {
     let head_dim = ctx.len();
-    for (&p, value) in probs.iter().zip(values.chunks_exact(hidden)) {
+    for (&p, value) in probs.iter().zip(values.chunks_exact(hidden.max(1))) {
         if p != 0 {
             for (c, &v) in ctx.iter_mut().zip(head_cols(value, head, head_dim)) {
                 *c += p * i32::from(v);
@@ -125,12 +124,35 @@ fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize,
     }
 }
 
-/// [`weighted_values`] compiled for AVX2 (eight lanes instead of SSE2's four, and
-/// `vpmulld`), which the run-time check in [`attend_i8`] selects.
+/// [`weighted_values_reference`] by the fastest path: AVX2 on x86-64 hosts, the
+/// Cortex-M DSP kernel for a head of 8.
+#[inline]
+pub fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize, head: usize) {
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { weighted_values_avx2(ctx, probs, values, hidden, head) };
+    }
+    #[cfg(tinyformer_dsp)]
+    {
+        // The same whole rows as the reference, from this head's first column.
+        let whole = values
+            .get(..values.len() / hidden.max(1) * hidden)
+            .unwrap_or(&[]);
+        let head_values = whole.get(head * ctx.len()..).unwrap_or(&[]);
+        if super::matvec::weighted_values_dsp(ctx, probs, head_values, hidden) {
+            return;
+        }
+    }
+    weighted_values_reference(ctx, probs, values, hidden, head);
+}
+
+/// [`weighted_values_reference`] compiled for AVX2 (eight lanes instead of SSE2's
+/// four, and `vpmulld`), which [`weighted_values`] selects at run time.
 #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
 #[target_feature(enable = "avx2")]
 fn weighted_values_avx2(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize, head: usize) {
-    weighted_values(ctx, probs, values, hidden, head);
+    weighted_values_reference(ctx, probs, values, hidden, head);
 }
 
 #[cfg(test)]

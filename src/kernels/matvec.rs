@@ -668,6 +668,9 @@ impl QueryElem for i16 {
 mod avx2;
 #[cfg(tinyformer_dsp)]
 mod dsp;
+/// The attention's weighted sum of values for a head of 8 on the DSP (see there).
+#[cfg(tinyformer_dsp)]
+pub(crate) use dsp::weighted_values as weighted_values_dsp;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;
 #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
+use tinyformer::kernels::attention::{weighted_values, weighted_values_reference};
 use tinyformer::kernels::matvec::{
     dot_i8_with, dots_i16, dots_i16_reference, matvec_i16_with, matvec_i8_with, Int8Kernel,
 };
@@ -239,6 +240,54 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                                 &want[..keys]
                             );
                             return Err(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // The attention's weighted sum of values (the DSP path takes heads of 8):
+    // probabilities from 0 to 2^15 (all the weight on one key) and out of range, keys
+    // with partial rows, every head of a row.
+    let mut probs = [0i32; 9];
+    for head_dim in [4, 8, 16] {
+        for hidden in [head_dim, 2 * head_dim, 4 * head_dim + 8] {
+            for keys in 0..=9 {
+                for pattern in 0..PATTERNS {
+                    for (j, p) in probs.iter_mut().enumerate() {
+                        let r = i32::from(rng.byte() as u8) << 7 | i32::from(rng.byte() as u8 >> 1);
+                        *p = match pattern {
+                            0 => r,
+                            1 => [0, 32768][j % 2],
+                            2 => [r, 0, 32767, -5][j % 4],
+                            _ => r & 0x7F,
+                        };
+                    }
+                    let len = (keys * hidden).min(weights.len());
+                    rng.fill(&mut weights[..len], pattern);
+                    for head in 0..hidden / head_dim {
+                        for v in [&weights[..len], &weights[..len.saturating_sub(3)]] {
+                            let (mut got, mut want) = ([0i32; 16], [0i32; 16]);
+                            let probs = &probs[..keys];
+                            weighted_values(&mut got[..head_dim], probs, v, hidden, head);
+                            weighted_values_reference(
+                                &mut want[..head_dim],
+                                probs,
+                                v,
+                                hidden,
+                                head,
+                            );
+                            cases += 1;
+                            if got != want {
+                                say!(
+                                    out,
+                                    "FAIL weighted_values head_dim {head_dim} hidden {hidden} keys {keys} head {head}: dsp {:?} reference {:?}",
+                                    &got[..head_dim],
+                                    &want[..head_dim]
+                                );
+                                return Err(());
+                            }
                         }
                     }
                 }

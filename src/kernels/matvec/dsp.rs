@@ -312,13 +312,144 @@ pub(super) fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usi
 /// writes nothing) for other lengths, which the caller computes with the reference.
 pub(super) fn dots_i16(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) -> bool {
     match q.len() {
-        8 => dots_packed::<4>(out, q, keys, stride),
+        8 => dots_head8(out, q, keys, stride),
         16 => dots_packed::<8>(out, q, keys, stride),
         32 => dots_packed::<16>(out, q, keys, stride),
         64 => dots_packed::<32>(out, q, keys, stride),
         128 => dots_packed::<64>(out, q, keys, stride),
         _ => return false,
     }
+    true
+}
+
+/// [`dots_i16`] for a head of 8 (llama2.c's small models): the packed query in four
+/// registers and one `asm!` loop over the key rows, 14 instructions per key (two
+/// loads, four unpacks, four multiply-accumulates, the row step, the store, the
+/// count).
+fn dots_head8(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+    let Ok(q) = <&[i16; 8]>::try_from(q) else {
+        return;
+    };
+    let [p0, p1] = interleave(pair(&q[0..2]), pair(&q[2..4]));
+    let [p2, p3] = interleave(pair(&q[4..6]), pair(&q[6..8]));
+    // Rows `j` with `j * stride + 8 <= keys.len()` are whole; the rest give 0.
+    let whole = match (keys.len().checked_sub(8), stride) {
+        (Some(_), 0) => out.len(),
+        (Some(last), _) => last / stride + 1,
+        (None, _) => 0,
+    }
+    .min(out.len());
+    let (body, rest) = out.split_at_mut(whole);
+    rest.fill(0);
+    if body.is_empty() {
+        return;
+    }
+    // SAFETY: `whole >= 1` rows are read, row `j` at `j * stride ..+ 8` with
+    // `(whole - 1) * stride + 8 <= keys.len()` (the definition of `whole`), by word
+    // loads ARMv7-M allows unaligned; `whole` words are stored to `body`, which holds
+    // exactly that many `i32`. The count-down loop ends (`whole >= 1`). Every register
+    // written is an output; the DSP instructions exist on this target.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {t}, [{kp}]",
+            "sxtb16 {u}, {t}",
+            "smuad {acc}, {u}, {p0}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {acc}, {t}, {p1}, {acc}",
+            "ldr {t}, [{kp}, #4]",
+            "sxtb16 {u}, {t}",
+            "smlad {acc}, {u}, {p2}, {acc}",
+            "sxtb16 {t}, {t}, ror #8",
+            "smlad {acc}, {t}, {p3}, {acc}",
+            "add {kp}, {kp}, {stride}",
+            "str {acc}, [{op}], #4",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            n = inout(reg) body.len() => _,
+            kp = inout(reg) keys.as_ptr() => _,
+            op = inout(reg) body.as_mut_ptr() => _,
+            stride = in(reg) stride,
+            p0 = in(reg) p0,
+            p1 = in(reg) p1,
+            p2 = in(reg) p2,
+            p3 = in(reg) p3,
+            t = out(reg) _,
+            u = out(reg) _,
+            acc = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// `ctx[c] += sum_j probs[j] * values[j * stride + c]` for a head of 8 channels (the
+/// values of one head start at `values[0]`), the attention's weighted sum: keys two at
+/// a time, their Q15 probabilities packed as one word of two int16 (`p < 2^15`; a
+/// pair with a probability of exactly `2^15`, all the weight on one key, goes
+/// through the plain loop), each value channel of the two keys paired by
+/// `PKHBT`/`PKHTB` after unpacking, then one `SMLAD` per channel and pair of keys.
+/// Exact integer sums, as the reference. Returns `false` for other head sizes.
+pub(crate) fn weighted_values(
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    stride: usize,
+) -> bool {
+    let Ok(ctx) = <&mut [i32; 8]>::try_from(ctx) else {
+        return false;
+    };
+    if stride == 0 {
+        return false;
+    }
+    let row = |j: usize| {
+        j.checked_mul(stride)
+            .and_then(|at| values.get(at..at.checked_add(8)?))
+    };
+    let plain = |ctx: &mut [i32; 8], p: i32, v: &[i8]| {
+        for (c, &v) in ctx.iter_mut().zip(v) {
+            *c += p * i32::from(v);
+        }
+    };
+    let mut acc = *ctx;
+    let mut j = 0;
+    while j + 1 < probs.len() {
+        let (p0, p1) = (probs[j], probs[j + 1]);
+        let (Some(a), Some(b)) = (row(j), row(j + 1)) else {
+            break;
+        };
+        if p0 | p1 != 0 {
+            if (0..1 << 15).contains(&p0) && (0..1 << 15).contains(&p1) {
+                let p = (p0 as u32) | ((p1 as u32) << 16);
+                for half in 0..2 {
+                    let (wa, wb) = (
+                        word(&a[4 * half..4 * half + 4]),
+                        word(&b[4 * half..4 * half + 4]),
+                    );
+                    let [c0, c2] = interleave(sxtb16(wa), sxtb16(wb));
+                    let [c1, c3] = interleave(sxtb16_ror8(wa), sxtb16_ror8(wb));
+                    let base = 4 * half;
+                    acc[base] = smlad(c0, p, acc[base]);
+                    acc[base + 1] = smlad(c1, p, acc[base + 1]);
+                    acc[base + 2] = smlad(c2, p, acc[base + 2]);
+                    acc[base + 3] = smlad(c3, p, acc[base + 3]);
+                }
+            } else {
+                plain(&mut acc, p0, a);
+                plain(&mut acc, p1, b);
+            }
+        }
+        j += 2;
+    }
+    // The odd last key, and keys whose rows the slice does not hold (which the
+    // reference skips too).
+    for (j, &p) in probs.iter().enumerate().skip(j) {
+        if p != 0 {
+            if let Some(v) = row(j) {
+                plain(&mut acc, p, v);
+            }
+        }
+    }
+    *ctx = acc;
     true
 }
 
