@@ -383,12 +383,15 @@ fn dots_head8(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
 }
 
 /// `ctx[c] += sum_j probs[j] * values[j * stride + c]` for a head of 8 channels (the
-/// values of one head start at `values[0]`), the attention's weighted sum: keys two at
-/// a time, their Q15 probabilities packed as one word of two int16 (`p < 2^15`; a
-/// pair with a probability of exactly `2^15`, all the weight on one key, goes
-/// through the plain loop), each value channel of the two keys paired by
-/// `PKHBT`/`PKHTB` after unpacking, then one `SMLAD` per channel and pair of keys.
-/// Exact integer sums, as the reference. Returns `false` for other head sizes.
+/// values of one head start at `values[0]`), the attention's weighted sum, when every
+/// probability is below `2^15` (the softmax gives `2^15` only when all the weight is
+/// on one key; that row, and other head sizes, return `false` for the reference).
+/// Keys two at a time: their probabilities packed as two int16 in one word (`PKHBT`),
+/// the values unpacked by `SXTB16`, then one 16x16 multiply-accumulate per value
+/// (`SMLAxy` picks the halves: no repacking); four channels per pass (13 registers),
+/// two passes: 19 instructions per pair of keys and pass. Exact integer sums, as the
+/// reference.
+#[inline(never)]
 pub(crate) fn weighted_values(
     ctx: &mut [i32],
     probs: &[i32],
@@ -398,58 +401,79 @@ pub(crate) fn weighted_values(
     let Ok(ctx) = <&mut [i32; 8]>::try_from(ctx) else {
         return false;
     };
-    if stride == 0 {
+    if stride == 0 || probs.iter().any(|&p| !(0..1 << 15).contains(&p)) {
         return false;
     }
-    let row = |j: usize| {
-        j.checked_mul(stride)
-            .and_then(|at| values.get(at..at.checked_add(8)?))
-    };
-    let plain = |ctx: &mut [i32; 8], p: i32, v: &[i8]| {
-        for (c, &v) in ctx.iter_mut().zip(v) {
+    // Keys whose 8 values the slice holds (the reference skips the others).
+    let whole = match values.len().checked_sub(8) {
+        Some(last) => last / stride + 1,
+        None => 0,
+    }
+    .min(probs.len());
+    let pairs = whole / 2;
+    let (mut c, rest) = ctx.split_at_mut(4);
+    for half in 0..2 {
+        if pairs == 0 {
+            break;
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = [c[0], c[1], c[2], c[3]];
+        // SAFETY: `pairs >= 1` pairs of keys are read: probabilities `2k, 2k + 1 <
+        // whole <= probs.len()` (doubleword loads of `probs`, 4-byte aligned as
+        // `i32`s), value rows `j * stride + 4 * half ..+ 4` with `j < whole`, inside
+        // `values` (the definition of `whole`), by word loads ARMv7-M allows
+        // unaligned. The count-down loop ends. Every register written is an output;
+        // the DSP instructions exist on this target. Registers: all but r7, sp, pc
+        // (r6 too, as this function is `inline(never)`: no base pointer).
+        unsafe {
+            asm!(
+                "2:",
+                "ldrd {t}, {u}, [{pp}], #8",
+                "pkhbt {p}, {t}, {u}, lsl #16",
+                "ldr {t}, [{vp}, {stride}]",
+                "ldr {u}, [{vp}]",
+                "add {vp}, {vp}, {stride}, lsl #1",
+                "sxtb16 {x}, {u}",
+                "sxtb16 {y}, {t}",
+                "smlabb {a0}, {x}, {p}, {a0}",
+                "smlabt {a0}, {y}, {p}, {a0}",
+                "smlatb {a2}, {x}, {p}, {a2}",
+                "smlatt {a2}, {y}, {p}, {a2}",
+                "sxtb16 {x}, {u}, ror #8",
+                "sxtb16 {y}, {t}, ror #8",
+                "smlabb {a1}, {x}, {p}, {a1}",
+                "smlabt {a1}, {y}, {p}, {a1}",
+                "smlatb {a3}, {x}, {p}, {a3}",
+                "smlatt {a3}, {y}, {p}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                n = inout(reg) pairs => _,
+                pp = inout(reg) probs.as_ptr() => _,
+                vp = inout(reg) values.as_ptr().add(4 * half) => _,
+                stride = in(reg) stride,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                p = out(reg) _,
+                t = out(reg) _,
+                u = out(reg) _,
+                x = out(reg) _,
+                y = out(reg) _,
+                options(readonly, nostack),
+            );
+        }
+        c.copy_from_slice(&[a0, a1, a2, a3]);
+        c = &mut *rest;
+    }
+    // The odd last whole key.
+    if whole % 2 == 1 {
+        let j = whole - 1;
+        let p = probs.get(j).copied().unwrap_or(0);
+        let row = values.get(j * stride..j * stride + 8).unwrap_or(&[]);
+        for (c, &v) in ctx.iter_mut().zip(row) {
             *c += p * i32::from(v);
         }
-    };
-    let mut acc = *ctx;
-    let mut j = 0;
-    while j + 1 < probs.len() {
-        let (p0, p1) = (probs[j], probs[j + 1]);
-        let (Some(a), Some(b)) = (row(j), row(j + 1)) else {
-            break;
-        };
-        if p0 | p1 != 0 {
-            if (0..1 << 15).contains(&p0) && (0..1 << 15).contains(&p1) {
-                let p = (p0 as u32) | ((p1 as u32) << 16);
-                for half in 0..2 {
-                    let (wa, wb) = (
-                        word(&a[4 * half..4 * half + 4]),
-                        word(&b[4 * half..4 * half + 4]),
-                    );
-                    let [c0, c2] = interleave(sxtb16(wa), sxtb16(wb));
-                    let [c1, c3] = interleave(sxtb16_ror8(wa), sxtb16_ror8(wb));
-                    let base = 4 * half;
-                    acc[base] = smlad(c0, p, acc[base]);
-                    acc[base + 1] = smlad(c1, p, acc[base + 1]);
-                    acc[base + 2] = smlad(c2, p, acc[base + 2]);
-                    acc[base + 3] = smlad(c3, p, acc[base + 3]);
-                }
-            } else {
-                plain(&mut acc, p0, a);
-                plain(&mut acc, p1, b);
-            }
-        }
-        j += 2;
     }
-    // The odd last key, and keys whose rows the slice does not hold (which the
-    // reference skips too).
-    for (j, &p) in probs.iter().enumerate().skip(j) {
-        if p != 0 {
-            if let Some(v) = row(j) {
-                plain(&mut acc, p, v);
-            }
-        }
-    }
-    *ctx = acc;
     true
 }
 
