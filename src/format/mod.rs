@@ -1256,12 +1256,19 @@ impl<'a> ModelFile<'a> {
 
     /// Payload bytes of tensor `(kind, layer)`; empty if the model has no such tensor
     /// (which a validated model only answers for kinds its config does not use).
+    ///
+    /// Reads only the entry's offset and length: the load validated every entry
+    /// against the canonical list (kind, layer, dtype, shape), so the forward passes,
+    /// which look tensors up on every token, skip decoding the rest.
     pub fn tensor_bytes(&self, kind: TensorKind, layer: Option<u16>) -> &'a [u8] {
         tensor_index(&self.config, kind, layer)
-            .and_then(|i| self.tensor_info(i))
-            .and_then(|t| {
-                self.bytes
-                    .get(t.offset as usize..(t.offset as usize).checked_add(t.len as usize)?)
+            .filter(|&i| i < self.tensor_count)
+            .and_then(|i| {
+                let at = self.dir_offset + i as usize * DIR_ENTRY_LEN;
+                let entry = self.bytes.get(at..at + DIR_ENTRY_LEN)?;
+                let offset = read_u32(entry, dir::OFFSET)? as usize;
+                let len = read_u32(entry, dir::LEN)? as usize;
+                self.bytes.get(offset..offset.checked_add(len)?)
             })
             .unwrap_or(&[])
     }

@@ -6,7 +6,7 @@
 
 use super::matvec::QueryElem;
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
-use crate::quant::{saturate_residual, Requant};
+use crate::quant::Requant;
 
 /// Scratch elements (`f32` or `i32`) one attention row needs: one score per key.
 pub const fn attention_scratch_len(seq: usize) -> usize {
@@ -97,7 +97,8 @@ pub fn attend_i8<Q: QueryElem>(
     ctx.fill(0);
     weighted_values(ctx, scores, values, hidden, head);
     for (d, c) in ctx.iter_mut().enumerate() {
-        *c = saturate_residual(Requant::from_table(ctx_rq, d).apply(*c));
+        // `saturate_residual(rq.apply(c))` for a valid pair, in 32-bit steps.
+        *c = Requant::from_table(ctx_rq, d).add_scaled_residual(0, *c, 0);
     }
 }
 

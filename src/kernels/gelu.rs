@@ -63,7 +63,7 @@ pub enum Tail {
 /// (`f(-8 + i/32)` in Q10, [`ACT_TABLE_LEN`] entries), continued by `tail` outside
 /// `[-8, 8)`. Interpolation error for GELU and tanh is below 1e-4 (step 1/32,
 /// `|f''| <= 0.8`), near the Q10 resolution.
-#[inline]
+#[inline(always)]
 pub fn activation_q10(x: i32, table: &[i32], tail: Tail) -> i32 {
     const UNIT: i32 = 1 << ACT_FRAC_BITS;
     const STEP: i32 = UNIT / ACT_STEPS_PER_UNIT;

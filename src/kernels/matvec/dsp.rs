@@ -409,9 +409,10 @@ fn dots_head8(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
 }
 
 /// `ctx[c] += sum_j probs[j] * values[j * stride + c]` for a head of 8 channels (the
-/// values of one head start at `values[0]`), the attention's weighted sum, when every
-/// probability is below `2^15` (the softmax gives `2^15` only when all the weight is
-/// on one key; that row, and other head sizes, return `false` for the reference).
+/// values of one head start at `values[0]`), the attention's weighted sum; other head
+/// sizes return `false` for the reference. Probabilities must be in `[0, 2^15)` for
+/// the packed loop (the softmax gives `2^15` only when all the weight is on one key):
+/// the loop stops at the first pair with one outside, and the rest goes key by key.
 /// Keys two at a time: their probabilities packed as two int16 in one word (`PKHBT`),
 /// the values unpacked by `SXTB16`, then one 16x16 multiply-accumulate per value
 /// (`SMLAxy` picks the halves: no repacking); four channels per pass (13 registers),
@@ -427,7 +428,7 @@ pub(crate) fn weighted_values(
     let Ok(ctx) = <&mut [i32; 8]>::try_from(ctx) else {
         return false;
     };
-    if stride == 0 || probs.iter().any(|&p| !(0..1 << 15).contains(&p)) {
+    if stride == 0 {
         return false;
     }
     // Keys whose 8 values the slice holds (the reference skips the others).
@@ -437,12 +438,16 @@ pub(crate) fn weighted_values(
     }
     .min(probs.len());
     let pairs = whole / 2;
+    // Pairs the loop took before meeting a probability outside `[0, 2^15)` (the
+    // same in both passes: same probabilities).
+    let mut done = pairs;
     let (mut c, rest) = ctx.split_at_mut(4);
     for half in 0..2 {
         if pairs == 0 {
             break;
         }
         let [mut a0, mut a1, mut a2, mut a3] = [c[0], c[1], c[2], c[3]];
+        let left: usize;
         // SAFETY: `pairs >= 1` pairs of keys are read: probabilities `2k, 2k + 1 <
         // whole <= probs.len()` (doubleword loads of `probs`, 4-byte aligned as
         // `i32`s), value rows `j * stride + 4 * half ..+ 4` with `j < whole`, inside
@@ -454,6 +459,10 @@ pub(crate) fn weighted_values(
             asm!(
                 "2:",
                 "ldrd {t}, {u}, [{pp}], #8",
+                // Both in [0, 2^15) <=> their OR is below 2^15 as unsigned.
+                "orr {p}, {t}, {u}",
+                "cmp {p}, #32768",
+                "bhs 3f",
                 "pkhbt {p}, {t}, {u}, lsl #16",
                 "ldr {t}, [{vp}, {stride}]",
                 "ldr {u}, [{vp}]",
@@ -472,7 +481,8 @@ pub(crate) fn weighted_values(
                 "smlatt {a3}, {y}, {p}, {a3}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
-                n = inout(reg) pairs => _,
+                "3:",
+                n = inout(reg) pairs => left,
                 pp = inout(reg) probs.as_ptr() => _,
                 vp = inout(reg) values.as_ptr().add(4 * half) => _,
                 stride = in(reg) stride,
@@ -490,14 +500,17 @@ pub(crate) fn weighted_values(
         }
         c.copy_from_slice(&[a0, a1, a2, a3]);
         c = &mut *rest;
+        done = pairs - left;
     }
-    // The odd last whole key.
-    if whole % 2 == 1 {
-        let j = whole - 1;
+    // From the pair the loop stopped at (if any), and the odd last whole key, as the
+    // reference.
+    for j in 2 * done..whole {
         let p = probs.get(j).copied().unwrap_or(0);
-        let row = values.get(j * stride..j * stride + 8).unwrap_or(&[]);
-        for (c, &v) in ctx.iter_mut().zip(row) {
-            *c += p * i32::from(v);
+        if p != 0 {
+            let row = values.get(j * stride..j * stride + 8).unwrap_or(&[]);
+            for (c, &v) in ctx.iter_mut().zip(row) {
+                *c += p * i32::from(v);
+            }
         }
     }
     true
