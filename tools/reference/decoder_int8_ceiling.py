@@ -18,7 +18,7 @@ combine them, e.g. weights+activations16+kv-channel):
   kv-pair        as kv-channel, but keys with one scale per rotated pair of channels
   kv-channel     int8 key/value cache, one static scale per channel (the runtime's)
 
-The README's figures ("Text generation") come from this script:
+The figures in docs/ACCURACY.md ("Decoders") come from this script:
   pip install numpy
   cargo build --release -p tinyformer-cli
   python3 tools/reference/decoder_int8_ceiling.py

@@ -94,7 +94,7 @@ fn score(model: &str, reference: &str) -> Value {
     summary
 }
 
-/// Measured on this machine (README "Text generation"): f16 perplexity equal to f32
+/// Measured on this machine (docs/ACCURACY.md, "Decoders"): f16 perplexity equal to f32
 /// to four decimals, agreement 0.9996; the committed int8 model +0.08% perplexity,
 /// top-1 agreement 0.978, mean KL 0.0021 nats. The guards sit near those figures (a
 /// 2x regression of the int8 excess perplexity or KL fails); the targets are

@@ -373,7 +373,7 @@ fn int8_pooled_mean() {
 /// The BERT pooler (dense + tanh) of the randomly initialised `tiny-bert-cls`, whose
 /// large weights (std 0.1-0.3, chosen for well-separated logits) amplify the CLS row's
 /// quantization error: cosine measured 0.9822, BELOW the 0.99 target, which the int8
-/// scheme itself cannot reach on this fixture (README, `int8_ceiling.py`: 0.979). The
+/// scheme itself cannot reach on this fixture (docs/ACCURACY.md, `int8_ceiling.py`: 0.979). The
 /// guard holds the measured level; it is not the target.
 #[test]
 fn int8_pooled_cls_pooler() {
