@@ -203,33 +203,36 @@ mod tests {
         let to_log2 = Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0);
         let r = Requant::from_real(1.0 / 32768.0);
         let ctx_rq = [[r.multiplier, r.shift]; 2];
-        attend_i8(
-            &mut ctx,
-            &[0i8, 127],
-            &keys,
-            &values,
-            2,
-            0,
-            to_log2,
-            &ctx_rq,
-            &mut scores,
-            |_| true,
+        // An int8 query (the encoder's) and an int16 one (the decoder's).
+        fn context<Q: QueryElem>(
+            q: &[Q],
+            keys: &[i8],
+            values: &[i8],
+            rq: (Requant, &[[i32; 2]]),
+        ) -> [i32; 2] {
+            let (mut ctx, mut scores) = ([0i32; 2], [0i32; 2]);
+            attend_i8(
+                &mut ctx,
+                q,
+                keys,
+                values,
+                2,
+                0,
+                rq.0,
+                rq.1,
+                &mut scores,
+                |_| true,
+            );
+            ctx
+        }
+        assert_eq!(
+            context(&[0i8, 127], &keys, &values, (to_log2, &ctx_rq)),
+            [30, 40]
         );
-        assert_eq!(ctx, [30, 40]);
-        // An int16 query (the decoder's) on the same keys gives the same context.
-        attend_i8(
-            &mut ctx,
-            &[0i16, 127],
-            &keys,
-            &values,
-            2,
-            0,
-            to_log2,
-            &ctx_rq,
-            &mut scores,
-            |_| true,
+        assert_eq!(
+            context(&[0i16, 127], &keys, &values, (to_log2, &ctx_rq)),
+            [30, 40]
         );
-        assert_eq!(ctx, [30, 40]);
         // Arguments outside the forward pass's shape (a head past `hidden`, a query of
         // another length, `hidden` 0) give an empty context, not a panic.
         for (q, hidden, head) in [

@@ -42,37 +42,50 @@ pub(super) fn sum_lanes(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// `dot_i8_reference(a, b)`.
+/// `reference(x, w)` (the scalar dot product of activations `x` and int8 weights `w`
+/// over their common length): 16 elements per step, `load` giving activations as
+/// sixteen `i16` lanes, the weights widened, `vpmaddwd`, the tail by `reference`.
+#[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn dot(a: &[i8], b: &[i8]) -> i32 {
-    let len = a.len().min(b.len());
+fn dot_with<X>(
+    x: &[X],
+    w: &[i8],
+    load: impl Fn(&[X], usize) -> Option<__m256i>,
+    reference: impl Fn(&[X], &[i8]) -> i32,
+) -> i32 {
+    let len = x.len().min(w.len());
     let body = len - len % STEP;
     let mut acc = _mm256_setzero_si256();
     let mut at = 0;
     while at < body {
-        if let (Some(x), Some(y)) = (widen(a, at), widen(b, at)) {
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+        if let (Some(xv), Some(wv)) = (load(x, at), widen(w, at)) {
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
         }
         at += STEP;
     }
-    let (a_tail, b_tail) = (
-        a.get(body..len).unwrap_or(&[]),
-        b.get(body..len).unwrap_or(&[]),
+    let (x_tail, w_tail) = (
+        x.get(body..len).unwrap_or(&[]),
+        w.get(body..len).unwrap_or(&[]),
     );
-    sum_lanes(acc).wrapping_add(dot_i8_reference(a_tail, b_tail))
+    sum_lanes(acc).wrapping_add(reference(x_tail, w_tail))
 }
 
-/// The dot products of four contiguous rows `w4 = [W0 | W1 | W2 | W3]` (each
-/// `x.len()` long) with `x`; each widened `x` chunk serves all four rows.
+/// [`dot_with`] for four contiguous weight rows `w4 = [W0 | W1 | W2 | W3]` (each
+/// `x.len()` long); each loaded activation chunk serves all four rows.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
+fn dot4_with<X>(
+    w4: &[i8],
+    x: &[X],
+    load: impl Fn(&[X], usize) -> Option<__m256i>,
+    reference: impl Fn(&[X], &[i8]) -> i32,
+) -> [i32; 4] {
     let cols = x.len();
     let body = cols - cols % STEP;
     let mut acc = [_mm256_setzero_si256(); 4];
     let mut at = 0;
     while at < body {
-        if let Some(xv) = widen(x, at) {
+        if let Some(xv) = load(x, at) {
             for (r, acc) in acc.iter_mut().enumerate() {
                 if let Some(wv) = widen(w4, r * cols + at) {
                     *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wv, xv));
@@ -85,9 +98,22 @@ fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
     for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
         let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
         let x_tail = x.get(body..).unwrap_or(&[]);
-        *o = sum_lanes(acc).wrapping_add(dot_i8_reference(row_tail, x_tail));
+        *o = sum_lanes(acc).wrapping_add(reference(x_tail, row_tail));
     }
     out
+}
+
+/// `dot_i8_reference(a, b)`.
+#[target_feature(enable = "avx2")]
+pub(super) fn dot(a: &[i8], b: &[i8]) -> i32 {
+    dot_with(a, b, |v, at| widen(v, at), dot_i8_reference)
+}
+
+/// [`dot4_with`] for int8 activations.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
+    dot4_with(w4, x, |v, at| widen(v, at), dot_i8_reference)
 }
 
 /// `matvec_i8_reference(rows, x, w, bias, store)`.
@@ -114,55 +140,6 @@ fn load_i16(x: &[i16], at: usize) -> Option<__m256i> {
     Some(unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) })
 }
 
-/// `dot_i16_reference(x, w)`: the weights widened to int16, then `vpmaddwd` as for
-/// int8 (a pair sum is at most `2 * 32768 * 128 = 2^23`, exact).
-#[target_feature(enable = "avx2")]
-fn dot_i16(w: &[i8], x: &[i16]) -> i32 {
-    let len = x.len().min(w.len());
-    let body = len - len % STEP;
-    let mut acc = _mm256_setzero_si256();
-    let mut at = 0;
-    while at < body {
-        if let (Some(xv), Some(wv)) = (load_i16(x, at), widen(w, at)) {
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(wv, xv));
-        }
-        at += STEP;
-    }
-    let (x_tail, w_tail) = (
-        x.get(body..len).unwrap_or(&[]),
-        w.get(body..len).unwrap_or(&[]),
-    );
-    sum_lanes(acc).wrapping_add(dot_i16_reference(x_tail, w_tail))
-}
-
-/// [`dot_i16`] for four contiguous weight rows `w4`; each activation load serves all
-/// four.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn dot4_i16(w4: &[i8], x: &[i16]) -> [i32; 4] {
-    let cols = x.len();
-    let body = cols - cols % STEP;
-    let mut acc = [_mm256_setzero_si256(); 4];
-    let mut at = 0;
-    while at < body {
-        if let Some(xv) = load_i16(x, at) {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                if let Some(wv) = widen(w4, r * cols + at) {
-                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(wv, xv));
-                }
-            }
-        }
-        at += STEP;
-    }
-    let mut out = [0; 4];
-    for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
-        let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
-        let x_tail = x.get(body..).unwrap_or(&[]);
-        *o = sum_lanes(acc).wrapping_add(dot_i16_reference(x_tail, row_tail));
-    }
-    out
-}
-
 /// `matvec_i16_reference(rows, x, w, store)`.
 #[target_feature(enable = "avx2")]
 pub(super) fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usize, i32)) {
@@ -172,7 +149,7 @@ pub(super) fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usi
         w,
         &[],
         store,
-        |w4, x| dot4_i16(w4, x),
-        |row, x| dot_i16(row, x),
+        |w4, x| dot4_with(w4, x, |v, at| load_i16(v, at), dot_i16_reference),
+        |row, x| dot_with(x, row, |v, at| load_i16(v, at), dot_i16_reference),
     );
 }

@@ -71,6 +71,89 @@ fn word(chunk: &[i8]) -> u32 {
     }
 }
 
+/// The `SMLAD` work of one 4-column step for four weight rows (`w0` points at row 0,
+/// `w2` at row 2, `stride` bytes between rows), given the step's activations unpacked
+/// as `xe = [x0, x2]`, `xo = [x1, x3]`: per row one load, two unpacks, two `SMLAD`.
+macro_rules! four_rows {
+    () => {
+        concat!(
+            "ldr {t}, [{w0}, {stride}]\n",
+            "sxtb16 {u}, {t}\n",
+            "smlad {a1}, {u}, {xe}, {a1}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "smlad {a1}, {t}, {xo}, {a1}\n",
+            "ldr {t}, [{w0}], #4\n",
+            "sxtb16 {u}, {t}\n",
+            "smlad {a0}, {u}, {xe}, {a0}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "smlad {a0}, {t}, {xo}, {a0}\n",
+            "ldr {t}, [{w2}, {stride}]\n",
+            "sxtb16 {u}, {t}\n",
+            "smlad {a3}, {u}, {xe}, {a3}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "smlad {a3}, {t}, {xo}, {a3}\n",
+            "ldr {t}, [{w2}], #4\n",
+            "sxtb16 {u}, {t}\n",
+            "smlad {a2}, {u}, {xe}, {a2}\n",
+            "sxtb16 {t}, {t}, ror #8\n",
+            "smlad {a2}, {t}, {xo}, {a2}\n",
+        )
+    };
+}
+
+/// One 4-column step over int8 activations: one load, unpacked by `SXTB16`.
+macro_rules! step_i8 {
+    () => {
+        concat!(
+            "ldr {t}, [{xp}], #4\n",
+            "sxtb16 {xe}, {t}\n",
+            "sxtb16 {xo}, {t}, ror #8\n",
+            four_rows!(),
+        )
+    };
+}
+
+/// One 4-column step over int16 activations: two loads, interleaved by `PKHBT`/`PKHTB`.
+macro_rules! step_i16 {
+    () => {
+        concat!(
+            "ldr {t}, [{xp}], #4\n",
+            "ldr {u}, [{xp}], #4\n",
+            "pkhbt {xe}, {t}, {u}, lsl #16\n",
+            "pkhtb {xo}, {u}, {t}, asr #16\n",
+            four_rows!(),
+        )
+    };
+}
+
+/// The count-down loop of the four-row kernels: `$body` (one or more steps) per
+/// iteration, `$steps` (at least 1) iterations, over activations `$x` and four
+/// contiguous weight rows `$w4` of `$cols` bytes each. Needs 13 registers: all but
+/// `r7` (frame pointer), `sp` and `pc`, so `r6` too, which is free only in functions
+/// without a base pointer (hence `inline(never)` on its users). Must be used inside
+/// an `unsafe` block whose `SAFETY` comment covers the loads.
+macro_rules! dot4_loop {
+    ($body:expr, $steps:expr, $cols:expr, $x:expr, $w4:expr, $a0:ident, $a1:ident, $a2:ident, $a3:ident) => {
+        asm!(
+            concat!("2:\n", $body, "subs {n}, {n}, #1\n", "bne 2b"),
+            n = inout(reg) $steps => _,
+            stride = in(reg) $cols,
+            xp = inout(reg) $x.as_ptr() => _,
+            w0 = inout(reg) $w4.as_ptr() => _,
+            w2 = inout(reg) $w4.as_ptr().add(2 * $cols) => _,
+            a0 = inout(reg) $a0,
+            a1 = inout(reg) $a1,
+            a2 = inout(reg) $a2,
+            a3 = inout(reg) $a3,
+            t = out(reg) _,
+            u = out(reg) _,
+            xe = out(reg) _,
+            xo = out(reg) _,
+            options(readonly, nostack),
+        )
+    };
+}
+
 /// `acc + dot(w, x)` over the four bytes of each, `x` given unpacked (`[even, odd]`).
 #[inline(always)]
 fn mac4(acc: i32, w: u32, x: [u32; 2]) -> i32 {
@@ -124,48 +207,7 @@ fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
         // Every register written is an output. The DSP instructions exist on this target
         // (cfg(tinyformer_dsp)).
         unsafe {
-            asm!(
-                "2:",
-                "ldr {t}, [{xp}], #4",
-                "sxtb16 {xe}, {t}",
-                "sxtb16 {xo}, {t}, ror #8",
-                "ldr {t}, [{w0}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a1}, {u}, {xe}, {a1}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a1}, {t}, {xo}, {a1}",
-                "ldr {t}, [{w0}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a0}, {u}, {xe}, {a0}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a0}, {t}, {xo}, {a0}",
-                "ldr {t}, [{w2}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a3}, {u}, {xe}, {a3}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a3}, {t}, {xo}, {a3}",
-                "ldr {t}, [{w2}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a2}, {u}, {xe}, {a2}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a2}, {t}, {xo}, {a2}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                n = inout(reg) steps => _,
-                stride = in(reg) cols,
-                xp = inout(reg) x.as_ptr() => _,
-                w0 = inout(reg) w4.as_ptr() => _,
-                w2 = inout(reg) w4.as_ptr().add(2 * cols) => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                t = out(reg) _,
-                u = out(reg) _,
-                xe = out(reg) _,
-                xo = out(reg) _,
-                options(readonly, nostack),
-            );
+            dot4_loop!(step_i8!(), steps, cols, x, w4, a0, a1, a2, a3);
         }
         acc = [a0, a1, a2, a3];
     }
@@ -247,72 +289,16 @@ fn dot4_i16(w4: &[i8], x: &[i16]) -> [i32; 4] {
         // instructions exist on this target (cfg(tinyformer_dsp)). Registers as in
         // `dot4` (hence `inline(never)`).
         unsafe {
-            asm!(
-                "2:",
-                "ldr {t}, [{xp}], #4",
-                "ldr {u}, [{xp}], #4",
-                "pkhbt {xe}, {t}, {u}, lsl #16",
-                "pkhtb {xo}, {u}, {t}, asr #16",
-                "ldr {t}, [{w0}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a1}, {u}, {xe}, {a1}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a1}, {t}, {xo}, {a1}",
-                "ldr {t}, [{w0}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a0}, {u}, {xe}, {a0}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a0}, {t}, {xo}, {a0}",
-                "ldr {t}, [{w2}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a3}, {u}, {xe}, {a3}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a3}, {t}, {xo}, {a3}",
-                "ldr {t}, [{w2}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a2}, {u}, {xe}, {a2}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a2}, {t}, {xo}, {a2}",
-                "ldr {t}, [{xp}], #4",
-                "ldr {u}, [{xp}], #4",
-                "pkhbt {xe}, {t}, {u}, lsl #16",
-                "pkhtb {xo}, {u}, {t}, asr #16",
-                "ldr {t}, [{w0}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a1}, {u}, {xe}, {a1}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a1}, {t}, {xo}, {a1}",
-                "ldr {t}, [{w0}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a0}, {u}, {xe}, {a0}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a0}, {t}, {xo}, {a0}",
-                "ldr {t}, [{w2}, {stride}]",
-                "sxtb16 {u}, {t}",
-                "smlad {a3}, {u}, {xe}, {a3}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a3}, {t}, {xo}, {a3}",
-                "ldr {t}, [{w2}], #4",
-                "sxtb16 {u}, {t}",
-                "smlad {a2}, {u}, {xe}, {a2}",
-                "sxtb16 {t}, {t}, ror #8",
-                "smlad {a2}, {t}, {xo}, {a2}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                n = inout(reg) steps => _,
-                stride = in(reg) cols,
-                xp = inout(reg) x.as_ptr() => _,
-                w0 = inout(reg) w4.as_ptr() => _,
-                w2 = inout(reg) w4.as_ptr().add(2 * cols) => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                t = out(reg) _,
-                u = out(reg) _,
-                xe = out(reg) _,
-                xo = out(reg) _,
-                options(readonly, nostack),
+            dot4_loop!(
+                concat!(step_i16!(), step_i16!()),
+                steps,
+                cols,
+                x,
+                w4,
+                a0,
+                a1,
+                a2,
+                a3
             );
         }
         acc = [a0, a1, a2, a3];
