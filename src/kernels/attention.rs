@@ -197,7 +197,7 @@ mod tests {
     fn int8_attention_matches_float_on_peaked_row() {
         let keys = [127i8, 0, 0, 127];
         let values = [10i8, 20, 30, 40];
-        let mut ctx = [0i32; 2];
+        let mut ctx: [i32; 2];
         let mut scores = [0i32; 2];
         // score unit 1/64, ctx scale equal to value scale.
         let to_log2 = Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0);
