@@ -180,44 +180,56 @@ pub(super) fn dot(a: &[i8], b: &[i8]) -> i32 {
     acc.wrapping_add(tail)
 }
 
-/// The dot products of four contiguous rows `w4 = [W0 | W1 | W2 | W3]` (each
-/// `x.len()` long) with `x`; each unpacked `x` word serves all four rows.
-///
-/// The loop over the 4-byte steps is one `asm!` block, because the compiler spills
-/// registers in it otherwise: it needs 13 (four accumulators, the two unpacked
-/// activation halves, two scratch registers, three pointers, the row stride and the
-/// step counter), all but `r7` (frame pointer), `sp` and `pc`. `r6` is among them only
-/// in functions without a base pointer, hence `inline(never)`: this function's own
-/// frame never needs one. Per step of 16 MACs: 3 instructions for the activations, 5
-/// per row, 2 for the loop (25, 1.56 per MAC).
-#[inline(never)]
-fn dot4(w4: &[i8], x: &[i8]) -> [i32; 4] {
-    let cols = x.len();
-    let Some(w4) = w4.get(..4 * cols) else {
-        return [0; 4];
-    };
-    let steps = cols / STEP;
-    let body = steps * STEP;
-    let mut acc = [0i32; 4];
-    if steps > 0 {
-        let [mut a0, mut a1, mut a2, mut a3] = acc;
-        // SAFETY: reads `steps * 4 <= cols` bytes from `x` and from each of the four rows
-        // of `w4` (row `r` starts at `r * cols`; `w4` holds `4 * cols` bytes), with word
-        // loads that ARMv7-M allows unaligned; `steps >= 1`, so the count-down loop ends.
-        // Every register written is an output. The DSP instructions exist on this target
-        // (cfg(tinyformer_dsp)).
-        unsafe {
-            dot4_loop!(step_i8!(), steps, cols, x, w4, a0, a1, a2, a3);
+/// A four-row kernel `fn $name(w4: &[i8], x: &[$x]) -> [i32; 4]`: the dot products
+/// of four contiguous rows `w4 = [W0 | W1 | W2 | W3]` (each `x.len()` long) with `x`,
+/// `$body` per loop iteration (`$cols` columns), the last columns by `$reference(x,
+/// w)`. The loop is one `asm!` block ([`dot4_loop`]), because the compiler spills
+/// registers in it otherwise; `inline(never)` frees `r6` (no base pointer).
+macro_rules! dot4_fn {
+    ($(#[$doc:meta])* $name:ident, $x:ty, $cols:expr, $body:expr, $reference:expr) => {
+        $(#[$doc])*
+        #[inline(never)]
+        fn $name(w4: &[i8], x: &[$x]) -> [i32; 4] {
+            let cols = x.len();
+            let Some(w4) = w4.get(..4 * cols) else {
+                return [0; 4];
+            };
+            let steps = cols / $cols;
+            let body = steps * $cols;
+            let mut acc = [0i32; 4];
+            if steps > 0 {
+                let [mut a0, mut a1, mut a2, mut a3] = acc;
+                // SAFETY: reads `steps * $cols <= cols` elements of `x` and as many bytes
+                // from each of the four rows of `w4` (row `r` starts at `r * cols`; `w4`
+                // holds `4 * cols` bytes), with word loads that ARMv7-M allows unaligned;
+                // `steps >= 1`, so the count-down loop ends. Every register written is
+                // an output. The DSP instructions exist on this target
+                // (cfg(tinyformer_dsp)).
+                unsafe {
+                    dot4_loop!($body, steps, cols, x, w4, a0, a1, a2, a3);
+                }
+                acc = [a0, a1, a2, a3];
+            }
+            let x_tail = x.get(body..).unwrap_or(&[]);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
+                *acc = acc.wrapping_add($reference(x_tail, row_tail));
+            }
+            acc
         }
-        acc = [a0, a1, a2, a3];
-    }
-    let x_tail = x.get(body..).unwrap_or(&[]);
-    for (r, acc) in acc.iter_mut().enumerate() {
-        let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
-        *acc = acc.wrapping_add(dot_i8_reference(row_tail, x_tail));
-    }
-    acc
+    };
 }
+
+dot4_fn!(
+    /// Int8 activations: each unpacked `x` word serves all four rows. Per step of 16
+    /// MACs: 3 instructions for the activations, 5 per row, 2 for the loop (25, 1.56
+    /// per MAC).
+    dot4,
+    i8,
+    STEP,
+    step_i8!(),
+    dot_i8_reference
+);
 
 /// `matvec_i8_reference(rows, x, w, bias, store)`.
 pub(super) fn matvec(rows: usize, x: &[i8], w: &[i8], bias: &[i32], store: impl FnMut(usize, i32)) {
@@ -265,51 +277,17 @@ fn dot_i16(w: &[i8], x: &[i16]) -> i32 {
     acc.wrapping_add(tail)
 }
 
-/// The dot products of four contiguous weight rows `w4` with int16 activations `x`:
-/// [`dot4`]'s loop with the activations loaded as two words and interleaved
-/// (`PKHBT`/`PKHTB`) instead of unpacked from bytes, unrolled twice. Per step of 16
-/// MACs: 4 instructions for the activations, 5 per row, 1 for the loop (25).
-#[inline(never)]
-fn dot4_i16(w4: &[i8], x: &[i16]) -> [i32; 4] {
-    let cols = x.len();
-    let Some(w4) = w4.get(..4 * cols) else {
-        return [0; 4];
-    };
-    // Two 4-column steps per loop iteration (the loop's own two instructions count
-    // once per 32 MACs); the last up to 7 columns go through the reference.
-    let steps = cols / (2 * STEP);
-    let body = steps * 2 * STEP;
-    let mut acc = [0i32; 4];
-    if steps > 0 {
-        let [mut a0, mut a1, mut a2, mut a3] = acc;
-        // SAFETY: reads `steps * 8 <= cols` int16 from `x` and as many bytes from each of
-        // the four rows of `w4` (row `r` starts at `r * cols`; `w4` holds `4 * cols`
-        // bytes), with word loads that ARMv7-M allows unaligned; `steps >= 1`, so the
-        // count-down loop ends. Every register written is an output. The DSP
-        // instructions exist on this target (cfg(tinyformer_dsp)). Registers as in
-        // `dot4` (hence `inline(never)`).
-        unsafe {
-            dot4_loop!(
-                concat!(step_i16!(), step_i16!()),
-                steps,
-                cols,
-                x,
-                w4,
-                a0,
-                a1,
-                a2,
-                a3
-            );
-        }
-        acc = [a0, a1, a2, a3];
-    }
-    let x_tail = x.get(body..).unwrap_or(&[]);
-    for (r, acc) in acc.iter_mut().enumerate() {
-        let row_tail = w4.get(r * cols + body..(r + 1) * cols).unwrap_or(&[]);
-        *acc = acc.wrapping_add(dot_i16_reference(x_tail, row_tail));
-    }
-    acc
-}
+dot4_fn!(
+    /// Int16 activations: [`dot4`]'s loop with the activations loaded as two words and
+    /// interleaved (`PKHBT`/`PKHTB`) instead of unpacked from bytes, unrolled twice.
+    /// Per step of 16 MACs: 4 instructions for the activations, 5 per row, 1 for the
+    /// loop (25).
+    dot4_i16,
+    i16,
+    2 * STEP,
+    concat!(step_i16!(), step_i16!()),
+    dot_i16_reference
+);
 
 /// `matvec_i16_reference(rows, x, w, store)`.
 pub(super) fn matvec_i16(rows: usize, x: &[i16], w: &[i8], store: impl FnMut(usize, i32)) {
