@@ -20,7 +20,7 @@ pub struct Requant {
 
 /// Largest magnitude of the residual stream of the int8 encoder: values are clamped to
 /// `±RESIDUAL_MAX` so that LayerNorm's sum of squares fits `i64` for any hidden size
-/// up to [`crate::format::limits::MAX_HIDDEN`].
+/// up to the model format's `limits::MAX_HIDDEN`.
 pub const RESIDUAL_MAX: i64 = (1 << 24) - 1;
 
 /// Residual-stream scale target: the converter maps the calibrated absolute maximum of

@@ -28,6 +28,9 @@ mod spec;
 #[cfg(feature = "alloc")]
 pub mod writer;
 
+/// The FFN activation lives with its kernels ([`crate::kernels::gelu`]), which need no
+/// part of the format; the header's `activation` byte is its `repr(u8)` code.
+pub use crate::kernels::gelu::Activation;
 pub use self_test::{SelfTestCase, SelfTestCases};
 pub use spec::{scalar, tensor_count, tensor_index, tensor_spec, TensorKind, TensorSpec};
 
@@ -173,33 +176,6 @@ impl DecoderParams {
     /// RoPE theta as `f32`.
     pub fn rope_theta(&self) -> f32 {
         f32::from_bits(self.rope_theta_bits)
-    }
-}
-
-/// FFN activation (config `activation` byte).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u8)]
-pub enum Activation {
-    /// `x * Phi(x)` with the exact error function (HF `gelu`).
-    Gelu = 1,
-    /// The tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh = 2,
-    /// `max(x, 0)`.
-    Relu = 3,
-    /// `x * sigmoid(x)` (SiLU), the gate of a SwiGLU FFN (decoders).
-    Silu = 4,
-}
-
-impl Activation {
-    /// Name as Hugging Face configs spell it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Gelu => "gelu",
-            Self::GeluTanh => "gelu_tanh",
-            Self::Relu => "relu",
-            Self::Silu => "silu",
-        }
     }
 }
 

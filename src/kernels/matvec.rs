@@ -121,8 +121,9 @@ fn matvec_f32_body<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32])
 /// `|sum| <= len * 128 * 128 <= i32::MAX` holds for `len <= 131_071` (`2^17 - 1`).
 ///
 /// Every `in` dimension a validated model can have (`hidden`, `ffn`, `head_dim`) is
-/// bounded by [`crate::format::limits`] well below this; a compile-time assertion
-/// there ties the two together.
+/// bounded by the model format's limits well below this; a compile-time assertion in
+/// the format's `limits` module (which depends on the kernels, not the reverse) ties
+/// the two together.
 pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 128);
 
 /// Dot product of two int8 vectors into `i32`, the scalar reference.
