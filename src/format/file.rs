@@ -6,8 +6,8 @@
 use super::config::hdr;
 use super::directory::{check_entry, check_quant_params, parse_entry, tensor_count_u32};
 use super::{
-    dir, header, read_u32, self_test, tensor_index, Config, FormatError, SelfTestCases, TensorInfo,
-    TensorKind, ALIGN, DIR_ENTRY_LEN, HEADER_LEN,
+    dir, header, read_u32, self_test, tensor_index, tensor_spec, Config, FormatError,
+    SelfTestCases, TensorInfo, TensorKind, ALIGN, DIR_ENTRY_LEN, HEADER_LEN,
 };
 
 /// A validated model file: the config plus zero-copy access to every tensor.
@@ -185,29 +185,87 @@ impl<'a> ModelFile<'a> {
         parse_entry(entry)
     }
 
-    /// Payload bytes of tensor `(kind, layer)`; empty if the model has no such tensor
-    /// (which a validated model only answers for kinds its config does not use).
+    /// Payload bytes of tensor `(kind, layer)`; empty if the config has no such tensor
+    /// (generic code may ask for kinds a config does not use).
     ///
     /// Reads only the entry's offset and length: the load validated every entry
     /// against the canonical list (kind, layer, dtype, shape), so the forward passes,
-    /// which look tensors up on every token, skip decoding the rest.
+    /// which look tensors up on every token, skip decoding the rest. A tensor the
+    /// config uses is always there; a debug build asserts it.
     pub fn tensor_bytes(&self, kind: TensorKind, layer: Option<u16>) -> &'a [u8] {
-        tensor_index(&self.config, kind, layer)
-            .filter(|&i| i < self.tensor_count)
-            .and_then(|i| {
-                let at = self.dir_offset + i as usize * DIR_ENTRY_LEN;
-                let entry = self.bytes.get(at..at + DIR_ENTRY_LEN)?;
-                let offset = read_u32(entry, dir::OFFSET)? as usize;
-                let len = read_u32(entry, dir::LEN)? as usize;
-                self.bytes.get(offset..offset.checked_add(len)?)
-            })
-            .unwrap_or(&[])
+        let Some(index) = tensor_index(&self.config, kind, layer) else {
+            return &[];
+        };
+        let payload = self.payload(index);
+        debug_assert!(
+            payload.is_some(),
+            "tensor {kind:?} (layer {layer:?}): the config uses it but directory entry \
+             {index} has no payload",
+        );
+        payload.unwrap_or(&[])
     }
 
-    /// Tensor `(kind, layer)` viewed as elements of `T` (zero-copy). Empty if absent or
-    /// if `T` does not match the stored layout.
+    /// Tensor `(kind, layer)` viewed as elements of `T` (zero-copy); empty if the
+    /// config has no such tensor.
+    ///
+    /// `T` must be the stored element type or a group of them (`[i32; 2]` for the
+    /// `(multiplier, shift)` pairs of an `i32` table). Asking for a tensor the config
+    /// uses with another `T` is a bug of the caller: a debug build panics naming the
+    /// tensor and `T` when the view does not cast or `T`'s size is not a whole number
+    /// of stored elements; a release build returns an empty slice.
     pub fn tensor<T: bytemuck::Pod>(&self, kind: TensorKind, layer: Option<u16>) -> &'a [T] {
-        bytemuck::try_cast_slice(self.tensor_bytes(kind, layer)).unwrap_or(&[])
+        let bytes = self.tensor_bytes(kind, layer);
+        if bytes.is_empty() {
+            // Not `try_cast_slice`: it refuses the empty slice's dangling address for
+            // any `T` aligned beyond a byte.
+            return &[];
+        }
+        if cfg!(debug_assertions) {
+            self.check_element_type::<T>(kind, layer);
+        }
+        match bytemuck::try_cast_slice(bytes) {
+            Ok(view) => view,
+            Err(_) => {
+                debug_assert!(
+                    false,
+                    "tensor {kind:?} (layer {layer:?}): {} bytes cannot be viewed as {}",
+                    bytes.len(),
+                    core::any::type_name::<T>(),
+                );
+                &[]
+            }
+        }
+    }
+
+    /// Payload of directory entry `index`, reading only its offset and length.
+    fn payload(&self, index: u32) -> Option<&'a [u8]> {
+        if index >= self.tensor_count {
+            return None;
+        }
+        let at = self.dir_offset + index as usize * DIR_ENTRY_LEN;
+        let entry = self.bytes.get(at..at + DIR_ENTRY_LEN)?;
+        let offset = read_u32(entry, dir::OFFSET)? as usize;
+        let len = read_u32(entry, dir::LEN)? as usize;
+        self.bytes.get(offset..offset.checked_add(len)?)
+    }
+
+    /// Debug builds: panics if the config holds tensor `(kind, layer)` and `T` is not
+    /// a whole number of its stored elements (an `i8` view of an `i32` table, say,
+    /// which the byte cast alone would accept).
+    fn check_element_type<T>(&self, kind: TensorKind, layer: Option<u16>) {
+        let Some(index) = tensor_index(&self.config, kind, layer) else {
+            return;
+        };
+        let Some(spec) = tensor_spec(&self.config, index as usize) else {
+            return;
+        };
+        let size = core::mem::size_of::<T>();
+        assert!(
+            size != 0 && size.is_multiple_of(spec.dtype.size()),
+            "tensor {kind:?} (layer {layer:?}) holds {} elements, requested as {}",
+            spec.dtype.name(),
+            core::any::type_name::<T>(),
+        );
     }
 }
 
