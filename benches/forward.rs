@@ -21,6 +21,7 @@ use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
 use tinyformer::format::{
     scalar, tensor_count, tensor_spec, Activation, Arch, Config, DType, Pooling, TensorKind,
 };
+use tinyformer::rng::XorShift64Star;
 use tinyformer::{Decoder, Input, Model, State};
 
 /// An encoder shape.
@@ -50,13 +51,6 @@ const MINILM: Shape = Shape {
     vocab: 30522,
 };
 
-fn lcg(state: &mut u64) -> u32 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*state >> 33) as u32
-}
-
 /// A random model of `shape` in `dtype`: small random weights, valid requantization
 /// pairs (multipliers near 1/64 so activations stay in range), unit LayerNorms.
 fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
@@ -77,7 +71,7 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
         layer_norm_eps_bits: 1e-12f32.to_bits(),
         decoder: None,
     };
-    let mut state = 1u64;
+    let mut rng = XorShift64Star::new(1);
     let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(&config))
         .map(|i| {
             let spec = tensor_spec(&config, i).unwrap();
@@ -109,20 +103,20 @@ fn random_model(shape: &Shape, dtype: DType) -> AlignedBuf {
                 }
                 DType::F32 => (0..n)
                     .flat_map(|_| {
-                        ((lcg(&mut state) % 2001) as f32 / 1000.0 - 1.0)
+                        ((rng.next_u32() % 2001) as f32 / 1000.0 - 1.0)
                             .mul_add(0.05, 0.0)
                             .to_le_bytes()
                     })
                     .collect(),
                 DType::F16 => (0..n)
                     .flat_map(|_| {
-                        half::f16::from_f32((lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05)
+                        half::f16::from_f32((rng.next_u32() % 2001) as f32 / 20000.0 - 0.05)
                             .to_le_bytes()
                     })
                     .collect(),
-                DType::I8 => (0..n).map(|_| lcg(&mut state) as u8).collect(),
+                DType::I8 => (0..n).map(|_| rng.next_u32() as u8).collect(),
                 DType::I32 => (0..n)
-                    .flat_map(|_| ((lcg(&mut state) % 4096) as i32 - 2048).to_le_bytes())
+                    .flat_map(|_| ((rng.next_u32() % 4096) as i32 - 2048).to_le_bytes())
                     .collect(),
             };
             (spec.kind, spec.layer, bytes)
@@ -202,12 +196,12 @@ fn kernels(c: &mut Criterion) {
     use tinyformer::kernels::{attention, gelu, layernorm, softmax};
     use tinyformer::quant::Requant;
     let mut group = c.benchmark_group("kernels");
-    let mut state = 7u64;
+    let mut rng = XorShift64Star::new(7);
 
     // Matrix-vector products of the MiniLM FFN shape (throughput in MACs).
     let (rows, cols) = (1536usize, 384usize);
-    let w: Vec<i8> = (0..rows * cols).map(|_| lcg(&mut state) as i8).collect();
-    let x: Vec<i8> = (0..cols).map(|_| lcg(&mut state) as i8).collect();
+    let w: Vec<i8> = (0..rows * cols).map(|_| rng.next_u32() as i8).collect();
+    let x: Vec<i8> = (0..cols).map(|_| rng.next_u32() as i8).collect();
     let bias = vec![0i32; rows];
     group.throughput(Throughput::Elements((rows * cols) as u64));
     for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
@@ -224,7 +218,7 @@ fn kernels(c: &mut Criterion) {
     // The same weights over a batch of eight tokens (one weight pass per batch where
     // the kernel has a multi-token path).
     let tokens = 8usize;
-    let xs: Vec<i8> = (0..tokens * cols).map(|_| lcg(&mut state) as i8).collect();
+    let xs: Vec<i8> = (0..tokens * cols).map(|_| rng.next_u32() as i8).collect();
     group.throughput(Throughput::Elements((tokens * rows * cols) as u64));
     for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
         let name = format!("matmul_i8 8x1536x384 {kernel:?}");
@@ -253,10 +247,10 @@ fn kernels(c: &mut Criterion) {
     // weighted values; throughput in MACs (2 * seq * head_dim).
     let (seq, hidden, head_dim) = (128usize, 384usize, 32usize);
     let keys: Vec<i8> = (0..seq * hidden)
-        .map(|_| lcg(&mut state) as i8 / 4)
+        .map(|_| rng.next_u32() as i8 / 4)
         .collect();
-    let values: Vec<i8> = (0..seq * hidden).map(|_| lcg(&mut state) as i8).collect();
-    let q: Vec<i8> = (0..head_dim).map(|_| lcg(&mut state) as i8 / 4).collect();
+    let values: Vec<i8> = (0..seq * hidden).map(|_| rng.next_u32() as i8).collect();
+    let q: Vec<i8> = (0..head_dim).map(|_| rng.next_u32() as i8 / 4).collect();
     let to_log2 = Requant::from_real(1.0 / 4096.0 * std::f64::consts::LOG2_E * 65536.0);
     let r = Requant::from_real(1.0 / 32768.0);
     let ctx_rq = vec![[r.multiplier, r.shift]; head_dim];
@@ -281,7 +275,7 @@ fn kernels(c: &mut Criterion) {
     });
 
     // Element-wise kernels (throughput in elements).
-    let score_row: Vec<i32> = (0..128).map(|_| (lcg(&mut state) % 20000) as i32).collect();
+    let score_row: Vec<i32> = (0..128).map(|_| (rng.next_u32() % 20000) as i32).collect();
     group.throughput(Throughput::Elements(128));
     group.bench_function("softmax_q15 128", |b| {
         let mut row = score_row.clone();
@@ -291,7 +285,7 @@ fn kernels(c: &mut Criterion) {
         });
     });
     let resid: Vec<i32> = (0..384)
-        .map(|_| (lcg(&mut state) % 32768) as i32 - 16384)
+        .map(|_| (rng.next_u32() % 32768) as i32 - 16384)
         .collect();
     let gamma = vec![1 << 14; 384];
     let mut normed = vec![0i8; 384];
@@ -306,7 +300,7 @@ fn kernels(c: &mut Criterion) {
         .map(|i| (gelu::gelu(gelu::act_table_input(i) as f32) * 1024.0) as i32)
         .collect();
     let pre: Vec<i32> = (0..1536)
-        .map(|_| (lcg(&mut state) % 16384) as i32 - 8192)
+        .map(|_| (rng.next_u32() % 16384) as i32 - 8192)
         .collect();
     group.throughput(Throughput::Elements(1536));
     group.bench_function("gelu_q10 1536", |b| {
@@ -382,8 +376,8 @@ fn random_decoder(shape: &DecoderShape, dtype: DType) -> AlignedBuf {
     let piece_refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
     let scores = vec![0.0f32; pieces.len()];
     let section = encode_section(&piece_refs, &scores, &SentencePieceConfig::llama2c()).unwrap();
-    let mut state = 3u64;
-    let mut weight = || (lcg(&mut state) % 2001) as f32 / 20000.0 - 0.05;
+    let mut rng = XorShift64Star::new(3);
+    let mut weight = || (rng.next_u32() % 2001) as f32 / 20000.0 - 0.05;
     let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(&config))
         .map(|i| {
             let spec = tensor_spec(&config, i).unwrap();

@@ -4,7 +4,8 @@
 //! - [`tokenizer`]: BERT WordPiece over the vocabulary stored in the file;
 //! - [`model`]: the memory plan and the forward pass (float and full-integer int8);
 //! - [`kernels`]: one op per file, scalar reference implementations;
-//! - [`quant`]: fixed-point helpers.
+//! - [`quant`]: fixed-point helpers;
+//! - [`rng`]: the seeded generator of the sampler and of the tests.
 //!
 //! No heap, no panics on any input, errors as values; the working memory of a forward
 //! pass is a caller-provided arena whose exact size [`Model::arena_bytes`] gives before
@@ -42,6 +43,7 @@ pub mod format;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod rng;
 pub mod tokenizer;
 
 pub use format::{Config, FormatError, ModelFile};

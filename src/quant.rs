@@ -20,7 +20,7 @@ pub struct Requant {
 
 /// Largest magnitude of the residual stream of the int8 encoder: values are clamped to
 /// `±RESIDUAL_MAX` so that LayerNorm's sum of squares fits `i64` for any hidden size
-/// up to [`crate::format::limits::MAX_HIDDEN`].
+/// up to the model format's `limits::MAX_HIDDEN`.
 pub const RESIDUAL_MAX: i64 = (1 << 24) - 1;
 
 /// Residual-stream scale target: the converter maps the calibrated absolute maximum of
@@ -442,9 +442,9 @@ mod scaled_tests {
             );
         }
         // The 32-bit rounding is `round(w / 2^e)` half up, as `shift_round`.
-        let mut seed = 9u64;
+        let mut rng = crate::rng::XorShift64Star::new(9);
         for _ in 0..2000 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let seed = rng.next_u64();
             let bits = (seed >> 59) as u32;
             let wide: [i32; 6] =
                 core::array::from_fn(|i| ((seed >> (i * 5)) as i32) >> bits.min(31));
@@ -542,14 +542,11 @@ mod tests {
 
     #[test]
     fn isqrt_is_floor_sqrt() {
-        let mut x = 1u64;
+        let mut rng = crate::rng::XorShift64Star::new(1);
         for i in 0..if cfg!(miri) { 2_000 } else { 200_000u64 } {
             let r = isqrt_u64(i);
             assert!(r * r <= i && (r + 1) * (r + 1) > i, "{i}");
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let big = x >> 2;
+            let big = rng.next_u64() >> 2;
             let r = isqrt_u64(big);
             assert!(r * r <= big && (r + 1).checked_mul(r + 1).is_none_or(|s| s > big));
         }

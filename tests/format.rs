@@ -220,6 +220,63 @@ fn round_trip_every_dtype() {
     }
 }
 
+/// Typed views: the stored element type (or a group of them) views the payload; a kind
+/// the config does not use is empty, silently, whatever the type.
+#[test]
+fn tensor_views_of_used_and_unused_kinds() {
+    let bytes = model_bytes(DType::I8);
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let file = ModelFile::from_bytes(buf.as_bytes()).unwrap();
+    let h = config(DType::I8).hidden as usize;
+    assert_eq!(file.tensor::<i8>(TensorKind::QueryW, Some(1)).len(), h * h);
+    let pairs: &[[i32; 2]] = file.tensor(TensorKind::QueryRq, Some(0));
+    assert_eq!(pairs.len(), h);
+    assert_eq!(
+        file.tensor::<i32>(TensorKind::QueryRq, Some(0)).len(),
+        2 * h
+    );
+    // Decoder kinds, a layer past the last, a per-layer kind asked at model level.
+    assert!(file.tensor::<i32>(TensorKind::RopeTable, None).is_empty());
+    assert!(file.tensor::<i8>(TensorKind::QueryW, Some(2)).is_empty());
+    assert!(file.tensor::<u8>(TensorKind::QueryW, None).is_empty());
+    assert!(file.tensor_bytes(TensorKind::DecScalars, None).is_empty());
+}
+
+/// A view of a tensor the config uses with the wrong element type is the caller's bug:
+/// a debug build panics (release builds return an empty slice).
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "requested as i8")]
+fn tensor_view_of_wrong_element_type_panics_in_debug() {
+    let bytes = model_bytes(DType::I8);
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let file = ModelFile::from_bytes(buf.as_bytes()).unwrap();
+    // The byte cast alone would accept it: an i32 table has a whole number of bytes.
+    let _ = file.tensor::<i8>(TensorKind::QueryB, Some(0));
+}
+
+/// Same for a byte view of an `f16` matrix.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "holds f16 elements, requested as u8")]
+fn tensor_view_narrower_than_stored_panics_in_debug() {
+    let bytes = model_bytes(DType::F16);
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let file = ModelFile::from_bytes(buf.as_bytes()).unwrap();
+    let _ = file.tensor::<u8>(TensorKind::QueryW, Some(0));
+}
+
+/// And where the byte cast itself fails: groups of three `i8` over a 64-byte matrix.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "64 bytes cannot be viewed as [i8; 3]")]
+fn tensor_view_that_does_not_cast_panics_in_debug() {
+    let bytes = model_bytes(DType::I8);
+    let buf = AlignedBuf::from_bytes(&bytes);
+    let file = ModelFile::from_bytes(buf.as_bytes()).unwrap();
+    let _ = file.tensor::<[i8; 3]>(TensorKind::QueryW, Some(0));
+}
+
 #[test]
 #[cfg_attr(
     miri,

@@ -22,6 +22,7 @@ use tinyformer::kernels::matvec::{dot_i8, matvec_i8, MAX_DOT_LEN};
 use tinyformer::kernels::softmax::{softmax_q15, MASKED};
 use tinyformer::model::MAX_BATCH_ROWS;
 use tinyformer::quant::{saturate_i8, saturate_residual, Requant, RESIDUAL_MAX};
+use tinyformer::rng::XorShift64Star;
 use tinyformer::tokenizer::{encode_section, TokenizerConfig};
 use tinyformer::{Input, Model};
 
@@ -208,9 +209,9 @@ proptest! {
         bias in prop::collection::vec(edgy_i32(), 3),
         pattern in 0u8..3,
     ) {
-        let mut state = seed;
+        let mut rng = XorShift64Star::new(seed);
         let mut next = || -> i8 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let state = rng.next_u64();
             match pattern {
                 0 => (state >> 56) as i8,
                 1 => if state >> 63 == 0 { i8::MIN } else { i8::MAX },
@@ -327,12 +328,10 @@ fn kernels_on_extreme_rows() {
 /// maximum.
 fn score_row() -> impl Strategy<Value = Vec<i32>> {
     (1usize..=512, any::<u64>(), 0u8..4).prop_map(|(n, seed, kind)| {
-        let mut state = seed;
+        let mut rng = XorShift64Star::new(seed);
         (0..n)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                let state = rng.next_u64();
                 let r = (state >> 32) as i32;
                 match (kind, state & 15) {
                     (_, 0) => MASKED,
@@ -466,13 +465,8 @@ fn vocab(size: u32) -> Vec<String> {
 /// A model file for `config` with payloads drawn from `seed`: arbitrary bytes, except
 /// that requantization pairs are valid (as validation requires).
 fn random_model(config: &Config, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        state >> 16
-    };
+    let mut rng = XorShift64Star::new(seed);
+    let mut next = move || rng.next_u64();
     let payloads: Vec<(TensorKind, Option<u16>, Vec<u8>)> = (0..tensor_count(config))
         .map(|i| {
             let spec = tensor_spec(config, i).unwrap();
@@ -486,14 +480,10 @@ fn random_model(config: &Config, seed: u64) -> Vec<u8> {
             };
             if spec.kind.is_requant() {
                 for at in (0..len).step_by(8) {
-                    put_pair(&mut bytes, at, next() ^ (next() << 32));
+                    put_pair(&mut bytes, at, next());
                 }
             } else if spec.kind == TensorKind::LayerScalars {
-                put_pair(
-                    &mut bytes,
-                    4 * scalar::SCORE_TO_LOG2,
-                    next() ^ (next() << 32),
-                );
+                put_pair(&mut bytes, 4 * scalar::SCORE_TO_LOG2, next());
             }
             (spec.kind, spec.layer, bytes)
         })

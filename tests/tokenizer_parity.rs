@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
+use tinyformer::rng::XorShift64Star;
 use tinyformer::tokenizer::{encode_section, Tokenizer, TokenizerConfig, TokenizerError};
 
 const MAX_LEN: usize = 128;
@@ -147,22 +148,7 @@ fn parity_variants() {
     report("variants", &results);
 }
 
-/// xorshift64*: small, seeded, good enough to spread test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn random_bytes(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+fn random_bytes(rng: &mut XorShift64Star, seeds: &[Vec<u8>]) -> Vec<u8> {
     let len = match rng.below(10) {
         0..=5 => rng.below(32),
         6..=8 => rng.below(400),
@@ -170,7 +156,7 @@ fn random_bytes(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     };
     match rng.below(6) {
         // Arbitrary bytes (mostly invalid UTF-8).
-        0 => (0..len).map(|_| rng.next() as u8).collect(),
+        0 => (0..len).map(|_| rng.next_u64() as u8).collect(),
         // Random scalar values, valid UTF-8, all planes.
         1 => {
             let mut s = String::new();
@@ -210,7 +196,7 @@ fn random_bytes(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                     1 if at < s.len() => {
                         s.remove(at);
                     }
-                    2 => s.insert(at, rng.next() as u8),
+                    2 => s.insert(at, rng.next_u64() as u8),
                     3 => {
                         let other = &seeds[rng.below(seeds.len())];
                         let from = rng.below(other.len() + 1);
@@ -233,7 +219,7 @@ fn fuzz_encode_never_panics() {
         .into_iter()
         .map(|g| g.text.into_bytes())
         .collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift64Star::new(0);
     let (mut ok, mut invalid) = (0, 0);
     let mut out = vec![0u32; 600];
     for _ in 0..100_000 {
@@ -310,12 +296,12 @@ fn from_section_refuses_corruption() {
     assert!(accepted < good.len() * 8 / 4);
 
     let full = section(&TokenizerConfig::bert_uncased());
-    let mut rng = Rng(7);
+    let mut rng = XorShift64Star::new(7);
     for _ in 0..200 {
         let mut corrupt = full.clone();
         for _ in 0..=rng.below(3) {
             let at = rng.below(corrupt.len());
-            corrupt[at] = rng.next() as u8;
+            corrupt[at] = rng.next_u64() as u8;
         }
         let _ = Tokenizer::from_section(&corrupt);
         let len = rng.below(full.len());
@@ -323,7 +309,7 @@ fn from_section_refuses_corruption() {
     }
     // Random garbage with a valid magic and version.
     for _ in 0..10_000 {
-        let mut garbage: Vec<u8> = (0..rng.below(200)).map(|_| rng.next() as u8).collect();
+        let mut garbage: Vec<u8> = (0..rng.below(200)).map(|_| rng.next_u64() as u8).collect();
         if garbage.len() >= 8 {
             garbage[..4].copy_from_slice(b"TFTK");
             garbage[4..8].copy_from_slice(&1u32.to_le_bytes());

@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzzer_mutate;
 use tinyformer::format::{header, writer::AlignedBuf, ModelFile, HEADER_LEN};
+use tinyformer::rng::XorShift64Star;
 use tinyformer::Model;
 
 /// Copies `bytes` to a 16-byte aligned buffer, as the model reader requires.
@@ -34,14 +35,6 @@ pub fn split_request(data: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// A tiny xorshift for the mutator's choices (libFuzzer passes a seed).
-fn next(state: &mut u32) -> u32 {
-    *state ^= *state << 13;
-    *state ^= *state >> 17;
-    *state ^= *state << 5;
-    *state
-}
-
 /// The custom mutator of the targets whose input is a model file followed by a request
 /// trailer ([`split_request`]). It keeps valid model files valid most of the time, so
 /// that the fuzzer's time goes into the code behind validation rather than into
@@ -51,7 +44,8 @@ fn next(state: &mut u32) -> u32 {
 /// payload (nine). Whatever changed in the model part, its CRC is then repaired.
 /// Returns the new size, as `fuzz_mutator!` expects.
 pub fn mutate_model_and_request(data: &mut [u8], size: usize, max_size: usize, seed: u32) -> usize {
-    let mut rng = seed | 1;
+    // The mutator's choices, from the seed libFuzzer passes.
+    let mut rng = XorShift64Star::new(u64::from(seed));
     let model_len = split_request(&data[..size]).0.len();
     let model_buf = aligned(&data[..model_len]);
     let (payloads, tokenizer) = match ModelFile::from_bytes(model_buf.as_bytes()) {
@@ -67,7 +61,7 @@ pub fn mutate_model_and_request(data: &mut [u8], size: usize, max_size: usize, s
         }
         Err(_) => (Vec::new(), (0, 0)),
     };
-    let choice = next(&mut rng) % 16;
+    let choice = rng.next_u32() % 16;
     if payloads.is_empty() || choice == 0 {
         // Anything goes, then the CRC of the (new) model part is repaired.
         let new_size = fuzzer_mutate(data, size, max_size);
@@ -87,11 +81,11 @@ pub fn mutate_model_and_request(data: &mut [u8], size: usize, max_size: usize, s
     let (offset, len) = match choice {
         5 => (0, HEADER_LEN),
         6 if tokenizer.1 > 0 => tokenizer,
-        _ => payloads[next(&mut rng) as usize % payloads.len()],
+        _ => payloads[rng.next_u32() as usize % payloads.len()],
     };
     // A window of the region, length kept.
-    let start = offset + next(&mut rng) as usize % len;
-    let window = (offset + len - start).min(1 + next(&mut rng) as usize % 64);
+    let start = offset + rng.next_u32() as usize % len;
+    let window = (offset + len - start).min(1 + rng.next_u32() as usize % 64);
     let mut scratch = data[start..start + window].to_vec();
     let n = fuzzer_mutate(&mut scratch, window, window);
     data[start..start + n].copy_from_slice(&scratch[..n]);

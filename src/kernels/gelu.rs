@@ -2,7 +2,33 @@
 //! interpolation in an [`ACT_TABLE_LEN`]-entry (513) table the converter samples from
 //! these same functions.
 
-use crate::format::Activation;
+/// FFN activation. The model header stores it as its `repr(u8)` code (the config's
+/// `activation` byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Activation {
+    /// `x * Phi(x)` with the exact error function (HF `gelu`).
+    Gelu = 1,
+    /// The tanh approximation (HF `gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh = 2,
+    /// `max(x, 0)`.
+    Relu = 3,
+    /// `x * sigmoid(x)` (SiLU), the gate of a SwiGLU FFN (decoders).
+    Silu = 4,
+}
+
+impl Activation {
+    /// Name as Hugging Face configs spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Gelu => "gelu",
+            Self::GeluTanh => "gelu_tanh",
+            Self::Relu => "relu",
+            Self::Silu => "silu",
+        }
+    }
+}
 
 /// `x * Phi(x)` with the exact error function.
 #[inline]

@@ -121,8 +121,9 @@ fn matvec_f32_body<W: Weight>(out: &mut [f32], x: &[f32], w: &[W], bias: &[f32])
 /// `|sum| <= len * 128 * 128 <= i32::MAX` holds for `len <= 131_071` (`2^17 - 1`).
 ///
 /// Every `in` dimension a validated model can have (`hidden`, `ffn`, `head_dim`) is
-/// bounded by [`crate::format::limits`] well below this; a compile-time assertion
-/// there ties the two together.
+/// bounded by the model format's limits well below this; a compile-time assertion in
+/// the format's `limits` module (which depends on the kernels, not the reverse) ties
+/// the two together.
 pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 128);
 
 /// Dot product of two int8 vectors into `i32`, the scalar reference.
@@ -679,6 +680,7 @@ mod vnni;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::XorShift64Star;
 
     #[test]
     fn float_matvec_small() {
@@ -708,17 +710,15 @@ mod tests {
         Int8Kernel::ALL.into_iter().filter(|k| k.is_available())
     }
 
-    fn lcg(state: &mut u64) -> i8 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 56) as i8
+    /// The high byte of the next 32 bits.
+    fn random_i8(rng: &mut XorShift64Star) -> i8 {
+        (rng.next_u32() >> 24) as i8
     }
 
     /// Vectors of length `len`: random, all -128, all 127, alternating extremes.
-    fn patterns(len: usize, state: &mut u64) -> [Vec<i8>; 4] {
+    fn patterns(len: usize, rng: &mut XorShift64Star) -> [Vec<i8>; 4] {
         [
-            (0..len).map(|_| lcg(state)).collect(),
+            (0..len).map(|_| random_i8(rng)).collect(),
             vec![-128; len],
             vec![127; len],
             (0..len)
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn dot_kernels_match_reference() {
-        let mut state = 1;
+        let mut rng = XorShift64Star::new(1);
         // Miri interprets every instruction: a sample of the lengths there.
         let lens: Vec<usize> = if cfg!(miri) {
             vec![0, 1, 15, 16, 17, 33, 100]
@@ -738,8 +738,8 @@ mod tests {
         };
         for kernel in available() {
             for &len in &lens {
-                let a = patterns(len, &mut state);
-                let b = patterns(len, &mut state);
+                let a = patterns(len, &mut rng);
+                let b = patterns(len, &mut rng);
                 for x in &a {
                     for y in &b {
                         let want = dot_i8_reference(x, y);
@@ -759,7 +759,7 @@ mod tests {
 
     #[test]
     fn matvec_kernels_match_reference() {
-        let mut state = 2;
+        let mut rng = XorShift64Star::new(2);
         let biases = [0, 1, -7, i32::MAX, i32::MIN, 1 << 30];
         let (rows_max, cols_list): (usize, &[usize]) = if cfg!(miri) {
             (5, &[0, 1, 16, 17, 33])
@@ -774,9 +774,9 @@ mod tests {
         for kernel in available() {
             for rows in 0..=rows_max {
                 for &cols in cols_list {
-                    for (x, w) in patterns(cols, &mut state)
+                    for (x, w) in patterns(cols, &mut rng)
                         .into_iter()
-                        .zip(patterns(rows * cols, &mut state))
+                        .zip(patterns(rows * cols, &mut rng))
                     {
                         let bias: Vec<i32> = (0..rows).map(|o| biases[o % biases.len()]).collect();
                         // Full weights, then weights missing the last rows (read as zero)
@@ -804,7 +804,7 @@ mod tests {
 
     #[test]
     fn matmul_kernels_match_reference() {
-        let mut state = 3;
+        let mut rng = XorShift64Star::new(3);
         let (tokens_max, rows_max, cols_list): (usize, usize, &[usize]) = if cfg!(miri) {
             (5, 3, &[0, 1, 33])
         } else {
@@ -814,9 +814,9 @@ mod tests {
             for tokens in 0..=tokens_max {
                 for rows in 0..=rows_max {
                     for &cols in cols_list {
-                        for (xs, w) in patterns(tokens * cols, &mut state)
+                        for (xs, w) in patterns(tokens * cols, &mut rng)
                             .into_iter()
-                            .zip(patterns(rows * cols, &mut state))
+                            .zip(patterns(rows * cols, &mut rng))
                         {
                             let bias: Vec<i32> = (0..rows as i32).map(|o| o - 2).collect();
                             // Full weights, then weights missing the last rows.
@@ -844,7 +844,7 @@ mod tests {
 
     #[test]
     fn strided_dots_match_reference() {
-        let mut state = 4;
+        let mut rng = XorShift64Star::new(4);
         let lens: &[usize] = if cfg!(miri) {
             &[0, 5, 33]
         } else {
@@ -854,9 +854,9 @@ mod tests {
             for &cols in lens {
                 for keys_n in 0..=9 {
                     for stride in [cols, cols + 3, 2 * cols + 32] {
-                        for (q, keys) in patterns(cols, &mut state)
+                        for (q, keys) in patterns(cols, &mut rng)
                             .into_iter()
-                            .zip(patterns(keys_n * stride + cols, &mut state))
+                            .zip(patterns(keys_n * stride + cols, &mut rng))
                         {
                             // Whole rows, then a matrix that ends inside its last row.
                             for keys in
@@ -880,11 +880,11 @@ mod tests {
 
     /// Int16 activation rows of length `len` at the extremes the narrowing allows
     /// (`±i16_activation_limit(len)`), zeros, and pseudo-random values.
-    fn patterns_i16(len: usize, state: &mut u64) -> [Vec<i16>; 3] {
+    fn patterns_i16(len: usize, rng: &mut XorShift64Star) -> [Vec<i16>; 3] {
         let top = crate::quant::i16_activation_limit(len);
         let random = (0..len)
             .map(|_| {
-                let a = i32::from(lcg(state)) * 256 + i32::from(lcg(state));
+                let a = i32::from(random_i8(rng)) * 256 + i32::from(random_i8(rng));
                 (a % (i32::from(top) + 1)) as i16
             })
             .collect();
@@ -899,7 +899,7 @@ mod tests {
 
     #[test]
     fn int16_kernels_match_reference() {
-        let mut state = 5;
+        let mut rng = XorShift64Star::new(5);
         let (rows_max, cols_list): (usize, &[usize]) = if cfg!(miri) {
             (5, &[0, 1, 16, 17, 33])
         } else {
@@ -908,8 +908,8 @@ mod tests {
         for kernel in available() {
             for rows in 0..=rows_max {
                 for &cols in cols_list {
-                    for x in patterns_i16(cols, &mut state) {
-                        for w in patterns(rows * cols, &mut state) {
+                    for x in patterns_i16(cols, &mut rng) {
+                        for w in patterns(rows * cols, &mut rng) {
                             // Full weights, then weights missing the last rows.
                             for w in [&w[..], &w[..w.len() * 2 / 3]] {
                                 let mut want = vec![0; rows];
@@ -936,8 +936,8 @@ mod tests {
         for &cols in &[0usize, 4, 8, 16, 12, 64] {
             for keys_n in 0..=5 {
                 for stride in [cols, cols + 3] {
-                    for q in patterns_i16(cols, &mut state) {
-                        for keys in patterns(keys_n * stride + cols, &mut state) {
+                    for q in patterns_i16(cols, &mut rng) {
+                        for keys in patterns(keys_n * stride + cols, &mut rng) {
                             let short = &keys[..keys.len().saturating_sub(cols / 2 + 1)];
                             for keys in [&keys[..], short] {
                                 let mut want = vec![7; keys_n];
@@ -1005,9 +1005,9 @@ mod tests {
                 .expect("TINYFORMER_COST_KERNEL names an available kernel"),
             Err(_) => Int8Kernel::best(),
         };
-        let mut state = 3;
-        let x: Vec<i8> = (0..COLS).map(|_| lcg(&mut state)).collect();
-        let w: Vec<i8> = (0..ROWS * COLS).map(|_| lcg(&mut state)).collect();
+        let mut rng = XorShift64Star::new(3);
+        let x: Vec<i8> = (0..COLS).map(|_| random_i8(&mut rng)).collect();
+        let w: Vec<i8> = (0..ROWS * COLS).map(|_| random_i8(&mut rng)).collect();
         let mut got = vec![0; ROWS];
         tinyformer_int8_cost_begin();
         matvec_i8_with(kernel, ROWS, &x, &w, &[], |o, v| got[o] = v);

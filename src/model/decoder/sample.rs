@@ -29,19 +29,19 @@
 //!    `min((W - ceil(p W)) / (n - 1) + 1, 2^30)` are dropped before sorting (llama2.c's
 //!    cut): they weigh `W - ceil(p W)` at most together, so the nucleus never reaches
 //!    them and the result is the same as sorting everything.
-//! 4. **Draw.** One 32-bit number `u` from xorshift64* (llama2.c's `random_u32`),
-//!    `r = floor(u * C / 2^32)` in `[0, C)`, and the token is the first candidate whose
-//!    running weight sum exceeds `r`. Each token's probability differs from
-//!    `w_i / C` by less than `2^-32` (the `u` values that land on it form an interval);
-//!    no modulo is involved. Without top-k or top-p the candidates are all tokens in
+//! 4. **Draw.** One 32-bit number `u` from xorshift64* ([`XorShift64Star`], llama2.c's
+//!    `random_u32`), `r = floor(u * C / 2^32)` in `[0, C)`, and the token is the first
+//!    candidate whose running weight sum exceeds `r`. Each token's probability differs
+//!    from `w_i / C` by less than `2^-32` (the `u` values that land on it form an
+//!    interval); no modulo is involved. Without top-k or top-p the candidates are all tokens in
 //!    id order and no scratch is used.
 //!
 //! Every call with `T > 0` advances the generator by exactly one step, whatever the
 //! logits; greedy calls (`T = 0`) do not touch it.
 //!
 //! **Accuracy.** The probabilities `w_i / W` differ from an f64 softmax of
-//! `(l_i - max) / T` by at most 1.5e-6 absolute; relatively by 7.4e-6 for probabilities
-//! above 1e-3 and 3.6e-4 above 1e-6 (where the last Q30 unit of small weights
+//! `(l_i - max) / T` by at most 1.5e-6 absolute; relatively by 7.8e-6 for probabilities
+//! above 1e-3 and 3.7e-4 above 1e-6 (where the last Q30 unit of small weights
 //! dominates). Measured over 2,000 random rows (test `probabilities_match_f64_softmax`);
 //! a million draws match the f64 softmax with chi-square 12.9 and 6.1 (11 degrees of
 //! freedom) at temperatures 1 and 0.5 (`frequencies_match_softmax`).
@@ -75,6 +75,7 @@
 //! ```
 
 use crate::quant::{exp2_neg_q16_below_31, LOG2_E};
+use crate::rng::XorShift64Star;
 use core::cmp::Ordering;
 use core::fmt;
 
@@ -522,35 +523,6 @@ fn pick_among(logits: &[i32], candidates: &[u32], weights: &Weights, r: u64) -> 
     )
 }
 
-/// Vigna's xorshift64* with llama2.c's constants (`random_u32`): 32-bit outputs from
-/// the high half of the scrambled state.
-#[derive(Clone, Debug)]
-struct XorShift64Star {
-    state: u64,
-}
-
-impl XorShift64Star {
-    /// The state is the seed through the splitmix64 finalizer: 0, a fixed point of
-    /// xorshift, and neighbouring seeds all give unrelated non-zero states. (The one
-    /// seed that the finalizer, a bijection, maps to 0 gets a fixed non-zero state.)
-    fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Self {
-            state: if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z },
-        }
-    }
-
-    fn next_u32(&mut self) -> u32 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,22 +530,15 @@ mod tests {
 
     const Q: f64 = 65536.0;
 
-    fn next(state: &mut u64) -> u64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *state >> 11
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(state: &mut u64) -> f64 {
-        next(state) as f64 / (1u64 << 53) as f64
+    /// 53 random bits (the ranges the tests take from it assume 53).
+    fn next(rng: &mut XorShift64Star) -> u64 {
+        rng.next_u64() >> 11
     }
 
     /// `n` logits uniform in `±spread` (real units), as Q16.16.
-    fn random_logits(state: &mut u64, n: usize, spread: f64) -> Vec<i32> {
+    fn random_logits(rng: &mut XorShift64Star, n: usize, spread: f64) -> Vec<i32> {
         (0..n)
-            .map(|_| ((unit(state) * 2.0 - 1.0) * spread * Q).round() as i32)
+            .map(|_| ((rng.next_f64() * 2.0 - 1.0) * spread * Q).round() as i32)
             .collect()
     }
 
@@ -682,9 +647,9 @@ mod tests {
         assert_eq!(argmax(&[-3, -1, -2]), 1);
         assert_eq!(argmax(&[i32::MIN, 0, i32::MAX, i32::MAX]), 2);
         let mut sampler = Sampler::new(SamplerSettings::GREEDY, 1).unwrap();
-        let mut state = 3u64;
+        let mut rng = XorShift64Star::new(3);
         for n in 1..if cfg!(miri) { 20 } else { 200 } {
-            let mut logits = random_logits(&mut state, n, 3.0);
+            let mut logits = random_logits(&mut rng, n, 3.0);
             // Coarse values make ties common.
             logits.iter_mut().for_each(|l| *l &= !0x7FFF);
             let want = argmax(&logits);
@@ -702,11 +667,11 @@ mod tests {
 
     #[test]
     fn small_temperatures_are_greedy() {
-        let mut state = 11u64;
+        let mut rng = XorShift64Star::new(11);
         for case in 0..if cfg!(miri) { 12 } else { 300 } {
             let n = 2 + case % 100;
-            let mut logits = random_logits(&mut state, n, 8.0);
-            let best = (next(&mut state) % n as u64) as usize;
+            let mut logits = random_logits(&mut rng, n, 8.0);
+            let best = (next(&mut rng) % n as u64) as usize;
             // A unique maximum, ahead of the runner-up by at least 1/16.
             let runner_up = logits.iter().copied().max().unwrap();
             logits[best] = runner_up + 4096;
@@ -722,14 +687,14 @@ mod tests {
     /// the figures quoted in the module docs.
     #[test]
     fn probabilities_match_f64_softmax() {
-        let mut state = 5u64;
+        let mut rng = XorShift64Star::new(5);
         let (mut worst_abs, mut worst_rel, mut worst_rel_1e3) = (0f64, 0f64, 0f64);
         for case in 0..if cfg!(miri) { 20 } else { 2000 } {
-            let n = 1 + (next(&mut state) % 300) as usize;
+            let n = 1 + (next(&mut rng) % 300) as usize;
             let spread = [0.5, 4.0, 16.0, 64.0][case % 4];
             let t = [0.25, 0.5, 1.0, 1.7, 4.0][case % 5];
             let temperature_q16 = (t * Q) as u32;
-            let logits = random_logits(&mut state, n, spread);
+            let logits = random_logits(&mut rng, n, spread);
             let max = *logits.iter().max().unwrap();
             let weights = Weights {
                 max,
@@ -752,9 +717,10 @@ mod tests {
             "max abs error {worst_abs:.3e}, max rel error {worst_rel:.3e} (p > 1e-6), \
              {worst_rel_1e3:.3e} (p > 1e-3)"
         );
+        // Measured 1.49e-6, 3.75e-4 and 7.78e-6: each guard fails at twice its figure.
         assert!(worst_abs < 2e-6, "{worst_abs}");
-        assert!(worst_rel < 1e-3, "{worst_rel}");
-        assert!(worst_rel_1e3 < 2e-5, "{worst_rel_1e3}");
+        assert!(worst_rel < 6e-4, "{worst_rel}");
+        assert!(worst_rel_1e3 < 1.2e-5, "{worst_rel_1e3}");
     }
 
     /// Empirical frequencies over a million draws against the f64 softmax, at
@@ -798,19 +764,19 @@ mod tests {
 
     #[test]
     fn top_k_draws_only_from_the_k_largest() {
-        let mut state = 17u64;
+        let mut rng = XorShift64Star::new(17);
         let (cases, draws, max_n) = if cfg!(miri) {
             (8, 4, 40)
         } else {
             (400, 50, 300)
         };
         for case in 0..cases {
-            let n = 2 + (next(&mut state) % max_n) as usize;
-            let mut logits = random_logits(&mut state, n, [0.5, 3.0, 20.0][case % 3]);
+            let n = 2 + (next(&mut rng) % max_n) as usize;
+            let mut logits = random_logits(&mut rng, n, [0.5, 3.0, 20.0][case % 3]);
             if case % 2 == 0 {
                 logits.iter_mut().for_each(|l| *l &= !0x3FFF); // ties
             }
-            let k = 1 + (next(&mut state) % (n as u64 - 1)) as usize;
+            let k = 1 + (next(&mut rng) % (n as u64 - 1)) as usize;
             let top_p = [Q16_ONE, 60000, 30000][case % 3];
             let temperature_q16 = [Q16_ONE, 200_000, 20_000][case % 3];
             let mut sampler =
@@ -832,7 +798,7 @@ mod tests {
     /// integer nucleus differs from the exact f64 one.
     #[test]
     fn top_p_draws_only_from_the_f64_nucleus() {
-        let mut state = 23u64;
+        let mut rng = XorShift64Star::new(23);
         let (mut cases, mut differ) = (0, 0);
         let (rows, draws, max_n) = if cfg!(miri) {
             (8, 4, 40)
@@ -840,9 +806,9 @@ mod tests {
             (600, 40, 400)
         };
         for case in 0..rows {
-            let n = 1 + (next(&mut state) % max_n) as usize;
-            let logits = random_logits(&mut state, n, [0.5, 3.0, 10.0][case % 3]);
-            let top_p_q16 = 1 + (next(&mut state) % u64::from(Q16_ONE - 1)) as u32;
+            let n = 1 + (next(&mut rng) % max_n) as usize;
+            let logits = random_logits(&mut rng, n, [0.5, 3.0, 10.0][case % 3]);
+            let top_p_q16 = 1 + (next(&mut rng) % u64::from(Q16_ONE - 1)) as u32;
             let top_k = [0, 0, 10, 100][case % 4];
             let temperature_q16 = [Q16_ONE, 30_000, 150_000][case % 3];
             let s = settings(temperature_q16, top_k, top_p_q16);
@@ -881,8 +847,8 @@ mod tests {
     #[test]
     fn same_seed_same_sequence_and_seed_zero_works() {
         let (length, uniform_draws) = if cfg!(miri) { (20, 400) } else { (200, 8000) };
-        let mut state = 29u64;
-        let logits = random_logits(&mut state, 50, 2.0);
+        let mut rng = XorShift64Star::new(29);
+        let logits = random_logits(&mut rng, 50, 2.0);
         for s in [
             settings(Q16_ONE, 0, Q16_ONE),
             settings(Q16_ONE, 10, Q16_ONE),
@@ -965,8 +931,8 @@ mod tests {
     #[test]
     fn vocabulary_of_2_pow_20() {
         let n = if cfg!(miri) { 1 << 10 } else { 1 << 20 };
-        let mut state = 37u64;
-        let random = random_logits(&mut state, n, 10.0);
+        let mut rng = XorShift64Star::new(37);
+        let random = random_logits(&mut rng, n, 10.0);
         let uniform = vec![-5 * 65536; n];
         let mut scratch = vec![0u32; scratch_len(n)];
         assert_eq!(scratch.len(), n);
@@ -1051,10 +1017,10 @@ mod tests {
     /// maxima (also below the logit) and temperatures, 0 included.
     #[test]
     fn weights_match_reference_formulation() {
-        let mut state = 47u64;
+        let mut rng = XorShift64Star::new(47);
         let temperatures: Vec<u32> = (0..if cfg!(miri) { 30 } else { 3_000 })
             .map(|_| {
-                let bits = next(&mut state);
+                let bits = next(&mut rng);
                 (bits >> (20 + bits % 24)) as u32
             })
             .chain([0, 1, 2, 52_429, 65_536, u32::MAX])
@@ -1066,14 +1032,14 @@ mod tests {
                 let spread = [1u64 << 10, 1 << 20, 1 << 26, 1 << 33][case % 4];
                 let max = match case % 5 {
                     0 => extremes[case % extremes.len()],
-                    _ => (next(&mut state) % spread) as i32 - (spread / 2) as i32,
+                    _ => (next(&mut rng) % spread) as i32 - (spread / 2) as i32,
                 };
                 let weights = Weights {
                     max,
                     inv_temperature,
                 };
                 for _ in 0..20 {
-                    let logit = max.wrapping_sub((next(&mut state) % spread) as i32);
+                    let logit = max.wrapping_sub((next(&mut rng) % spread) as i32);
                     assert_eq!(weights.of(logit), weight_reference(&weights, logit));
                 }
                 for logit in extremes {
@@ -1085,9 +1051,9 @@ mod tests {
 
     #[test]
     fn inverse_temperature_is_accurate() {
-        let mut state = 41u64;
+        let mut rng = XorShift64Star::new(41);
         let temperatures = (0..if cfg!(miri) { 200 } else { 10_000 })
-            .map(|_| (next(&mut state) >> 21) as u32)
+            .map(|_| (next(&mut rng) >> 21) as u32)
             .chain([1, 2, 3, 65535, 65536, 65537, u32::MAX, u32::MAX - 1]);
         for t in temperatures.filter(|&t| t > 0) {
             let inv = InvTemperature::new(t);
@@ -1101,9 +1067,9 @@ mod tests {
 
     #[test]
     fn threshold_and_draw_scaling_are_exact() {
-        let mut state = 43u64;
+        let mut rng = XorShift64Star::new(43);
         let totals = (0..if cfg!(miri) { 200 } else { 20_000 })
-            .map(|_| next(&mut state) << 9 >> (next(&mut state) % 40))
+            .map(|_| next(&mut rng) << 9 >> (next(&mut rng) % 40))
             .chain([1, 2, 1 << 30, (1 << 62) - 1, u32::MAX as u64 * (1 << 30)])
             .collect::<Vec<u64>>();
         for total in totals {
@@ -1112,7 +1078,7 @@ mod tests {
                 let want = (u128::from(total) * p as u128).div_ceil(1 << 16);
                 assert_eq!(u128::from(nucleus_threshold(total, p)), want);
             }
-            for u in [0, 1, 0x8000_0000, u32::MAX, next(&mut state) as u32] {
+            for u in [0, 1, 0x8000_0000, u32::MAX, next(&mut rng) as u32] {
                 let want = (u128::from(u) * u128::from(total)) >> 32;
                 let got = scale_draw(u, total);
                 assert_eq!(u128::from(got), want);
