@@ -348,31 +348,8 @@ mod tests {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        let mut rng = XorShift64Star::new(3);
         let rows = if cfg!(miri) { 0 } else { 3_000 };
-        for case in 0..rows {
-            let n = case % 71;
-            let spread = [1.0, 300.0, 1e5, 1e8, 4.2e9][case % 5];
-            let mut row: Vec<i32> = (0..n)
-                .map(|_| {
-                    if rng.next_f64() < 0.05 {
-                        MASKED
-                    } else {
-                        ((rng.next_f64() - 0.5) * spread) as i32
-                    }
-                })
-                .collect();
-            if case % 7 == 0 && n > 0 {
-                row[0] = i32::MAX;
-                row[n - 1] = i32::MIN + 1;
-            }
-            let to_log2 = [
-                Requant::from_real(1.0 / 64.0 * core::f64::consts::LOG2_E * 65536.0),
-                Requant::from_real(1e-7),
-                Requant::new(i32::MAX, 30),
-                Requant::new(1 << 30, -31),
-                crate::quant::LOG2_E,
-            ][case % 5];
+        for (case, (row, to_log2)) in comparison_rows(rows, 3).into_iter().enumerate() {
             let Some(max) = row.iter().copied().filter(|&s| s != MASKED).max() else {
                 continue;
             };
