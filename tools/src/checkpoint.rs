@@ -483,16 +483,35 @@ fn parse_vocab_txt(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(text.lines().map(str::to_string).collect())
 }
 
-/// The parts of a Hugging Face `tokenizer.json` the converter reads; each is parsed
-/// further on its own so that errors can name the field.
+/// The parts of a Hugging Face `tokenizer.json` the converter reads. Each part is
+/// read into its own type afterwards, so that an error names the field; `normalizer`
+/// and `pre_tokenizer` are kept as JSON because a refusal quotes them.
 #[derive(Deserialize)]
 struct TokenizerJson {
     model: serde_json::Value,
     /// `null` (or absent): no normalization at all.
     #[serde(default)]
-    normalizer: serde_json::Value,
+    normalizer: Option<serde_json::Value>,
+    /// `null` (or absent): no pre-tokenizer.
     #[serde(default)]
-    pre_tokenizer: serde_json::Value,
+    pre_tokenizer: Option<serde_json::Value>,
+}
+
+/// The `type` tag of a `tokenizer.json` component (normalizer, pre-tokenizer), which
+/// says how to read the rest.
+#[derive(Deserialize)]
+struct TypeTag {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl TypeTag {
+    /// The tag of `value` at JSON path `field` (`None` when absent or `null`).
+    fn of(value: &serde_json::Value, field: &str) -> Result<Option<String>> {
+        Self::deserialize(value)
+            .map(|tag| tag.kind)
+            .map_err(|e| anyhow!("tokenizer.json: field `{field}`: {e}"))
+    }
 }
 
 /// `tokenizer.json` `model`: a WordPiece model as tinyformer's tokenizer implements
@@ -507,6 +526,17 @@ struct WordPieceJson {
     continuing_subword_prefix: Option<String>,
     #[serde(default)]
     max_input_chars_per_word: Option<u64>,
+    /// Token -> id; `None` when the field is missing.
+    #[serde(default)]
+    vocab: Option<BTreeMap<String, VocabId>>,
+}
+
+/// A `model.vocab` value: an id, or anything else (refused naming the token).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VocabId {
+    Id(u64),
+    NotAnId(serde::de::IgnoredAny),
 }
 
 /// HF `BertNormalizer` as `tokenizers` serialises it; absent fields take its
@@ -612,7 +642,7 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
     if model.kind.as_deref() != Some("WordPiece") {
         bail!(
             "tokenizer.json: field `model.type` is {}, only WordPiece is supported",
-            json.model["type"]
+            serde_json::json!(model.kind)
         );
     }
     let refuse = |field: &str, value: &dyn std::fmt::Display, supported: &str| {
@@ -635,33 +665,26 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
     if let Some(n) = model.max_input_chars_per_word.filter(|&n| n != 100) {
         return Err(refuse("model.max_input_chars_per_word", &n, "100"));
     }
-    match json.pre_tokenizer["type"].as_str() {
-        None if json.pre_tokenizer.is_null() => {}
-        Some("BertPreTokenizer") => {}
-        _ => {
-            return Err(refuse(
-                "pre_tokenizer",
-                &json.pre_tokenizer,
-                "BertPreTokenizer",
-            ))
+    if let Some(pre) = &json.pre_tokenizer {
+        let kind = TypeTag::deserialize(pre).ok().and_then(|tag| tag.kind);
+        if kind.as_deref() != Some("BertPreTokenizer") {
+            return Err(refuse("pre_tokenizer", pre, "BertPreTokenizer"));
         }
     }
-    let settings = normalizer_settings(&json.normalizer, "normalizer")?;
+    let settings = normalizer_settings(json.normalizer.as_ref(), "normalizer")?;
 
-    let map = json.model["vocab"]
-        .as_object()
+    let map = model
+        .vocab
         .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab` is missing"))?;
     let mut vocab = vec![String::new(); map.len()];
     for (token, id) in map {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab.{token}` is not an id"))?;
-        *usize::try_from(id)
-            .ok()
-            .and_then(|i| vocab.get_mut(i))
-            .ok_or_else(|| {
-                anyhow!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range")
-            })? = token.clone();
+        let VocabId::Id(id) = id else {
+            bail!("tokenizer.json: field `model.vocab.{token}` is not an id");
+        };
+        let Some(slot) = usize::try_from(id).ok().and_then(|i| vocab.get_mut(i)) else {
+            bail!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range");
+        };
+        *slot = token;
     }
     Ok((vocab, settings))
 }
@@ -671,15 +694,20 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
 /// holding at most one of those. Anything else is refused: other normalizers (NFC,
 /// `Lowercase`, `StripAccents`, ...) differ from the BERT steps in small ways (e.g.
 /// `StripAccents` drops every combining mark, `BertNormalizer` only nonspacing ones).
-fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<TokenizerSettings> {
-    let kind = value["type"].as_str();
-    match kind {
-        None if value.is_null() => Ok(TokenizerSettings {
+fn normalizer_settings(
+    value: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<TokenizerSettings> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(TokenizerSettings {
             lowercase: false,
             strip_accents: false,
             chinese_chars: false,
             clean_text: false,
-        }),
+        });
+    };
+    let kind = TypeTag::of(value, field)?;
+    match kind.as_deref() {
         Some("BertNormalizer") => {
             let n = BertNormalizerJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (BertNormalizer): {e}"))?;
@@ -694,8 +722,8 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
             let seq = SequenceJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (Sequence): {e}"))?;
             match seq.normalizers.as_slice() {
-                [] => normalizer_settings(&serde_json::Value::Null, field),
-                [one] => normalizer_settings(one, &format!("{field}.normalizers[0]")),
+                [] => normalizer_settings(None, field),
+                [one] => normalizer_settings(Some(one), &format!("{field}.normalizers[0]")),
                 more => bail!(
                     "tokenizer.json: field `{field}.normalizers` chains {} normalizers; \
                      tinyformer's tokenizer supports one BertNormalizer",
@@ -706,18 +734,28 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
         _ => bail!(
             "tokenizer.json: field `{field}.type` is {}; tinyformer's tokenizer supports \
              BertNormalizer (alone or as the only member of a Sequence) or none",
-            value["type"]
+            serde_json::json!(kind)
         ),
     }
 }
 
+/// The pooling modes of a sentence-transformers pooling module's `config.json` that
+/// tinyformer implements (others, such as max pooling, are refused when set alone).
+#[derive(Deserialize)]
+struct PoolingConfigJson {
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
 /// A sentence-transformers pooling module says mean or CLS pooling.
 fn parse_pooling_config(bytes: &[u8]) -> Result<Pooling> {
-    let cfg: serde_json::Value = parse_json(bytes)?;
-    if cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
+    let cfg: PoolingConfigJson = parse_json(bytes)?;
+    if cfg.pooling_mode_mean_tokens {
         return Ok(Pooling::Mean);
     }
-    if cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
+    if cfg.pooling_mode_cls_token {
         return Ok(Pooling::Cls);
     }
     bail!("only `pooling_mode_mean_tokens` or `pooling_mode_cls_token` pooling is supported")
@@ -741,18 +779,29 @@ fn pooling_module_config(dir: &Path) -> Result<Option<PathBuf>> {
     if !modules.exists() {
         return Ok(None);
     }
-    let list: Vec<serde_json::Value> = read_json(&modules)?;
+    let list: Vec<ModuleJson> = read_json(&modules)?;
     Ok(list
-        .iter()
+        .into_iter()
         .find(|m| {
-            m["type"]
-                .as_str()
+            m.kind
+                .as_deref()
                 .is_some_and(|t| t.ends_with("models.Pooling"))
         })
         .map(|m| {
-            let sub = m["path"].as_str().unwrap_or("1_Pooling");
+            let sub = m.path.as_deref().unwrap_or("1_Pooling");
             dir.join(sub).join("config.json")
         }))
+}
+
+/// One entry of a sentence-transformers `modules.json`.
+#[derive(Deserialize)]
+struct ModuleJson {
+    /// The module's class, e.g. `sentence_transformers.models.Pooling`.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    /// Its directory, relative to the checkpoint.
+    #[serde(default)]
+    path: Option<String>,
 }
 
 #[cfg(test)]
@@ -825,6 +874,55 @@ mod tests {
             err.contains("config.json: field `num_hidden_layers`: 4000000000 is outside 1..=64"),
             "{err}"
         );
+    }
+
+    /// The typed `tokenizer.json` reading still names the field of each refusal.
+    #[test]
+    fn tokenizer_json_errors_name_the_field() {
+        let model = |vocab: &str| {
+            format!(r#"{{"model":{{"type":"WordPiece","vocab":{vocab}}},"normalizer":null}}"#)
+        };
+        for (json, want) in [
+            (
+                model(r#"{"[UNK]":0,"a":"x"}"#),
+                "field `model.vocab.a` is not an id",
+            ),
+            (
+                model(r#"{"[UNK]":0,"a":7}"#),
+                "field `model.vocab.a`: id 7 out of range",
+            ),
+            (
+                r#"{"model":{"type":"WordPiece"}}"#.to_string(),
+                "field `model.vocab` is missing",
+            ),
+            (
+                r#"{"model":{"vocab":{}}}"#.to_string(),
+                "field `model.type` is null, only WordPiece",
+            ),
+            (
+                model(r#"{"[UNK]":0}"#).replace(
+                    r#""normalizer":null"#,
+                    r#""normalizer":{"type":"Sequence","normalizers":[{"type":"NFC"}]}"#,
+                ),
+                "field `normalizer.normalizers[0].type` is \"NFC\"",
+            ),
+        ] {
+            let err = format!("{:#}", parse_tokenizer_json(json.as_bytes()).unwrap_err());
+            assert!(err.contains(want), "{err}\n   expected {want}");
+        }
+        let (vocab, settings) =
+            parse_tokenizer_json(model(r#"{"b":1,"[UNK]":0}"#).as_bytes()).unwrap();
+        assert_eq!(vocab, ["[UNK]", "b"]);
+        assert!(!settings.lowercase);
+    }
+
+    #[test]
+    fn pooling_config_modes() {
+        let mean = br#"{"word_embedding_dimension":8,"pooling_mode_mean_tokens":true}"#;
+        assert_eq!(parse_pooling_config(mean).unwrap(), Pooling::Mean);
+        let cls = br#"{"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#;
+        assert_eq!(parse_pooling_config(cls).unwrap(), Pooling::Cls);
+        assert!(parse_pooling_config(br#"{"pooling_mode_max_tokens":true}"#).is_err());
     }
 
     /// Hostile safetensors headers are errors, not allocations: a header length of
