@@ -3,13 +3,14 @@
 //! `tokenizer_config.json`, and for sentence-transformers directories `modules.json`
 //! with the pooling module's `config.json`.
 
+use crate::bert_names;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use tinyformer::format::{Activation, Pooling};
+use tinyformer::format::{Activation, Pooling, TensorKind as K};
 
 /// The subset of a Hugging Face `config.json` the converter needs.
 #[derive(Debug, Deserialize)]
@@ -269,7 +270,9 @@ impl Checkpoint {
         };
         let pooling = match parts.pooling_config {
             Some(bytes) => parse_pooling_config(bytes).context("pooling module config.json")?,
-            None if classifier || tensors.contains_key("pooler.dense.weight") => Pooling::ClsPooler,
+            None if classifier || tensors.contains_key(bert_names::POOLER[0].1) => {
+                Pooling::ClsPooler
+            }
             None => Pooling::Cls,
         };
         let labels = if classifier {
@@ -327,44 +330,41 @@ impl Checkpoint {
             c.max_position_embeddings as usize,
             c.type_vocab_size as usize,
         );
-        let mut want: Vec<(String, Vec<usize>)> = vec![
-            ("embeddings.word_embeddings.weight".into(), vec![v, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![p, h]),
-            ("embeddings.token_type_embeddings.weight".into(), vec![t, h]),
-            ("embeddings.LayerNorm.weight".into(), vec![h]),
-            ("embeddings.LayerNorm.bias".into(), vec![h]),
-        ];
-        for l in 0..c.num_hidden_layers {
-            let pre = format!("encoder.layer.{l}.");
-            for (name, shape) in [
-                ("attention.self.query.weight", vec![h, h]),
-                ("attention.self.query.bias", vec![h]),
-                ("attention.self.key.weight", vec![h, h]),
-                ("attention.self.key.bias", vec![h]),
-                ("attention.self.value.weight", vec![h, h]),
-                ("attention.self.value.bias", vec![h]),
-                ("attention.output.dense.weight", vec![h, h]),
-                ("attention.output.dense.bias", vec![h]),
-                ("attention.output.LayerNorm.weight", vec![h]),
-                ("attention.output.LayerNorm.bias", vec![h]),
-                ("intermediate.dense.weight", vec![f, h]),
-                ("intermediate.dense.bias", vec![f]),
-                ("output.dense.weight", vec![h, f]),
-                ("output.dense.bias", vec![h]),
-                ("output.LayerNorm.weight", vec![h]),
-                ("output.LayerNorm.bias", vec![h]),
-            ] {
-                want.push((format!("{pre}{name}"), shape));
+        let labels = self.labels.len();
+        // The checkpoint shape of each tensor (`[out, in]` for a weight matrix).
+        let shape = |kind: K| match kind {
+            K::WordEmb => vec![v, h],
+            K::PosEmb => vec![p, h],
+            K::TypeEmb => vec![t, h],
+            K::QueryW | K::KeyW | K::ValueW | K::AttnOutW | K::PoolerW => vec![h, h],
+            K::Ffn1W => vec![f, h],
+            K::Ffn1B => vec![f],
+            K::Ffn2W => vec![h, f],
+            K::ClassW => vec![labels, h],
+            K::ClassB => vec![labels],
+            _ => vec![h],
+        };
+        let mut entries: Vec<(K, String)> = Vec::new();
+        let mut add = |table: &[(K, &str)], prefix: &str| {
+            for &(kind, name) in table {
+                entries.push((kind, format!("{prefix}{name}")));
             }
+        };
+        add(&bert_names::EMBEDDINGS, "");
+        for l in 0..c.num_hidden_layers {
+            add(&bert_names::LAYER, &bert_names::layer_prefix(l));
         }
         if self.pooling == Pooling::ClsPooler {
-            want.push(("pooler.dense.weight".into(), vec![h, h]));
-            want.push(("pooler.dense.bias".into(), vec![h]));
+            add(&bert_names::POOLER, "");
         }
-        if !self.labels.is_empty() {
-            want.push(("classifier.weight".into(), vec![self.labels.len(), h]));
-            want.push(("classifier.bias".into(), vec![self.labels.len()]));
+        if labels > 0 {
+            add(&bert_names::CLASSIFIER, "");
         }
+        let want = entries.into_iter().flat_map(|(kind, name)| {
+            bert_names::tensor_names(kind, &name)
+                .into_iter()
+                .map(move |name| (name, shape(kind)))
+        });
         let st = self.dir.join("model.safetensors");
         for (name, shape) in want {
             let tensor = self.tensor(&name)?;

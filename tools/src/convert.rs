@@ -1,5 +1,6 @@
 //! Checkpoint -> tinyformer model file, in f32, f16 or full-integer int8.
 
+use crate::bert_names;
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::gptq::{quantize_rows, Gram};
 use anyhow::{anyhow, bail, Context, Result};
@@ -42,47 +43,9 @@ pub struct Options {
     pub self_test: usize,
 }
 
-/// What a tensor name maps to in the format.
-fn hf_name(kind: K, layer: Option<u16>) -> Option<String> {
-    let l = layer
-        .map(|l| format!("encoder.layer.{l}."))
-        .unwrap_or_default();
-    let name = match kind {
-        K::WordEmb => "embeddings.word_embeddings.weight",
-        K::PosEmb => "embeddings.position_embeddings.weight",
-        K::TypeEmb => "embeddings.token_type_embeddings.weight",
-        K::QueryW => "attention.self.query.weight",
-        K::QueryB => "attention.self.query.bias",
-        K::KeyW => "attention.self.key.weight",
-        K::KeyB => "attention.self.key.bias",
-        K::ValueW => "attention.self.value.weight",
-        K::ValueB => "attention.self.value.bias",
-        K::AttnOutW => "attention.output.dense.weight",
-        K::AttnOutB => "attention.output.dense.bias",
-        K::Ffn1W => "intermediate.dense.weight",
-        K::Ffn1B => "intermediate.dense.bias",
-        K::Ffn2W => "output.dense.weight",
-        K::Ffn2B => "output.dense.bias",
-        K::PoolerW => "pooler.dense.weight",
-        K::PoolerB => "pooler.dense.bias",
-        K::ClassW => "classifier.weight",
-        K::ClassB => "classifier.bias",
-        _ => return None,
-    };
-    Some(format!("{l}{name}"))
-}
-
-/// LayerNorm name stem for a norm kind.
-fn norm_name(kind: K, layer: Option<u16>) -> String {
-    let l = layer
-        .map(|l| format!("encoder.layer.{l}."))
-        .unwrap_or_default();
-    let stem = match kind {
-        K::EmbNorm => "embeddings.LayerNorm",
-        K::AttnNorm => "attention.output.LayerNorm",
-        _ => "output.LayerNorm",
-    };
-    format!("{l}{stem}")
+/// The checkpoint name of a tensor the converter copies or quantizes.
+fn hf_name(kind: K, layer: Option<u16>) -> Result<String> {
+    bert_names::name(kind, layer).ok_or_else(|| anyhow!("no source for {kind:?}"))
 }
 
 /// The format config for a checkpoint.
@@ -195,16 +158,14 @@ pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Resu
             break;
         };
         let bytes = match spec.kind {
-            K::EmbNorm | K::AttnNorm | K::FfnNorm => {
-                let stem = norm_name(spec.kind, spec.layer);
+            kind if bert_names::is_norm(kind) => {
+                let stem = hf_name(kind, spec.layer)?;
                 let mut v = ckpt.tensor(&format!("{stem}.weight"))?.data.clone();
                 v.extend_from_slice(&ckpt.tensor(&format!("{stem}.bias"))?.data);
                 f32_bytes(&v)
             }
             kind => {
-                let name =
-                    hf_name(kind, spec.layer).ok_or_else(|| anyhow!("no source for {kind:?}"))?;
-                let t = ckpt.tensor(&name)?;
+                let t = ckpt.tensor(&hf_name(kind, spec.layer)?)?;
                 if spec.dtype == DType::F32 && spec.rank == 1 {
                     f32_bytes(&t.data)
                 } else {
@@ -515,7 +476,7 @@ fn quantize_norm(
     layer: Option<u16>,
     s_out: &[f64],
 ) -> Result<Vec<i32>> {
-    let stem = norm_name(kind, layer);
+    let stem = hf_name(kind, layer)?;
     let bits = f64::from(1u32 << tinyformer::kernels::layernorm::PARAM_BITS);
     let q = |name: &str| -> Result<Vec<i32>> {
         let t = ckpt.tensor(&format!("{stem}.{name}"))?;
@@ -555,8 +516,8 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
                  (s_in, gram): (&[f64], Option<&Gram>),
                  s_out: &[f64]|
      -> Result<()> {
-        let wt = ckpt.tensor(&hf_name(w, layer).unwrap_or_default())?;
-        let bt = ckpt.tensor(&hf_name(b, layer).unwrap_or_default())?;
+        let wt = ckpt.tensor(&hf_name(w, layer)?)?;
+        let bt = ckpt.tensor(&hf_name(b, layer)?)?;
         let q = quantize_dense(wt, bt, s_in, s_out, gram);
         p.push((w, layer, i8_bytes(&q.w)));
         p.push((b, layer, i32_bytes(&q.b)));
@@ -572,7 +533,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
         (K::PosEmb, K::PosRq, config.max_positions),
         (K::TypeEmb, K::TypeRq, config.type_vocab),
     ] {
-        let t = ckpt.tensor(&hf_name(table, None).unwrap_or_default())?;
+        let t = ckpt.tensor(&hf_name(table, None)?)?;
         let (q, scales) = quantize_rows(first_rows(t, rows as usize), hidden, None);
         p.push((table, None, i8_bytes(&q)));
         p.push((

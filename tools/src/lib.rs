@@ -3,6 +3,7 @@
 //! a thin front over it.
 
 pub mod bench;
+pub mod bert_names;
 pub mod checkpoint;
 pub mod convert;
 pub mod decoder;
