@@ -818,3 +818,98 @@ pub fn write_atomically_with(
     })?;
     Ok(())
 }
+
+/// `--dtype` defaults to int8, which is what a microcontroller wants but needs
+/// calibration text to set the activation scales. Without `--calibration` the default
+/// is refused with what to add (rather than quietly writing a float file four times
+/// the size): the user chooses between calibrating and a float dtype. A calibration
+/// file with a float dtype is unused, and said so.
+pub fn convert_dtype(dtype: Option<Precision>, calibration: Option<&Path>) -> Result<Precision> {
+    match (dtype, calibration) {
+        (None | Some(Precision::Int8), None) => bail!(
+            "{} needs calibration text to set the activation scales: add `--calibration FILE` \
+             (real text like the model's inputs, one sample per line), or convert to float \
+             weights with `--dtype f16` (or `--dtype f32`)",
+            if dtype.is_none() {
+                "int8, the default --dtype,"
+            } else {
+                "--dtype int8"
+            }
+        ),
+        (Some(float), Some(path)) if float != Precision::Int8 => {
+            eprintln!(
+                "warning: --calibration {} is unused: only int8 is calibrated",
+                path.display()
+            );
+            Ok(float)
+        }
+        (dtype, _) => Ok(dtype.unwrap_or(Precision::Int8)),
+    }
+}
+
+/// `convert` for a Hugging Face BERT directory: reads and checks the checkpoint,
+/// tokenizes the calibration text (int8), converts and writes atomically, then
+/// re-validates the output.
+pub fn cmd_convert(
+    dir: &Path,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+    compensate: bool,
+    self_test: usize,
+) -> Result<()> {
+    let ckpt = Checkpoint::load(dir)?;
+    for w in &ckpt.warnings {
+        eprintln!("warning: {}: {w}", dir.display());
+    }
+    let options = Options {
+        precision,
+        max_seq,
+        progress: true,
+        compensate,
+        self_test,
+    };
+    let sequences = match calibration {
+        Some(path) => Some(calibration_sequences(&ckpt, path, max_seq)?),
+        None => None,
+    };
+    let bytes = convert(&ckpt, &options, sequences.as_deref())?;
+    write_atomically(output, &bytes, &ckpt.inputs)?;
+    // Re-open what was written and validate it.
+    let written = crate::run::ModelBytes::open(output)?;
+    let model = written.model()?;
+    eprintln!(
+        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
+        output.display(),
+        bytes.len(),
+        precision,
+        model.file().tensor_count()
+    );
+    Ok(())
+}
+
+/// Tokenizes the calibration text with the tokenizer the model file will carry.
+pub fn calibration_sequences(
+    ckpt: &Checkpoint,
+    path: &Path,
+    max_seq: Option<u32>,
+) -> Result<Vec<Vec<u32>>> {
+    let lines = crate::run::read_lines(path)?;
+    // A float model file gives the exact tokenizer the converted file will use.
+    let float = convert_float(ckpt, false, max_seq)?;
+    let buf = tinyformer::format::writer::AlignedBuf::from_bytes(&float);
+    let model = tinyformer::Model::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    // Calibration sets the scales of every file written from it: a bad line stops.
+    for (n, line) in lines.into_iter().enumerate() {
+        let line = line.map_err(|e| anyhow!("{}: line {}: {e}", path.display(), n + 1))?;
+        if !line.trim().is_empty() {
+            out.push(crate::run::tokenize(&model, &line)?.ids);
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no non-empty lines to calibrate on", path.display());
+    }
+    Ok(out)
+}
