@@ -3,7 +3,7 @@
 //! `tokenizer_config.json`, and for sentence-transformers directories `modules.json`
 //! with the pooling module's `config.json`.
 
-use crate::bert_names;
+use crate::{bert_names, le};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
@@ -422,26 +422,10 @@ fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => view
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => view
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => view
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
+            Dtype::F32 => le::f32s(view.data()),
+            Dtype::F16 => le::f16s(view.data()),
+            Dtype::BF16 => le::bf16s(view.data()),
+            Dtype::F64 => le::f64s(view.data()),
             // Integer buffers such as `embeddings.position_ids` are not weights; a
             // weight in another dtype is refused here rather than reported missing.
             other => {

@@ -3,6 +3,7 @@
 use crate::bert_names;
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::gptq::{quantize_rows, Gram};
+use crate::le::{f16_bytes, f32_bytes, i32_bytes};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -88,14 +89,6 @@ fn first_rows(t: &Tensor, rows: usize) -> &[f32] {
     &t.data[..(rows * cols).min(t.data.len())]
 }
 
-pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub(crate) fn i32_bytes(v: &[i32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 pub(crate) fn i8_bytes(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
 }
@@ -146,9 +139,7 @@ pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Resu
     let mut payloads: Payloads = Vec::new();
     let weight_bytes = |v: &[f32]| -> Vec<u8> {
         if f16 {
-            v.iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect()
+            f16_bytes(v)
         } else {
             f32_bytes(v)
         }

@@ -29,6 +29,7 @@ pub mod eval;
 pub mod generate;
 pub mod gptq;
 pub mod inspect;
+pub mod le;
 pub mod llama2c;
 pub mod llama2c_tokenizer;
 pub mod run;
