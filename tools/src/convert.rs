@@ -866,16 +866,29 @@ pub fn cmd_convert(
         None => None,
     };
     let bytes = convert(&ckpt, &options, sequences.as_deref())?;
-    write_atomically(output, &bytes, &ckpt.inputs)?;
-    // Re-open what was written and validate it.
+    write_checked(output, &bytes, &ckpt.inputs, precision)
+}
+
+/// Writes a converted model to `output` atomically (refusing to overwrite one of
+/// `inputs`), re-opens and validates what was written as the model it holds, and
+/// says so on stderr.
+pub fn write_checked(
+    output: &Path,
+    bytes: &[u8],
+    inputs: &[std::path::PathBuf],
+    precision: Precision,
+) -> Result<()> {
+    write_atomically(output, bytes, inputs)?;
     let written = crate::run::ModelBytes::open(output)?;
-    let model = written.model()?;
+    let tensors = if written.is_decoder()? {
+        written.decoder()?.file().tensor_count()
+    } else {
+        written.model()?.file().tensor_count()
+    };
     eprintln!(
-        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
+        "wrote {} ({} bytes, {precision:?}, {tensors} tensors, checksum ok)",
         output.display(),
         bytes.len(),
-        precision,
-        model.file().tensor_count()
     );
     Ok(())
 }

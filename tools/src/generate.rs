@@ -347,17 +347,7 @@ pub fn cmd_convert_llama2c(
         true,
     )?;
     let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
-    crate::convert::write_atomically(output, &bytes, &inputs)?;
-    let written = ModelBytes::open(output)?;
-    let model = written.decoder()?;
-    eprintln!(
-        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
-        output.display(),
-        bytes.len(),
-        precision,
-        model.file().tensor_count()
-    );
-    Ok(())
+    crate::convert::write_checked(output, &bytes, &inputs, precision)
 }
 
 /// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).
