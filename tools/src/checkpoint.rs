@@ -3,13 +3,14 @@
 //! `tokenizer_config.json`, and for sentence-transformers directories `modules.json`
 //! with the pooling module's `config.json`.
 
+use crate::{bert_names, le};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use tinyformer::format::{Activation, Pooling};
+use tinyformer::format::{Activation, Pooling, TensorKind as K};
 
 /// The subset of a Hugging Face `config.json` the converter needs.
 #[derive(Debug, Deserialize)]
@@ -269,7 +270,9 @@ impl Checkpoint {
         };
         let pooling = match parts.pooling_config {
             Some(bytes) => parse_pooling_config(bytes).context("pooling module config.json")?,
-            None if classifier || tensors.contains_key("pooler.dense.weight") => Pooling::ClsPooler,
+            None if classifier || tensors.contains_key(bert_names::POOLER[0].1) => {
+                Pooling::ClsPooler
+            }
             None => Pooling::Cls,
         };
         let labels = if classifier {
@@ -327,44 +330,41 @@ impl Checkpoint {
             c.max_position_embeddings as usize,
             c.type_vocab_size as usize,
         );
-        let mut want: Vec<(String, Vec<usize>)> = vec![
-            ("embeddings.word_embeddings.weight".into(), vec![v, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![p, h]),
-            ("embeddings.token_type_embeddings.weight".into(), vec![t, h]),
-            ("embeddings.LayerNorm.weight".into(), vec![h]),
-            ("embeddings.LayerNorm.bias".into(), vec![h]),
-        ];
-        for l in 0..c.num_hidden_layers {
-            let pre = format!("encoder.layer.{l}.");
-            for (name, shape) in [
-                ("attention.self.query.weight", vec![h, h]),
-                ("attention.self.query.bias", vec![h]),
-                ("attention.self.key.weight", vec![h, h]),
-                ("attention.self.key.bias", vec![h]),
-                ("attention.self.value.weight", vec![h, h]),
-                ("attention.self.value.bias", vec![h]),
-                ("attention.output.dense.weight", vec![h, h]),
-                ("attention.output.dense.bias", vec![h]),
-                ("attention.output.LayerNorm.weight", vec![h]),
-                ("attention.output.LayerNorm.bias", vec![h]),
-                ("intermediate.dense.weight", vec![f, h]),
-                ("intermediate.dense.bias", vec![f]),
-                ("output.dense.weight", vec![h, f]),
-                ("output.dense.bias", vec![h]),
-                ("output.LayerNorm.weight", vec![h]),
-                ("output.LayerNorm.bias", vec![h]),
-            ] {
-                want.push((format!("{pre}{name}"), shape));
+        let labels = self.labels.len();
+        // The checkpoint shape of each tensor (`[out, in]` for a weight matrix).
+        let shape = |kind: K| match kind {
+            K::WordEmb => vec![v, h],
+            K::PosEmb => vec![p, h],
+            K::TypeEmb => vec![t, h],
+            K::QueryW | K::KeyW | K::ValueW | K::AttnOutW | K::PoolerW => vec![h, h],
+            K::Ffn1W => vec![f, h],
+            K::Ffn1B => vec![f],
+            K::Ffn2W => vec![h, f],
+            K::ClassW => vec![labels, h],
+            K::ClassB => vec![labels],
+            _ => vec![h],
+        };
+        let mut entries: Vec<(K, String)> = Vec::new();
+        let mut add = |table: &[(K, &str)], prefix: &str| {
+            for &(kind, name) in table {
+                entries.push((kind, format!("{prefix}{name}")));
             }
+        };
+        add(&bert_names::EMBEDDINGS, "");
+        for l in 0..c.num_hidden_layers {
+            add(&bert_names::LAYER, &bert_names::layer_prefix(l));
         }
         if self.pooling == Pooling::ClsPooler {
-            want.push(("pooler.dense.weight".into(), vec![h, h]));
-            want.push(("pooler.dense.bias".into(), vec![h]));
+            add(&bert_names::POOLER, "");
         }
-        if !self.labels.is_empty() {
-            want.push(("classifier.weight".into(), vec![self.labels.len(), h]));
-            want.push(("classifier.bias".into(), vec![self.labels.len()]));
+        if labels > 0 {
+            add(&bert_names::CLASSIFIER, "");
         }
+        let want = entries.into_iter().flat_map(|(kind, name)| {
+            bert_names::tensor_names(kind, &name)
+                .into_iter()
+                .map(move |name| (name, shape(kind)))
+        });
         let st = self.dir.join("model.safetensors");
         for (name, shape) in want {
             let tensor = self.tensor(&name)?;
@@ -422,26 +422,10 @@ fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => view
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => view
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => view
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
+            Dtype::F32 => le::f32s(view.data()),
+            Dtype::F16 => le::f16s(view.data()),
+            Dtype::BF16 => le::bf16s(view.data()),
+            Dtype::F64 => le::f64s(view.data()),
             // Integer buffers such as `embeddings.position_ids` are not weights; a
             // weight in another dtype is refused here rather than reported missing.
             other => {
@@ -483,16 +467,35 @@ fn parse_vocab_txt(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(text.lines().map(str::to_string).collect())
 }
 
-/// The parts of a Hugging Face `tokenizer.json` the converter reads; each is parsed
-/// further on its own so that errors can name the field.
+/// The parts of a Hugging Face `tokenizer.json` the converter reads. Each part is
+/// read into its own type afterwards, so that an error names the field; `normalizer`
+/// and `pre_tokenizer` are kept as JSON because a refusal quotes them.
 #[derive(Deserialize)]
 struct TokenizerJson {
     model: serde_json::Value,
     /// `null` (or absent): no normalization at all.
     #[serde(default)]
-    normalizer: serde_json::Value,
+    normalizer: Option<serde_json::Value>,
+    /// `null` (or absent): no pre-tokenizer.
     #[serde(default)]
-    pre_tokenizer: serde_json::Value,
+    pre_tokenizer: Option<serde_json::Value>,
+}
+
+/// The `type` tag of a `tokenizer.json` component (normalizer, pre-tokenizer), which
+/// says how to read the rest.
+#[derive(Deserialize)]
+struct TypeTag {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl TypeTag {
+    /// The tag of `value` at JSON path `field` (`None` when absent or `null`).
+    fn of(value: &serde_json::Value, field: &str) -> Result<Option<String>> {
+        Self::deserialize(value)
+            .map(|tag| tag.kind)
+            .map_err(|e| anyhow!("tokenizer.json: field `{field}`: {e}"))
+    }
 }
 
 /// `tokenizer.json` `model`: a WordPiece model as tinyformer's tokenizer implements
@@ -507,6 +510,17 @@ struct WordPieceJson {
     continuing_subword_prefix: Option<String>,
     #[serde(default)]
     max_input_chars_per_word: Option<u64>,
+    /// Token -> id; `None` when the field is missing.
+    #[serde(default)]
+    vocab: Option<BTreeMap<String, VocabId>>,
+}
+
+/// A `model.vocab` value: an id, or anything else (refused naming the token).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VocabId {
+    Id(u64),
+    NotAnId(serde::de::IgnoredAny),
 }
 
 /// HF `BertNormalizer` as `tokenizers` serialises it; absent fields take its
@@ -612,7 +626,7 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
     if model.kind.as_deref() != Some("WordPiece") {
         bail!(
             "tokenizer.json: field `model.type` is {}, only WordPiece is supported",
-            json.model["type"]
+            serde_json::json!(model.kind)
         );
     }
     let refuse = |field: &str, value: &dyn std::fmt::Display, supported: &str| {
@@ -635,33 +649,26 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
     if let Some(n) = model.max_input_chars_per_word.filter(|&n| n != 100) {
         return Err(refuse("model.max_input_chars_per_word", &n, "100"));
     }
-    match json.pre_tokenizer["type"].as_str() {
-        None if json.pre_tokenizer.is_null() => {}
-        Some("BertPreTokenizer") => {}
-        _ => {
-            return Err(refuse(
-                "pre_tokenizer",
-                &json.pre_tokenizer,
-                "BertPreTokenizer",
-            ))
+    if let Some(pre) = &json.pre_tokenizer {
+        let kind = TypeTag::deserialize(pre).ok().and_then(|tag| tag.kind);
+        if kind.as_deref() != Some("BertPreTokenizer") {
+            return Err(refuse("pre_tokenizer", pre, "BertPreTokenizer"));
         }
     }
-    let settings = normalizer_settings(&json.normalizer, "normalizer")?;
+    let settings = normalizer_settings(json.normalizer.as_ref(), "normalizer")?;
 
-    let map = json.model["vocab"]
-        .as_object()
+    let map = model
+        .vocab
         .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab` is missing"))?;
     let mut vocab = vec![String::new(); map.len()];
     for (token, id) in map {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| anyhow!("tokenizer.json: field `model.vocab.{token}` is not an id"))?;
-        *usize::try_from(id)
-            .ok()
-            .and_then(|i| vocab.get_mut(i))
-            .ok_or_else(|| {
-                anyhow!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range")
-            })? = token.clone();
+        let VocabId::Id(id) = id else {
+            bail!("tokenizer.json: field `model.vocab.{token}` is not an id");
+        };
+        let Some(slot) = usize::try_from(id).ok().and_then(|i| vocab.get_mut(i)) else {
+            bail!("tokenizer.json: field `model.vocab.{token}`: id {id} out of range");
+        };
+        *slot = token;
     }
     Ok((vocab, settings))
 }
@@ -671,15 +678,20 @@ fn parse_tokenizer_json(bytes: &[u8]) -> Result<(Vec<String>, TokenizerSettings)
 /// holding at most one of those. Anything else is refused: other normalizers (NFC,
 /// `Lowercase`, `StripAccents`, ...) differ from the BERT steps in small ways (e.g.
 /// `StripAccents` drops every combining mark, `BertNormalizer` only nonspacing ones).
-fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<TokenizerSettings> {
-    let kind = value["type"].as_str();
-    match kind {
-        None if value.is_null() => Ok(TokenizerSettings {
+fn normalizer_settings(
+    value: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<TokenizerSettings> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(TokenizerSettings {
             lowercase: false,
             strip_accents: false,
             chinese_chars: false,
             clean_text: false,
-        }),
+        });
+    };
+    let kind = TypeTag::of(value, field)?;
+    match kind.as_deref() {
         Some("BertNormalizer") => {
             let n = BertNormalizerJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (BertNormalizer): {e}"))?;
@@ -694,8 +706,8 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
             let seq = SequenceJson::deserialize(value)
                 .map_err(|e| anyhow!("tokenizer.json: field `{field}` (Sequence): {e}"))?;
             match seq.normalizers.as_slice() {
-                [] => normalizer_settings(&serde_json::Value::Null, field),
-                [one] => normalizer_settings(one, &format!("{field}.normalizers[0]")),
+                [] => normalizer_settings(None, field),
+                [one] => normalizer_settings(Some(one), &format!("{field}.normalizers[0]")),
                 more => bail!(
                     "tokenizer.json: field `{field}.normalizers` chains {} normalizers; \
                      tinyformer's tokenizer supports one BertNormalizer",
@@ -706,18 +718,28 @@ fn normalizer_settings(value: &serde_json::Value, field: &str) -> Result<Tokeniz
         _ => bail!(
             "tokenizer.json: field `{field}.type` is {}; tinyformer's tokenizer supports \
              BertNormalizer (alone or as the only member of a Sequence) or none",
-            value["type"]
+            serde_json::json!(kind)
         ),
     }
 }
 
+/// The pooling modes of a sentence-transformers pooling module's `config.json` that
+/// tinyformer implements (others, such as max pooling, are refused when set alone).
+#[derive(Deserialize)]
+struct PoolingConfigJson {
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
 /// A sentence-transformers pooling module says mean or CLS pooling.
 fn parse_pooling_config(bytes: &[u8]) -> Result<Pooling> {
-    let cfg: serde_json::Value = parse_json(bytes)?;
-    if cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
+    let cfg: PoolingConfigJson = parse_json(bytes)?;
+    if cfg.pooling_mode_mean_tokens {
         return Ok(Pooling::Mean);
     }
-    if cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
+    if cfg.pooling_mode_cls_token {
         return Ok(Pooling::Cls);
     }
     bail!("only `pooling_mode_mean_tokens` or `pooling_mode_cls_token` pooling is supported")
@@ -741,18 +763,29 @@ fn pooling_module_config(dir: &Path) -> Result<Option<PathBuf>> {
     if !modules.exists() {
         return Ok(None);
     }
-    let list: Vec<serde_json::Value> = read_json(&modules)?;
+    let list: Vec<ModuleJson> = read_json(&modules)?;
     Ok(list
-        .iter()
+        .into_iter()
         .find(|m| {
-            m["type"]
-                .as_str()
+            m.kind
+                .as_deref()
                 .is_some_and(|t| t.ends_with("models.Pooling"))
         })
         .map(|m| {
-            let sub = m["path"].as_str().unwrap_or("1_Pooling");
+            let sub = m.path.as_deref().unwrap_or("1_Pooling");
             dir.join(sub).join("config.json")
         }))
+}
+
+/// One entry of a sentence-transformers `modules.json`.
+#[derive(Deserialize)]
+struct ModuleJson {
+    /// The module's class, e.g. `sentence_transformers.models.Pooling`.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    /// Its directory, relative to the checkpoint.
+    #[serde(default)]
+    path: Option<String>,
 }
 
 #[cfg(test)]
@@ -825,6 +858,55 @@ mod tests {
             err.contains("config.json: field `num_hidden_layers`: 4000000000 is outside 1..=64"),
             "{err}"
         );
+    }
+
+    /// The typed `tokenizer.json` reading still names the field of each refusal.
+    #[test]
+    fn tokenizer_json_errors_name_the_field() {
+        let model = |vocab: &str| {
+            format!(r#"{{"model":{{"type":"WordPiece","vocab":{vocab}}},"normalizer":null}}"#)
+        };
+        for (json, want) in [
+            (
+                model(r#"{"[UNK]":0,"a":"x"}"#),
+                "field `model.vocab.a` is not an id",
+            ),
+            (
+                model(r#"{"[UNK]":0,"a":7}"#),
+                "field `model.vocab.a`: id 7 out of range",
+            ),
+            (
+                r#"{"model":{"type":"WordPiece"}}"#.to_string(),
+                "field `model.vocab` is missing",
+            ),
+            (
+                r#"{"model":{"vocab":{}}}"#.to_string(),
+                "field `model.type` is null, only WordPiece",
+            ),
+            (
+                model(r#"{"[UNK]":0}"#).replace(
+                    r#""normalizer":null"#,
+                    r#""normalizer":{"type":"Sequence","normalizers":[{"type":"NFC"}]}"#,
+                ),
+                "field `normalizer.normalizers[0].type` is \"NFC\"",
+            ),
+        ] {
+            let err = format!("{:#}", parse_tokenizer_json(json.as_bytes()).unwrap_err());
+            assert!(err.contains(want), "{err}\n   expected {want}");
+        }
+        let (vocab, settings) =
+            parse_tokenizer_json(model(r#"{"b":1,"[UNK]":0}"#).as_bytes()).unwrap();
+        assert_eq!(vocab, ["[UNK]", "b"]);
+        assert!(!settings.lowercase);
+    }
+
+    #[test]
+    fn pooling_config_modes() {
+        let mean = br#"{"word_embedding_dimension":8,"pooling_mode_mean_tokens":true}"#;
+        assert_eq!(parse_pooling_config(mean).unwrap(), Pooling::Mean);
+        let cls = br#"{"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#;
+        assert_eq!(parse_pooling_config(cls).unwrap(), Pooling::Cls);
+        assert!(parse_pooling_config(br#"{"pooling_mode_max_tokens":true}"#).is_err());
     }
 
     /// Hostile safetensors headers are errors, not allocations: a header length of

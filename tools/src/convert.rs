@@ -1,7 +1,9 @@
 //! Checkpoint -> tinyformer model file, in f32, f16 or full-integer int8.
 
+use crate::bert_names;
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::gptq::{quantize_rows, Gram};
+use crate::le::{f16_bytes, f32_bytes, i32_bytes};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -42,47 +44,9 @@ pub struct Options {
     pub self_test: usize,
 }
 
-/// What a tensor name maps to in the format.
-fn hf_name(kind: K, layer: Option<u16>) -> Option<String> {
-    let l = layer
-        .map(|l| format!("encoder.layer.{l}."))
-        .unwrap_or_default();
-    let name = match kind {
-        K::WordEmb => "embeddings.word_embeddings.weight",
-        K::PosEmb => "embeddings.position_embeddings.weight",
-        K::TypeEmb => "embeddings.token_type_embeddings.weight",
-        K::QueryW => "attention.self.query.weight",
-        K::QueryB => "attention.self.query.bias",
-        K::KeyW => "attention.self.key.weight",
-        K::KeyB => "attention.self.key.bias",
-        K::ValueW => "attention.self.value.weight",
-        K::ValueB => "attention.self.value.bias",
-        K::AttnOutW => "attention.output.dense.weight",
-        K::AttnOutB => "attention.output.dense.bias",
-        K::Ffn1W => "intermediate.dense.weight",
-        K::Ffn1B => "intermediate.dense.bias",
-        K::Ffn2W => "output.dense.weight",
-        K::Ffn2B => "output.dense.bias",
-        K::PoolerW => "pooler.dense.weight",
-        K::PoolerB => "pooler.dense.bias",
-        K::ClassW => "classifier.weight",
-        K::ClassB => "classifier.bias",
-        _ => return None,
-    };
-    Some(format!("{l}{name}"))
-}
-
-/// LayerNorm name stem for a norm kind.
-fn norm_name(kind: K, layer: Option<u16>) -> String {
-    let l = layer
-        .map(|l| format!("encoder.layer.{l}."))
-        .unwrap_or_default();
-    let stem = match kind {
-        K::EmbNorm => "embeddings.LayerNorm",
-        K::AttnNorm => "attention.output.LayerNorm",
-        _ => "output.LayerNorm",
-    };
-    format!("{l}{stem}")
+/// The checkpoint name of a tensor the converter copies or quantizes.
+fn hf_name(kind: K, layer: Option<u16>) -> Result<String> {
+    bert_names::name(kind, layer).ok_or_else(|| anyhow!("no source for {kind:?}"))
 }
 
 /// The format config for a checkpoint.
@@ -123,14 +87,6 @@ pub fn format_config(
 fn first_rows(t: &Tensor, rows: usize) -> &[f32] {
     let cols = t.shape.get(1).copied().unwrap_or(1);
     &t.data[..(rows * cols).min(t.data.len())]
-}
-
-pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub(crate) fn i32_bytes(v: &[i32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 pub(crate) fn i8_bytes(v: &[i8]) -> Vec<u8> {
@@ -183,9 +139,7 @@ pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Resu
     let mut payloads: Payloads = Vec::new();
     let weight_bytes = |v: &[f32]| -> Vec<u8> {
         if f16 {
-            v.iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect()
+            f16_bytes(v)
         } else {
             f32_bytes(v)
         }
@@ -195,16 +149,14 @@ pub fn convert_float(ckpt: &Checkpoint, f16: bool, max_seq: Option<u32>) -> Resu
             break;
         };
         let bytes = match spec.kind {
-            K::EmbNorm | K::AttnNorm | K::FfnNorm => {
-                let stem = norm_name(spec.kind, spec.layer);
+            kind if bert_names::is_norm(kind) => {
+                let stem = hf_name(kind, spec.layer)?;
                 let mut v = ckpt.tensor(&format!("{stem}.weight"))?.data.clone();
                 v.extend_from_slice(&ckpt.tensor(&format!("{stem}.bias"))?.data);
                 f32_bytes(&v)
             }
             kind => {
-                let name =
-                    hf_name(kind, spec.layer).ok_or_else(|| anyhow!("no source for {kind:?}"))?;
-                let t = ckpt.tensor(&name)?;
+                let t = ckpt.tensor(&hf_name(kind, spec.layer)?)?;
                 if spec.dtype == DType::F32 && spec.rank == 1 {
                     f32_bytes(&t.data)
                 } else {
@@ -515,7 +467,7 @@ fn quantize_norm(
     layer: Option<u16>,
     s_out: &[f64],
 ) -> Result<Vec<i32>> {
-    let stem = norm_name(kind, layer);
+    let stem = hf_name(kind, layer)?;
     let bits = f64::from(1u32 << tinyformer::kernels::layernorm::PARAM_BITS);
     let q = |name: &str| -> Result<Vec<i32>> {
         let t = ckpt.tensor(&format!("{stem}.{name}"))?;
@@ -555,8 +507,8 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
                  (s_in, gram): (&[f64], Option<&Gram>),
                  s_out: &[f64]|
      -> Result<()> {
-        let wt = ckpt.tensor(&hf_name(w, layer).unwrap_or_default())?;
-        let bt = ckpt.tensor(&hf_name(b, layer).unwrap_or_default())?;
+        let wt = ckpt.tensor(&hf_name(w, layer)?)?;
+        let bt = ckpt.tensor(&hf_name(b, layer)?)?;
         let q = quantize_dense(wt, bt, s_in, s_out, gram);
         p.push((w, layer, i8_bytes(&q.w)));
         p.push((b, layer, i32_bytes(&q.b)));
@@ -572,7 +524,7 @@ pub fn convert_int8(ckpt: &Checkpoint, ranges: &Ranges, max_seq: Option<u32>) ->
         (K::PosEmb, K::PosRq, config.max_positions),
         (K::TypeEmb, K::TypeRq, config.type_vocab),
     ] {
-        let t = ckpt.tensor(&hf_name(table, None).unwrap_or_default())?;
+        let t = ckpt.tensor(&hf_name(table, None)?)?;
         let (q, scales) = quantize_rows(first_rows(t, rows as usize), hidden, None);
         p.push((table, None, i8_bytes(&q)));
         p.push((
@@ -856,4 +808,112 @@ pub fn write_atomically_with(
         )
     })?;
     Ok(())
+}
+
+/// `--dtype` defaults to int8, which is what a microcontroller wants but needs
+/// calibration text to set the activation scales. Without `--calibration` the default
+/// is refused with what to add (rather than quietly writing a float file four times
+/// the size): the user chooses between calibrating and a float dtype. A calibration
+/// file with a float dtype is unused, and said so.
+pub fn convert_dtype(dtype: Option<Precision>, calibration: Option<&Path>) -> Result<Precision> {
+    match (dtype, calibration) {
+        (None | Some(Precision::Int8), None) => bail!(
+            "{} needs calibration text to set the activation scales: add `--calibration FILE` \
+             (real text like the model's inputs, one sample per line), or convert to float \
+             weights with `--dtype f16` (or `--dtype f32`)",
+            if dtype.is_none() {
+                "int8, the default --dtype,"
+            } else {
+                "--dtype int8"
+            }
+        ),
+        (Some(float), Some(path)) if float != Precision::Int8 => {
+            eprintln!(
+                "warning: --calibration {} is unused: only int8 is calibrated",
+                path.display()
+            );
+            Ok(float)
+        }
+        (dtype, _) => Ok(dtype.unwrap_or(Precision::Int8)),
+    }
+}
+
+/// `convert` for a Hugging Face BERT directory: reads and checks the checkpoint,
+/// tokenizes the calibration text (int8), converts and writes atomically, then
+/// re-validates the output.
+pub fn cmd_convert(
+    dir: &Path,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+    compensate: bool,
+    self_test: usize,
+) -> Result<()> {
+    let ckpt = Checkpoint::load(dir)?;
+    for w in &ckpt.warnings {
+        eprintln!("warning: {}: {w}", dir.display());
+    }
+    let options = Options {
+        precision,
+        max_seq,
+        progress: true,
+        compensate,
+        self_test,
+    };
+    let sequences = match calibration {
+        Some(path) => Some(calibration_sequences(&ckpt, path, max_seq)?),
+        None => None,
+    };
+    let bytes = convert(&ckpt, &options, sequences.as_deref())?;
+    write_checked(output, &bytes, &ckpt.inputs, precision)
+}
+
+/// Writes a converted model to `output` atomically (refusing to overwrite one of
+/// `inputs`), re-opens and validates what was written as the model it holds, and
+/// says so on stderr.
+pub fn write_checked(
+    output: &Path,
+    bytes: &[u8],
+    inputs: &[std::path::PathBuf],
+    precision: Precision,
+) -> Result<()> {
+    write_atomically(output, bytes, inputs)?;
+    let written = crate::run::ModelBytes::open(output)?;
+    let tensors = if written.is_decoder()? {
+        written.decoder()?.file().tensor_count()
+    } else {
+        written.model()?.file().tensor_count()
+    };
+    eprintln!(
+        "wrote {} ({} bytes, {precision:?}, {tensors} tensors, checksum ok)",
+        output.display(),
+        bytes.len(),
+    );
+    Ok(())
+}
+
+/// Tokenizes the calibration text with the tokenizer the model file will carry.
+pub fn calibration_sequences(
+    ckpt: &Checkpoint,
+    path: &Path,
+    max_seq: Option<u32>,
+) -> Result<Vec<Vec<u32>>> {
+    let lines = crate::run::read_lines(path)?;
+    // A float model file gives the exact tokenizer the converted file will use.
+    let float = convert_float(ckpt, false, max_seq)?;
+    let buf = tinyformer::format::writer::AlignedBuf::from_bytes(&float);
+    let model = tinyformer::Model::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    // Calibration sets the scales of every file written from it: a bad line stops.
+    for (n, line) in lines.into_iter().enumerate() {
+        let line = line.map_err(|e| anyhow!("{}: line {}: {e}", path.display(), n + 1))?;
+        if !line.trim().is_empty() {
+            out.push(crate::run::tokenize(&model, &line)?.ids);
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no non-empty lines to calibrate on", path.display());
+    }
+    Ok(out)
 }

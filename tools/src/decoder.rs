@@ -6,10 +6,10 @@
 //! rows in the adjacent-pair RoPE order).
 
 use crate::convert::{
-    activation_table, clamp_i32, f32_bytes, i32_bytes, i8_bytes, progress_bar, requant_bytes,
-    Precision,
+    activation_table, clamp_i32, i8_bytes, progress_bar, requant_bytes, Precision,
 };
 use crate::gptq::quantize_rows;
+use crate::le::{f16_bytes, f32_bytes, i32_bytes};
 use crate::llama2c::Llama2cCheckpoint;
 use anyhow::{anyhow, bail, Result};
 use tinyformer::format::writer::{write_model, AlignedBuf, TensorData};
@@ -162,9 +162,7 @@ pub fn convert_float(
         };
         let data = src.tensor(spec.kind, spec.layer)?;
         let bytes = if spec.dtype == DType::F16 {
-            data.iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect()
+            f16_bytes(data)
         } else {
             f32_bytes(data)
         };

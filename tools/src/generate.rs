@@ -2,7 +2,7 @@
 //! (streamed, sampled in the core) and teacher-forced scoring.
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
+use serde::Serialize;
 use std::io::Write as _;
 use std::path::Path;
 use tinyformer::format::writer::AlignedBuf;
@@ -347,17 +347,7 @@ pub fn cmd_convert_llama2c(
         true,
     )?;
     let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
-    crate::convert::write_atomically(output, &bytes, &inputs)?;
-    let written = ModelBytes::open(output)?;
-    let model = written.decoder()?;
-    eprintln!(
-        "wrote {} ({} bytes, {:?}, {} tensors, checksum ok)",
-        output.display(),
-        bytes.len(),
-        precision,
-        model.file().tensor_count()
-    );
-    Ok(())
+    crate::convert::write_checked(output, &bytes, &inputs, precision)
 }
 
 /// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).
@@ -369,7 +359,8 @@ pub fn cmd_tokenize_decoder(bytes: &ModelBytes, texts: &[String], json: bool) ->
     crate::run::for_each_text(&inputs, json, true, |_, text| {
         let ids = encode(&model, text)?;
         if json {
-            return Ok(json!({"text": text, "ids": ids}).to_string());
+            let record = crate::encoder::TokensRecord { ids: &ids, text };
+            return Ok(serde_json::to_string(&record)?);
         }
         let pieces: Vec<String> = ids
             .iter()
@@ -412,7 +403,11 @@ pub fn cmd_generate(
         let prompt = match &input.text {
             Ok(prompt) => prompt,
             Err(e) => {
-                failures.report(input, &anyhow!("{e}"), json.then_some("prompt"))?;
+                failures.report(
+                    input,
+                    &anyhow!("{e}"),
+                    json.then_some(crate::run::InputKey::Prompt),
+                )?;
                 continue;
             }
         };
@@ -439,17 +434,67 @@ pub fn cmd_generate(
         }
         let mut stdout = std::io::stdout().lock();
         if json {
-            writeln!(
-                stdout,
-                "{}",
-                json!({"prompt": prompt, "prompt_ids": prompt_ids, "ids": ids, "text": text})
-            )?;
+            let record = GenerationRecord {
+                ids: &ids,
+                prompt,
+                prompt_ids: &prompt_ids,
+                text: &text,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&record)?)?;
         } else {
             writeln!(stdout)?;
         }
         failures.ok();
     }
     failures.finish()
+}
+
+// The JSON records declare their fields in alphabetical order: the key order the
+// output has always had.
+
+/// A `generate --json` line.
+#[derive(Debug, Serialize)]
+pub struct GenerationRecord<'a> {
+    /// The generated ids (the stop token excluded).
+    pub ids: &'a [u32],
+    pub prompt: &'a str,
+    /// The prompt's ids, BOS first.
+    pub prompt_ids: &'a [u32],
+    /// The generated text.
+    pub text: &'a str,
+}
+
+/// A `score --json` line: one scored line of the data file.
+#[derive(Debug, Serialize)]
+pub struct ScoredLineRecord<'a> {
+    /// The model's top prediction at positions `0..n - 1`.
+    pub argmax: &'a [u32],
+    /// The line's ids, BOS first (cut to the context).
+    pub ids: &'a [u32],
+    /// Natural-log loss summed over the scored tokens.
+    pub nll: f64,
+    pub text: &'a str,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
+/// The last `score --json` line.
+#[derive(Debug, Serialize)]
+pub struct ScoreSummaryRecord {
+    pub lines: usize,
+    /// With `--compare`: mean `KL(P_compare || P_model)` per position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_kl: Option<f64>,
+    /// `nll / tokens` (`null` when no token was scored).
+    pub mean_nll: f64,
+    pub nll: f64,
+    pub perplexity: f64,
+    /// Always `true`: tells the summary from the lines.
+    pub summary: bool,
+    pub tokens: usize,
+    /// With `--compare`: share of positions where both models' top token agrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_agreement: Option<f64>,
 }
 
 /// `score`: teacher-forced loss per line and perplexity (and agreement/KL against a
@@ -500,11 +545,14 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
         kl += s.kl;
         lines += 1;
         if json {
-            writeln!(
-                stdout,
-                "{}",
-                json!({"text": text, "ids": ids, "nll": s.nll, "tokens": s.tokens, "argmax": s.argmax})
-            )?;
+            let record = ScoredLineRecord {
+                argmax: &s.argmax,
+                ids: &ids,
+                nll: s.nll,
+                text: &text,
+                tokens: s.tokens,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&record)?)?;
         } else {
             let per_token = if s.tokens > 0 {
                 s.nll / s.tokens as f64
@@ -523,16 +571,19 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
     } else {
         f64::NAN
     };
-    let mut summary = json!({
-        "summary": true, "lines": lines, "tokens": tokens, "nll": nll,
-        "mean_nll": mean, "perplexity": mean.exp(),
-    });
-    if other.is_some() {
-        summary["top1_agreement"] = json!(agree as f64 / tokens.max(1) as f64);
-        summary["mean_kl"] = json!(kl / tokens.max(1) as f64);
-    }
+    let compared = other.is_some();
     if json {
-        writeln!(stdout, "{summary}")?;
+        let summary = ScoreSummaryRecord {
+            lines,
+            mean_kl: compared.then(|| kl / tokens.max(1) as f64),
+            mean_nll: mean,
+            nll,
+            perplexity: mean.exp(),
+            summary: true,
+            tokens,
+            top1_agreement: compared.then(|| agree as f64 / tokens.max(1) as f64),
+        };
+        writeln!(stdout, "{}", serde_json::to_string(&summary)?)?;
     } else {
         write!(
             stdout,
@@ -540,7 +591,7 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
             mean.exp(),
             mean
         )?;
-        if other.is_some() {
+        if compared {
             write!(
                 stdout,
                 ", top-1 agreement {:.4}, mean KL {:.5} nats",

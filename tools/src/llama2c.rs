@@ -352,14 +352,8 @@ impl Llama2cConfig {
             .ok_or(Llama2cError::TruncatedHeader {
                 len: bytes.len() as u64,
             })?;
-        let field = |i: usize| {
-            i32::from_le_bytes([
-                header[4 * i],
-                header[4 * i + 1],
-                header[4 * i + 2],
-                header[4 * i + 3],
-            ])
-        };
+        // In bounds: `header` holds HEADER_LEN bytes, seven words.
+        let field = |i: usize| crate::le::i32_at(&header[4 * i..]).unwrap_or(0);
         let check = |name: &'static str, value: i32, min: u32, max: u32| match u32::try_from(value)
         {
             Ok(v) if (min..=max).contains(&v) => Ok(v),
@@ -493,10 +487,7 @@ impl Llama2cCheckpoint {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Llama2cError> {
         let config = Llama2cConfig::from_header(bytes)?;
         check_len(&config, bytes.len() as u64)?;
-        let data = bytes[HEADER_LEN..]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let data = crate::le::f32s(&bytes[HEADER_LEN..]);
         Self::from_data(config, data)
     }
 

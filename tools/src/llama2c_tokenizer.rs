@@ -150,7 +150,7 @@ impl<'b> Cursor<'b> {
 
     fn word(&mut self, field: &'static str, token: Option<usize>) -> Result<[u8; 4], ReadError> {
         let bytes = self.take(4, field, token)?;
-        Ok([bytes[0], bytes[1], bytes[2], bytes[3]])
+        Ok(crate::le::word(bytes).unwrap_or_default())
     }
 }
 

@@ -54,6 +54,41 @@ pub fn self_test(model: &Model<'_>) -> Result<usize> {
     Ok(model.file().self_test_cases().count())
 }
 
+/// `self-test FILE`: runs the file's golden cases; prints how many matched.
+pub fn cmd_self_test(file: &Path) -> Result<()> {
+    let bytes = ModelBytes::open(file)?;
+    let model = bytes.model()?;
+    let cases =
+        self_test(&model).map_err(|e| anyhow!("{}: self-test failed: {e}", file.display()))?;
+    crate::out!("self-test ok: {cases} cases");
+    Ok(())
+}
+
+/// `self-test FILE --add TEXTS -o OUTPUT`: writes a copy of `file` with a self-test
+/// section holding the non-empty lines of `texts` and their outputs, then reruns it.
+pub fn cmd_add_self_test(file: &Path, texts: &Path, output: &Path) -> Result<()> {
+    let bytes = ModelBytes::open(file)?;
+    let model = bytes.model()?;
+    let mut sequences = Vec::new();
+    for (n, line) in read_lines(texts)?.into_iter().enumerate() {
+        let line = line.map_err(|e| anyhow!("{}: line {}: {e}", texts.display(), n + 1))?;
+        if !line.trim().is_empty() {
+            sequences.push(tokenize(&model, &line)?.ids);
+        }
+    }
+    let with = crate::convert::add_self_test(bytes.bytes(), &sequences)?;
+    crate::convert::write_atomically(output, &with, &[file.to_path_buf()])?;
+    let written = ModelBytes::open(output)?;
+    let model = written.model()?;
+    let cases = self_test(&model)?;
+    eprintln!(
+        "wrote {} ({} bytes, {cases} self-test cases, self-test ok)",
+        output.display(),
+        with.len(),
+    );
+    Ok(())
+}
+
 /// Token ids of one text, as the device would see them.
 pub struct Tokens {
     pub ids: Vec<u32>,
@@ -272,6 +307,31 @@ pub fn read_lines(path: &Path) -> Result<Vec<std::result::Result<String, String>
     Ok(split_lines(&raw))
 }
 
+/// The key naming the input in a failed input's JSON line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKey {
+    /// `text` (tokenize, embed, classify).
+    Text,
+    /// `prompt` (generate).
+    Prompt,
+}
+
+/// The JSON line in place of an input that failed: the input (`null` when it could
+/// not be read) and the error. Fields in alphabetical order, the key order the output
+/// has always had.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum FailedInput<'a> {
+    Text {
+        error: String,
+        text: Option<&'a str>,
+    },
+    Prompt {
+        error: String,
+        prompt: Option<&'a str>,
+    },
+}
+
 /// Inputs that failed, counted so the command goes on with the others and still
 /// exits non-zero at the end.
 #[derive(Default)]
@@ -287,26 +347,33 @@ impl Failures {
     }
 
     /// Reports a failed input on stderr (`error: LABEL: reason; skipped`) and, when
-    /// `json_key` is given (`--json`), as `{KEY: text or null, "error": ...}` on
+    /// `json_key` is given (`--json`), as a [`FailedInput`] line on
     /// stdout in its place, so the output stays one object per input in input order.
     pub fn report(
         &mut self,
         input: &TextInput,
         error: &anyhow::Error,
-        json_key: Option<&str>,
+        json_key: Option<InputKey>,
     ) -> Result<()> {
         use std::io::Write as _;
         self.seen += 1;
         self.failed += 1;
         eprintln!("error: {}: {error:#}; skipped", input.label);
         if let Some(key) = json_key {
-            let mut v = serde_json::Map::new();
-            v.insert(key.to_string(), serde_json::json!(input.text.as_ref().ok()));
-            v.insert(
-                "error".to_string(),
-                serde_json::json!(format!("{}: {error:#}", input.label)),
-            );
-            writeln!(std::io::stdout().lock(), "{}", serde_json::Value::Object(v))?;
+            let error = format!("{}: {error:#}", input.label);
+            let text = input.text.as_deref().ok();
+            let record = match key {
+                InputKey::Text => FailedInput::Text { error, text },
+                InputKey::Prompt => FailedInput::Prompt {
+                    error,
+                    prompt: text,
+                },
+            };
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string(&record)?
+            )?;
         }
         Ok(())
     }
@@ -350,7 +417,7 @@ pub fn for_each_text(
                 failures.ok();
                 writeln!(std::io::stdout().lock(), "{line}")?;
             }
-            Err(e) => failures.report(input, &e, json.then_some("text"))?,
+            Err(e) => failures.report(input, &e, json.then_some(InputKey::Text))?,
         }
     }
     failures.finish()
