@@ -217,18 +217,16 @@ pub fn quantize_rows(
 mod tests {
     use super::*;
 
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    /// Uniform in [-0.5, 0.5).
+    fn centered(rng: &mut tinyformer::rng::XorShift64Star) -> f64 {
+        rng.next_f64() - 0.5
     }
 
     #[test]
     fn inverse_upper_factor_inverts() {
         let n = 7;
-        let mut s = 3u64;
-        let a: Vec<f64> = (0..n * n).map(|_| lcg(&mut s)).collect();
+        let mut s = tinyformer::rng::XorShift64Star::new(3);
+        let a: Vec<f64> = (0..n * n).map(|_| centered(&mut s)).collect();
         // H = A A^T + I
         let mut h = vec![0.0; n * n];
         for i in 0..n {
@@ -263,15 +261,15 @@ mod tests {
     #[test]
     fn compensation_reduces_output_error() {
         let (rows, cols, samples) = (8, 32, 400);
-        let mut s = 11u64;
-        let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s) as f32).collect();
-        let common: Vec<f64> = (0..cols).map(|_| 2.0 + lcg(&mut s)).collect();
+        let mut s = tinyformer::rng::XorShift64Star::new(11);
+        let w: Vec<f32> = (0..rows * cols).map(|_| centered(&mut s) as f32).collect();
+        let common: Vec<f64> = (0..cols).map(|_| 2.0 + centered(&mut s)).collect();
         let xs: Vec<Vec<f32>> = (0..samples)
             .map(|_| {
-                let a = lcg(&mut s) + 1.0;
+                let a = centered(&mut s) + 1.0;
                 common
                     .iter()
-                    .map(|c| (a * c + 0.3 * lcg(&mut s)) as f32)
+                    .map(|c| (a * c + 0.3 * centered(&mut s)) as f32)
                     .collect()
             })
             .collect();
