@@ -71,11 +71,10 @@ pub(super) fn forward<O: FixedObserver>(
 
     pass.embeddings(x, residual, obs);
     for layer in 0..config.layers as usize {
-        let weights = Layer::load(&pass, layer);
         let attention_buffers = attention(plan, &mut *shared);
-        pass.attention_block(layer, &weights, (x, residual), attention_buffers, obs);
+        pass.attention_block(layer, (x, residual), attention_buffers, obs);
         let ffn_buffers = ffn(plan, &mut *shared);
-        pass.ffn_block(layer, &weights, (x, residual), ffn_buffers, obs);
+        pass.ffn_block(layer, (x, residual), ffn_buffers, obs);
     }
     // Pooling reuses the attention block's `context` row.
     let pooled = attention::<i8, i32>(plan, shared).context;
@@ -117,8 +116,8 @@ struct Norm<'a> {
     eps: i64,
 }
 
-/// One layer's tensors.
-struct Layer<'a> {
+/// One layer's tensors of the attention block.
+struct AttentionWeights<'a> {
     query: Dense<'a>,
     key: Dense<'a>,
     value: Dense<'a>,
@@ -126,15 +125,21 @@ struct Layer<'a> {
     score_to_log2: Requant,
     /// Per channel: weighted values (Q15 probabilities times int8) to the context grid.
     ctx_rq: &'a [[i32; 2]],
-    attn_out: Dense<'a>,
-    attn_skip: &'a [[i32; 2]],
-    attn_norm: Norm<'a>,
+    out: Dense<'a>,
+    /// Per channel: the block's input (the skip connection) to the residual grid.
+    skip_rq: &'a [[i32; 2]],
+    norm: Norm<'a>,
+}
+
+/// One layer's tensors of the FFN block.
+struct FfnWeights<'a> {
     ffn1: Dense<'a>,
     /// Per channel: the Q10 activation to the FFN's wide grid.
     act_rq: &'a [[i32; 2]],
     ffn2: Dense<'a>,
-    ffn_skip: &'a [[i32; 2]],
-    ffn_norm: Norm<'a>,
+    /// Per channel: the block's input (the skip connection) to the residual grid.
+    skip_rq: &'a [[i32; 2]],
+    norm: Norm<'a>,
 }
 
 impl<'p> Pass<'p> {
@@ -191,12 +196,12 @@ impl<'p> Pass<'p> {
     fn attention_block<O: FixedObserver>(
         &self,
         layer: usize,
-        weights: &Layer<'_>,
         (x, residual): (&mut [i8], &mut [i32]),
         buffers: Attention<'_, i8, i32>,
         obs: &mut O,
     ) {
         let hidden = self.hidden;
+        let weights = AttentionWeights::load(self, layer);
         let Attention {
             scores,
             keys,
@@ -249,19 +254,14 @@ impl<'p> Pass<'p> {
                 *context_exponent = narrow_row(context_row, wide_row);
             }
             let contexts = context.get(..rows * hidden).unwrap_or(&[]);
-            weights.attn_out.to_residual_rows(
+            weights.out.to_residual_rows(
                 wide,
                 (contexts, &context_exponents),
-                (batch, weights.attn_skip),
+                (batch, weights.skip_rq),
                 (hidden, hidden),
             );
             let points = (Point::AttnSum, Point::AttnOut);
-            norm_rows(
-                (batch, wide, hidden),
-                &weights.attn_norm,
-                (points, layer),
-                obs,
-            );
+            norm_rows((batch, wide, hidden), &weights.norm, (points, layer), obs);
         }
     }
 
@@ -274,11 +274,11 @@ impl<'p> Pass<'p> {
     fn ffn_block<O: FixedObserver>(
         &self,
         layer: usize,
-        weights: &Layer<'_>,
         (x, residual): (&mut [i8], &mut [i32]),
         buffers: Ffn<'_, i8, i32>,
         obs: &mut O,
     ) {
+        let weights = FfnWeights::load(self, layer);
         let (hidden, ffn) = (self.hidden, self.ffn);
         let Ffn { wide, act } = buffers;
         let act_table: &[i32] = self.file.tensor(K::ActTable, None);
@@ -308,13 +308,13 @@ impl<'p> Pass<'p> {
             weights.ffn2.to_residual_rows(
                 residual,
                 (acts, &act_exponents),
-                (batch, weights.ffn_skip),
+                (batch, weights.skip_rq),
                 (hidden, ffn),
             );
             let points = (Point::FfnSum, Point::FfnOut);
             norm_rows(
                 (batch, residual, hidden),
-                &weights.ffn_norm,
+                &weights.norm,
                 (points, layer),
                 obs,
             );
@@ -394,25 +394,33 @@ impl<'p> Pass<'p> {
     }
 }
 
-impl<'a> Layer<'a> {
+impl<'a> AttentionWeights<'a> {
     fn load(pass: &Pass<'a>, layer: usize) -> Self {
         let l = Some(layer as u16);
         let scalars: &[i32] = pass.file.tensor(K::LayerScalars, l);
-        let tensor = |kind| -> &'a [[i32; 2]] { pass.file.tensor(kind, l) };
         Self {
             query: pass.dense((K::QueryW, K::QueryB, K::QueryRq), l),
             key: pass.dense((K::KeyW, K::KeyB, K::KeyRq), l),
             value: pass.dense((K::ValueW, K::ValueB, K::ValueRq), l),
             score_to_log2: requant_at(scalars, scalar::SCORE_TO_LOG2),
-            ctx_rq: tensor(K::CtxRq),
-            attn_out: pass.dense((K::AttnOutW, K::AttnOutB, K::AttnOutRq), l),
-            attn_skip: tensor(K::AttnSkipRq),
-            attn_norm: pass.norm(K::AttnNorm, l, eps_at(scalars, scalar::ATTN_EPS)),
+            ctx_rq: pass.file.tensor(K::CtxRq, l),
+            out: pass.dense((K::AttnOutW, K::AttnOutB, K::AttnOutRq), l),
+            skip_rq: pass.file.tensor(K::AttnSkipRq, l),
+            norm: pass.norm(K::AttnNorm, l, eps_at(scalars, scalar::ATTN_EPS)),
+        }
+    }
+}
+
+impl<'a> FfnWeights<'a> {
+    fn load(pass: &Pass<'a>, layer: usize) -> Self {
+        let l = Some(layer as u16);
+        let scalars: &[i32] = pass.file.tensor(K::LayerScalars, l);
+        Self {
             ffn1: pass.dense((K::Ffn1W, K::Ffn1B, K::Ffn1Rq), l),
-            act_rq: tensor(K::ActRq),
+            act_rq: pass.file.tensor(K::ActRq, l),
             ffn2: pass.dense((K::Ffn2W, K::Ffn2B, K::Ffn2Rq), l),
-            ffn_skip: tensor(K::FfnSkipRq),
-            ffn_norm: pass.norm(K::FfnNorm, l, eps_at(scalars, scalar::FFN_EPS)),
+            skip_rq: pass.file.tensor(K::FfnSkipRq, l),
+            norm: pass.norm(K::FfnNorm, l, eps_at(scalars, scalar::FFN_EPS)),
         }
     }
 }
