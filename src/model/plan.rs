@@ -277,53 +277,99 @@ pub(crate) fn cast<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
     bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut [])
 }
 
-/// Splits the arena by the plan. The caller checked length and alignment, so the
-/// casts succeed; should they not, the views are empty and the kernels (which never
-/// index past a slice) compute nothing.
+/// The plan's byte ranges as views: `region` holds the arena bytes from `base` on, and
+/// view `i` is exactly `parts[i].offset..parts[i].offset + parts[i].bytes` (cut short
+/// at the region's end). `parts` are in increasing offset order without overlap, as
+/// the plans lay them out; a buffer that starts before the previous one ends gets an
+/// empty view.
+pub(crate) fn carve<'r, const N: usize>(
+    region: &'r mut [u8],
+    base: usize,
+    parts: [Buffer; N],
+) -> [&'r mut [u8]; N] {
+    let mut rest = region;
+    let mut at = base;
+    parts.map(|buffer| match buffer.offset.checked_sub(at) {
+        Some(gap) => {
+            take(&mut rest, gap);
+            at = buffer.offset + buffer.bytes;
+            take(&mut rest, buffer.bytes)
+        }
+        None => &mut [],
+    })
+}
+
+/// The bytes the attention and FFN phases share: from the first of their buffers to
+/// the end of the last, as one [`Buffer`].
+fn shared_region(plan: &Plan) -> Buffer {
+    let phases = plan.buffers.iter().filter(|b| b.phase != Phase::All);
+    let start = phases.clone().map(|b| b.offset).min().unwrap_or(0);
+    let end = phases.map(|b| b.offset + b.bytes).max().unwrap_or(start);
+    Buffer {
+        name: "shared",
+        offset: start,
+        bytes: end - start,
+        elem: 1,
+        phase: Phase::All,
+    }
+}
+
+/// Splits the arena by the plan's offsets. The caller checked length and alignment,
+/// so the casts succeed; should they not, the views are empty and the kernels (which
+/// never index past a slice) compute nothing.
 pub(crate) fn views<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
     arena: &'r mut [u8],
 ) -> Views<'r, A, S> {
     let b = plan.buffers;
-    let mut rest = arena;
-    let residual = cast(take(&mut rest, b[ix::RESIDUAL].bytes));
-    let shared = take(&mut rest, b[ix::X].offset - b[ix::RESIDUAL].bytes);
+    let parts = [b[ix::RESIDUAL], shared_region(plan), b[ix::X]];
+    let [residual, shared, x] = carve(arena, 0, parts);
     Views {
-        residual,
-        x: cast(take(&mut rest, b[ix::X].bytes)),
+        residual: cast(residual),
+        x: cast(x),
         shared,
     }
 }
 
-/// The attention buffers in the shared region.
+/// The attention buffers in the shared region ([`Views::shared`]).
 pub(crate) fn attention<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
-    mut shared: &'r mut [u8],
+    shared: &'r mut [u8],
 ) -> Attention<'r, A, S> {
     let b = plan.buffers;
+    let parts = [
+        b[ix::SCORES],
+        b[ix::KEYS],
+        b[ix::VALUES],
+        b[ix::QUERY],
+        b[ix::CONTEXT],
+    ];
+    let [scores, keys, values, query, context] = carve(shared, shared_region(plan).offset, parts);
     Attention {
-        scores: cast(take(&mut shared, b[ix::SCORES].bytes)),
-        keys: cast(take(&mut shared, b[ix::KEYS].bytes)),
-        values: cast(take(&mut shared, b[ix::VALUES].bytes)),
-        query: cast(take(&mut shared, b[ix::QUERY].bytes)),
-        context: cast(take(&mut shared, b[ix::CONTEXT].bytes)),
+        scores: cast(scores),
+        keys: cast(keys),
+        values: cast(values),
+        query: cast(query),
+        context: cast(context),
     }
 }
 
-/// The FFN buffers in the shared region.
+/// The FFN buffers in the shared region ([`Views::shared`]).
 pub(crate) fn ffn<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
-    mut shared: &'r mut [u8],
+    shared: &'r mut [u8],
 ) -> Ffn<'r, A, S> {
     let b = plan.buffers;
+    let parts = [b[ix::FFN_WIDE], b[ix::FFN]];
+    let [wide, act] = carve(shared, shared_region(plan).offset, parts);
     Ffn {
-        wide: cast(take(&mut shared, b[ix::FFN_WIDE].bytes)),
-        act: cast(take(&mut shared, b[ix::FFN].bytes)),
+        wide: cast(wide),
+        act: cast(act),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::{Activation, Arch, DType, Pooling};
 
@@ -387,6 +433,64 @@ mod tests {
                     assert_eq!(plan.total_bytes(), total);
                     assert!(plan.total_bytes() >= plan.live_lower_bound());
                 }
+            }
+        }
+    }
+    /// Offset and length in bytes of `view` within the arena starting at `base`.
+    pub(crate) fn byte_range<T>(base: *const u8, view: &[T]) -> (usize, usize) {
+        let offset = view.as_ptr() as usize - base as usize;
+        (offset, core::mem::size_of_val(view))
+    }
+
+    /// Checks views against the plan's buffers: every buffer is seen once, with its
+    /// length, and at its offset (an empty buffer has no meaningful address).
+    pub(crate) fn assert_views_are(buffers: &[Buffer], seen: &[(&str, (usize, usize))]) {
+        assert_eq!(seen.len(), buffers.len());
+        for &(name, (offset, bytes)) in seen {
+            let buffer = buffers.iter().find(|b| b.name == name).expect(name);
+            assert_eq!(bytes, buffer.bytes, "{name}: length");
+            if bytes > 0 {
+                assert_eq!(offset, buffer.offset, "{name}: offset");
+            }
+        }
+    }
+
+    fn encoder_views<A: bytemuck::Pod, S: bytemuck::Pod>(plan: &Plan) {
+        let mut words = vec![0u32; plan.total_bytes().div_ceil(4)];
+        let arena = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..plan.total_bytes()];
+        let base = arena.as_ptr();
+        let views = views::<A, S>(plan, arena);
+        let mut seen = vec![
+            ("residual", byte_range(base, views.residual)),
+            ("x", byte_range(base, views.x)),
+        ];
+        let a = attention::<A, S>(plan, &mut *views.shared);
+        seen.extend([
+            ("scores", byte_range(base, a.scores)),
+            ("keys", byte_range(base, a.keys)),
+            ("values", byte_range(base, a.values)),
+            ("query", byte_range(base, a.query)),
+            ("context", byte_range(base, a.context)),
+        ]);
+        let f = ffn::<A, S>(plan, &mut *views.shared);
+        seen.extend([
+            ("ffn_wide", byte_range(base, f.wide)),
+            ("ffn", byte_range(base, f.act)),
+        ]);
+        assert_views_are(&plan.buffers, &seen);
+    }
+
+    /// The forward passes' views are the plan's buffers, byte for byte (int8 and f32
+    /// element types): a change to the layout or to the views without the other
+    /// fails here.
+    #[test]
+    fn views_are_the_plans_buffers() {
+        for (hidden, ffn) in [(64, 256), (32, 4096)] {
+            for (seq, rows) in [(1, 1), (16, 5), (64, 8)] {
+                let plan = Plan::batched(&config(DType::I8, hidden, ffn), seq, rows).unwrap();
+                encoder_views::<i8, i32>(&plan);
+                let plan = Plan::batched(&config(DType::F32, hidden, ffn), seq, rows).unwrap();
+                encoder_views::<f32, f32>(&plan);
             }
         }
     }

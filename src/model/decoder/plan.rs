@@ -157,30 +157,111 @@ pub(crate) struct Views<'r, S, I, A> {
     pub values: &'r mut [A],
 }
 
-/// Splits the arena by the plan. The caller checked length and alignment, so the
+/// Splits the arena by the plan's offsets. The caller checked length and alignment, so the
 /// casts succeed; should they not, the views are empty and the kernels (which never
 /// index past a slice) compute nothing.
 pub(crate) fn views<'r, S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(
     plan: &DecoderPlan,
     arena: &'r mut [u8],
 ) -> Views<'r, S, I, A> {
-    use crate::model::plan::{cast, take};
+    use crate::model::plan::{carve, cast};
     let b = plan.buffers;
-    let mut rest = arena;
-    let mut next = |i: usize| take(&mut rest, b[i].bytes);
+    let parts = [
+        b[ix::RESIDUAL],
+        b[ix::QUERY],
+        b[ix::KEY],
+        b[ix::CONTEXT],
+        b[ix::OUT],
+        b[ix::GATE],
+        b[ix::UP],
+        b[ix::SCORES],
+        b[ix::LOGITS],
+        b[ix::INPUT],
+        b[ix::QUERY_NARROW],
+        b[ix::KEYS],
+        b[ix::VALUES],
+    ];
+    let [residual, query, key, context, out, gate, up, scores, logits, input, query_narrow, keys, values] =
+        carve(arena, 0, parts);
     Views {
-        residual: cast(next(ix::RESIDUAL)),
-        query: cast(next(ix::QUERY)),
-        key: cast(next(ix::KEY)),
-        context: cast(next(ix::CONTEXT)),
-        out: cast(next(ix::OUT)),
-        gate: cast(next(ix::GATE)),
-        up: cast(next(ix::UP)),
-        scores: cast(next(ix::SCORES)),
-        logits: cast(next(ix::LOGITS)),
-        input: cast(next(ix::INPUT)),
-        query_narrow: cast(next(ix::QUERY_NARROW)),
-        keys: cast(next(ix::KEYS)),
-        values: cast(next(ix::VALUES)),
+        residual: cast(residual),
+        query: cast(query),
+        key: cast(key),
+        context: cast(context),
+        out: cast(out),
+        gate: cast(gate),
+        up: cast(up),
+        scores: cast(scores),
+        logits: cast(logits),
+        input: cast(input),
+        query_narrow: cast(query_narrow),
+        keys: cast(keys),
+        values: cast(values),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Activation, Arch, DType, DecoderParams, Pooling};
+    use crate::model::plan::tests::{assert_views_are, byte_range};
+
+    fn config(weight_dtype: DType) -> Config {
+        Config {
+            arch: Arch::LlamaDecoder,
+            weight_dtype,
+            activation: Activation::Silu,
+            pooling: Pooling::None,
+            vocab_size: 512,
+            hidden: 64,
+            layers: 5,
+            heads: 8,
+            ffn: 172,
+            max_positions: 256,
+            type_vocab: 0,
+            num_labels: 0,
+            max_seq: 256,
+            layer_norm_eps_bits: 1e-5f32.to_bits(),
+            decoder: Some(DecoderParams {
+                kv_heads: 4,
+                rope_theta_bits: 10_000f32.to_bits(),
+                bos_id: 1,
+                eos_id: 2,
+                separate_output: false,
+            }),
+        }
+    }
+
+    fn decoder_views<S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(plan: &DecoderPlan) {
+        let mut words = vec![0u32; plan.total_bytes().div_ceil(4)];
+        let arena = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..plan.total_bytes()];
+        let base = arena.as_ptr();
+        let v = views::<S, I, A>(plan, arena);
+        let seen = [
+            ("residual", byte_range(base, v.residual)),
+            ("query", byte_range(base, v.query)),
+            ("key", byte_range(base, v.key)),
+            ("context", byte_range(base, v.context)),
+            ("out", byte_range(base, v.out)),
+            ("gate", byte_range(base, v.gate)),
+            ("up", byte_range(base, v.up)),
+            ("scores", byte_range(base, v.scores)),
+            ("logits", byte_range(base, v.logits)),
+            ("input", byte_range(base, v.input)),
+            ("query_narrow", byte_range(base, v.query_narrow)),
+            ("keys", byte_range(base, v.keys)),
+            ("values", byte_range(base, v.values)),
+        ];
+        assert_views_are(&plan.buffers, &seen);
+    }
+
+    /// The step's views are the plan's buffers, byte for byte, in the int8 and the
+    /// f32 mode: a change to the layout or to the views without the other fails here.
+    #[test]
+    fn views_are_the_plans_buffers() {
+        for ctx in [1, 2, 100, 256] {
+            decoder_views::<i32, i16, i8>(&DecoderPlan::new(&config(DType::I8), ctx).unwrap());
+            decoder_views::<f32, f32, f32>(&DecoderPlan::new(&config(DType::F32), ctx).unwrap());
+        }
     }
 }
