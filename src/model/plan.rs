@@ -277,94 +277,48 @@ pub(crate) fn cast<T: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [T] {
     bytemuck::try_cast_slice_mut(bytes).unwrap_or(&mut [])
 }
 
-/// The plan's byte ranges as views: `region` holds the arena bytes from `base` on, and
-/// view `i` is exactly `parts[i].offset..parts[i].offset + parts[i].bytes` (cut short
-/// at the region's end). `parts` are in increasing offset order without overlap, as
-/// the plans lay them out; a buffer that starts before the previous one ends gets an
-/// empty view.
-pub(crate) fn carve<'r, const N: usize>(
-    region: &'r mut [u8],
-    base: usize,
-    parts: [Buffer; N],
-) -> [&'r mut [u8]; N] {
-    let mut rest = region;
-    let mut at = base;
-    parts.map(|buffer| match buffer.offset.checked_sub(at) {
-        Some(gap) => {
-            take(&mut rest, gap);
-            at = buffer.offset + buffer.bytes;
-            take(&mut rest, buffer.bytes)
-        }
-        None => &mut [],
-    })
-}
-
-/// The bytes the attention and FFN phases share: from the first of their buffers to
-/// the end of the last, as one [`Buffer`].
-fn shared_region(plan: &Plan) -> Buffer {
-    let phases = plan.buffers.iter().filter(|b| b.phase != Phase::All);
-    let start = phases.clone().map(|b| b.offset).min().unwrap_or(0);
-    let end = phases.map(|b| b.offset + b.bytes).max().unwrap_or(start);
-    Buffer {
-        name: "shared",
-        offset: start,
-        bytes: end - start,
-        elem: 1,
-        phase: Phase::All,
-    }
-}
-
-/// Splits the arena by the plan's offsets. The caller checked length and alignment,
-/// so the casts succeed; should they not, the views are empty and the kernels (which
-/// never index past a slice) compute nothing.
+/// Splits the arena by the plan. The caller checked length and alignment, so the
+/// casts succeed; should they not, the views are empty and the kernels (which never
+/// index past a slice) compute nothing.
 pub(crate) fn views<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
     arena: &'r mut [u8],
 ) -> Views<'r, A, S> {
     let b = plan.buffers;
-    let parts = [b[ix::RESIDUAL], shared_region(plan), b[ix::X]];
-    let [residual, shared, x] = carve(arena, 0, parts);
+    let mut rest = arena;
+    let residual = cast(take(&mut rest, b[ix::RESIDUAL].bytes));
+    let shared = take(&mut rest, b[ix::X].offset - b[ix::RESIDUAL].bytes);
     Views {
-        residual: cast(residual),
-        x: cast(x),
+        residual,
+        x: cast(take(&mut rest, b[ix::X].bytes)),
         shared,
     }
 }
 
-/// The attention buffers in the shared region ([`Views::shared`]).
+/// The attention buffers in the shared region.
 pub(crate) fn attention<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
-    shared: &'r mut [u8],
+    mut shared: &'r mut [u8],
 ) -> Attention<'r, A, S> {
     let b = plan.buffers;
-    let parts = [
-        b[ix::SCORES],
-        b[ix::KEYS],
-        b[ix::VALUES],
-        b[ix::QUERY],
-        b[ix::CONTEXT],
-    ];
-    let [scores, keys, values, query, context] = carve(shared, shared_region(plan).offset, parts);
     Attention {
-        scores: cast(scores),
-        keys: cast(keys),
-        values: cast(values),
-        query: cast(query),
-        context: cast(context),
+        scores: cast(take(&mut shared, b[ix::SCORES].bytes)),
+        keys: cast(take(&mut shared, b[ix::KEYS].bytes)),
+        values: cast(take(&mut shared, b[ix::VALUES].bytes)),
+        query: cast(take(&mut shared, b[ix::QUERY].bytes)),
+        context: cast(take(&mut shared, b[ix::CONTEXT].bytes)),
     }
 }
 
-/// The FFN buffers in the shared region ([`Views::shared`]).
+/// The FFN buffers in the shared region.
 pub(crate) fn ffn<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
     plan: &Plan,
-    shared: &'r mut [u8],
+    mut shared: &'r mut [u8],
 ) -> Ffn<'r, A, S> {
     let b = plan.buffers;
-    let parts = [b[ix::FFN_WIDE], b[ix::FFN]];
-    let [wide, act] = carve(shared, shared_region(plan).offset, parts);
     Ffn {
-        wide: cast(wide),
-        act: cast(act),
+        wide: cast(take(&mut shared, b[ix::FFN_WIDE].bytes)),
+        act: cast(take(&mut shared, b[ix::FFN].bytes)),
     }
 }
 

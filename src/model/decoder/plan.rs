@@ -157,46 +157,31 @@ pub(crate) struct Views<'r, S, I, A> {
     pub values: &'r mut [A],
 }
 
-/// Splits the arena by the plan's offsets. The caller checked length and alignment, so the
+/// Splits the arena by the plan. The caller checked length and alignment, so the
 /// casts succeed; should they not, the views are empty and the kernels (which never
 /// index past a slice) compute nothing.
 pub(crate) fn views<'r, S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(
     plan: &DecoderPlan,
     arena: &'r mut [u8],
 ) -> Views<'r, S, I, A> {
-    use crate::model::plan::{carve, cast};
+    use crate::model::plan::{cast, take};
     let b = plan.buffers;
-    let parts = [
-        b[ix::RESIDUAL],
-        b[ix::QUERY],
-        b[ix::KEY],
-        b[ix::CONTEXT],
-        b[ix::OUT],
-        b[ix::GATE],
-        b[ix::UP],
-        b[ix::SCORES],
-        b[ix::LOGITS],
-        b[ix::INPUT],
-        b[ix::QUERY_NARROW],
-        b[ix::KEYS],
-        b[ix::VALUES],
-    ];
-    let [residual, query, key, context, out, gate, up, scores, logits, input, query_narrow, keys, values] =
-        carve(arena, 0, parts);
+    let mut rest = arena;
+    let mut next = |i: usize| take(&mut rest, b[i].bytes);
     Views {
-        residual: cast(residual),
-        query: cast(query),
-        key: cast(key),
-        context: cast(context),
-        out: cast(out),
-        gate: cast(gate),
-        up: cast(up),
-        scores: cast(scores),
-        logits: cast(logits),
-        input: cast(input),
-        query_narrow: cast(query_narrow),
-        keys: cast(keys),
-        values: cast(values),
+        residual: cast(next(ix::RESIDUAL)),
+        query: cast(next(ix::QUERY)),
+        key: cast(next(ix::KEY)),
+        context: cast(next(ix::CONTEXT)),
+        out: cast(next(ix::OUT)),
+        gate: cast(next(ix::GATE)),
+        up: cast(next(ix::UP)),
+        scores: cast(next(ix::SCORES)),
+        logits: cast(next(ix::LOGITS)),
+        input: cast(next(ix::INPUT)),
+        query_narrow: cast(next(ix::QUERY_NARROW)),
+        keys: cast(next(ix::KEYS)),
+        values: cast(next(ix::VALUES)),
     }
 }
 
