@@ -4,7 +4,7 @@
 //! `h * head_dim .. (h + 1) * head_dim`. The only scratch is one row of `seq` scores,
 //! so attention memory grows O(seq), not O(heads * seq^2).
 
-use super::matvec::QueryElem;
+use super::matvec::{Int8Kernel, QueryElem};
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
 use crate::quant::Requant;
 
@@ -77,6 +77,39 @@ pub fn attend_i8<Q: QueryElem>(
     scores: &mut [i32],
     keep: impl Fn(usize) -> bool,
 ) {
+    attend_i8_with(
+        Int8Kernel::best(),
+        ctx,
+        q,
+        keys,
+        values,
+        hidden,
+        head,
+        to_log2,
+        ctx_rq,
+        scores,
+        keep,
+    );
+}
+
+/// [`attend_i8`] with the scores and the weighted sum of values computed by `kernel`
+/// ([`QueryElem::dots_with`], [`weighted_values_with`]); the same result for every
+/// kernel.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn attend_i8_with<Q: QueryElem>(
+    kernel: Int8Kernel,
+    ctx: &mut [i32],
+    q: &[Q],
+    keys: &[i8],
+    values: &[i8],
+    hidden: usize,
+    head: usize,
+    to_log2: Requant,
+    ctx_rq: &[[i32; 2]],
+    scores: &mut [i32],
+    keep: impl Fn(usize) -> bool,
+) {
     let head_dim = ctx.len();
     // Precondition of the forward pass (`heads * head_dim == hidden`); anything else
     // gets an empty context rather than columns of the next head or row.
@@ -87,7 +120,7 @@ pub fn attend_i8<Q: QueryElem>(
     let head_keys = keys.get(head * head_dim..).unwrap_or(&[]);
     let n = scores.len().min(keys.len() / hidden);
     let scores = scores.get_mut(..n).unwrap_or(&mut []);
-    Q::dots(scores, q, head_keys, hidden);
+    Q::dots_with(kernel, scores, q, head_keys, hidden);
     for (j, score) in scores.iter_mut().enumerate() {
         if !keep(j) {
             *score = MASKED;
@@ -95,7 +128,7 @@ pub fn attend_i8<Q: QueryElem>(
     }
     softmax_q15(scores, to_log2);
     ctx.fill(0);
-    weighted_values(ctx, scores, values, hidden, head);
+    weighted_values_with(kernel, ctx, scores, values, hidden, head);
     for (d, c) in ctx.iter_mut().enumerate() {
         // `saturate_residual(rq.apply(c))` for a valid pair, in 32-bit steps.
         *c = Requant::from_table(ctx_rq, d).add_scaled_residual(0, *c, 0);
@@ -129,23 +162,50 @@ pub fn weighted_values_reference(
 /// Cortex-M DSP kernel for a head of 8.
 #[inline]
 pub fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize, head: usize) {
-    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { weighted_values_avx2(ctx, probs, values, hidden, head) };
-    }
-    #[cfg(tinyformer_dsp)]
-    {
-        // The same whole rows as the reference, from this head's first column.
-        let whole = values
-            .get(..values.len() / hidden.max(1) * hidden)
-            .unwrap_or(&[]);
-        let head_values = whole.get(head * ctx.len()..).unwrap_or(&[]);
-        if super::matvec::weighted_values_dsp(ctx, probs, head_values, hidden) {
-            return;
+    weighted_values_with(Int8Kernel::best(), ctx, probs, values, hidden, head);
+}
+
+/// [`weighted_values_reference`] by `kernel`'s path: the AVX2 build of the reference
+/// for [`Int8Kernel::Avx2`] and [`Int8Kernel::AvxVnni`] (with `std`, on a CPU with
+/// AVX2), the Cortex-M DSP kernel for a head of 8 with [`Int8Kernel::Dsp`], else the
+/// reference.
+#[inline]
+pub fn weighted_values_with(
+    kernel: Int8Kernel,
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    hidden: usize,
+    head: usize,
+) {
+    match kernel {
+        #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+        Int8Kernel::Avx2 | Int8Kernel::AvxVnni if std::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { weighted_values_avx2(ctx, probs, values, hidden, head) }
         }
+        #[cfg(tinyformer_dsp)]
+        Int8Kernel::Dsp if weighted_values_dsp(ctx, probs, values, hidden, head) => {}
+        _ => weighted_values_reference(ctx, probs, values, hidden, head),
     }
-    weighted_values_reference(ctx, probs, values, hidden, head);
+}
+
+/// The Cortex-M DSP kernel over the same whole rows as the reference, from this head's
+/// first column; `false` (nothing written) for a head it has no path for.
+#[cfg(tinyformer_dsp)]
+#[inline(always)]
+fn weighted_values_dsp(
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    hidden: usize,
+    head: usize,
+) -> bool {
+    let whole = values
+        .get(..values.len() / hidden.max(1) * hidden)
+        .unwrap_or(&[]);
+    let head_values = whole.get(head * ctx.len()..).unwrap_or(&[]);
+    super::matvec::weighted_values_dsp(ctx, probs, head_values, hidden)
 }
 
 /// [`weighted_values_reference`] compiled for AVX2 (eight lanes instead of SSE2's

@@ -324,8 +324,9 @@ impl Int8Kernel {
         }
     }
 
-    /// The fastest available kernel; [`dot_i8`], [`dots_i8`], [`matvec_i8`] and
-    /// [`matmul_i8`] use it.
+    /// The fastest available kernel; [`dot_i8`], [`dots_i8`], [`matvec_i8`],
+    /// [`matmul_i8`], [`matvec_i16`] and [`dots_i16`] use it. A model chooses it once,
+    /// when it is loaded, and passes it to the `*_with` variants.
     #[inline]
     pub fn best() -> Self {
         // Fastest first; availability is `is_available`'s, so the two cannot disagree.
@@ -632,36 +633,51 @@ pub fn dots_i16_reference(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize
     }
 }
 
-/// [`dots_i16_reference`], computed by the fastest available kernel (decoder heads
-/// are short: the Cortex-M DSP kernel packs the query once for all keys; elsewhere
-/// the plain loop, which compilers unroll and vectorise, beats any call set-up).
+/// [`dots_i16_reference`], computed by the fastest available kernel.
 #[inline]
 pub fn dots_i16(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
-    #[cfg(tinyformer_dsp)]
-    if dsp::dots_i16(out, q, keys, stride) {
-        return;
+    dots_i16_with(Int8Kernel::best(), out, q, keys, stride);
+}
+
+/// [`dots_i16_reference`], computed by `kernel` (decoder heads are short: the
+/// Cortex-M DSP kernel packs the query once for all keys; every other kernel runs the
+/// plain loop, which compilers unroll and vectorise, and which beats any call set-up).
+#[inline]
+pub fn dots_i16_with(kernel: Int8Kernel, out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+    match kernel {
+        // `dsp::dots_i16` returns false, having written nothing, for a shape it has no
+        // path for; the reference computes it then.
+        #[cfg(tinyformer_dsp)]
+        Int8Kernel::Dsp if dsp::dots_i16(out, q, keys, stride) => {}
+        _ => dots_i16_reference(out, q, keys, stride),
     }
-    dots_i16_reference(out, q, keys, stride);
 }
 
 /// A query element type of integer attention: int8 (the encoder) or int16 (the
 /// decoder), each with its score kernel.
 pub trait QueryElem: Copy {
-    /// `out[j] = q . keys[j * stride..][..q.len()]` in exact `i32`.
-    fn dots(out: &mut [i32], q: &[Self], keys: &[i8], stride: usize);
+    /// `out[j] = q . keys[j * stride..][..q.len()]` in exact `i32`, by `kernel`
+    /// ([`dots_i8_with`], [`dots_i16_with`]).
+    fn dots_with(kernel: Int8Kernel, out: &mut [i32], q: &[Self], keys: &[i8], stride: usize);
+
+    /// [`QueryElem::dots_with`] by the fastest available kernel.
+    #[inline]
+    fn dots(out: &mut [i32], q: &[Self], keys: &[i8], stride: usize) {
+        Self::dots_with(Int8Kernel::best(), out, q, keys, stride);
+    }
 }
 
 impl QueryElem for i8 {
     #[inline]
-    fn dots(out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
-        dots_i8(out, q, keys, stride);
+    fn dots_with(kernel: Int8Kernel, out: &mut [i32], q: &[i8], keys: &[i8], stride: usize) {
+        dots_i8_with(kernel, out, q, keys, stride);
     }
 }
 
 impl QueryElem for i16 {
     #[inline]
-    fn dots(out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
-        dots_i16(out, q, keys, stride);
+    fn dots_with(kernel: Int8Kernel, out: &mut [i32], q: &[i16], keys: &[i8], stride: usize) {
+        dots_i16_with(kernel, out, q, keys, stride);
     }
 }
 

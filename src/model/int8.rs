@@ -2,40 +2,445 @@
 //! residual stream, fixed-point requantization, integer softmax, LayerNorm and
 //! table-driven activations. It executes no floating-point operation.
 //!
+//! ```text
+//! embeddings, per token t:
+//!     x[t] = LN(WordRq(word[id_t]) + PosRq(pos[t]) + TypeRq(type[ty_t]))        (int8)
+//! for each layer:
+//!     attention block:
+//!         K = sat8(KeyRq(Wk x + bk)) ; V = sat8(ValueRq(Wv x + bv))    (int8, every t)
+//!         per token t:
+//!             q, e_q = narrow(QueryRq(Wq x[t] + bq))               (int8, scale 2^e_q)
+//!             per head: ctx = CtxRq(softmax(ScoreToLog2_e_q (q . K)) V)          (i32)
+//!             c, e_c = narrow(ctx)
+//!             x[t] = LN(AttnOutRq_e_c(Wo c) + AttnOutRq(bo) + AttnSkipRq(x[t]))  (int8)
+//!     FFN block, per token t:
+//!         h, e_h = narrow(ActRq(act(Ffn1Rq(W1 x[t] + b1))))          (act in Q10, int8)
+//!         x[t] = LN(Ffn2Rq_e_h(W2 h) + Ffn2Rq(b2) + FfnSkipRq(x[t]))             (int8)
+//! pooling: p = TanhRq(tanh(PoolerRq(Wp x[0] + bp))) | x[0] | mean of kept x[t]   (int8)
+//! head:    out = ClassRq(Wc p + bc) | PooledRq(p) (the mean's exact sum / count)  (Q16)
+//! ```
+//!
+//! `narrow` scales a wide row by a power of two `2^-e` that fits its largest value
+//! into int8 and returns `e` ([`narrow_row`]); `Rq_e` is the requantization pair times
+//! `2^e`, so a product with a narrowed row costs no per-row multiplier
+//! ([`Requant::apply_scaled`], [`Requant::with_exponent`]). The "per token t" loops run
+//! a batch of [`Plan::rows`] tokens at a time, so each weight matrix is read once per
+//! batch ([`matmul_i8_with`]); results do not depend on the batch size.
+//!
 //! Scales never appear here: the converter folded them into the `*Rq` tables, the
 //! integer LayerNorm parameters and the scalar tensors (see `docs/FORMAT.md`).
 
 use super::float::{copy, row};
-use super::plan::{attention, ffn, views, Plan, MAX_BATCH_ROWS};
+use super::plan::{attention, ffn, views, Attention, Ffn, Plan, MAX_BATCH_ROWS};
 use super::{Fixed, FixedObserver, Input, Point};
 use crate::format::{scalar, ModelFile, Pooling, TensorKind as K};
-use crate::kernels::attention::attend_i8;
+use crate::kernels::attention::attend_i8_with;
 use crate::kernels::gelu::{activation_q10, Tail};
 use crate::kernels::layernorm::layer_norm_i32;
-use crate::kernels::matvec::{matmul_i8, matvec_i8};
+use crate::kernels::matvec::{matmul_i8_with, matvec_i8_with, Int8Kernel};
 use crate::quant::{div_round, narrow_row, saturate_i8, saturate_residual, Requant};
 
-/// A quantized dense layer: `W` int8 `[out, in]`, bias i32 `[out]` in units of
-/// `s_in * s_w[o]`, and per-output `(multiplier, shift)` to the output scale.
+/// Runs the encoder on `input` and writes `out` (Q16.16 logits or pooled embedding).
+/// The caller checked the input and the arena against `plan` ([`super::Model`]), and
+/// chose `kernel` when it loaded the model.
+pub(super) fn forward<O: FixedObserver>(
+    file: &ModelFile<'_>,
+    input: &Input<'_>,
+    plan: &Plan,
+    kernel: Int8Kernel,
+    arena: &mut [u8],
+    out: &mut [i32],
+    obs: &mut O,
+) {
+    let config = file.config();
+    let pass = Pass {
+        file,
+        input,
+        kernel,
+        hidden: config.hidden as usize,
+        heads: config.heads as usize,
+        head_dim: config.head_dim(),
+        ffn: config.ffn as usize,
+        // The blocks' row exponents hold one batch: never more rows than they have.
+        batch_rows: plan.rows.clamp(1, MAX_BATCH_ROWS),
+    };
+    // `x`: the layer state, `[seq, hidden]` int8; `residual`: one batch of i32 rows.
+    // The attention and FFN buffers share the rest, one block at a time.
+    let buffers = views::<i8, i32>(plan, arena);
+    let (x, residual, shared) = (buffers.x, buffers.residual, buffers.shared);
+
+    pass.embeddings(x, residual, obs);
+    for layer in 0..config.layers as usize {
+        let attention_buffers = attention(plan, &mut *shared);
+        pass.attention_block(layer, (x, residual), attention_buffers, obs);
+        let ffn_buffers = ffn(plan, &mut *shared);
+        pass.ffn_block(layer, (x, residual), ffn_buffers, obs);
+    }
+    // Pooling reuses the attention block's `context` row.
+    let pooled = attention::<i8, i32>(plan, shared).context;
+    let pooled = pooled.get_mut(..pass.hidden).unwrap_or(&mut []);
+    let sum = residual.get_mut(..pass.hidden).unwrap_or(&mut []);
+    let count = pass.pool(x, pooled, sum);
+    obs.observe(Point::Pooled, 0, Fixed::I8(pooled));
+    pass.head(pooled, (sum, count), out);
+}
+
+/// What every stage of one pass reads: the model, the input, the kernel and the
+/// dimensions.
+struct Pass<'p> {
+    file: &'p ModelFile<'p>,
+    input: &'p Input<'p>,
+    kernel: Int8Kernel,
+    hidden: usize,
+    heads: usize,
+    head_dim: usize,
+    ffn: usize,
+    /// Token rows per batch, `1..=MAX_BATCH_ROWS`.
+    batch_rows: usize,
+}
+
+/// A quantized dense layer and the kernel that computes it: `W` int8 `[out, in]`, bias
+/// i32 `[out]` in units of `s_in * s_w[o]`, and per-output `(multiplier, shift)` to the
+/// output scale.
 struct Dense<'a> {
     w: &'a [i8],
     b: &'a [i32],
     rq: &'a [[i32; 2]],
+    kernel: Int8Kernel,
 }
 
-impl<'a> Dense<'a> {
-    fn load(file: &ModelFile<'a>, w: K, b: K, rq: K, layer: Option<u16>) -> Self {
-        Self {
-            w: file.tensor(w, layer),
-            b: file.tensor(b, layer),
-            rq: file.tensor(rq, layer),
+/// Integer LayerNorm parameters: the `gamma_q` and `beta_q` rows and epsilon.
+struct Norm<'a> {
+    gamma: &'a [i32],
+    beta: &'a [i32],
+    eps: i64,
+}
+
+/// One layer's tensors of the attention block.
+struct AttentionWeights<'a> {
+    query: Dense<'a>,
+    key: Dense<'a>,
+    value: Dense<'a>,
+    /// Scores to the softmax's base-2 exponent in Q16, before the query row's `2^e_q`.
+    score_to_log2: Requant,
+    /// Per channel: weighted values (Q15 probabilities times int8) to the context grid.
+    ctx_rq: &'a [[i32; 2]],
+    out: Dense<'a>,
+    /// Per channel: the block's input (the skip connection) to the residual grid.
+    skip_rq: &'a [[i32; 2]],
+    norm: Norm<'a>,
+}
+
+/// One layer's tensors of the FFN block.
+struct FfnWeights<'a> {
+    ffn1: Dense<'a>,
+    /// Per channel: the Q10 activation to the FFN's wide grid.
+    act_rq: &'a [[i32; 2]],
+    ffn2: Dense<'a>,
+    /// Per channel: the block's input (the skip connection) to the residual grid.
+    skip_rq: &'a [[i32; 2]],
+    norm: Norm<'a>,
+}
+
+impl<'p> Pass<'p> {
+    fn dense(&self, (w, b, rq): (K, K, K), layer: Option<u16>) -> Dense<'p> {
+        Dense {
+            w: self.file.tensor(w, layer),
+            b: self.file.tensor(b, layer),
+            rq: self.file.tensor(rq, layer),
+            kernel: self.kernel,
         }
+    }
+
+    /// LayerNorm parameters `[2, hidden]` (gamma row, beta row) and `eps`.
+    fn norm(&self, kind: K, layer: Option<u16>, eps: i64) -> Norm<'p> {
+        let params: &[i32] = self.file.tensor(kind, layer);
+        let (gamma, beta) = params.split_at(self.hidden.min(params.len()));
+        Norm { gamma, beta, eps }
+    }
+
+    /// `x[t] = LN(sum of the three embedding rows of token t)`, each table row
+    /// requantized from its own scale to the residual scale; `residual`'s first row is
+    /// the sum.
+    fn embeddings<O: FixedObserver>(&self, x: &mut [i8], residual: &mut [i32], obs: &mut O) {
+        let (file, hidden) = (self.file, self.hidden);
+        let tables: [(&[i8], &[[i32; 2]]); 3] = [
+            (file.tensor(K::WordEmb, None), file.tensor(K::WordRq, None)),
+            (file.tensor(K::PosEmb, None), file.tensor(K::PosRq, None)),
+            (file.tensor(K::TypeEmb, None), file.tensor(K::TypeRq, None)),
+        ];
+        let scalars: &[i32] = file.tensor(K::EmbScalars, None);
+        let norm = self.norm(K::EmbNorm, None, eps_at(scalars, scalar::EMB_EPS));
+        let sum = residual.get_mut(..hidden).unwrap_or(&mut []);
+        for (t, token) in x.chunks_exact_mut(hidden).enumerate() {
+            let word = self.input.ids.get(t).copied().unwrap_or(0) as usize;
+            let table_rows = [word, t, self.input.type_id(t)];
+            sum.fill(0);
+            for ((table, rq), r) in tables.iter().zip(table_rows) {
+                let scale = Requant::from_table(rq, r);
+                for (acc, &e) in sum.iter_mut().zip(row(table, r, hidden)) {
+                    *acc = saturate_residual(i64::from(*acc) + scale.apply(i32::from(e)));
+                }
+            }
+            obs.observe(Point::EmbSum, 0, Fixed::I32(sum));
+            layer_norm_i32(token, sum, norm.gamma, norm.beta, norm.eps);
+            obs.observe(Point::EmbOut, 0, Fixed::I8(token));
+        }
+    }
+
+    /// The attention block of `layer`: keys and values of every token, then a batch of
+    /// token rows at a time their queries, attention over all keys, the output
+    /// projection plus the skip connection in `residual`, and LayerNorm back into
+    /// those rows of `x` (their keys and values exist already, and no later row reads
+    /// them).
+    fn attention_block<O: FixedObserver>(
+        &self,
+        layer: usize,
+        (x, residual): (&mut [i8], &mut [i32]),
+        buffers: Attention<'_, i8, i32>,
+        obs: &mut O,
+    ) {
+        let hidden = self.hidden;
+        let weights = AttentionWeights::load(self, layer);
+        let Attention {
+            scores,
+            keys,
+            values,
+            query,
+            context,
+        } = buffers;
+        // One weight pass per group of tokens.
+        weights.key.to_i8_rows(keys, x, hidden, hidden);
+        weights.value.to_i8_rows(values, x, hidden, hidden);
+        for (key, value) in keys.chunks_exact(hidden).zip(values.chunks_exact(hidden)) {
+            obs.observe(Point::Key, layer, Fixed::I8(key));
+            obs.observe(Point::Value, layer, Fixed::I8(value));
+        }
+
+        let mut context_exponents = [0u32; MAX_BATCH_ROWS];
+        for batch in x.chunks_mut(self.batch_rows * hidden) {
+            let rows = batch.len() / hidden;
+            // Each row's query on the wide grid, then (head by head, over the same
+            // bytes) its context.
+            let wide = residual.get_mut(..rows * hidden).unwrap_or(&mut []);
+            weights.query.to_wide_rows(wide, batch, hidden, hidden);
+            for ((wide_row, context_row), context_exponent) in wide
+                .chunks_exact_mut(hidden)
+                .zip(context.chunks_exact_mut(hidden))
+                .zip(context_exponents.iter_mut())
+            {
+                // The query row narrowed with its own power-of-two scale; the score
+                // multiplier absorbs the exponent.
+                obs.observe(Point::Query, layer, Fixed::I32(wide_row));
+                let query_exponent = narrow_row(query, wide_row);
+                let to_log2 = weights.score_to_log2.with_exponent(query_exponent);
+                for head in 0..self.heads {
+                    let cols = head * self.head_dim..(head + 1) * self.head_dim;
+                    attend_i8_with(
+                        self.kernel,
+                        wide_row.get_mut(cols.clone()).unwrap_or(&mut []),
+                        query.get(cols.clone()).unwrap_or(&[]),
+                        keys,
+                        values,
+                        hidden,
+                        head,
+                        to_log2,
+                        weights.ctx_rq.get(cols).unwrap_or(&[]),
+                        scores,
+                        |j| self.input.keep(j),
+                    );
+                }
+                obs.observe(Point::Context, layer, Fixed::I32(wide_row));
+                *context_exponent = narrow_row(context_row, wide_row);
+            }
+            let contexts = context.get(..rows * hidden).unwrap_or(&[]);
+            weights.out.to_residual_rows(
+                wide,
+                (contexts, &context_exponents),
+                (batch, weights.skip_rq),
+                (hidden, hidden),
+            );
+            let points = (Point::AttnSum, Point::AttnOut);
+            norm_rows((batch, wide, hidden), &weights.norm, (points, layer), obs);
+        }
+    }
+
+    /// The FFN block of `layer`, a batch of token rows at a time: FFN1 into Q10 fixed
+    /// point, the activation by table interpolation, a per-channel requantization onto
+    /// a grid 256x finer than int8, then a power-of-two row scale that fits the row's
+    /// largest value into int8 (rows of small activations keep their resolution, large
+    /// ones never clip); FFN2 plus the skip connection in `residual`, and LayerNorm back
+    /// into the rows of `x`.
+    fn ffn_block<O: FixedObserver>(
+        &self,
+        layer: usize,
+        (x, residual): (&mut [i8], &mut [i32]),
+        buffers: Ffn<'_, i8, i32>,
+        obs: &mut O,
+    ) {
+        let weights = FfnWeights::load(self, layer);
+        let (hidden, ffn) = (self.hidden, self.ffn);
+        let Ffn { wide, act } = buffers;
+        let act_table: &[i32] = self.file.tensor(K::ActTable, None);
+        let mut act_exponents = [0u32; MAX_BATCH_ROWS];
+        for batch in x.chunks_mut(self.batch_rows * hidden) {
+            let rows = batch.len() / hidden;
+            let residual = residual.get_mut(..rows * hidden).unwrap_or(&mut []);
+            let ffn1 = &weights.ffn1;
+            ffn1.matmul(ffn, hidden, batch, |t, o, acc| {
+                let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
+                let activation = activation_q10(pre, act_table, Tail::Linear);
+                if let Some(y) = wide.get_mut(t * ffn + o) {
+                    *y =
+                        saturate_residual(Requant::from_table(weights.act_rq, o).apply(activation));
+                }
+            });
+            for ((wide_row, act_row), act_exponent) in wide
+                .chunks_exact(ffn)
+                .zip(act.chunks_exact_mut(ffn))
+                .zip(act_exponents.iter_mut())
+                .take(rows)
+            {
+                obs.observe(Point::Act, layer, Fixed::I32(wide_row));
+                *act_exponent = narrow_row(act_row, wide_row);
+            }
+            let acts = act.get(..rows * ffn).unwrap_or(&[]);
+            weights.ffn2.to_residual_rows(
+                residual,
+                (acts, &act_exponents),
+                (batch, weights.skip_rq),
+                (hidden, ffn),
+            );
+            let points = (Point::FfnSum, Point::FfnOut);
+            norm_rows(
+                (batch, residual, hidden),
+                &weights.norm,
+                (points, layer),
+                obs,
+            );
+        }
+    }
+
+    /// Pools `x` into `pooled` (int8, the scale of its source): the BERT pooler (dense
+    /// into Q10, tanh by table, per-channel requantization) or the first row, or the
+    /// mean of the kept rows, whose exact integer sum stays in `sum` for a
+    /// full-precision embedding output. Returns the number of rows pooled.
+    fn pool(&self, x: &[i8], pooled: &mut [i8], sum: &mut [i32]) -> i64 {
+        let (file, hidden) = (self.file, self.hidden);
+        match file.config().pooling {
+            Pooling::ClsPooler => {
+                let pooler = self.dense((K::PoolerW, K::PoolerB, K::PoolerRq), None);
+                let tanh_table: &[i32] = file.tensor(K::TanhTable, None);
+                let tanh_rq: &[[i32; 2]] = file.tensor(K::TanhRq, None);
+                pooler.matvec(hidden, row(x, 0, hidden), |o, acc| {
+                    let pre = saturate_residual(Requant::from_table(pooler.rq, o).apply(acc));
+                    let tanh = activation_q10(pre, tanh_table, Tail::Flat);
+                    if let Some(y) = pooled.get_mut(o) {
+                        *y = saturate_i8(Requant::from_table(tanh_rq, o).apply(tanh));
+                    }
+                });
+                1
+            }
+            // `None` is a decoder's and never validates for an encoder.
+            Pooling::Cls | Pooling::None => {
+                copy(pooled, row(x, 0, hidden));
+                1
+            }
+            Pooling::Mean => {
+                sum.fill(0);
+                let mut count = 0i64;
+                for (t, token) in x.chunks_exact(hidden).enumerate() {
+                    if self.input.keep(t) {
+                        for (acc, &e) in sum.iter_mut().zip(token) {
+                            *acc += i32::from(e);
+                        }
+                        count += 1;
+                    }
+                }
+                let count = count.max(1);
+                for (p, &s) in pooled.iter_mut().zip(sum.iter()) {
+                    *p = saturate_i8(div_round(i64::from(s), count));
+                }
+                count
+            }
+        }
+    }
+
+    /// The classifier's logits, or the pooled embedding, in Q16.16: the embedding of
+    /// mean pooling from the exact `sum` of `count` rows, the others from `pooled`.
+    fn head(&self, pooled: &[i8], (sum, count): (&[i32], i64), out: &mut [i32]) {
+        let file = self.file;
+        let clamp_i32 = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        if file.config().num_labels > 0 {
+            let classifier = self.dense((K::ClassW, K::ClassB, K::ClassRq), None);
+            classifier.matvec(out.len(), pooled, |o, acc| {
+                if let Some(y) = out.get_mut(o) {
+                    *y = clamp_i32(Requant::from_table(classifier.rq, o).apply(acc));
+                }
+            });
+        } else {
+            let to_q16: &[[i32; 2]] = file.tensor(K::PooledRq, None);
+            let mean = file.config().pooling == Pooling::Mean;
+            for (c, y) in out.iter_mut().enumerate() {
+                let rq = Requant::from_table(to_q16, c);
+                *y = if mean {
+                    let channel_sum = sum.get(c).copied().unwrap_or(0);
+                    clamp_i32(div_round(rq.apply(channel_sum), count.max(1)))
+                } else {
+                    clamp_i32(rq.apply(i32::from(pooled.get(c).copied().unwrap_or(0))))
+                };
+            }
+        }
+    }
+}
+
+impl<'a> AttentionWeights<'a> {
+    fn load(pass: &Pass<'a>, layer: usize) -> Self {
+        let l = Some(layer as u16);
+        let scalars: &[i32] = pass.file.tensor(K::LayerScalars, l);
+        Self {
+            query: pass.dense((K::QueryW, K::QueryB, K::QueryRq), l),
+            key: pass.dense((K::KeyW, K::KeyB, K::KeyRq), l),
+            value: pass.dense((K::ValueW, K::ValueB, K::ValueRq), l),
+            score_to_log2: requant_at(scalars, scalar::SCORE_TO_LOG2),
+            ctx_rq: pass.file.tensor(K::CtxRq, l),
+            out: pass.dense((K::AttnOutW, K::AttnOutB, K::AttnOutRq), l),
+            skip_rq: pass.file.tensor(K::AttnSkipRq, l),
+            norm: pass.norm(K::AttnNorm, l, eps_at(scalars, scalar::ATTN_EPS)),
+        }
+    }
+}
+
+impl<'a> FfnWeights<'a> {
+    fn load(pass: &Pass<'a>, layer: usize) -> Self {
+        let l = Some(layer as u16);
+        let scalars: &[i32] = pass.file.tensor(K::LayerScalars, l);
+        Self {
+            ffn1: pass.dense((K::Ffn1W, K::Ffn1B, K::Ffn1Rq), l),
+            act_rq: pass.file.tensor(K::ActRq, l),
+            ffn2: pass.dense((K::Ffn2W, K::Ffn2B, K::Ffn2Rq), l),
+            skip_rq: pass.file.tensor(K::FfnSkipRq, l),
+            norm: pass.norm(K::FfnNorm, l, eps_at(scalars, scalar::FFN_EPS)),
+        }
+    }
+}
+
+impl Dense<'_> {
+    /// `store(t, o, W xs[t] + b)` for every token row `t` of `xs` (`cols` wide) and
+    /// output `o < rows` ([`matmul_i8_with`]).
+    fn matmul(&self, rows: usize, cols: usize, xs: &[i8], store: impl FnMut(usize, usize, i32)) {
+        matmul_i8_with(self.kernel, rows, cols, xs, self.w, self.b, store);
+    }
+
+    /// `store(o, W x + b)` for every output `o < rows` ([`matvec_i8_with`]).
+    fn matvec(&self, rows: usize, x: &[i8], store: impl FnMut(usize, i32)) {
+        matvec_i8_with(self.kernel, rows, x, self.w, self.b, store);
     }
 
     /// `out[t] = sat_r(rq(W xs[t] + b))` on a wide (i32) grid, for every token row of
     /// `xs` (`cols` wide), into rows of `rows` in `out`.
     fn to_wide_rows(&self, out: &mut [i32], xs: &[i8], rows: usize, cols: usize) {
-        matmul_i8(rows, cols, xs, self.w, self.b, |t, o, acc| {
+        self.matmul(rows, cols, xs, |t, o, acc| {
             if let Some(y) = out.get_mut(t * rows + o) {
                 *y = saturate_residual(Requant::from_table(self.rq, o).apply(acc));
             }
@@ -45,7 +450,7 @@ impl<'a> Dense<'a> {
     /// `out[t] = sat8(rq(W xs[t] + b))` for every token row of `xs` (`cols` wide),
     /// into rows of `rows` in `out`.
     fn to_i8_rows(&self, out: &mut [i8], xs: &[i8], rows: usize, cols: usize) {
-        matmul_i8(rows, cols, xs, self.w, self.b, |t, o, acc| {
+        self.matmul(rows, cols, xs, |t, o, acc| {
             if let Some(y) = out.get_mut(t * rows + o) {
                 *y = saturate_i8(Requant::from_table(self.rq, o).apply(acc));
             }
@@ -61,35 +466,22 @@ impl<'a> Dense<'a> {
     fn to_residual_rows(
         &self,
         residual: &mut [i32],
-        xs: &[i8],
-        exponents: &[u32],
-        skip: &[i8],
-        skip_rq: &[[i32; 2]],
+        (xs, exponents): (&[i8], &[u32]),
+        (skip, skip_rq): (&[i8], &[[i32; 2]]),
         (hidden, cols): (usize, usize),
     ) {
-        matmul_i8(hidden, cols, xs, self.w, &[], |t, o, dot| {
+        matmul_i8_with(self.kernel, hidden, cols, xs, self.w, &[], |t, o, dot| {
             let rq = Requant::from_table(self.rq, o);
             let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
             let at = t * hidden + o;
-            let s = i32::from(skip.get(at).copied().unwrap_or(0));
+            let skip_value = i32::from(skip.get(at).copied().unwrap_or(0));
             let exponent = exponents.get(t).copied().unwrap_or(0);
             if let Some(r) = residual.get_mut(at) {
-                let skip = Requant::from_table(skip_rq, o).apply(s);
+                let skip = Requant::from_table(skip_rq, o).apply(skip_value);
                 *r = saturate_residual(rq.apply_scaled(dot, exponent as i32) + bias + skip);
             }
         });
     }
-}
-
-/// Integer LayerNorm parameters `[2, hidden]` (gamma_q row, beta_q row).
-fn norm_params<'a>(
-    file: &ModelFile<'a>,
-    kind: K,
-    layer: Option<u16>,
-    hidden: usize,
-) -> (&'a [i32], &'a [i32]) {
-    let params: &[i32] = file.tensor(kind, layer);
-    params.split_at(hidden.min(params.len()))
 }
 
 fn requant_at(scalars: &[i32], at: usize) -> Requant {
@@ -103,256 +495,20 @@ fn eps_at(scalars: &[i32], at: usize) -> i64 {
     i64::from(scalars.get(at).copied().unwrap_or(0))
 }
 
-/// LayerNorm of each residual row into the matching row of `xs` (both `hidden`
-/// wide), reporting the sum and the output at `points`.
+/// LayerNorm of each residual row into the matching row of `x` (both `hidden` wide),
+/// reporting the sum and the output at `points` of `layer`.
 fn norm_rows<O: FixedObserver>(
-    (xs, residual, hidden): (&mut [i8], &[i32], usize),
-    (gamma, beta, eps): (&[i32], &[i32], i64),
-    points: (Point, Point),
-    layer: usize,
+    (x, residual, hidden): (&mut [i8], &[i32], usize),
+    norm: &Norm<'_>,
+    (points, layer): ((Point, Point), usize),
     obs: &mut O,
 ) {
-    for (x, sum) in xs
+    for (token, sum) in x
         .chunks_exact_mut(hidden.max(1))
         .zip(residual.chunks_exact(hidden.max(1)))
     {
         obs.observe(points.0, layer, Fixed::I32(sum));
-        layer_norm_i32(x, sum, gamma, beta, eps);
-        obs.observe(points.1, layer, Fixed::I8(x));
-    }
-}
-
-pub(super) fn forward<O: FixedObserver>(
-    file: &ModelFile<'_>,
-    input: &Input<'_>,
-    plan: &Plan,
-    arena: &mut [u8],
-    out: &mut [i32],
-    obs: &mut O,
-) {
-    let config = file.config();
-    let (hidden, heads) = (config.hidden as usize, config.heads as usize);
-    let head_dim = config.head_dim();
-    let ffn_dim = config.ffn as usize;
-    // `exponents` below holds one batch: never more rows than it has.
-    let batch = plan.rows.clamp(1, MAX_BATCH_ROWS);
-    let v = views::<i8, i32>(plan, arena);
-
-    // Embeddings: each table row has its own scale, requantized into a common residual
-    // scale, summed, then LayerNorm to int8.
-    let tables: [(&[i8], &[[i32; 2]]); 3] = [
-        (file.tensor(K::WordEmb, None), file.tensor(K::WordRq, None)),
-        (file.tensor(K::PosEmb, None), file.tensor(K::PosRq, None)),
-        (file.tensor(K::TypeEmb, None), file.tensor(K::TypeRq, None)),
-    ];
-    let (gamma, beta) = norm_params(file, K::EmbNorm, None, hidden);
-    let emb_scalars: &[i32] = file.tensor(K::EmbScalars, None);
-    let eps = eps_at(emb_scalars, scalar::EMB_EPS);
-    let act_table: &[i32] = file.tensor(K::ActTable, None);
-    for (t, x) in v.x.chunks_exact_mut(hidden).enumerate() {
-        let rows = [
-            input.ids.get(t).copied().unwrap_or(0) as usize,
-            t,
-            input.type_id(t),
-        ];
-        let sum = v.residual.get_mut(..hidden).unwrap_or(&mut []);
-        sum.fill(0);
-        for ((table, rq), r) in tables.iter().zip(rows) {
-            let scale = Requant::from_table(rq, r);
-            for (acc, &e) in sum.iter_mut().zip(row(table, r, hidden)) {
-                *acc = saturate_residual(i64::from(*acc) + scale.apply(i32::from(e)));
-            }
-        }
-        obs.observe(Point::EmbSum, 0, Fixed::I32(sum));
-        layer_norm_i32(x, sum, gamma, beta, eps);
-        obs.observe(Point::EmbOut, 0, Fixed::I8(x));
-    }
-
-    for layer in 0..config.layers as usize {
-        let l = Some(layer as u16);
-        let query = Dense::load(file, K::QueryW, K::QueryB, K::QueryRq, l);
-        let key = Dense::load(file, K::KeyW, K::KeyB, K::KeyRq, l);
-        let value = Dense::load(file, K::ValueW, K::ValueB, K::ValueRq, l);
-        let attn_out = Dense::load(file, K::AttnOutW, K::AttnOutB, K::AttnOutRq, l);
-        let ffn1 = Dense::load(file, K::Ffn1W, K::Ffn1B, K::Ffn1Rq, l);
-        let ffn2 = Dense::load(file, K::Ffn2W, K::Ffn2B, K::Ffn2Rq, l);
-        let act_rq: &[[i32; 2]] = file.tensor(K::ActRq, l);
-        let ctx_rq: &[[i32; 2]] = file.tensor(K::CtxRq, l);
-        let (attn_gamma, attn_beta) = norm_params(file, K::AttnNorm, l, hidden);
-        let (ffn_gamma, ffn_beta) = norm_params(file, K::FfnNorm, l, hidden);
-        let s: &[i32] = file.tensor(K::LayerScalars, l);
-        let attn_skip: &[[i32; 2]] = file.tensor(K::AttnSkipRq, l);
-        let to_log2 = requant_at(s, scalar::SCORE_TO_LOG2);
-        let ffn_skip: &[[i32; 2]] = file.tensor(K::FfnSkipRq, l);
-        let (attn_eps, ffn_eps) = (eps_at(s, scalar::ATTN_EPS), eps_at(s, scalar::FFN_EPS));
-
-        let a = attention::<i8, i32>(plan, &mut *v.shared);
-        // Keys and values of every token (one weight pass per group of tokens).
-        key.to_i8_rows(a.keys, v.x, hidden, hidden);
-        value.to_i8_rows(a.values, v.x, hidden, hidden);
-        for (k, val) in a
-            .keys
-            .chunks_exact(hidden)
-            .zip(a.values.chunks_exact(hidden))
-        {
-            obs.observe(Point::Key, layer, Fixed::I8(k));
-            obs.observe(Point::Value, layer, Fixed::I8(val));
-        }
-
-        // Query rows, attention, output projection and LayerNorm, a batch of rows
-        // at a time (each row's wide values in its row of `residual`).
-        let mut exponents = [0u32; MAX_BATCH_ROWS];
-        for xs in v.x.chunks_mut(batch * hidden) {
-            let n = xs.len() / hidden;
-            let residual = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
-            query.to_wide_rows(residual, xs, hidden, hidden);
-            for ((wide, context), exponent) in residual
-                .chunks_exact_mut(hidden)
-                .zip(a.context.chunks_exact_mut(hidden))
-                .zip(exponents.iter_mut())
-            {
-                // The query row on a fine grid, narrowed with its own power-of-two
-                // scale; the score multiplier absorbs the exponent.
-                obs.observe(Point::Query, layer, Fixed::I32(wide));
-                let q_exponent = narrow_row(a.query, wide);
-                let to_log2_row = to_log2.with_exponent(q_exponent);
-                for head in 0..heads {
-                    let cols = head * head_dim..(head + 1) * head_dim;
-                    attend_i8(
-                        wide.get_mut(cols.clone()).unwrap_or(&mut []),
-                        a.query.get(cols).unwrap_or(&[]),
-                        a.keys,
-                        a.values,
-                        hidden,
-                        head,
-                        to_log2_row,
-                        ctx_rq
-                            .get(head * head_dim..(head + 1) * head_dim)
-                            .unwrap_or(&[]),
-                        a.scores,
-                        |j| input.keep(j),
-                    );
-                }
-                obs.observe(Point::Context, layer, Fixed::I32(wide));
-                *exponent = narrow_row(context, wide);
-            }
-            let contexts = a.context.get(..n * hidden).unwrap_or(&[]);
-            attn_out.to_residual_rows(
-                residual,
-                contexts,
-                &exponents,
-                xs,
-                attn_skip,
-                (hidden, hidden),
-            );
-            let norm = (attn_gamma, attn_beta, attn_eps);
-            norm_rows(
-                (xs, residual, hidden),
-                norm,
-                (Point::AttnSum, Point::AttnOut),
-                layer,
-                obs,
-            );
-        }
-
-        let f = ffn::<i8, i32>(plan, &mut *v.shared);
-        for xs in v.x.chunks_mut(batch * hidden) {
-            let n = xs.len() / hidden;
-            let residual = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
-            // FFN1 into Q10 fixed point, the activation by table interpolation, a
-            // per-channel requantization onto a grid 256x finer than int8, then a
-            // power-of-two row scale that fits the row's largest value into int8:
-            // rows of small activations keep their resolution, large ones never clip.
-            matmul_i8(ffn_dim, hidden, xs, ffn1.w, ffn1.b, |t, o, acc| {
-                let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
-                let act = activation_q10(pre, act_table, Tail::Linear);
-                if let Some(y) = f.wide.get_mut(t * ffn_dim + o) {
-                    *y = saturate_residual(Requant::from_table(act_rq, o).apply(act));
-                }
-            });
-            for ((wide, act), exponent) in f
-                .wide
-                .chunks_exact(ffn_dim)
-                .zip(f.act.chunks_exact_mut(ffn_dim))
-                .zip(exponents.iter_mut())
-                .take(n)
-            {
-                obs.observe(Point::Act, layer, Fixed::I32(wide));
-                *exponent = narrow_row(act, wide);
-            }
-            let acts = f.act.get(..n * ffn_dim).unwrap_or(&[]);
-            ffn2.to_residual_rows(residual, acts, &exponents, xs, ffn_skip, (hidden, ffn_dim));
-            let norm = (ffn_gamma, ffn_beta, ffn_eps);
-            norm_rows(
-                (xs, residual, hidden),
-                norm,
-                (Point::FfnSum, Point::FfnOut),
-                layer,
-                obs,
-            );
-        }
-    }
-
-    let a = attention::<i8, i32>(plan, &mut *v.shared);
-    // One row of `context` and `residual` from here on.
-    let context = a.context.get_mut(..hidden).unwrap_or(&mut []);
-    let residual = v.residual.get_mut(..hidden).unwrap_or(&mut []);
-    // Pooling into `context` (int8, the scale of its source). Mean pooling also keeps
-    // the exact integer sum in `residual` for a full-precision embedding output.
-    let mut count = 1i64;
-    match config.pooling {
-        Pooling::ClsPooler => {
-            // Dense into Q10, tanh by table, per-channel requantization to int8.
-            let pooler = Dense::load(file, K::PoolerW, K::PoolerB, K::PoolerRq, None);
-            let table: &[i32] = file.tensor(K::TanhTable, None);
-            let tanh_rq: &[[i32; 2]] = file.tensor(K::TanhRq, None);
-            matvec_i8(hidden, row(v.x, 0, hidden), pooler.w, pooler.b, |o, acc| {
-                let pre = saturate_residual(Requant::from_table(pooler.rq, o).apply(acc));
-                let t = activation_q10(pre, table, Tail::Flat);
-                if let Some(y) = context.get_mut(o) {
-                    *y = saturate_i8(Requant::from_table(tanh_rq, o).apply(t));
-                }
-            });
-        }
-        // `None` is a decoder's and never validates for an encoder.
-        Pooling::Cls | Pooling::None => copy(context, row(v.x, 0, hidden)),
-        Pooling::Mean => {
-            residual.fill(0);
-            count = 0;
-            for (t, x) in v.x.chunks_exact(hidden).enumerate() {
-                if input.keep(t) {
-                    for (acc, &e) in residual.iter_mut().zip(x) {
-                        *acc += i32::from(e);
-                    }
-                    count += 1;
-                }
-            }
-            let count = count.max(1);
-            for (p, &sum) in context.iter_mut().zip(residual.iter()) {
-                *p = saturate_i8(div_round(i64::from(sum), count));
-            }
-        }
-    }
-
-    obs.observe(Point::Pooled, 0, Fixed::I8(context));
-    let clamp_i32 = |x: i64| x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-    if config.num_labels > 0 {
-        let classifier = Dense::load(file, K::ClassW, K::ClassB, K::ClassRq, None);
-        matvec_i8(out.len(), context, classifier.w, classifier.b, |o, acc| {
-            if let Some(y) = out.get_mut(o) {
-                *y = clamp_i32(Requant::from_table(classifier.rq, o).apply(acc));
-            }
-        });
-    } else {
-        let to_q16: &[[i32; 2]] = file.tensor(K::PooledRq, None);
-        for (c, y) in out.iter_mut().enumerate() {
-            let rq = Requant::from_table(to_q16, c);
-            *y = if config.pooling == Pooling::Mean {
-                let sum = residual.get(c).copied().unwrap_or(0);
-                clamp_i32(div_round(rq.apply(sum), count.max(1)))
-            } else {
-                clamp_i32(rq.apply(i32::from(context.get(c).copied().unwrap_or(0))))
-            };
-        }
+        layer_norm_i32(token, sum, norm.gamma, norm.beta, norm.eps);
+        obs.observe(points.1, layer, Fixed::I8(token));
     }
 }

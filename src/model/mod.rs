@@ -22,6 +22,7 @@ pub use arena::{arena_bytes, try_arena_bytes, Arena};
 pub use plan::{Buffer, Phase, Plan, MAX_BATCH_ROWS};
 
 use crate::format::{Arch, Config, FormatError, ModelFile};
+use crate::kernels::matvec::Int8Kernel;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use core::fmt;
 
@@ -317,6 +318,8 @@ impl FixedObserver for NoObserver {
 pub struct Model<'a> {
     file: ModelFile<'a>,
     tokenizer: Tokenizer<'a>,
+    /// The int8 kernel of every product in the int8 forward pass, chosen once.
+    kernel: Int8Kernel,
 }
 
 /// Class probabilities from Q16.16 logits, integer only: `logits` are replaced by
@@ -343,7 +346,24 @@ impl<'a> Model<'a> {
         }
         let tokenizer =
             Tokenizer::from_section(file.tokenizer_section()).map_err(FormatError::Tokenizer)?;
-        Ok(Self { file, tokenizer })
+        Ok(Self {
+            file,
+            tokenizer,
+            kernel: Int8Kernel::best(),
+        })
+    }
+
+    /// The int8 kernel the int8 forward pass runs on: [`Int8Kernel::best`] when the
+    /// model was loaded, unless [`Model::with_kernel`] chose another.
+    pub fn kernel(&self) -> Int8Kernel {
+        self.kernel
+    }
+
+    /// The model with its int8 forward pass on `kernel` (for tests and benchmarks:
+    /// every kernel gives the same result; one not available here runs the scalar
+    /// reference).
+    pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
+        Self { kernel, ..self }
     }
 
     /// The configuration.
@@ -432,7 +452,7 @@ impl<'a> Model<'a> {
             return Err(Error::NotQuantized);
         }
         let plan = self.check(&input, arena, out.len())?;
-        int8::forward(&self.file, &input, &plan, arena, out, observer);
+        int8::forward(&self.file, &input, &plan, self.kernel, arena, out, observer);
         Ok(())
     }
 

@@ -323,7 +323,7 @@ pub(crate) fn ffn<'r, A: bytemuck::Pod, S: bytemuck::Pod>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::{Activation, Arch, DType, Pooling};
 
@@ -387,6 +387,64 @@ mod tests {
                     assert_eq!(plan.total_bytes(), total);
                     assert!(plan.total_bytes() >= plan.live_lower_bound());
                 }
+            }
+        }
+    }
+    /// Offset and length in bytes of `view` within the arena starting at `base`.
+    pub(crate) fn byte_range<T>(base: *const u8, view: &[T]) -> (usize, usize) {
+        let offset = view.as_ptr() as usize - base as usize;
+        (offset, core::mem::size_of_val(view))
+    }
+
+    /// Checks views against the plan's buffers: every buffer is seen once, with its
+    /// length, and at its offset (an empty buffer has no meaningful address).
+    pub(crate) fn assert_views_are(buffers: &[Buffer], seen: &[(&str, (usize, usize))]) {
+        assert_eq!(seen.len(), buffers.len());
+        for &(name, (offset, bytes)) in seen {
+            let buffer = buffers.iter().find(|b| b.name == name).expect(name);
+            assert_eq!(bytes, buffer.bytes, "{name}: length");
+            if bytes > 0 {
+                assert_eq!(offset, buffer.offset, "{name}: offset");
+            }
+        }
+    }
+
+    fn encoder_views<A: bytemuck::Pod, S: bytemuck::Pod>(plan: &Plan) {
+        let mut words = vec![0u32; plan.total_bytes().div_ceil(4)];
+        let arena = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..plan.total_bytes()];
+        let base = arena.as_ptr();
+        let views = views::<A, S>(plan, arena);
+        let mut seen = vec![
+            ("residual", byte_range(base, views.residual)),
+            ("x", byte_range(base, views.x)),
+        ];
+        let a = attention::<A, S>(plan, &mut *views.shared);
+        seen.extend([
+            ("scores", byte_range(base, a.scores)),
+            ("keys", byte_range(base, a.keys)),
+            ("values", byte_range(base, a.values)),
+            ("query", byte_range(base, a.query)),
+            ("context", byte_range(base, a.context)),
+        ]);
+        let f = ffn::<A, S>(plan, &mut *views.shared);
+        seen.extend([
+            ("ffn_wide", byte_range(base, f.wide)),
+            ("ffn", byte_range(base, f.act)),
+        ]);
+        assert_views_are(&plan.buffers, &seen);
+    }
+
+    /// The forward passes' views are the plan's buffers, byte for byte (int8 and f32
+    /// element types): a change to the layout or to the views without the other
+    /// fails here.
+    #[test]
+    fn views_are_the_plans_buffers() {
+        for (hidden, ffn) in [(64, 256), (32, 4096)] {
+            for (seq, rows) in [(1, 1), (16, 5), (64, 8)] {
+                let plan = Plan::batched(&config(DType::I8, hidden, ffn), seq, rows).unwrap();
+                encoder_views::<i8, i32>(&plan);
+                let plan = Plan::batched(&config(DType::F32, hidden, ffn), seq, rows).unwrap();
+                encoder_views::<f32, f32>(&plan);
             }
         }
     }

@@ -30,6 +30,7 @@ pub(crate) fn step<W: Weight, O: Observer>(step: &Step<'_, '_>, arena: &mut [u8]
         token,
         pos,
         logits,
+        ..
     } = *step;
     let config = file.config();
     let Some(dec) = config.decoder else { return };

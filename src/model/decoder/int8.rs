@@ -34,10 +34,10 @@
 
 use super::plan::views;
 use super::{Shape, Step};
-use crate::format::{scalar, ModelFile, TensorKind as K};
-use crate::kernels::attention::attend_i8;
+use crate::format::{scalar, TensorKind as K};
+use crate::kernels::attention::attend_i8_with;
 use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
-use crate::kernels::matvec::matvec_i16;
+use crate::kernels::matvec::matvec_i16_with;
 use crate::kernels::rmsnorm::rms_norm_i32;
 use crate::kernels::rope::rope_i32;
 use crate::model::{Fixed, FixedObserver, Point};
@@ -52,6 +52,7 @@ pub const KEY_WIDE_BITS: u32 = 8;
 pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs: &mut O) {
     let Step {
         file,
+        kernel,
         plan,
         token,
         pos,
@@ -97,14 +98,14 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
         rms_norm_i32(v.context, x, file.tensor(K::RmsAttn, l), eps);
         let e = narrow_row_i16(xq, v.context);
-        to_wide(v.query, xq, e, file, K::QueryW, K::QueryRq, l);
-        to_wide(v.key, xq, e, file, K::KeyW, K::KeyRq, l);
+        to_wide(v.query, xq, e, step, (K::QueryW, K::QueryRq, l));
+        to_wide(v.key, xq, e, step, (K::KeyW, K::KeyRq, l));
         let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
         let value = v
             .values
             .get_mut(cache_row..cache_row + kv_dim)
             .unwrap_or(&mut []);
-        matvec_i16(kv_dim, xq, file.tensor(K::ValueW, l), |o, acc| {
+        matvec_i16_with(kernel, kv_dim, xq, file.tensor(K::ValueW, l), |o, acc| {
             if let Some(y) = value.get_mut(o) {
                 *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
             }
@@ -143,7 +144,8 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             let query = v.query_narrow.get_mut(cols.clone()).unwrap_or(&mut []);
             let e_q = narrow_row_i16(query, v.query.get(cols.clone()).unwrap_or(&[]));
             let kv_head = head / group;
-            attend_i8(
+            attend_i8_with(
+                kernel,
                 v.context.get_mut(cols.clone()).unwrap_or(&mut []),
                 query,
                 keys,
@@ -158,14 +160,14 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         }
         obs.observe(Point::Context, layer, Fixed::I32(v.context));
         let e_ctx = narrow_row_i16(xq, v.context);
-        add_projection(x, xq, e_ctx, file, K::AttnOutW, K::AttnOutRq, l);
+        add_projection(x, xq, e_ctx, step, (K::AttnOutW, K::AttnOutRq, l));
         obs.observe(Point::AttnSum, layer, Fixed::I32(x));
 
         // SwiGLU block.
         rms_norm_i32(v.context, x, file.tensor(K::RmsFfn, l), eps);
         let e = narrow_row_i16(xq, v.context);
-        to_wide(v.gate, xq, e, file, K::GateW, K::GateRq, l);
-        to_wide(v.up, xq, e, file, K::UpW, K::UpRq, l);
+        to_wide(v.gate, xq, e, step, (K::GateW, K::GateRq, l));
+        to_wide(v.up, xq, e, step, (K::UpW, K::UpRq, l));
         for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
             let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
             *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
@@ -173,7 +175,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         obs.observe(Point::Act, layer, Fixed::I32(v.gate));
         let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
         let e_h = narrow_row_i16(hq, v.gate);
-        add_projection(x, hq, e_h, file, K::DownW, K::DownRq, l);
+        add_projection(x, hq, e_h, step, (K::DownW, K::DownRq, l));
         obs.observe(Point::FfnSum, layer, Fixed::I32(x));
     }
 
@@ -188,7 +190,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         };
         let rq: &[[i32; 2]] = file.tensor(K::OutputRq, None);
         let out = &mut *v.logits;
-        matvec_i16(out.len(), xq, file.tensor(head, None), |o, acc| {
+        matvec_i16_with(kernel, out.len(), xq, file.tensor(head, None), |o, acc| {
             if let Some(y) = out.get_mut(o) {
                 let q16 = Requant::from_table(rq, o).apply_scaled(acc, e);
                 *y = q16.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
@@ -198,39 +200,36 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     }
 }
 
+/// A weight matrix, its requantization pairs and its layer.
+type Weights = (K, K, Option<u16>);
+
 /// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
 /// input row of scale `2^e`.
-fn to_wide(out: &mut [i32], xq: &[i16], e: i32, file: &ModelFile<'_>, w: K, rq: K, l: Option<u16>) {
-    project(out, xq, file, (w, rq, l), |_, rq, acc| {
+fn to_wide(out: &mut [i32], xq: &[i16], e: i32, step: &Step<'_, '_>, weights: Weights) {
+    project(out, xq, step, weights, |_, rq, acc| {
         rq.add_scaled_residual(0, acc, e)
     });
 }
 
 /// `x += rq 2^e (W xq)`: a projection back into the residual stream.
-fn add_projection(
-    x: &mut [i32],
-    xq: &[i16],
-    e: i32,
-    file: &ModelFile<'_>,
-    w: K,
-    rq: K,
-    l: Option<u16>,
-) {
-    project(x, xq, file, (w, rq, l), |old, rq, acc| {
+fn add_projection(x: &mut [i32], xq: &[i16], e: i32, step: &Step<'_, '_>, weights: Weights) {
+    project(x, xq, step, weights, |old, rq, acc| {
         rq.add_scaled_residual(old, acc, e)
     });
 }
 
-/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`.
+/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`, by
+/// the step's kernel.
 fn project(
     out: &mut [i32],
     xq: &[i16],
-    file: &ModelFile<'_>,
-    (w, rq, l): (K, K, Option<u16>),
+    step: &Step<'_, '_>,
+    (w, rq, l): Weights,
     combine: impl Fn(i32, Requant, i32) -> i32,
 ) {
-    let rq: &[[i32; 2]] = file.tensor(rq, l);
-    matvec_i16(out.len(), xq, file.tensor(w, l), |o, acc| {
+    let rq: &[[i32; 2]] = step.file.tensor(rq, l);
+    let w: &[i8] = step.file.tensor(w, l);
+    matvec_i16_with(step.kernel, out.len(), xq, w, |o, acc| {
         if let Some(y) = out.get_mut(o) {
             *y = combine(*y, Requant::from_table(rq, o), acc);
         }

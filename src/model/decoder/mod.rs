@@ -25,6 +25,7 @@ pub use plan::{DecoderPlan, DECODER_BUFFERS};
 use super::plan::ARENA_ALIGN;
 use super::{Error, FixedObserver, NoObserver, Observer};
 use crate::format::{Arch, Config, DType, DecoderParams, FormatError, ModelFile};
+use crate::kernels::matvec::Int8Kernel;
 use half::f16;
 
 /// A loaded decoder model: the validated file. Cheap to copy; holds only references
@@ -33,6 +34,8 @@ use half::f16;
 pub struct Decoder<'a> {
     file: ModelFile<'a>,
     params: DecoderParams,
+    /// The int8 kernel of every product in the int8 step, chosen once.
+    kernel: Int8Kernel,
 }
 
 impl<'a> Decoder<'a> {
@@ -40,7 +43,11 @@ impl<'a> Decoder<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let file = ModelFile::from_bytes(bytes)?;
         match file.config().decoder {
-            Some(params) => Ok(Self { file, params }),
+            Some(params) => Ok(Self {
+                file,
+                params,
+                kernel: Int8Kernel::best(),
+            }),
             None => Err(FormatError::WrongArch {
                 expected: Arch::LlamaDecoder,
                 found: file.config().arch,
@@ -61,6 +68,19 @@ impl<'a> Decoder<'a> {
     /// The validated file.
     pub fn file(&self) -> &ModelFile<'a> {
         &self.file
+    }
+
+    /// The int8 kernel the int8 step runs on: [`Int8Kernel::best`] when the model was
+    /// loaded, unless [`Decoder::with_kernel`] chose another.
+    pub fn kernel(&self) -> Int8Kernel {
+        self.kernel
+    }
+
+    /// The decoder with its int8 step on `kernel` (for tests and benchmarks: every
+    /// kernel gives the same result; one not available here runs the scalar
+    /// reference). A [`State`] takes the kernel of the decoder it is made from.
+    pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
+        Self { kernel, ..self }
     }
 
     /// The arena layout for a context of `ctx` positions.
@@ -224,6 +244,7 @@ impl<'m, 'r> State<'m, 'r> {
         self.check_token(0, token)?;
         let step = Step {
             file: &self.model.file,
+            kernel: self.model.kernel,
             plan: &self.plan,
             token,
             pos: self.pos,
@@ -254,6 +275,8 @@ impl<'m, 'r> State<'m, 'r> {
 /// One step: which token goes where, and whether its logits are wanted.
 pub(crate) struct Step<'s, 'f> {
     pub file: &'s ModelFile<'f>,
+    /// The int8 kernel (int8 models).
+    pub kernel: Int8Kernel,
     pub plan: &'s DecoderPlan,
     pub token: u32,
     pub pos: usize,

@@ -184,3 +184,69 @@ pub(crate) fn views<'r, S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(
         values: cast(next(ix::VALUES)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Activation, Arch, DType, DecoderParams, Pooling};
+    use crate::model::plan::tests::{assert_views_are, byte_range};
+
+    fn config(weight_dtype: DType) -> Config {
+        Config {
+            arch: Arch::LlamaDecoder,
+            weight_dtype,
+            activation: Activation::Silu,
+            pooling: Pooling::None,
+            vocab_size: 512,
+            hidden: 64,
+            layers: 5,
+            heads: 8,
+            ffn: 172,
+            max_positions: 256,
+            type_vocab: 0,
+            num_labels: 0,
+            max_seq: 256,
+            layer_norm_eps_bits: 1e-5f32.to_bits(),
+            decoder: Some(DecoderParams {
+                kv_heads: 4,
+                rope_theta_bits: 10_000f32.to_bits(),
+                bos_id: 1,
+                eos_id: 2,
+                separate_output: false,
+            }),
+        }
+    }
+
+    fn decoder_views<S: bytemuck::Pod, I: bytemuck::Pod, A: bytemuck::Pod>(plan: &DecoderPlan) {
+        let mut words = vec![0u32; plan.total_bytes().div_ceil(4)];
+        let arena = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..plan.total_bytes()];
+        let base = arena.as_ptr();
+        let v = views::<S, I, A>(plan, arena);
+        let seen = [
+            ("residual", byte_range(base, v.residual)),
+            ("query", byte_range(base, v.query)),
+            ("key", byte_range(base, v.key)),
+            ("context", byte_range(base, v.context)),
+            ("out", byte_range(base, v.out)),
+            ("gate", byte_range(base, v.gate)),
+            ("up", byte_range(base, v.up)),
+            ("scores", byte_range(base, v.scores)),
+            ("logits", byte_range(base, v.logits)),
+            ("input", byte_range(base, v.input)),
+            ("query_narrow", byte_range(base, v.query_narrow)),
+            ("keys", byte_range(base, v.keys)),
+            ("values", byte_range(base, v.values)),
+        ];
+        assert_views_are(&plan.buffers, &seen);
+    }
+
+    /// The step's views are the plan's buffers, byte for byte, in the int8 and the
+    /// f32 mode: a change to the layout or to the views without the other fails here.
+    #[test]
+    fn views_are_the_plans_buffers() {
+        for ctx in [1, 2, 100, 256] {
+            decoder_views::<i32, i16, i8>(&DecoderPlan::new(&config(DType::I8), ctx).unwrap());
+            decoder_views::<f32, f32, f32>(&DecoderPlan::new(&config(DType::F32), ctx).unwrap());
+        }
+    }
+}
