@@ -112,6 +112,20 @@ impl Requant {
         }
     }
 
+    /// `self.apply_scaled(x, extra)` clamped to the `i32` range, the usual shifts in
+    /// 32-bit arithmetic (their results are within `±2^29`: no clamp to do).
+    #[inline(always)]
+    pub fn apply_scaled_i32(&self, x: i32, extra: i32) -> i32 {
+        let total_shift = 31i32
+            .saturating_sub(self.shift)
+            .saturating_sub(extra.clamp(-62, 62));
+        if (33..=62).contains(&total_shift) {
+            return self.apply_high(x, total_shift);
+        }
+        self.apply_scaled(x, extra)
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    }
+
     /// `saturate_residual(base + self.apply_scaled(x, extra))` for a residual value
     /// `base` (clamped to `±RESIDUAL_MAX` first), the usual shifts in 32-bit arithmetic
     /// (`|base| + 2^29 < 2^31`): the epilogue of a projection into, or onto, the

@@ -114,7 +114,7 @@ proptest! {
         }
     }
 
-    /// The residual epilogue's 32-bit fast path is the 64-bit formula.
+    /// The 32-bit fast paths of the epilogues are the 64-bit formula.
     #[test]
     fn residual_epilogue_is_the_64_bit_formula(
         x in edgy_i32(),
@@ -128,6 +128,10 @@ proptest! {
         prop_assert_eq!(
             rq.add_scaled_residual(base, x, extra),
             saturate_residual(clamped + rq.apply_scaled(x, extra))
+        );
+        prop_assert_eq!(
+            i64::from(rq.apply_scaled_i32(x, extra)),
+            rq.apply_scaled(x, extra).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
         );
     }
 

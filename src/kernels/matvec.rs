@@ -324,6 +324,21 @@ impl Int8Kernel {
         }
     }
 
+    /// The kernel to run for a stored choice `self`: `self` where the choice is made
+    /// at run time (with `std`: the host's CPU is detected), else the target's one
+    /// fast kernel, [`Int8Kernel::best`], a constant, so that a firmware's forward
+    /// pass links only the kernel it runs (a choice read from memory would link the
+    /// scalar fallback at every product). The model types store `best()` at load on
+    /// every target; only `std` builds can choose another (`with_kernel`).
+    #[inline(always)]
+    pub fn resolved(self) -> Self {
+        if cfg!(feature = "std") {
+            self
+        } else {
+            Self::best()
+        }
+    }
+
     /// The fastest available kernel; [`dot_i8`], [`dots_i8`], [`matvec_i8`],
     /// [`matmul_i8`], [`matvec_i16`] and [`dots_i16`] use it. A model chooses it once,
     /// when it is loaded, and passes it to the `*_with` variants.

@@ -237,7 +237,7 @@ impl<'p> Pass<'p> {
                 for head in 0..self.heads {
                     let cols = head * self.head_dim..(head + 1) * self.head_dim;
                     attend_i8_with(
-                        self.kernel,
+                        self.kernel.resolved(),
                         wide_row.get_mut(cols.clone()).unwrap_or(&mut []),
                         query.get(cols.clone()).unwrap_or(&[]),
                         keys,
@@ -429,12 +429,20 @@ impl Dense<'_> {
     /// `store(t, o, W xs[t] + b)` for every token row `t` of `xs` (`cols` wide) and
     /// output `o < rows` ([`matmul_i8_with`]).
     fn matmul(&self, rows: usize, cols: usize, xs: &[i8], store: impl FnMut(usize, usize, i32)) {
-        matmul_i8_with(self.kernel, rows, cols, xs, self.w, self.b, store);
+        matmul_i8_with(
+            self.kernel.resolved(),
+            rows,
+            cols,
+            xs,
+            self.w,
+            self.b,
+            store,
+        );
     }
 
     /// `store(o, W x + b)` for every output `o < rows` ([`matvec_i8_with`]).
     fn matvec(&self, rows: usize, x: &[i8], store: impl FnMut(usize, i32)) {
-        matvec_i8_with(self.kernel, rows, x, self.w, self.b, store);
+        matvec_i8_with(self.kernel.resolved(), rows, x, self.w, self.b, store);
     }
 
     /// `out[t] = sat_r(rq(W xs[t] + b))` on a wide (i32) grid, for every token row of
@@ -470,17 +478,25 @@ impl Dense<'_> {
         (skip, skip_rq): (&[i8], &[[i32; 2]]),
         (hidden, cols): (usize, usize),
     ) {
-        matmul_i8_with(self.kernel, hidden, cols, xs, self.w, &[], |t, o, dot| {
-            let rq = Requant::from_table(self.rq, o);
-            let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
-            let at = t * hidden + o;
-            let skip_value = i32::from(skip.get(at).copied().unwrap_or(0));
-            let exponent = exponents.get(t).copied().unwrap_or(0);
-            if let Some(r) = residual.get_mut(at) {
-                let skip = Requant::from_table(skip_rq, o).apply(skip_value);
-                *r = saturate_residual(rq.apply_scaled(dot, exponent as i32) + bias + skip);
-            }
-        });
+        matmul_i8_with(
+            self.kernel.resolved(),
+            hidden,
+            cols,
+            xs,
+            self.w,
+            &[],
+            |t, o, dot| {
+                let rq = Requant::from_table(self.rq, o);
+                let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
+                let at = t * hidden + o;
+                let skip_value = i32::from(skip.get(at).copied().unwrap_or(0));
+                let exponent = exponents.get(t).copied().unwrap_or(0);
+                if let Some(r) = residual.get_mut(at) {
+                    let skip = Requant::from_table(skip_rq, o).apply(skip_value);
+                    *r = saturate_residual(rq.apply_scaled(dot, exponent as i32) + bias + skip);
+                }
+            },
+        );
     }
 }
 

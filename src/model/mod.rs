@@ -318,7 +318,10 @@ impl FixedObserver for NoObserver {
 pub struct Model<'a> {
     file: ModelFile<'a>,
     tokenizer: Tokenizer<'a>,
-    /// The int8 kernel of every product in the int8 forward pass, chosen once.
+    /// The int8 kernel of every product in the int8 forward pass, chosen once at load
+    /// (with `std`, where the host's CPU is detected at run time; without, the kernel
+    /// is the target's, known at compile time: see [`Model::kernel`]).
+    #[cfg(feature = "std")]
     kernel: Int8Kernel,
 }
 
@@ -349,19 +352,30 @@ impl<'a> Model<'a> {
         Ok(Self {
             file,
             tokenizer,
+            #[cfg(feature = "std")]
             kernel: Int8Kernel::best(),
         })
     }
 
     /// The int8 kernel the int8 forward pass runs on: [`Int8Kernel::best`] when the
     /// model was loaded, unless [`Model::with_kernel`] chose another.
+    ///
+    /// Without `std` there is no run-time detection: the kernel is
+    /// [`Int8Kernel::best`] for the target, a constant, so a firmware links only the
+    /// kernel it runs (a stored choice would link the scalar fallback at every
+    /// product: 3 KB on the Cortex-M4 example).
+    #[inline]
     pub fn kernel(&self) -> Int8Kernel {
-        self.kernel
+        #[cfg(feature = "std")]
+        return self.kernel;
+        #[cfg(not(feature = "std"))]
+        Int8Kernel::best()
     }
 
     /// The model with its int8 forward pass on `kernel` (for tests and benchmarks:
     /// every kernel gives the same result; one not available here runs the scalar
     /// reference).
+    #[cfg(feature = "std")]
     pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
         Self { kernel, ..self }
     }
@@ -452,7 +466,15 @@ impl<'a> Model<'a> {
             return Err(Error::NotQuantized);
         }
         let plan = self.check(&input, arena, out.len())?;
-        int8::forward(&self.file, &input, &plan, self.kernel, arena, out, observer);
+        int8::forward(
+            &self.file,
+            &input,
+            &plan,
+            self.kernel(),
+            arena,
+            out,
+            observer,
+        );
         Ok(())
     }
 

@@ -34,10 +34,10 @@
 
 use super::plan::views;
 use super::{Shape, Step};
-use crate::format::{scalar, TensorKind as K};
+use crate::format::{scalar, ModelFile, TensorKind as K};
 use crate::kernels::attention::attend_i8_with;
 use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
-use crate::kernels::matvec::matvec_i16_with;
+use crate::kernels::matvec::{matvec_i16_with, Int8Kernel};
 use crate::kernels::rmsnorm::rms_norm_i32;
 use crate::kernels::rope::rope_i32;
 use crate::model::{Fixed, FixedObserver, Point};
@@ -78,6 +78,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     let rope_row = rope
         .get(pos * head_dim..(pos + 1) * head_dim)
         .unwrap_or(&[]);
+    let kernel = kernel.resolved();
     let v = views::<i32, i16, i8>(plan, arena);
     let x = v.residual;
 
@@ -98,8 +99,8 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
         rms_norm_i32(v.context, x, file.tensor(K::RmsAttn, l), eps);
         let e = narrow_row_i16(xq, v.context);
-        to_wide(v.query, xq, e, step, (K::QueryW, K::QueryRq, l));
-        to_wide(v.key, xq, e, step, (K::KeyW, K::KeyRq, l));
+        to_wide(v.query, xq, e, file, kernel, K::QueryW, K::QueryRq, l);
+        to_wide(v.key, xq, e, file, kernel, K::KeyW, K::KeyRq, l);
         let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
         let value = v
             .values
@@ -107,7 +108,9 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             .unwrap_or(&mut []);
         matvec_i16_with(kernel, kv_dim, xq, file.tensor(K::ValueW, l), |o, acc| {
             if let Some(y) = value.get_mut(o) {
-                *y = saturate_i8(Requant::from_table(value_rq, o).apply_scaled(acc, e));
+                *y = saturate_i8(i64::from(
+                    Requant::from_table(value_rq, o).apply_scaled_i32(acc, e),
+                ));
             }
         });
         rope_i32(v.query, head_dim, rope_row);
@@ -115,12 +118,15 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         // Each cached key channel has its own scale; the query channel that meets it
         // takes the matching factor, so `q~ . k_cache = q . k`.
         let query_key_rq: &[[i32; 2]] = file.tensor(K::QueryKeyRq, l);
-        for (c, q) in v.query.iter_mut().enumerate() {
-            let rq = Requant::from_table(
-                query_key_rq,
-                (c / head_dim / group) * head_dim + c % head_dim,
-            );
-            *q = saturate_residual(rq.apply(*q));
+        for (head, query) in v.query.chunks_exact_mut(head_dim.max(1)).enumerate() {
+            let kv_head = head / group.max(1);
+            let rq = query_key_rq
+                .get(kv_head * head_dim..(kv_head + 1) * head_dim)
+                .unwrap_or(&[]);
+            for (q, &[multiplier, shift]) in query.iter_mut().zip(rq) {
+                // `saturate_residual(rq.apply(q))` (a validated pair), in 32-bit steps.
+                *q = Requant::new(multiplier, shift).add_scaled_residual(0, *q, 0);
+            }
         }
         let key_cache_rq: &[[i32; 2]] = file.tensor(K::KeyCacheRq, l);
         let key = v
@@ -128,7 +134,9 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             .get_mut(cache_row..cache_row + kv_dim)
             .unwrap_or(&mut []);
         for (c, (k, &wide)) in key.iter_mut().zip(v.key.iter()).enumerate() {
-            *k = saturate_i8(Requant::from_table(key_cache_rq, c).apply(wide));
+            *k = saturate_i8(i64::from(
+                Requant::from_table(key_cache_rq, c).apply_scaled_i32(wide, 0),
+            ));
         }
         obs.observe(Point::Query, layer, Fixed::I32(v.query));
         obs.observe(Point::Key, layer, Fixed::I8(key));
@@ -160,14 +168,14 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         }
         obs.observe(Point::Context, layer, Fixed::I32(v.context));
         let e_ctx = narrow_row_i16(xq, v.context);
-        add_projection(x, xq, e_ctx, step, (K::AttnOutW, K::AttnOutRq, l));
+        add_projection(x, xq, e_ctx, file, kernel, K::AttnOutW, K::AttnOutRq, l);
         obs.observe(Point::AttnSum, layer, Fixed::I32(x));
 
         // SwiGLU block.
         rms_norm_i32(v.context, x, file.tensor(K::RmsFfn, l), eps);
         let e = narrow_row_i16(xq, v.context);
-        to_wide(v.gate, xq, e, step, (K::GateW, K::GateRq, l));
-        to_wide(v.up, xq, e, step, (K::UpW, K::UpRq, l));
+        to_wide(v.gate, xq, e, file, kernel, K::GateW, K::GateRq, l);
+        to_wide(v.up, xq, e, file, kernel, K::UpW, K::UpRq, l);
         for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
             let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
             *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
@@ -175,7 +183,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         obs.observe(Point::Act, layer, Fixed::I32(v.gate));
         let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
         let e_h = narrow_row_i16(hq, v.gate);
-        add_projection(x, hq, e_h, step, (K::DownW, K::DownRq, l));
+        add_projection(x, hq, e_h, file, kernel, K::DownW, K::DownRq, l);
         obs.observe(Point::FfnSum, layer, Fixed::I32(x));
     }
 
@@ -192,44 +200,59 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         let out = &mut *v.logits;
         matvec_i16_with(kernel, out.len(), xq, file.tensor(head, None), |o, acc| {
             if let Some(y) = out.get_mut(o) {
-                let q16 = Requant::from_table(rq, o).apply_scaled(acc, e);
-                *y = q16.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+                *y = Requant::from_table(rq, o).apply_scaled_i32(acc, e);
             }
         });
         obs.observe(Point::Logits, 0, Fixed::I32(v.logits));
     }
 }
 
-/// A weight matrix, its requantization pairs and its layer.
-type Weights = (K, K, Option<u16>);
-
 /// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
 /// input row of scale `2^e`.
-fn to_wide(out: &mut [i32], xq: &[i16], e: i32, step: &Step<'_, '_>, weights: Weights) {
-    project(out, xq, step, weights, |_, rq, acc| {
+#[allow(clippy::too_many_arguments)]
+fn to_wide(
+    out: &mut [i32],
+    xq: &[i16],
+    e: i32,
+    file: &ModelFile<'_>,
+    kernel: Int8Kernel,
+    w: K,
+    rq: K,
+    l: Option<u16>,
+) {
+    project(out, xq, file, kernel, (w, rq, l), |_, rq, acc| {
         rq.add_scaled_residual(0, acc, e)
     });
 }
 
 /// `x += rq 2^e (W xq)`: a projection back into the residual stream.
-fn add_projection(x: &mut [i32], xq: &[i16], e: i32, step: &Step<'_, '_>, weights: Weights) {
-    project(x, xq, step, weights, |old, rq, acc| {
+#[allow(clippy::too_many_arguments)]
+fn add_projection(
+    x: &mut [i32],
+    xq: &[i16],
+    e: i32,
+    file: &ModelFile<'_>,
+    kernel: Int8Kernel,
+    w: K,
+    rq: K,
+    l: Option<u16>,
+) {
+    project(x, xq, file, kernel, (w, rq, l), |old, rq, acc| {
         rq.add_scaled_residual(old, acc, e)
     });
 }
 
-/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`, by
-/// the step's kernel.
+/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`.
 fn project(
     out: &mut [i32],
     xq: &[i16],
-    step: &Step<'_, '_>,
-    (w, rq, l): Weights,
+    file: &ModelFile<'_>,
+    kernel: Int8Kernel,
+    (w, rq, l): (K, K, Option<u16>),
     combine: impl Fn(i32, Requant, i32) -> i32,
 ) {
-    let rq: &[[i32; 2]] = step.file.tensor(rq, l);
-    let w: &[i8] = step.file.tensor(w, l);
-    matvec_i16_with(step.kernel, out.len(), xq, w, |o, acc| {
+    let rq: &[[i32; 2]] = file.tensor(rq, l);
+    matvec_i16_with(kernel, out.len(), xq, file.tensor(w, l), |o, acc| {
         if let Some(y) = out.get_mut(o) {
             *y = combine(*y, Requant::from_table(rq, o), acc);
         }

@@ -34,7 +34,10 @@ use half::f16;
 pub struct Decoder<'a> {
     file: ModelFile<'a>,
     params: DecoderParams,
-    /// The int8 kernel of every product in the int8 step, chosen once.
+    /// The int8 kernel of every product in the int8 step, chosen once at load
+    /// (with `std`, where the host's CPU is detected at run time; without, the kernel
+    /// is the target's, known at compile time: see [`Decoder::kernel`]).
+    #[cfg(feature = "std")]
     kernel: Int8Kernel,
 }
 
@@ -46,6 +49,7 @@ impl<'a> Decoder<'a> {
             Some(params) => Ok(Self {
                 file,
                 params,
+                #[cfg(feature = "std")]
                 kernel: Int8Kernel::best(),
             }),
             None => Err(FormatError::WrongArch {
@@ -72,13 +76,23 @@ impl<'a> Decoder<'a> {
 
     /// The int8 kernel the int8 step runs on: [`Int8Kernel::best`] when the model was
     /// loaded, unless [`Decoder::with_kernel`] chose another.
+    ///
+    /// Without `std` there is no run-time detection: the kernel is
+    /// [`Int8Kernel::best`] for the target, a constant, so a firmware links only the
+    /// kernel it runs (a stored choice would link the scalar fallback at every
+    /// product: 3 KB on the Cortex-M4 example).
+    #[inline]
     pub fn kernel(&self) -> Int8Kernel {
-        self.kernel
+        #[cfg(feature = "std")]
+        return self.kernel;
+        #[cfg(not(feature = "std"))]
+        Int8Kernel::best()
     }
 
     /// The decoder with its int8 step on `kernel` (for tests and benchmarks: every
     /// kernel gives the same result; one not available here runs the scalar
     /// reference). A [`State`] takes the kernel of the decoder it is made from.
+    #[cfg(feature = "std")]
     pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
         Self { kernel, ..self }
     }
@@ -244,7 +258,7 @@ impl<'m, 'r> State<'m, 'r> {
         self.check_token(0, token)?;
         let step = Step {
             file: &self.model.file,
-            kernel: self.model.kernel,
+            kernel: self.model.kernel(),
             plan: &self.plan,
             token,
             pos: self.pos,
