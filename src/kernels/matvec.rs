@@ -134,9 +134,16 @@ pub const MAX_DOT_LEN: usize = i32::MAX as usize / (128 * 128);
 /// validation guarantees for every dot product of the forward pass.
 #[inline]
 pub fn dot_i8_reference(a: &[i8], b: &[i8]) -> i32 {
+    dot_reference(a, b)
+}
+
+/// The scalar dot product both references share: over the common length, products
+/// exact in `i32` (at most `2^15 * 2^7`), sums wrapping.
+#[inline(always)]
+fn dot_reference<A: Copy + Into<i32>>(a: &[A], b: &[i8]) -> i32 {
     let mut acc = 0i32;
     for (&x, &y) in a.iter().zip(b) {
-        acc = acc.wrapping_add(i32::from(x) * i32::from(y));
+        acc = acc.wrapping_add(x.into() * i32::from(y));
     }
     acc
 }
@@ -591,11 +598,7 @@ fn matvec_by_four<X>(
 /// ([`crate::quant::narrow_row_i16`] guarantees it).
 #[inline]
 pub fn dot_i16_reference(x: &[i16], w: &[i8]) -> i32 {
-    let mut acc = 0i32;
-    for (&a, &b) in x.iter().zip(w) {
-        acc = acc.wrapping_add(i32::from(a) * i32::from(b));
-    }
-    acc
+    dot_reference(x, w)
 }
 
 /// Matrix-vector product of int8 weights with int16 activations, the scalar

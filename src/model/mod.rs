@@ -318,10 +318,7 @@ impl FixedObserver for NoObserver {
 pub struct Model<'a> {
     file: ModelFile<'a>,
     tokenizer: Tokenizer<'a>,
-    /// The int8 kernel of every product in the int8 forward pass, chosen once at load
-    /// (with `std`, where the host's CPU is detected at run time; without, the kernel
-    /// is the target's, known at compile time: see [`Model::kernel`]).
-    #[cfg(feature = "std")]
+    /// The int8 kernel of every product in the int8 forward pass, chosen once at load.
     kernel: Int8Kernel,
 }
 
@@ -352,24 +349,16 @@ impl<'a> Model<'a> {
         Ok(Self {
             file,
             tokenizer,
-            #[cfg(feature = "std")]
             kernel: Int8Kernel::best(),
         })
     }
 
-    /// The int8 kernel the int8 forward pass runs on: [`Int8Kernel::best`] when the
-    /// model was loaded, unless [`Model::with_kernel`] chose another.
-    ///
-    /// Without `std` there is no run-time detection: the kernel is
-    /// [`Int8Kernel::best`] for the target, a constant, so a firmware links only the
-    /// kernel it runs (a stored choice would link the scalar fallback at every
-    /// product: 3 KB on the Cortex-M4 example).
+    /// The int8 kernel of the int8 forward pass: [`Int8Kernel::best`] when the model was
+    /// loaded, unless [`Model::with_kernel`] chose another (`std` only: see
+    /// [`Int8Kernel::resolved`]).
     #[inline]
     pub fn kernel(&self) -> Int8Kernel {
-        #[cfg(feature = "std")]
-        return self.kernel;
-        #[cfg(not(feature = "std"))]
-        Int8Kernel::best()
+        self.kernel.resolved()
     }
 
     /// The model with its int8 forward pass on `kernel` (for tests and benchmarks:

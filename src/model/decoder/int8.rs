@@ -208,7 +208,8 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
 }
 
 /// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
-/// input row of scale `2^e`.
+/// input row of scale `2^e`. (Flat arguments on purpose: passing the weights as a
+/// tuple costs 0.4% more instructions per token on the Cortex-M4.)
 #[allow(clippy::too_many_arguments)]
 fn to_wide(
     out: &mut [i32],

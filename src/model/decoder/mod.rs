@@ -34,10 +34,7 @@ use half::f16;
 pub struct Decoder<'a> {
     file: ModelFile<'a>,
     params: DecoderParams,
-    /// The int8 kernel of every product in the int8 step, chosen once at load
-    /// (with `std`, where the host's CPU is detected at run time; without, the kernel
-    /// is the target's, known at compile time: see [`Decoder::kernel`]).
-    #[cfg(feature = "std")]
+    /// The int8 kernel of every product in the int8 step, chosen once at load.
     kernel: Int8Kernel,
 }
 
@@ -49,7 +46,6 @@ impl<'a> Decoder<'a> {
             Some(params) => Ok(Self {
                 file,
                 params,
-                #[cfg(feature = "std")]
                 kernel: Int8Kernel::best(),
             }),
             None => Err(FormatError::WrongArch {
@@ -74,19 +70,12 @@ impl<'a> Decoder<'a> {
         &self.file
     }
 
-    /// The int8 kernel the int8 step runs on: [`Int8Kernel::best`] when the model was
-    /// loaded, unless [`Decoder::with_kernel`] chose another.
-    ///
-    /// Without `std` there is no run-time detection: the kernel is
-    /// [`Int8Kernel::best`] for the target, a constant, so a firmware links only the
-    /// kernel it runs (a stored choice would link the scalar fallback at every
-    /// product: 3 KB on the Cortex-M4 example).
+    /// The int8 kernel of the int8 step: [`Int8Kernel::best`] when the model was
+    /// loaded, unless [`Decoder::with_kernel`] chose another (`std` only: see
+    /// [`Int8Kernel::resolved`]).
     #[inline]
     pub fn kernel(&self) -> Int8Kernel {
-        #[cfg(feature = "std")]
-        return self.kernel;
-        #[cfg(not(feature = "std"))]
-        Int8Kernel::best()
+        self.kernel.resolved()
     }
 
     /// The decoder with its int8 step on `kernel` (for tests and benchmarks: every
