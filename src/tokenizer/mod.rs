@@ -55,6 +55,12 @@
 //! The section length must equal the padded total exactly. For the 30,522-token BERT
 //! vocabulary this is about 0.43 MB (8 bytes per token plus the strings).
 //!
+//! Everything from the string offsets on (offsets, sorted index, string area, padding)
+//! is the *string table* that the [SentencePiece section](sentencepiece) ends with too,
+//! starting here at `T = 44+4K`: one layout, validator, lookup and writer for both, in
+//! `src/tokenizer/strings.rs`. The WordPiece section adds to it the non-empty UTF-8
+//! check of each token and the added-token list before it.
+//!
 //! Validation ([`Tokenizer::from_section`]) is one O(section length) pass: header
 //! fields, every size with checked arithmetic, exact length and zero padding, special
 //! and added ids in range, offsets monotone and in range, every token non-empty UTF-8,
@@ -110,6 +116,7 @@ mod normalize;
 mod section;
 pub mod sentencepiece;
 pub mod stream;
+mod strings;
 mod tables;
 
 pub use error::{SpecialToken, TokenizerError};
@@ -121,7 +128,8 @@ pub use section::{
 };
 
 use normalize::{class, is_chinese, lowercase, strip_accents, CharClass};
-use section::{u32_entry, FLAG_CHINESE_CHARS, FLAG_CLEAN_TEXT, FLAG_LOWERCASE, FLAG_STRIP_ACCENTS};
+use section::{FLAG_CHINESE_CHARS, FLAG_CLEAN_TEXT, FLAG_LOWERCASE, FLAG_STRIP_ACCENTS};
+use strings::u32_entry;
 
 /// Continuation prefix of non-initial WordPiece pieces.
 pub const CONTINUATION_PREFIX: &str = "##";
@@ -180,7 +188,7 @@ impl<'a> Tokenizer<'a> {
         if id >= self.section.vocab_size {
             return None;
         }
-        core::str::from_utf8(self.section.token_bytes(id)).ok()
+        core::str::from_utf8(self.section.table.get(id)).ok()
     }
 
     /// The id of an exact token string (`"##ing"` for a continuation piece).
@@ -295,25 +303,14 @@ impl<'a> Tokenizer<'a> {
 
     /// Binary search of the sorted index for the token `prefix ++ piece`.
     fn find(&self, prefix: &[u8], piece: &[u8]) -> Option<u32> {
-        let (mut lo, mut hi) = (0usize, self.section.vocab_size as usize);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let id = u32_entry(self.section.index, mid);
-            let token = self.section.token_bytes(id);
-            match token.iter().cmp(prefix.iter().chain(piece)) {
-                core::cmp::Ordering::Less => lo = mid + 1,
-                core::cmp::Ordering::Greater => hi = mid,
-                core::cmp::Ordering::Equal => return Some(id),
-            }
-        }
-        None
+        self.section.table.find(prefix, piece)
     }
 
     /// The longest added token starting at `rest`, as `(id, byte length)`.
     fn match_added(&self, rest: &[u8]) -> Option<(u32, usize)> {
         let mut best: Option<(u32, usize)> = None;
         for id in self.added_token_ids() {
-            let token = self.section.token_bytes(id);
+            let token = self.section.table.get(id);
             if rest.starts_with(token) && best.is_none_or(|(_, len)| token.len() > len) {
                 best = Some((id, token.len()));
             }
@@ -389,8 +386,8 @@ impl<'a> Tokenizer<'a> {
             } else {
                 CONTINUATION_PREFIX.as_bytes()
             };
-            // No token is longer than max_token_len: skip ends that cannot match.
-            let longest = self.section.max_token_len.saturating_sub(prefix.len());
+            // No token is longer than the longest: skip ends that cannot match.
+            let longest = self.section.table.longest().saturating_sub(prefix.len());
             let mut end = word.len().min(start.saturating_add(longest));
             while end > start && !is_boundary(end) {
                 end -= 1;

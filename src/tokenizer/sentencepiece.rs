@@ -66,6 +66,12 @@
 //! `tok512.bin` it is 8,316 bytes; for a 32,000-token Llama 2 vocabulary about 0.5 MB
 //! (12 bytes per token plus the pieces).
 //!
+//! Everything from the piece offsets on (offsets, sorted index, piece area, padding) is
+//! the *string table* that the [WordPiece section](super) ends with too, starting here
+//! at `T = 40+4N`: one layout, validator, lookup and writer for both, in
+//! `src/tokenizer/strings.rs`. The SentencePiece section adds to it the merge keys
+//! before it, and `L` and the byte pieces checked against it.
+//!
 //! Validation ([`SentencePiece::from_section`]) is one O(section length) pass: header
 //! fields, every size with checked arithmetic, exact length and zero padding, special
 //! and byte-fallback ids in range, offsets monotone and in range, `L` equal to the
@@ -131,10 +137,12 @@
 //!   pairs with one binary search each, O(n² · log N · L) for n tokens before merging
 //!   (llama2.c's algorithm). Pairs longer than `L` are skipped without a search.
 
-use core::cmp::Ordering;
-
 use super::error::{SpecialToken, TokenizerError};
-use super::section::{check_preamble, u32_at, u32_entry};
+#[cfg(feature = "alloc")]
+use super::strings::TableWriter;
+use super::strings::{
+    check_preamble, check_special_ids, slice, u32_at, u32_entry, words, StringTable, TableLayout,
+};
 
 /// First four bytes of a SentencePiece section.
 pub const SECTION_MAGIC: [u8; 4] = *b"TFSP";
@@ -154,10 +162,9 @@ pub const MAX_GROUP_BYTES: usize = 4;
 /// this, `merge_key(-1e10)` (llama2.c's `best_score` starts at `-1e10`).
 pub const MERGE_KEY_FLOOR: i32 = -1_343_554_298;
 
-// Header field offsets (all u32 little-endian after the magic; the version at byte 4
-// is checked by `check_preamble`, shared with the WordPiece section).
-const AT_FLAGS: usize = 8;
-const AT_VOCAB_SIZE: usize = 12;
+// Header field offsets (all u32 little-endian after the magic; the version, flags and
+// vocab size at bytes 4, 8 and 12 are read by `check_preamble`, shared with the
+// WordPiece section).
 const AT_UNK: usize = 16;
 const AT_BOS: usize = 20;
 const AT_EOS: usize = 24;
@@ -226,55 +233,19 @@ fn is_continuation(byte: u8) -> bool {
     byte & 0xC0 == 0x80
 }
 
-/// Compares `token` with the concatenation `left ++ right`, without copying.
-fn cmp_concat(token: &[u8], left: &[u8], right: &[u8]) -> Ordering {
-    let split = token.len().min(left.len());
-    let head = token.get(..split).unwrap_or(&[]);
-    match head.cmp(left.get(..split).unwrap_or(&[])) {
-        Ordering::Equal => {}
-        unequal => return unequal,
-    }
-    if token.len() < left.len() {
-        return Ordering::Less; // a proper prefix of `left`
-    }
-    token.get(split..).unwrap_or(&[]).cmp(right)
-}
-
-/// Byte ranges of the variable-size parts, from the header counts.
+/// Byte ranges of the merge keys and of the string table, from the header counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     keys: (usize, usize),
-    offsets: (usize, usize),
-    index: (usize, usize),
-    strings: (usize, usize),
-    /// Total length, padded to a multiple of 4.
-    padded_len: usize,
+    table: TableLayout,
 }
 
 impl Layout {
     fn new(vocab_size: u32, strings_len: u32) -> Option<Layout> {
-        let n = usize::try_from(vocab_size).ok()?;
-        let words = |count: usize| count.checked_mul(4);
-        let keys = (HEADER_LEN, HEADER_LEN.checked_add(words(n)?)?);
-        let offsets = (keys.1, keys.1.checked_add(words(n.checked_add(1)?)?)?);
-        let index = (offsets.1, offsets.1.checked_add(words(n)?)?);
-        let strings = (
-            index.1,
-            index.1.checked_add(usize::try_from(strings_len).ok()?)?,
-        );
-        let padded_len = strings.1.checked_add(3)? & !3;
-        Some(Layout {
-            keys,
-            offsets,
-            index,
-            strings,
-            padded_len,
-        })
+        let keys = words(HEADER_LEN, vocab_size)?;
+        let table = TableLayout::new(keys.1, vocab_size, strings_len)?;
+        Some(Layout { keys, table })
     }
-}
-
-fn slice(section: &[u8], range: (usize, usize)) -> &[u8] {
-    section.get(range.0..range.1).unwrap_or(&[])
 }
 
 /// Writer-side special ids of a SentencePiece vocabulary.
@@ -310,15 +281,12 @@ pub struct SentencePiece<'a> {
     bos: u32,
     eos: u32,
     byte_base: u32,
-    /// `L`, bytes of the longest piece.
-    max_piece_len: usize,
     /// Id written before non-empty text: the piece `" "`, or the byte-fallback id of
     /// `0x20` when there is none.
     dummy_prefix: u32,
     keys: &'a [u8],
-    offsets: &'a [u8],
-    index: &'a [u8],
-    strings: &'a [u8],
+    /// The pieces; `table.longest()` is `L`, bytes of the longest piece.
+    table: StringTable<'a>,
 }
 
 impl core::fmt::Debug for SentencePiece<'_> {
@@ -329,7 +297,7 @@ impl core::fmt::Debug for SentencePiece<'_> {
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .field("byte_fallback_base", &self.byte_base)
-            .field("max_piece_len", &self.max_piece_len)
+            .field("max_piece_len", &self.table.longest())
             .field("dummy_prefix", &self.dummy_prefix)
             .finish()
     }
@@ -341,30 +309,19 @@ impl<'a> SentencePiece<'a> {
     /// output buffer. Cost: O(section length); no allocation.
     pub fn from_section(section: &'a [u8]) -> Result<SentencePiece<'a>, TokenizerError> {
         use TokenizerError as E;
-        check_preamble(section, HEADER_LEN, SECTION_MAGIC, SECTION_VERSION)?;
+        // No flag is defined: all bits reserved.
+        let (_, vocab_size) =
+            check_preamble(section, HEADER_LEN, (SECTION_MAGIC, SECTION_VERSION), 0)?;
         let field = |at| u32_at(section, at);
-        let flags = field(AT_FLAGS);
-        if flags != 0 {
-            return Err(E::UnknownFlags { flags });
-        }
-        let vocab_size = field(AT_VOCAB_SIZE);
-        if vocab_size == 0 {
-            return Err(E::EmptyVocab);
-        }
         let (unk, bos, eos) = (field(AT_UNK), field(AT_BOS), field(AT_EOS));
-        for (which, id) in [
-            (SpecialToken::Unk, unk),
-            (SpecialToken::Bos, bos),
-            (SpecialToken::Eos, eos),
-        ] {
-            if id >= vocab_size {
-                return Err(E::SpecialIdOutOfRange {
-                    which,
-                    id,
-                    vocab_size,
-                });
-            }
-        }
+        check_special_ids(
+            &[
+                (SpecialToken::Unk, unk),
+                (SpecialToken::Bos, bos),
+                (SpecialToken::Eos, eos),
+            ],
+            vocab_size,
+        )?;
         let byte_base = field(AT_BYTE_BASE);
         if byte_base
             .checked_add(BYTE_PIECES)
@@ -382,48 +339,12 @@ impl<'a> SentencePiece<'a> {
                 limit: MAX_PIECE_LEN_LIMIT,
             });
         }
-        let strings_len = field(AT_STRINGS_LEN);
-        let layout = Layout::new(vocab_size, strings_len).ok_or(E::SizeOverflow)?;
-        if section.len() != layout.padded_len {
-            return Err(E::LengthMismatch {
-                expected: layout.padded_len,
-                len: section.len(),
-            });
-        }
-        let padding = section.get(layout.strings.1..).unwrap_or(&[]);
-        if let Some(i) = padding.iter().position(|&b| b != 0) {
-            return Err(E::NonZeroPadding {
-                offset: layout.strings.1.saturating_add(i),
-            });
-        }
-
-        // Offsets: start at 0, never decrease, end at strings_len.
-        let offsets = slice(section, layout.offsets);
-        let mut start = u32_entry(offsets, 0);
-        if start != 0 {
-            return Err(E::BadOffset {
-                id: 0,
-                offset: start,
-            });
-        }
-        let mut longest = 0u32;
-        for id in 0..vocab_size {
-            let end = u32_entry(offsets, id as usize + 1);
-            if end < start || end > strings_len {
-                return Err(E::BadOffset {
-                    id: id + 1,
-                    offset: end,
-                });
-            }
-            longest = longest.max(end - start);
-            start = end;
-        }
-        if start != strings_len {
-            return Err(E::BadOffset {
-                id: vocab_size,
-                offset: start,
-            });
-        }
+        let layout = Layout::new(vocab_size, field(AT_STRINGS_LEN)).ok_or(E::SizeOverflow)?;
+        layout.table.check_length(section)?;
+        // Any bytes, empty pieces included.
+        let table = StringTable::parse(section, &layout.table, |_, _| Ok(()))?;
+        // At most S, a u32.
+        let longest = u32::try_from(table.longest()).unwrap_or(u32::MAX);
         if longest != declared_max {
             return Err(E::MaxPieceLenMismatch {
                 declared: declared_max,
@@ -437,12 +358,9 @@ impl<'a> SentencePiece<'a> {
             bos,
             eos,
             byte_base,
-            max_piece_len: declared_max as usize,
             dummy_prefix: 0,
             keys: slice(section, layout.keys),
-            offsets,
-            index: slice(section, layout.index),
-            strings: slice(section, layout.strings),
+            table,
         };
         for byte in 0..=u8::MAX {
             let id = byte_base + u32::from(byte);
@@ -450,20 +368,7 @@ impl<'a> SentencePiece<'a> {
                 return Err(E::ByteFallbackPiece { id, byte });
             }
         }
-        // Index: entries in range and strictly increasing by bytes. N strictly increasing
-        // entries below N are exactly a permutation, so no "seen" bitmap is needed.
-        let mut previous: &[u8] = &[];
-        for position in 0..vocab_size {
-            let id = u32_entry(parsed.index, position as usize);
-            if id >= vocab_size {
-                return Err(E::IndexOutOfRange { position, id });
-            }
-            let current = parsed.piece_bytes(id);
-            if position > 0 && previous >= current {
-                return Err(E::IndexNotSorted { position });
-            }
-            previous = current;
-        }
+        table.check_index()?;
         parsed.dummy_prefix = parsed
             .find(b" ", b"")
             .unwrap_or(byte_base + u32::from(b' '));
@@ -497,7 +402,7 @@ impl<'a> SentencePiece<'a> {
 
     /// Bytes of the longest piece.
     pub fn max_piece_len(&self) -> usize {
-        self.max_piece_len
+        self.table.longest()
     }
 
     /// The bytes of piece `id` as stored (byte pieces as their text `<0xHH>`), or `None`
@@ -622,9 +527,7 @@ impl<'a> SentencePiece<'a> {
     /// Bytes of piece `id` (empty if out of range, which validation rules out for every
     /// id this type produces).
     fn piece_bytes(&self, id: u32) -> &'a [u8] {
-        let start = u32_entry(self.offsets, id as usize) as usize;
-        let end = u32_entry(self.offsets, (id as usize).saturating_add(1)) as usize;
-        self.strings.get(start..end).unwrap_or(&[])
+        self.table.get(id)
     }
 
     fn key(&self, id: u32) -> i32 {
@@ -633,20 +536,7 @@ impl<'a> SentencePiece<'a> {
 
     /// Binary search of the sorted index for the piece `left ++ right`.
     fn find(&self, left: &[u8], right: &[u8]) -> Option<u32> {
-        if left.len().saturating_add(right.len()) > self.max_piece_len {
-            return None;
-        }
-        let (mut lo, mut hi) = (0usize, self.vocab_size as usize);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let id = u32_entry(self.index, mid);
-            match cmp_concat(self.piece_bytes(id), left, right) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Some(id),
-            }
-        }
-        None
+        self.table.find(left, right)
     }
 }
 
@@ -684,7 +574,6 @@ pub fn encode_section(
     scores: &[f32],
     config: &SentencePieceConfig,
 ) -> Result<alloc::vec::Vec<u8>, TokenizerError> {
-    use alloc::vec::Vec;
     use TokenizerError as E;
 
     if pieces.len() != scores.len() {
@@ -711,26 +600,13 @@ pub fn encode_section(
             limit: MAX_PIECE_LEN_LIMIT,
         });
     }
-    let piece = |id: u32| pieces.get(id as usize).copied().unwrap_or(&[]);
-    let mut order: Vec<u32> = (0..vocab_size).collect();
-    order.sort_unstable_by(|&a, &b| piece(a).cmp(piece(b)).then(a.cmp(&b)));
-    if let Some(pair) = order.windows(2).find(|w| piece(w[0]) == piece(w[1])) {
-        return Err(E::DuplicateToken {
-            first: pair[0],
-            second: pair[1],
-        });
-    }
-    let strings_len = pieces
-        .iter()
-        .try_fold(0u32, |sum, p| sum.checked_add(u32::try_from(p.len()).ok()?))
-        .ok_or(E::SizeOverflow)?;
+    let table = TableWriter::new(pieces)?;
+    let strings_len = table.strings_len;
     // At most MAX_PIECE_LEN_LIMIT (checked above), so it fits in u32.
     let max_piece_len = pieces.iter().map(|p| p.len()).max().unwrap_or(0) as u32;
     let layout = Layout::new(vocab_size, strings_len).ok_or(E::SizeOverflow)?;
 
-    let mut out = Vec::with_capacity(layout.padded_len);
-    out.extend_from_slice(&SECTION_MAGIC);
-    for value in [
+    let header = [
         SECTION_VERSION,
         0, // flags
         vocab_size,
@@ -740,26 +616,10 @@ pub fn encode_section(
         config.byte_fallback_base,
         max_piece_len,
         strings_len,
-    ] {
-        out.extend_from_slice(&value.to_le_bytes());
-    }
-    debug_assert_eq!(out.len(), HEADER_LEN);
-    for &score in scores {
-        out.extend_from_slice(&merge_key(score).to_le_bytes());
-    }
-    let mut offset = 0u32;
-    out.extend_from_slice(&offset.to_le_bytes());
-    for p in pieces {
-        offset += p.len() as u32; // cannot overflow: the sum fits (checked above)
-        out.extend_from_slice(&offset.to_le_bytes());
-    }
-    for id in order {
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    for p in pieces {
-        out.extend_from_slice(p);
-    }
-    out.resize(layout.padded_len, 0);
+    ];
+    debug_assert_eq!(4 + 4 * header.len(), HEADER_LEN);
+    let keys = scores.iter().map(|&score| merge_key(score) as u32);
+    let out = table.write_section((SECTION_MAGIC, &header), keys, &layout.table);
     SentencePiece::from_section(&out)?;
     Ok(out)
 }
@@ -839,20 +699,6 @@ mod tests {
         }
         for byte in 0..=255u8 {
             assert_eq!(raw_byte(byte), &[byte]);
-        }
-    }
-
-    #[test]
-    fn cmp_concat_matches_concatenation() {
-        let words: [&[u8]; 6] = [b"", b"a", b"ab", b"abc", b"b", b"\xff"];
-        for &token in &words {
-            for &left in &words {
-                for &right in &words {
-                    let mut joined = left.to_vec();
-                    joined.extend_from_slice(right);
-                    assert_eq!(cmp_concat(token, left, right), token.cmp(&joined[..]));
-                }
-            }
         }
     }
 

@@ -510,7 +510,17 @@ fn layout_overflow_is_checked() {
         section::Layout::new(u32::MAX, 0, u32::MAX).is_none(),
         usize::BITS <= 32
     );
-    assert!(section::Layout::new(1, 0, 1).is_some());
+    let layout = section::Layout::new(1, 2, 1).unwrap();
+    assert_eq!(layout.added, (44, 52));
+    assert_eq!(
+        (
+            layout.table.offsets,
+            layout.table.index,
+            layout.table.strings
+        ),
+        ((52, 60), (60, 64), (64, 65))
+    );
+    assert_eq!(layout.table.padded_len, 68);
 }
 
 #[test]
