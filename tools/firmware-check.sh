@@ -30,13 +30,13 @@ set -euo pipefail
 # when it was last set. A change that needs more raises the budget in the same commit:
 # run this script, take the figure it prints, set the budget about 4% above it and
 # update the measured value in the comment.
-# Runtime code grew 78,912 -> 87,540 with the decoder's M4 work (the 32-bit
+# Runtime code grew 78,912 -> 88,040 with the decoder's M4 work (the 32-bit
 # requantization and softmax paths inlined at their call sites, the DSP
 # weighted-value kernel linked in for every head size); instructions per MAC fell.
-export BUDGET_RUNTIME_CODE_BYTES=91000 # measured 87,540 (rustc 1.95.0, 2026-11-30)
+export BUDGET_RUNTIME_CODE_BYTES=91500 # measured 88,040 (rustc 1.95.0, 2026-11-30)
 export BUDGET_STATIC_RAM_BYTES=26600   # measured 25,624
-export BUDGET_STACK_PEAK_BYTES=1980    # measured 1,900
-export BUDGET_INSNS_PER_MAC=3.00       # measured 2.88
+export BUDGET_STACK_PEAK_BYTES=1985    # measured 1,908
+export BUDGET_INSNS_PER_MAC=3.00       # measured 2.89
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/default/sentiment-int8.tfm}")
