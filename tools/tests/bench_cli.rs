@@ -137,7 +137,11 @@ fn json_lines_match_inspect_and_the_mac_formula() {
                 line["min_ms"].as_f64().unwrap(),
                 line["mean_ms"].as_f64().unwrap(),
             );
-            assert!(min > 0.0 && min <= median && min <= mean, "{what}");
+            // The mean of equal times can round one ulp below them.
+            assert!(
+                min > 0.0 && min <= median && min <= mean * (1.0 + 1e-12),
+                "{what}: min {min} median {median} mean {mean}"
+            );
             let ips = line["inferences_per_s"].as_f64().unwrap();
             assert!((ips * median / 1e3 - 1.0).abs() < 1e-9, "{what}");
             let gmacs = line["gmac_per_s"].as_f64().unwrap();
