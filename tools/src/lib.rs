@@ -1,7 +1,8 @@
 //! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT,
-//! llama2.c), conversion and quantization, running models, and one module per command
-//! (`inspect`, `eval`, `encoder` for tokenize/embed/classify, `generate` for the
-//! decoder commands, `bench`); the `tinyformer` binary is a thin `clap` front over it.
+//! llama2.c, GGUF), conversion and quantization, running models, and one module per
+//! command (`inspect`, `eval`, `encoder` for tokenize/embed/classify, `generate` for
+//! the decoder commands, `bench`); the `tinyformer` binary is a thin `clap` front over
+//! it.
 //!
 //! Every `--json` output is a `#[derive(Serialize)]` record next to its command. The
 //! records declare their fields in alphabetical order, the key order the output has
@@ -27,6 +28,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod eval;
 pub mod generate;
+pub mod gguf;
 pub mod gptq;
 pub mod inspect;
 pub mod le;
