@@ -9,6 +9,9 @@
 #                 fixtures, under several tokenizer settings and output lengths, and
 #                 the models' raw tokenizer sections
 #   convert_read/ the shrunk checkpoints packed as fuzz_targets/convert_read.rs reads
+#   gguf/         tests/fixtures/gguf/types.gguf, and a small GGUF v2 file with the
+#                 value and tensor types that fixture lacks (u8, i64, f64, bool arrays,
+#                 alignment 16, a Q4_K tensor, which parses but does not dequantize)
 #   generate/     models/stories260K/stories260K.bin shrunk (shrink_llama2c.py) to two
 #                 small shapes, tied and separate output heads, converted to f32, f16
 #                 and int8 decoder files (int8 calibrated on
@@ -23,7 +26,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 corpus=fuzz/corpus
 rm -rf "$corpus"
-mkdir -p "$corpus"/{validate,classify,tokenize,convert_read,generate}
+mkdir -p "$corpus"/{validate,classify,tokenize,convert_read,generate,gguf}
 
 cargo build -q --release -p tinyformer-cli
 cli=target/release/tinyformer
@@ -137,5 +140,28 @@ for i, name in enumerate(sorted(os.listdir(f"{work}/decoders"))):
     model = open(f"{work}/decoders/{name}", "rb").read()
     label = labels[i % len(labels)]
     open(f"{corpus}/generate/{name[: -len('.tfm')]}-{label}", "wb").write(model + requests[label])
+PY
+cp tests/fixtures/gguf/types.gguf "$corpus/gguf/types"
+python3 - "$corpus/gguf/v2-other-types" <<'PY'
+import struct, sys
+def s(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+kvs = [
+    (s("general.alignment") + struct.pack("<II", 4, 16)),
+    (s("a.u8") + struct.pack("<IB", 0, 200)),
+    (s("a.i64") + struct.pack("<Iq", 11, -5)),
+    (s("a.f64") + struct.pack("<Id", 12, 0.5)),
+    (s("a.bools") + struct.pack("<IIQ", 9, 7, 3) + bytes([1, 0, 1])),
+    (s("a.i16s") + struct.pack("<IIQ", 9, 3, 2) + struct.pack("<hh", -2, 300)),
+]
+infos = [
+    s("k") + struct.pack("<IQQIQ", 2, 256, 1, 12, 0),
+    s("q") + struct.pack("<IQIQ", 1, 32, 2, 144),
+]
+out = b"GGUF" + struct.pack("<IQQ", 2, len(infos), len(kvs)) + b"".join(kvs) + b"".join(infos)
+out += bytes(-len(out) % 16)
+out += bytes(range(144)) + struct.pack("<e", 0.25) + bytes(range(16))
+open(sys.argv[1], "wb").write(out)
 PY
 du -sh "$corpus"/*

@@ -257,6 +257,43 @@ fn gguf_fixture_matches_the_reference_bit_for_bit() {
     }
 }
 
+/// The fuzz seed written by `fuzz/make_corpus.sh` (checked there against the `gguf`
+/// package's reader): version 2, alignment 16, the value types the fixture lacks, and a
+/// Q4_K tensor that parses but does not dequantize.
+#[test]
+fn gguf_v2_seed_with_other_types_reads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/gguf/v2-other-types");
+    let file = GgufFile::open(&path).unwrap();
+    let g = file.parse().unwrap();
+    assert_eq!((g.version(), g.alignment(), g.data_offset()), (2, 16, 272));
+    assert_eq!(g.get("a.u8"), Some(&Value::U8(200)));
+    assert_eq!(g.u32("a.u8").unwrap(), 200);
+    assert_eq!(g.get("a.i64"), Some(&Value::I64(-5)));
+    assert_eq!(g.get("a.f64"), Some(&Value::F64(0.5)));
+    let Some(Value::Array(bools)) = g.get("a.bools") else {
+        panic!("a.bools");
+    };
+    assert_eq!(
+        bools.iter().collect::<Vec<_>>(),
+        [Value::Bool(true), Value::Bool(false), Value::Bool(true)]
+    );
+    assert_eq!(g.i32_array("a.i16s").unwrap(), [-2, 300]);
+    let k = g.tensor("k").unwrap();
+    assert_eq!(
+        (k.dims(), k.ggml_type, k.range.clone()),
+        (&[256u64, 1][..], GgmlType::Q4_K, 272..416)
+    );
+    assert!(k.dequantize().is_err());
+    // Q4_0, d = 0.25, byte j = j: element j is (j & 15) - 8, element 16 + j is (j >> 4) - 8.
+    let q = g.dequantize("q").unwrap();
+    let expected: Vec<f32> = (0..16u8)
+        .map(|j| (j & 15) as f32 - 8.0)
+        .chain((0..16u8).map(|j| (j >> 4) as f32 - 8.0))
+        .map(|x| x * 0.25)
+        .collect();
+    assert_eq!(q, expected);
+}
+
 #[test]
 fn gguf_truncation_at_every_byte_is_an_error() {
     for (what, bytes) in [

@@ -1,0 +1,58 @@
+//! The GGUF reader (`tinyformer_cli::gguf`) on arbitrary bytes: parsing is Ok or an
+//! error, never a panic or an allocation the input does not pay for; a file that parses
+//! has every metadata value read through the generic and the typed getters, and every
+//! tensor checked against the input and dequantized (Ok for the supported types, with
+//! one f32 per element; an error naming the type for the others).
+//!
+//! Input: the bytes of a GGUF file.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tinyformer_cli::gguf::{GgmlType, Gguf, Value};
+
+fuzz_target!(|data: &[u8]| {
+    let g = match Gguf::parse(data) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = format!("{e:#}");
+            return;
+        }
+    };
+    for (key, value) in g.metadata() {
+        // The same entry, not an equal value (NaN is unequal to itself).
+        assert!(std::ptr::eq(g.get(key).unwrap(), value), "{key}");
+        // Each getter either fits the value's type or names the key.
+        let typed = [
+            g.u32(key).err(),
+            g.f32(key).err(),
+            g.str(key).err(),
+            g.str_array(key).err(),
+            g.f32_array(key).err(),
+            g.i32_array(key).err(),
+        ];
+        for e in typed.into_iter().flatten() {
+            assert!(format!("{e:#}").contains(key), "{e:#}");
+        }
+        if let Value::Array(a) = value {
+            assert_eq!(a.iter().count(), a.len(), "{key}");
+        }
+    }
+    for t in g.tensors() {
+        assert_eq!(data.get(t.range.clone()), Some(t.data), "{}", t.name);
+        assert!(std::ptr::eq(g.tensor(t.name).unwrap(), t), "{}", t.name);
+        let supported = matches!(
+            t.ggml_type,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1
+        );
+        match t.dequantize() {
+            Ok(v) => {
+                assert!(supported, "{}", t.name);
+                assert_eq!(v.len() as u64, t.n_elements, "{}", t.name);
+            }
+            Err(e) => {
+                assert!(!supported, "{}: {e:#}", t.name);
+                assert!(format!("{e:#}").contains(t.name), "{e:#}");
+            }
+        }
+    }
+});
