@@ -202,9 +202,8 @@ impl fmt::Display for ValueType {
     }
 }
 
-/// A metadata value; strings borrow from the file.
+/// A metadata value, one variant per [`ValueType`]; strings borrow from the file.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(missing_docs)]
 pub enum Value<'a> {
     U8(u8),
     I8(i8),
@@ -360,7 +359,8 @@ macro_rules! ggml_types {
         /// `ggml_type` enum that llama.cpp still writes; ids 4, 5 and 31 to 33 were
         /// removed from ggml).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[allow(non_camel_case_types, missing_docs)]
+        // ggml's own names (`Q4_0`), so that errors and code read like llama.cpp's.
+        #[allow(non_camel_case_types)]
         pub enum GgmlType {
             $($name,)*
         }
@@ -480,9 +480,14 @@ impl TensorInfo<'_> {
         let f16 = |b0: u8, b1: u8| half::f16::from_le_bytes([b0, b1]).to_f32();
         let n = usize::try_from(self.n_elements)
             .map_err(|_| anyhow!("tensor `{}`: too many elements for this host", self.name))?;
-        let block = |bytes: usize, f: &dyn Fn(&[u8], &mut Vec<f32>)| {
+        // Each block of the type's size through `f`; `data` is whole blocks (sized so
+        // when parsing).
+        let block = |f: &dyn Fn(&[u8], &mut Vec<f32>)| {
             let mut out = Vec::with_capacity(n);
-            for b in self.data.chunks_exact(bytes) {
+            for b in self
+                .data
+                .chunks_exact(self.ggml_type.block_bytes() as usize)
+            {
                 f(b, &mut out);
             }
             out
@@ -490,19 +495,19 @@ impl TensorInfo<'_> {
         let out = match self.ggml_type {
             GgmlType::F32 => le::f32s(self.data),
             GgmlType::F16 => le::f16s(self.data),
-            GgmlType::Q8_0 => block(34, &|b, out| {
+            GgmlType::Q8_0 => block(&|b, out| {
                 let (d, qs) = b.split_at(2);
                 let d = f16(d[0], d[1]);
                 out.extend(qs.iter().map(|&q| f32::from(q as i8) * d));
             }),
-            GgmlType::Q4_0 => block(18, &|b, out| {
+            GgmlType::Q4_0 => block(&|b, out| {
                 let (d, qs) = b.split_at(2);
                 let d = f16(d[0], d[1]);
                 let nibble = |q: u8| f32::from(q as i8 - 8) * d;
                 out.extend(qs.iter().map(|&q| nibble(q & 0x0F)));
                 out.extend(qs.iter().map(|&q| nibble(q >> 4)));
             }),
-            GgmlType::Q4_1 => block(20, &|b, out| {
+            GgmlType::Q4_1 => block(&|b, out| {
                 let (dm, qs) = b.split_at(4);
                 let (d, m) = (f16(dm[0], dm[1]), f16(dm[2], dm[3]));
                 // Two roundings, as the reference: (d * q) + m, no fused multiply-add.
