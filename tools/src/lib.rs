@@ -1,5 +1,5 @@
-//! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT,
-//! llama2.c), conversion and quantization, running models, and one module per command
+//! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT and
+//! Llama, llama2.c), conversion and quantization, running models, and one module per command
 //! (`inspect`, `eval`, `encoder` for tokenize/embed/classify, `generate` for the
 //! decoder commands, `bench`); the `tinyformer` binary is a thin `clap` front over it.
 //!
@@ -28,6 +28,7 @@ pub mod encoder;
 pub mod eval;
 pub mod generate;
 pub mod gptq;
+pub mod hf_llama;
 pub mod inspect;
 pub mod le;
 pub mod llama2c;
