@@ -118,6 +118,29 @@ def to_half_split(w, n_heads):
     return w.reshape(n_heads, d // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
 
 
+def check_rope_orders(d=8, theta=10000.0, positions=(0, 1, 5, 37)):
+    """The permutation is the one that makes Hugging Face's RoPE agree with Meta's.
+
+    Meta/llama2.c rotate the pairs (2i, 2i+1) of a head by angle pos * theta^(-2i/d);
+    Hugging Face's `rotate_half` rotates (i, d/2 + i) by the same angle. Rotating a
+    vector the Meta way and then permuting it must equal permuting it and rotating it
+    the Hugging Face way, so attention scores are the same in both models."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((d, 1))
+    half = d // 2
+    freqs = theta ** (-2.0 * np.arange(half) / d)
+    for pos in positions:
+        cos, sin = np.cos(pos * freqs), np.sin(pos * freqs)
+        meta = q[:, 0].copy()
+        even, odd = q[0::2, 0], q[1::2, 0]
+        meta[0::2] = even * cos - odd * sin
+        meta[1::2] = odd * cos + even * sin
+        hf_in = to_half_split(q, 1)[:, 0]
+        first, second = hf_in[:half], hf_in[half:]
+        hf = np.concatenate([first * cos - second * sin, second * cos + first * sin])
+        assert np.allclose(to_half_split(meta[:, None], 1)[:, 0], hf), "RoPE orders disagree"
+
+
 def write_weights(header, w):
     tensors = {"model.embed_tokens.weight": w["embed"], "model.norm.weight": w["rms_final"]}
     for l in range(header["layers"]):
@@ -225,6 +248,7 @@ def build_tokenizer(entries):
 
 
 def main():
+    check_rope_orders()
     os.makedirs(OUT, exist_ok=True)
     header, w = read_checkpoint(os.path.join(SOURCE, "stories260K.bin"))
     write_weights(header, w)
