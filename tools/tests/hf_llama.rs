@@ -262,6 +262,14 @@ fn hf_llama_tokenizer_in_the_metaspace_form() {
         tokenizer_section(dir.path()).unwrap(),
         tokenizer_section(&hf_dir()).unwrap()
     );
+    // Splitting words at `▁` changes nothing when no piece has `▁` inside.
+    edit_json(&dir.path().join("tokenizer.json"), |v| {
+        v["pre_tokenizer"]["split"] = json!(true)
+    });
+    assert_eq!(
+        tokenizer_section(dir.path()).unwrap(),
+        tokenizer_section(&hf_dir()).unwrap()
+    );
     // Merges as "left right" strings (older files) read the same.
     edit_json(&dir.path().join("tokenizer.json"), |v| {
         let merges: Vec<Value> = v["model"]["merges"]
@@ -574,6 +582,16 @@ fn hf_llama_refuses_bad_tokenizers() {
             "\"▁th\" + \"e\" is not one of them",
         ),
     ];
+    // The vocabulary must cover config.json's vocab_size exactly.
+    let dir = copy_dir();
+    edit_json(&dir.path().join("config.json"), |v| {
+        v["vocab_size"] = json!(513)
+    });
+    let error = format!("{:#}", tokenizer_section(dir.path()).unwrap_err());
+    assert!(
+        error.contains("tokenizer.json") && error.contains("no token has id 512"),
+        "{error}"
+    );
     for (what, edit, want) in cases {
         let dir = copy_dir();
         edit_json(&dir.path().join("tokenizer.json"), edit);
