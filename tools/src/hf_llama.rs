@@ -164,7 +164,8 @@ fn params_from(c: &HfConfig) -> Result<LlamaParams> {
             c.architectures
         );
     }
-    if let Some(scaling) = c.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+    // serde reads `null` as `None`.
+    if let Some(scaling) = &c.rope_scaling {
         bail!("`rope_scaling` is {scaling}: scaled RoPE is not supported (only null)");
     }
     let act = c.hidden_act.as_deref().unwrap_or("silu");
@@ -217,7 +218,7 @@ fn params_from(c: &HfConfig) -> Result<LlamaParams> {
         bail!("head dimension {head_dim} is odd: RoPE rotates pairs");
     }
     let rope_theta = match (&c.rope_parameters, c.rope_theta) {
-        (Some(p), _) if !p.is_null() => {
+        (Some(p), _) => {
             let kind = p
                 .get("rope_type")
                 .and_then(Value::as_str)
