@@ -1,8 +1,8 @@
-//! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT,
-//! llama2.c, GGUF), conversion and quantization, running models, and one module per
-//! command (`inspect`, `eval`, `encoder` for tokenize/embed/classify, `generate` for
-//! the decoder commands, `bench`); the `tinyformer` binary is a thin `clap` front over
-//! it.
+//! Host-side library of the tinyformer tool: checkpoint reading (Hugging Face BERT and
+//! Llama, llama2.c, GGUF), conversion and quantization, running models, and one module
+//! per command (`inspect`, `eval`, `encoder` for tokenize/embed/classify, `generate`
+//! for the decoder commands, `bench`); the `tinyformer` binary is a thin `clap` front
+//! over it.
 //!
 //! Every `--json` output is a `#[derive(Serialize)]` record next to its command. The
 //! records declare their fields in alphabetical order, the key order the output has
@@ -30,6 +30,7 @@ pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod gptq;
+pub mod hf_llama;
 pub mod inspect;
 pub mod le;
 pub mod llama2c;
