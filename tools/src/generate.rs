@@ -12,6 +12,7 @@ use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::{Decoder, Logits, State};
 
 use crate::convert::Precision;
+use crate::decoder::LlamaSource;
 use crate::run::{read_lines, ModelBytes};
 
 impl ModelBytes {
@@ -295,9 +296,7 @@ pub fn default_decoder() -> ModelBytes {
     )
 }
 
-/// `convert` for a llama2.c checkpoint: reads the checkpoint and its tokenizer,
-/// tokenizes the calibration text with that tokenizer (one sample per non-empty
-/// line, BOS first), converts and writes atomically, then re-validates the output.
+/// `convert` for a llama2.c checkpoint and its `tokenizer.bin`.
 pub fn cmd_convert_llama2c(
     checkpoint: &Path,
     tokenizer: Option<&Path>,
@@ -315,9 +314,80 @@ pub fn cmd_convert_llama2c(
     let ckpt = crate::llama2c::read_llama2c(checkpoint)?;
     let section =
         crate::llama2c_tokenizer::section_from_file(tokenizer, ckpt.config.vocab_size as usize)?;
+    let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
+    convert_decoder(
+        &ckpt,
+        &section,
+        &inputs,
+        output,
+        precision,
+        calibration,
+        max_seq,
+    )
+}
+
+/// `convert` for a Llama GGUF file (weights, hyperparameters and vocabulary in one).
+pub fn cmd_convert_gguf(
+    path: &Path,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+) -> Result<()> {
+    let file = crate::gguf::GgufFile::open(path)?;
+    let gguf = file.parse()?;
+    let named = |e: anyhow::Error| e.context(format!("{}", path.display()));
+    let src = crate::gguf_llama::GgufLlama::from_gguf(&gguf).map_err(named)?;
+    let section = crate::gguf_llama::tokenizer_section(&gguf).map_err(named)?;
+    let inputs = [path.to_path_buf()];
+    convert_decoder(
+        &src,
+        &section,
+        &inputs,
+        output,
+        precision,
+        calibration,
+        max_seq,
+    )
+}
+
+/// `convert` for a Hugging Face `LlamaForCausalLM` directory.
+pub fn cmd_convert_hf_llama(
+    dir: &Path,
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+) -> Result<()> {
+    let src = crate::hf_llama::HfLlama::from_dir(dir)?;
+    let section = crate::hf_llama::tokenizer_section(dir)?;
+    let inputs = ["config.json", "model.safetensors", "tokenizer.json"].map(|f| dir.join(f));
+    convert_decoder(
+        &src,
+        &section,
+        &inputs,
+        output,
+        precision,
+        calibration,
+        max_seq,
+    )
+}
+
+/// Converts a decoder source with its tokenizer section, writes it atomically and
+/// re-validates the output; int8 calibrates on `calibration`'s non-empty lines (one
+/// sample each, BOS first), tokenized by the model's own tokenizer.
+fn convert_decoder(
+    src: &dyn LlamaSource,
+    section: &[u8],
+    inputs: &[std::path::PathBuf],
+    output: &Path,
+    precision: Precision,
+    calibration: Option<&Path>,
+    max_seq: Option<u32>,
+) -> Result<()> {
     let sequences = match calibration {
         Some(path) => {
-            let float = crate::decoder::convert_float(&ckpt, &section, false, max_seq)?;
+            let float = crate::decoder::convert_float(src, section, false, max_seq)?;
             let buf = AlignedBuf::from_bytes(&float);
             let model = Decoder::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
             let max = model.config().max_seq as usize;
@@ -338,16 +408,9 @@ pub fn cmd_convert_llama2c(
         }
         None => None,
     };
-    let bytes = crate::decoder::convert(
-        &ckpt,
-        &section,
-        precision,
-        max_seq,
-        sequences.as_deref(),
-        true,
-    )?;
-    let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
-    crate::convert::write_checked(output, &bytes, &inputs, precision)
+    let bytes =
+        crate::decoder::convert(src, section, precision, max_seq, sequences.as_deref(), true)?;
+    crate::convert::write_checked(output, &bytes, inputs, precision)
 }
 
 /// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).

@@ -147,6 +147,21 @@ struct HfConfig {
     mlp_bias: bool,
 }
 
+/// Whether `dir/config.json` names `LlamaForCausalLM` among its `architectures`: the
+/// `convert` command's choice between this reader and the BERT one. An unreadable or
+/// invalid config is `false`, left to the BERT reader to report.
+pub fn is_llama_dir(dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(dir.join("config.json")) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    json["architectures"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "LlamaForCausalLM"))
+}
+
 /// Reads and checks `dir/config.json`; errors name the file and the field.
 fn read_config(dir: &Path) -> Result<LlamaParams> {
     let path = dir.join("config.json");

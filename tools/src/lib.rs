@@ -29,6 +29,7 @@ pub mod encoder;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_llama;
 pub mod gptq;
 pub mod hf_llama;
 pub mod inspect;

@@ -35,10 +35,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Convert a checkpoint to a tinyformer model file: a Hugging Face BERT directory
-    /// (encoder) or a llama2.c checkpoint file with --tokenizer (decoder).
+    /// (encoder); or, for a decoder, a Hugging Face LlamaForCausalLM directory, a Llama
+    /// GGUF file, or a llama2.c checkpoint file with --tokenizer.
     Convert {
-        /// Directory with config.json, model.safetensors and vocab.txt (or
-        /// tokenizer.json), or a llama2.c `.bin` checkpoint.
+        /// Directory with config.json, model.safetensors and vocab.txt or tokenizer.json
+        /// (BERT or LlamaForCausalLM), a `.gguf` file, or a llama2.c `.bin` checkpoint.
         model_dir: PathBuf,
         /// llama2.c tokenizer file (`tokenizer.bin`) for a llama2.c checkpoint.
         #[arg(long)]
@@ -54,7 +55,7 @@ enum Command {
         /// sample per line (required for int8, unused by f16 and f32).
         #[arg(long)]
         calibration: Option<PathBuf>,
-        /// Longest sequence the model accepts, tokens incl. [CLS]/[SEP].
+        /// Longest sequence the model accepts, in tokens (an encoder's CLS and SEP included).
         #[arg(long)]
         max_seq: Option<u32>,
         /// int8: error-compensating weight rounding (GPTQ) and bias correction from
@@ -262,7 +263,18 @@ fn run(command: Command) -> Result<()> {
         } => {
             let dtype = convert_dtype(dtype, calibration.as_deref())?;
             let calibration = calibration.filter(|_| dtype == Precision::Int8);
-            if model_dir.is_file() {
+            if model_dir.is_file() && tinyformer_cli::gguf_llama::is_gguf(&model_dir)? {
+                if tokenizer.is_some() {
+                    bail!("--tokenizer is for llama2.c checkpoints: a GGUF file carries its own");
+                }
+                generate::cmd_convert_gguf(
+                    &model_dir,
+                    &output,
+                    dtype,
+                    calibration.as_deref(),
+                    max_seq,
+                )
+            } else if model_dir.is_file() {
                 generate::cmd_convert_llama2c(
                     &model_dir,
                     tokenizer.as_deref(),
@@ -274,6 +286,15 @@ fn run(command: Command) -> Result<()> {
             } else {
                 if tokenizer.is_some() {
                     bail!("--tokenizer is for llama2.c checkpoints (a .bin file), not a directory");
+                }
+                if tinyformer_cli::hf_llama::is_llama_dir(&model_dir) {
+                    return generate::cmd_convert_hf_llama(
+                        &model_dir,
+                        &output,
+                        dtype,
+                        calibration.as_deref(),
+                        max_seq,
+                    );
                 }
                 cmd_convert(
                     &model_dir,

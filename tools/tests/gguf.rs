@@ -7,6 +7,9 @@
 //! Test names start with `gguf` so that `cargo test -p tinyformer-cli gguf` selects
 //! them.
 
+mod common;
+
+use common::gguf::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,117 +17,6 @@ use tinyformer_cli::gguf::{Array, GgmlType, Gguf, GgufFile, Value, ValueType, MA
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf")
-}
-
-// GGUF value type ids.
-const U8: u32 = 0;
-const U32: u32 = 4;
-const I32: u32 = 5;
-const F32: u32 = 6;
-const BOOL: u32 = 7;
-const STR: u32 = 8;
-const ARRAY: u32 = 9;
-const U64: u32 = 10;
-// ggml type ids.
-const T_F32: u32 = 0;
-const T_Q8_0: u32 = 8;
-const T_Q4_K: u32 = 12;
-
-fn string(s: &str) -> Vec<u8> {
-    let mut out = (s.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(s.as_bytes());
-    out
-}
-
-/// Writes GGUF files field by field, including wrong ones.
-#[derive(Clone)]
-struct Builder {
-    magic: [u8; 4],
-    version: u32,
-    /// Overrides the real counts in the header.
-    tensor_count: Option<u64>,
-    kv_count: Option<u64>,
-    kvs: Vec<u8>,
-    n_kvs: u64,
-    infos: Vec<u8>,
-    n_tensors: u64,
-    /// Padding after the infos (the reader's alignment comes from the metadata).
-    pad_to: usize,
-    data: Vec<u8>,
-}
-
-impl Builder {
-    fn new() -> Self {
-        Builder {
-            magic: *b"GGUF",
-            version: 3,
-            tensor_count: None,
-            kv_count: None,
-            kvs: Vec::new(),
-            n_kvs: 0,
-            infos: Vec::new(),
-            n_tensors: 0,
-            pad_to: 32,
-            data: Vec::new(),
-        }
-    }
-
-    /// A key-value whose value bytes are given raw.
-    fn kv(mut self, key: &str, ty: u32, value: &[u8]) -> Self {
-        self.kvs.extend(string(key));
-        self.kvs.extend(ty.to_le_bytes());
-        self.kvs.extend_from_slice(value);
-        self.n_kvs += 1;
-        self
-    }
-
-    fn kv_u32(self, key: &str, v: u32) -> Self {
-        self.kv(key, U32, &v.to_le_bytes())
-    }
-
-    /// An array value: element type, count, elements.
-    fn kv_array(self, key: &str, element: u32, count: u64, elements: &[u8]) -> Self {
-        let mut v = element.to_le_bytes().to_vec();
-        v.extend(count.to_le_bytes());
-        v.extend_from_slice(elements);
-        self.kv(key, ARRAY, &v)
-    }
-
-    fn kv_strs(self, key: &str, strs: &[&str]) -> Self {
-        let elements: Vec<u8> = strs.iter().flat_map(|s| string(s)).collect();
-        self.kv_array(key, STR, strs.len() as u64, &elements)
-    }
-
-    fn tensor(mut self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Self {
-        self.infos.extend(string(name));
-        self.infos.extend((dims.len() as u32).to_le_bytes());
-        for d in dims {
-            self.infos.extend(d.to_le_bytes());
-        }
-        self.infos.extend(ty.to_le_bytes());
-        self.infos.extend(offset.to_le_bytes());
-        self.n_tensors += 1;
-        self
-    }
-
-    fn data(mut self, bytes: &[u8]) -> Self {
-        self.data.extend_from_slice(bytes);
-        self
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let mut out = self.magic.to_vec();
-        out.extend(self.version.to_le_bytes());
-        out.extend(self.tensor_count.unwrap_or(self.n_tensors).to_le_bytes());
-        out.extend(self.kv_count.unwrap_or(self.n_kvs).to_le_bytes());
-        out.extend_from_slice(&self.kvs);
-        out.extend_from_slice(&self.infos);
-        if self.n_tensors > 0 {
-            out.resize(out.len().next_multiple_of(self.pad_to), 0);
-        }
-        out.extend_from_slice(&self.data);
-        out
-    }
 }
 
 /// A small valid file: a u32, a string array, an f32 array; an F32 tensor [4] at 0

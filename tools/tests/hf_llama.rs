@@ -12,6 +12,9 @@
 //! Test names start with `hf_llama` so that `cargo test -p tinyformer-cli hf_llama`
 //! selects them.
 
+mod common;
+
+use common::{json_lines, run, stderr};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
@@ -601,4 +604,36 @@ fn hf_llama_refuses_bad_tokenizers() {
             "{what}: {error}"
         );
     }
+}
+
+/// `tinyformer convert DIR` picks this reader for a `LlamaForCausalLM` directory: the
+/// f32 file generates llama2.c's published greedy text, and int8 converts with
+/// calibration (its accuracy is the llama2.c checkpoint's, tools/tests/decoder.rs).
+#[test]
+fn hf_llama_converts_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = hf_dir();
+    let f32_out = tmp.path().join("hf-f32.tfm");
+    let (dir_s, out_s) = (dir.to_str().unwrap(), f32_out.to_str().unwrap());
+    let o = run(&["convert", dir_s, "-o", out_s, "--dtype", "f32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["generate", "-m", out_s, "-n", "200", "--json", ""]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = fs::read_to_string(repo("models/stories260K/greedy-200.txt")).unwrap();
+    assert_eq!(json_lines(&o)[0]["text"].as_str().unwrap(), want);
+
+    let int8_out = tmp.path().join("hf-int8.tfm");
+    let calibration = repo("tests/fixtures/stories/calibration.txt");
+    let o = run(&[
+        "convert",
+        dir_s,
+        "-o",
+        int8_out.to_str().unwrap(),
+        "--calibration",
+        calibration.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["inspect", int8_out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_lines(&o)[0]["config"]["weight_dtype"], "i8");
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI's end-to-end tests (each test file uses a subset).
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
