@@ -25,68 +25,18 @@ Regenerate (from the repository root, `pip install gguf numpy`):
 """
 
 import argparse
-import struct
+import sys
 from pathlib import Path
 
 import gguf
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama2c_checkpoint import read_checkpoint, read_tokenizer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models/stories260K/stories260K.bin"
 TOKENIZER = ROOT / "models/stories260K/tok512.bin"
-
-
-def read_checkpoint(path):
-    """llama2.c version-0 checkpoint: header and tensors in file order."""
-    data = path.read_bytes()
-    dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<7i", data)
-    shared = vocab > 0
-    vocab = abs(vocab)
-    head_size = dim // heads
-    kv_dim = kv_heads * head_size
-    weights = np.frombuffer(data, dtype="<f4", offset=28)
-    at = 0
-
-    def take(*shape):
-        nonlocal at
-        n = int(np.prod(shape))
-        out = weights[at : at + n].reshape(shape)
-        at += n
-        return out
-
-    t = {"token_embd": take(vocab, dim)}
-    t["attn_norm"] = take(layers, dim)
-    t["attn_q"] = take(layers, dim, dim)
-    t["attn_k"] = take(layers, kv_dim, dim)
-    t["attn_v"] = take(layers, kv_dim, dim)
-    t["attn_output"] = take(layers, dim, dim)
-    t["ffn_norm"] = take(layers, dim)
-    t["ffn_gate"] = take(layers, hidden, dim)  # w1
-    t["ffn_down"] = take(layers, dim, hidden)  # w2
-    t["ffn_up"] = take(layers, hidden, dim)  # w3
-    t["output_norm"] = take(dim)
-    take(seq_len, head_size // 2)  # freq_cis_real, legacy
-    take(seq_len, head_size // 2)  # freq_cis_imag, legacy
-    if not shared:
-        t["output"] = take(vocab, dim)
-    assert at == weights.size, "trailing bytes in the checkpoint"
-    config = dict(dim=dim, hidden=hidden, layers=layers, heads=heads,
-                  kv_heads=kv_heads, vocab=vocab, seq_len=seq_len)
-    return config, t
-
-
-def read_tokenizer(path, vocab):
-    """llama2.c tokenizer.bin: max length, then (score f32, length i32, bytes)."""
-    data = path.read_bytes()
-    at = 4
-    pieces, scores = [], []
-    for _ in range(vocab):
-        score, n = struct.unpack_from("<fi", data, at)
-        at += 8
-        pieces.append(data[at : at + n].decode("utf-8"))
-        at += n
-        scores.append(score)
-    return pieces, scores
 
 
 def token_type(index, piece):
@@ -106,7 +56,9 @@ def main():
     args = parser.parse_args()
 
     c, t = read_checkpoint(MODEL)
-    pieces, scores = read_tokenizer(TOKENIZER, c["vocab"])
+    entries = read_tokenizer(TOKENIZER, c["vocab"])
+    pieces = [piece.decode("utf-8") for piece, _ in entries]
+    scores = [score for _, score in entries]
 
     w = gguf.GGUFWriter(str(args.output), "llama")
     w.add_name("stories260K")
@@ -138,14 +90,16 @@ def main():
         else:
             w.add_tensor(name, array)
 
-    add("token_embd.weight", t["token_embd"])
+    add("token_embd.weight", t["embed"])
+    names = dict(attn_norm="rms_att", attn_q="wq", attn_k="wk", attn_v="wv",
+                 attn_output="wo", ffn_norm="rms_ffn", ffn_gate="w1", ffn_up="w3",
+                 ffn_down="w2")
     for layer in range(c["layers"]):
-        for key in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"):
-            add(f"blk.{layer}.{key}.weight", t[key][layer])
-    add("output_norm.weight", t["output_norm"])
-    if "output" in t:
-        add("output.weight", t["output"])
+        for name, key in names.items():
+            add(f"blk.{layer}.{name}.weight", t[key][layer])
+    add("output_norm.weight", t["rms_final"])
+    if not c["shared"]:
+        add("output.weight", t["wcls"])
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -36,12 +36,14 @@ The output is deterministic: rerunning reproduces the committed files byte for b
 
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llama2c_checkpoint import read_checkpoint, read_tokenizer  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SOURCE = os.path.join(ROOT, "models", "stories260K")
@@ -60,53 +62,6 @@ EXTRA_TEXTS = [
     "Tab\tand\nnewline",
     "x",
 ]
-
-
-def read_checkpoint(path):
-    """llama2.c version-0 checkpoint -> (header dict, dict of per-layer numpy arrays)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<7i", data, 0)
-    shared = vocab > 0
-    vocab = abs(vocab)
-    head = dim // heads
-    kv_dim = kv_heads * head
-    floats = np.frombuffer(data, dtype="<f4", offset=28)
-    at = 0
-
-    def take(count, shape):
-        nonlocal at
-        out = floats[at : at + count].reshape(shape).copy()
-        at += count
-        return out
-
-    w = {}
-    w["embed"] = take(vocab * dim, (vocab, dim))
-    w["rms_att"] = take(layers * dim, (layers, dim))
-    w["wq"] = take(layers * dim * dim, (layers, dim, dim))
-    w["wk"] = take(layers * kv_dim * dim, (layers, kv_dim, dim))
-    w["wv"] = take(layers * kv_dim * dim, (layers, kv_dim, dim))
-    w["wo"] = take(layers * dim * dim, (layers, dim, dim))
-    w["rms_ffn"] = take(layers * dim, (layers, dim))
-    w["w1"] = take(layers * hidden * dim, (layers, hidden, dim))
-    w["w2"] = take(layers * dim * hidden, (layers, dim, hidden))
-    w["w3"] = take(layers * hidden * dim, (layers, hidden, dim))
-    w["rms_final"] = take(dim, (dim,))
-    at += seq_len * head  # the legacy freq_cis_real and freq_cis_imag tables
-    if not shared:
-        w["wcls"] = take(vocab * dim, (vocab, dim))
-    assert at == floats.size, "checkpoint length"
-    header = dict(
-        dim=dim,
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        kv_heads=kv_heads,
-        vocab=vocab,
-        seq_len=seq_len,
-        shared=shared,
-    )
-    return header, w
 
 
 def to_half_split(w, n_heads):
@@ -186,20 +141,6 @@ def write_config(header):
     with open(os.path.join(OUT, "config.json"), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
-
-
-def read_tokenizer(path, vocab_size):
-    """tok512.bin -> list of (piece bytes, score)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    at = 4
-    out = []
-    for _ in range(vocab_size):
-        score, length = struct.unpack_from("<fi", data, at)
-        at += 8
-        out.append((data[at : at + length], score))
-        at += length
-    return out
 
 
 def build_tokenizer(entries):
