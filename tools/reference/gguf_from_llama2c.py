@@ -3,7 +3,7 @@
 The converter's GGUF path is tested against its llama2.c path on the same weights: a
 GGUF written here by an independent writer (llama.cpp's own Python package) must
 convert to the same tinyformer file as the llama2.c checkpoint it came from (F32), and
-to a model whose logits follow it (Q8_0: the 4-byte-per-32 block rounding only).
+to a model whose logits follow it up to the blocks' rounding (Q8_0, Q4_1).
 
 The file is laid out as llama.cpp's converters lay out a Llama: architecture `llama`,
 the `llama.*` hyperparameters, tensors `token_embd`, `blk.N.attn_{norm,q,k,v,output}`,
@@ -12,9 +12,10 @@ as in stories260K), each matrix `[out, in]` row-major (GGUF dims `[in, out]`), q
 and key rows already in the adjacent-pair RoPE order (llama2.c's and GGUF's), and a
 SentencePiece vocabulary (`tokenizer.ggml.model = "llama"`) with pieces spelled as
 SentencePiece spells them (`U+2581` for a space; llama2.c's `tokenizer.bin` has a
-plain space), scores and token types. With `--type q8_0` every matrix whose rows are
-a whole number of 32-element blocks is Q8_0 (quantized by `gguf.quants`); the rest
-stays F32, as llama.cpp keeps what does not fit a block type.
+plain space), scores and token types. With `--type q8_0` (or `q4_0`, `q4_1`) every
+matrix whose rows are a whole number of 32-element blocks is in that block type
+(quantized by `gguf.quants`); the rest stays F32, as llama.cpp keeps what does not fit
+a block type.
 
 Regenerate (from the repository root, `pip install gguf numpy`):
 
@@ -22,6 +23,8 @@ Regenerate (from the repository root, `pip install gguf numpy`):
         -o tests/fixtures/gguf/stories260K-f32.gguf
     python3 tools/reference/gguf_from_llama2c.py --type q8_0 \
         -o tests/fixtures/gguf/stories260K-q8_0.gguf
+    python3 tools/reference/gguf_from_llama2c.py --type q4_1 \
+        -o tests/fixtures/gguf/stories260K-q4_1.gguf
 """
 
 import argparse
@@ -39,6 +42,15 @@ MODEL = ROOT / "models/stories260K/stories260K.bin"
 TOKENIZER = ROOT / "models/stories260K/tok512.bin"
 
 
+# Block types by option, with llama.cpp's file-type tag.
+TYPES = {
+    "f32": (None, gguf.LlamaFileType.ALL_F32),
+    "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+    "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
+    "q4_1": (gguf.GGMLQuantizationType.Q4_1, gguf.LlamaFileType.MOSTLY_Q4_1),
+}
+
+
 def token_type(index, piece):
     if index == 0:
         return gguf.TokenType.UNKNOWN
@@ -51,7 +63,7 @@ def token_type(index, piece):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--type", choices=["f32", "q8_0"], default="f32")
+    parser.add_argument("--type", choices=list(TYPES), default="f32")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
 
@@ -71,8 +83,8 @@ def main():
     w.add_rope_dimension_count(c["dim"] // c["heads"])
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32 if args.type == "f32"
-                    else gguf.LlamaFileType.MOSTLY_Q8_0)
+    qtype, file_type = TYPES[args.type]
+    w.add_file_type(file_type)
     w.add_tokenizer_model("llama")
     w.add_token_list([p.replace(" ", "\u2581") for p in pieces])
     w.add_token_scores(scores)
@@ -83,10 +95,9 @@ def main():
 
     def add(name, array):
         array = np.ascontiguousarray(array, dtype=np.float32)
-        block = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0][0]
-        if args.type == "q8_0" and array.ndim == 2 and array.shape[1] % block == 0:
-            q = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        if qtype is not None and array.ndim == 2 \
+                and array.shape[1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
+            w.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(name, array)
 
