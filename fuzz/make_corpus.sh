@@ -11,7 +11,10 @@
 #   convert_read/ the shrunk checkpoints packed as fuzz_targets/convert_read.rs reads
 #   gguf/         tests/fixtures/gguf/types.gguf, and a small GGUF v2 file with the
 #                 value and tensor types that fixture lacks (u8, i64, f64, bool arrays,
-#                 alignment 16, a Q4_K tensor, which parses but does not dequantize)
+#                 alignment 16, a Q4_K tensor, which parses but does not dequantize);
+#                 and two of the shrunk decoders below written as Llama GGUF files
+#                 (tools/reference/gguf_from_llama2c.py, Q8_0 and Q4_1), which the
+#                 target goes on to convert
 #   generate/     models/stories260K/stories260K.bin shrunk (shrink_llama2c.py) to two
 #                 small shapes, tied and separate output heads, converted to f32, f16
 #                 and int8 decoder files (int8 calibrated on
@@ -74,6 +77,10 @@ convert_decoder b-tied int8
 convert_decoder b-separate f16
 convert_decoder b-separate int8
 cp $stories/stories260K-int8.tfm "$corpus/generate/stories260K-int8"
+python3 tools/reference/gguf_from_llama2c.py --model "$work/a-separate.bin" --type q8_0 \
+  -o "$corpus/gguf/llama-a-separate-q8_0" >/dev/null
+python3 tools/reference/gguf_from_llama2c.py --model "$work/b-tied.bin" --type q4_1 \
+  -o "$corpus/gguf/llama-b-tied-q4_1" >/dev/null
 
 python3 - "$work" "$corpus" <<'PY'
 import json, os, struct, sys

@@ -2,13 +2,16 @@
 //! error, never a panic or an allocation the input does not pay for; a file that parses
 //! has every metadata value read through the generic and the typed getters, and every
 //! tensor checked against the input and dequantized (Ok for the supported types, with
-//! one f32 per element; an error naming the type for the others).
+//! one f32 per element; an error naming the type for the others). A file that reads as
+//! a Llama with a SentencePiece vocabulary (`tinyformer_cli::gguf_llama`) is then
+//! converted to an f32 decoder file, which must validate.
 //!
 //! Input: the bytes of a GGUF file.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tinyformer_cli::gguf::{GgmlType, Gguf, Value};
+use tinyformer_cli::gguf_llama::{tokenizer_section, GgufLlama};
 
 fuzz_target!(|data: &[u8]| {
     let g = match Gguf::parse(data) {
@@ -53,6 +56,24 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!supported, "{}: {e:#}", t.name);
                 assert!(format!("{e:#}").contains(t.name), "{e:#}");
             }
+        }
+    }
+    let (src, section) = match (GgufLlama::from_gguf(&g), tokenizer_section(&g)) {
+        (Ok(src), Ok(section)) => (src, section),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = format!("{e:#}");
+            return;
+        }
+    };
+    match tinyformer_cli::decoder::convert_float(&src, &section, false, None) {
+        Ok(bytes) => {
+            let buf = tinyformer::format::writer::AlignedBuf::from_bytes(&bytes);
+            if let Err(e) = tinyformer::Decoder::from_bytes(buf.as_bytes()) {
+                panic!("converter wrote a decoder that does not validate: {e}");
+            }
+        }
+        Err(e) => {
+            let _ = format!("{e:#}");
         }
     }
 });

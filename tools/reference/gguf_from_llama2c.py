@@ -65,15 +65,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--type", choices=list(TYPES), default="f32")
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=MODEL,
+                        help="llama2.c checkpoint (default: stories260K)")
+    parser.add_argument("--tokenizer", type=Path, default=TOKENIZER,
+                        help="its tokenizer.bin (the first vocab_size tokens are read)")
     args = parser.parse_args()
 
-    c, t = read_checkpoint(MODEL)
-    entries = read_tokenizer(TOKENIZER, c["vocab"])
+    c, t = read_checkpoint(args.model)
+    entries = read_tokenizer(args.tokenizer, c["vocab"])
     pieces = [piece.decode("utf-8") for piece, _ in entries]
     scores = [score for _, score in entries]
 
     w = gguf.GGUFWriter(str(args.output), "llama")
-    w.add_name("stories260K")
+    w.add_name(args.model.stem)
     w.add_context_length(c["seq_len"])
     w.add_embedding_length(c["dim"])
     w.add_block_count(c["layers"])
