@@ -32,8 +32,12 @@ Regenerate (from the repository root)::
     /tmp/venv-bbpe/bin/python tools/reference/bytebpe_goldens.py all
     cargo test --test bytebpe_parity   # bytebpe_tables.rs is rustfmt-ed by the script
 
-Strings come from a fixed seed and training is deterministic, so the output is the same
-for a given ``tokenizers`` version (recorded in the generated files; made with 0.23.3).
+The golden strings come from a fixed seed, so ``goldens.jsonl`` is the same for a given
+``tokenizer.json`` and ``tokenizers`` version (made with 0.23.3). Training is *not*
+reproducible: ``BpeTrainer`` breaks ties between equally frequent pairs in hash-map
+order, so two runs give equivalent but differently numbered vocabularies. ``goldens``
+therefore reuses the committed ``tokenizer.json`` and only trains when it is missing or
+``--retrain`` is given (then commit both files together).
 """
 
 from __future__ import annotations
@@ -293,17 +297,21 @@ def golden_strings(rng, corpus):
     return strings
 
 
-def build_goldens():
+def build_goldens(retrain):
     import tokenizers
     from tokenizers import Tokenizer, pre_tokenizers
 
     rng = random.Random(20261201)
     corpus = generated_corpus(rng) + repository_corpus()
-    tok = build_tokenizer(corpus)
-    os.makedirs(FIXTURE_DIR, exist_ok=True)
     json_path = os.path.join(FIXTURE_DIR, "tokenizer.json")
-    tok.save(json_path)
-    print(f"  trained {tok.get_vocab_size()} tokens -> {json_path}")
+    if retrain or not os.path.exists(json_path):
+        tok = build_tokenizer(corpus)
+        os.makedirs(FIXTURE_DIR, exist_ok=True)
+        tok.save(json_path)
+        print(f"  trained {tok.get_vocab_size()} tokens -> {json_path}")
+    else:
+        tok = Tokenizer.from_file(json_path)
+        print(f"  reusing {json_path} ({tok.get_vocab_size()} tokens; --retrain to train anew)")
 
     gpt2 = Tokenizer.from_file(json_path)
     gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -331,11 +339,13 @@ def build_goldens():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["tables", "goldens", "all"])
+    parser.add_argument("--retrain", action="store_true",
+                        help="train tokenizer.json anew instead of reusing the committed one")
     args = parser.parse_args()
     if args.what in ("tables", "all"):
         build_tables()
     if args.what in ("goldens", "all"):
-        build_goldens()
+        build_goldens(args.retrain)
     return 0
 
 
