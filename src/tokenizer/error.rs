@@ -222,14 +222,60 @@ pub enum TokenizerError {
         /// Number of scores.
         scores: usize,
     },
-    /// SentencePiece encode: the output buffer is shorter than the token sequence
-    /// before merging (see [`super::sentencepiece::encode_buffer_len`]).
+    /// SentencePiece or byte-level BPE encode: the output buffer is shorter than the
+    /// token sequence before merging (see [`super::sentencepiece::encode_buffer_len`]
+    /// and [`super::bytebpe::encode_buffer_len`]).
     EncodeBufferTooSmall {
         /// Length given.
         len: usize,
-        /// Tokens before merging (optional BOS, dummy prefix, one per codepoint or
-        /// fallback byte).
+        /// SentencePiece: tokens before merging (optional BOS, dummy prefix, one per
+        /// codepoint or fallback byte). Byte-level BPE: a length that always suffices,
+        /// [`super::bytebpe::encode_buffer_len`] of the whole text.
         needed: usize,
+    },
+    /// Byte-level BPE section: the pre-tokenizer code is not one of
+    /// [`super::bytebpe::PreTokenizer`].
+    UnknownPreTokenizer {
+        /// Code found.
+        value: u32,
+    },
+    /// Byte-level BPE section: the token listed for a byte value is out of range or
+    /// is not that single byte.
+    ByteTokenMismatch {
+        /// The byte value.
+        byte: u8,
+        /// The id listed for it.
+        id: u32,
+    },
+    /// Byte-level BPE writer: no token is the single byte `byte`.
+    MissingByteToken {
+        /// The byte value.
+        byte: u8,
+    },
+    /// Byte-level BPE section: a merge names a token id not below the vocabulary size.
+    MergeIdOutOfRange {
+        /// Position of the merge in the section (sorted by pair).
+        index: u32,
+        /// The offending id.
+        id: u32,
+    },
+    /// Byte-level BPE section: the merges are not strictly increasing by
+    /// `(left, right)` at `index` (a repeated pair included).
+    MergesNotSorted {
+        /// Position of the merge in the section.
+        index: u32,
+    },
+    /// Byte-level BPE section: a merge's result is not the concatenation of its two
+    /// tokens.
+    MergeResultMismatch {
+        /// Position of the merge in the section.
+        index: u32,
+    },
+    /// Byte-level BPE writer: a merge is not `"left right"`, names a token that is not
+    /// in the vocabulary, has no token for its concatenation, or repeats a pair.
+    BadMerge {
+        /// Rank (line) of the merge in the list given.
+        rank: u32,
     },
 }
 
@@ -334,6 +380,29 @@ impl fmt::Display for TokenizerError {
             EncodeBufferTooSmall { len, needed } => write!(
                 f,
                 "output buffer of {len} ids is too small: the text needs {needed} before merging"
+            ),
+            UnknownPreTokenizer { value } => write!(f, "unknown pre-tokenizer code {value}"),
+            ByteTokenMismatch { byte, id } => write!(
+                f,
+                "token {id} listed for byte {byte:#04x} is not that single byte"
+            ),
+            MissingByteToken { byte } => {
+                write!(f, "no token in the vocabulary is the byte {byte:#04x}")
+            }
+            MergeIdOutOfRange { index, id } => {
+                write!(f, "merge {index} names token {id}, out of range")
+            }
+            MergesNotSorted { index } => write!(
+                f,
+                "merges are not strictly increasing by (left, right) at entry {index}"
+            ),
+            MergeResultMismatch { index } => write!(
+                f,
+                "merge {index}: the result is not the concatenation of its two tokens"
+            ),
+            BadMerge { rank } => write!(
+                f,
+                "merge {rank} is not two vocabulary tokens whose concatenation is a token, or repeats a pair"
             ),
         }
     }

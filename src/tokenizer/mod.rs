@@ -1,5 +1,6 @@
 //! On-device WordPiece tokenizer with Hugging Face BERT semantics; the llama2.c /
-//! SentencePiece-style BPE tokenizer is in [`sentencepiece`], and streaming UTF-8
+//! SentencePiece-style BPE tokenizer is in [`sentencepiece`], the GPT-2-style
+//! byte-level BPE tokenizer (GPT-2, SmolLM2) in [`bytebpe`], and streaming UTF-8
 //! detokenization for generated text in [`stream`].
 //!
 //! [`Tokenizer`] reads its vocabulary and settings in place from a *tokenizer section*,
@@ -111,6 +112,8 @@
 //! * `out[len..]` may be overwritten with scratch values: pieces of a word are written
 //!   tentatively and replaced by `[UNK]` when the word fails to match.
 
+pub mod bytebpe;
+mod bytebpe_tables;
 mod error;
 mod normalize;
 mod section;
