@@ -95,9 +95,9 @@ impl<'a> ModelFile<'a> {
                 .map_err(FormatError::Tokenizer)?
                 .vocab_size(),
             Some(d) => {
-                let sp = crate::tokenizer::sentencepiece::SentencePiece::from_section(tokenizer)
+                let sp = crate::tokenizer::decoder::DecoderTokenizer::from_section(tokenizer)
                     .map_err(FormatError::Tokenizer)?;
-                if (sp.bos_id(), sp.eos_id()) != (d.bos_id, d.eos_id) {
+                if (sp.bos_id(), sp.eos_id()) != (Some(d.bos_id), Some(d.eos_id)) {
                     return Err(FormatError::BadHeaderField {
                         field: "bos_id/eos_id (tokenizer section disagrees)",
                         value: d.bos_id,

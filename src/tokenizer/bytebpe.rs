@@ -47,14 +47,14 @@
 //! | 0 | 4 | magic `b"TFBB"` ([`SECTION_MAGIC`]) |
 //! | 4 | 4 | version = 1 ([`SECTION_VERSION`]) |
 //! | 8 | 4 | flags: bit 0 add BOS when encoding; other bits 0 |
-//! | 12 | 4 | `N`, vocab size, ≥ 256 in practice (every byte is a token) |
+//! | 12 | 4 | `N`, vocab size, ≥ 1 |
 //! | 16 | 4 | pre-tokenizer code ([`PreTokenizer`]: 0 GPT-2, 1 SmolLM2) |
 //! | 20 | 4 | BOS id (< `N`), or [`NO_TOKEN`]; not `NO_TOKEN` when flag bit 0 is set |
 //! | 24 | 4 | EOS id (< `N`), or [`NO_TOKEN`] |
 //! | 28 | 4 | `M`, merges |
 //! | 32 | 4 | `K`, added tokens, ≤ [`MAX_ADDED_TOKENS`] |
 //! | 36 | 4 | `S`, total bytes of the tokens |
-//! | 40 | 4·256 | byte tokens: entry `b` is the id of the token that is the single byte `b` |
+//! | 40 | 4·256 | byte tokens: entry `b` is the id of the token that is the single byte `b`, or [`NO_TOKEN`] when no token is (the byte is then dropped from the text, as Hugging Face's BPE without an unknown token drops it: SmolLM2 has no token for 21 bytes, 0xC0, 0xC1 and 0xF5..=0xFF among them, which UTF-8 never uses) |
 //! | 1064 | 4·K | added-token ids (< `N`, tokens non-empty), matched verbatim in the text |
 //! | 1064+4K | 16·M | merges, each `(left, right, rank, result)`: ids < `N`, sorted strictly by `(left, right)`; `result`'s bytes are `left`'s then `right`'s; lower `rank` merges first |
 //! | 1064+4K+16M | 4·(N+1) | token offsets: token `id` is bytes `off[id]..off[id+1]` of the token area; `off[0] = 0`, non-decreasing, `off[N] = S` |
@@ -372,7 +372,7 @@ impl<'a> ByteBpe<'a> {
         };
         for byte in 0..=u8::MAX {
             let id = parsed.byte_id(byte);
-            if id >= vocab_size || table.get(id) != [byte] {
+            if id != NO_TOKEN && (id >= vocab_size || table.get(id) != [byte]) {
                 return Err(E::ByteTokenMismatch { byte, id });
             }
         }
@@ -535,7 +535,7 @@ impl<'a> ByteBpe<'a> {
         self.table.get(id)
     }
 
-    /// Id of the token that is the single byte `byte`.
+    /// Id of the token that is the single byte `byte`, or [`NO_TOKEN`].
     fn byte_id(&self, byte: u8) -> u32 {
         u32_entry(self.byte_ids, usize::from(byte))
     }
@@ -595,7 +595,11 @@ impl<'a> ByteBpe<'a> {
     fn encode_pre_token(&self, bytes: &[u8], sink: &mut Sink<'_>) -> Result<(), TokenizerError> {
         let start = sink.len;
         for &byte in bytes {
-            sink.push(self.byte_id(byte))?;
+            match self.byte_id(byte) {
+                // No token: dropped, as Hugging Face does (see the section layout).
+                NO_TOKEN => {}
+                id => sink.push(id)?,
+            }
         }
         let tokens = sink.out.get_mut(start..sink.len).unwrap_or(&mut []);
         let merged = self.merge_all(tokens);
@@ -754,7 +758,7 @@ fn gpt2_match(text: &str) -> usize {
 /// [`TokenizerError::TooManyAddedTokens`], [`TokenizerError::AddedIdOutOfRange`],
 /// [`TokenizerError::EmptyToken`] (an empty added token),
 /// [`TokenizerError::DuplicateToken`] (two tokens with the same bytes),
-/// [`TokenizerError::MissingByteToken`], [`TokenizerError::BadMerge`],
+/// [`TokenizerError::BadMerge`],
 /// [`TokenizerError::SpecialIdOutOfRange`] (BOS/EOS out of range, or `add_bos` without
 /// a BOS).
 #[cfg(feature = "alloc")]
@@ -797,7 +801,7 @@ pub fn encode_section(
     let table = TableWriter::new(&bytes)?;
     let mut byte_ids = [0u32; 256];
     for (byte, slot) in (0..=u8::MAX).zip(byte_ids.iter_mut()) {
-        *slot = table.find(&[byte]).ok_or(E::MissingByteToken { byte })?;
+        *slot = table.find(&[byte]).unwrap_or(NO_TOKEN);
     }
     let mut entries: Vec<[u32; 4]> = Vec::with_capacity(merges.len());
     for (rank, merge) in (0u32..).zip(merges) {
@@ -916,6 +920,30 @@ mod tests {
             assert_eq!(class(c), Class::Other, "{c:?}");
         }
         assert!(is_digit('7') && is_digit('٣') && !is_digit('a') && !is_digit('\0'));
+    }
+
+    /// A byte no token stands for (SmolLM2 has none for 21 bytes) is dropped from the
+    /// text, as Hugging Face's BPE without an unknown token drops it.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn bytes_without_a_token_are_dropped() {
+        let missing = [0x04, 0xFF];
+        let mut tokens: std::vec::Vec<std::string::String> = (0..=u8::MAX)
+            .filter(|b| !missing.contains(b))
+            .map(|b| byte_char(b).into())
+            .collect();
+        tokens.push("ab".into());
+        let tokens: std::vec::Vec<&str> = tokens.iter().map(|t| t.as_str()).collect();
+        let section = encode_section(&tokens, &["a b"], &[], &ByteBpeConfig::gpt2()).unwrap();
+        let bpe = ByteBpe::from_section(&section).unwrap();
+        assert_eq!(bpe.byte_id(0x04), NO_TOKEN);
+        let id = |t: &[u8]| bpe.token_id(t).unwrap();
+        let mut out = [0u32; 8];
+        // "\x04" is a pre-token of its own (GPT-2's split), which comes out empty.
+        let n = bpe.encode(b"ab\x04b", false, &mut out).unwrap();
+        assert_eq!(&out[..n], &[id(b"ab"), id(b"b")]);
+        let n = bpe.encode(b"\x04", false, &mut out).unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]

@@ -247,11 +247,6 @@ pub enum TokenizerError {
         /// The id listed for it.
         id: u32,
     },
-    /// Byte-level BPE writer: no token is the single byte `byte`.
-    MissingByteToken {
-        /// The byte value.
-        byte: u8,
-    },
     /// Byte-level BPE section: a merge names a token id not below the vocabulary size.
     MergeIdOutOfRange {
         /// Position of the merge in the section (sorted by pair).
@@ -386,9 +381,6 @@ impl fmt::Display for TokenizerError {
                 f,
                 "token {id} listed for byte {byte:#04x} is not that single byte"
             ),
-            MissingByteToken { byte } => {
-                write!(f, "no token in the vocabulary is the byte {byte:#04x}")
-            }
             MergeIdOutOfRange { index, id } => {
                 write!(f, "merge {index} names token {id}, out of range")
             }

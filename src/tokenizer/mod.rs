@@ -1,7 +1,8 @@
 //! On-device WordPiece tokenizer with Hugging Face BERT semantics; the llama2.c /
 //! SentencePiece-style BPE tokenizer is in [`sentencepiece`], the GPT-2-style
-//! byte-level BPE tokenizer (GPT-2, SmolLM2) in [`bytebpe`], and streaming UTF-8
-//! detokenization for generated text in [`stream`].
+//! byte-level BPE tokenizer (GPT-2, SmolLM2) in [`bytebpe`], a decoder file's choice of
+//! the two in [`decoder`], and streaming UTF-8 detokenization for generated text in
+//! [`stream`].
 //!
 //! [`Tokenizer`] reads its vocabulary and settings in place from a *tokenizer section*,
 //! an opaque byte range of the model file, validated once by [`Tokenizer::from_section`].
@@ -114,6 +115,7 @@
 
 pub mod bytebpe;
 mod bytebpe_tables;
+pub mod decoder;
 mod error;
 mod normalize;
 mod section;

@@ -316,7 +316,7 @@ pub fn bench_decoder(
     if prompt == 0 || prompt > ctx || steps == 0 || steps >= ctx {
         bail!("need 0 < prompt <= ctx ({ctx}) and 0 < steps < ctx");
     }
-    let text_ids = crate::generate::encode(model, DECODER_BENCH_TEXT)?;
+    let text_ids = crate::generate::encode(model, DECODER_BENCH_TEXT, true)?;
     let mut ids = vec![model.params().bos_id];
     ids.extend(text_ids.iter().skip(1).cycle().take(prompt - 1));
     let mut runner = DecoderRunner::new(*model, Some(ctx))?;

@@ -43,9 +43,14 @@ pub struct ClassificationRecord<'a> {
 }
 
 /// `tokenize`: the ids the device would see and the word pieces (text: `ids<TAB>pieces`).
-pub fn cmd_tokenize(bytes: &ModelBytes, texts: &[String], json: bool) -> Result<()> {
+pub fn cmd_tokenize(
+    bytes: &ModelBytes,
+    texts: &[String],
+    special_tokens: bool,
+    json: bool,
+) -> Result<()> {
     if bytes.is_decoder()? {
-        return crate::generate::cmd_tokenize_decoder(bytes, texts, json);
+        return crate::generate::cmd_tokenize_decoder(bytes, texts, special_tokens, json);
     }
     let model = bytes.model()?;
     for_each_text(&read_texts(texts)?, json, false, |input, text| {

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::Path;
 use tinyformer::format::writer::AlignedBuf;
 use tinyformer::model::decoder::sample::{logit_to_q16, Sampler, SamplerSettings};
-use tinyformer::tokenizer::sentencepiece::SentencePiece;
+use tinyformer::tokenizer::decoder::DecoderTokenizer;
 use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::{Decoder, Logits, State};
 
@@ -30,20 +30,57 @@ impl ModelBytes {
 }
 
 /// The decoder's tokenizer (validated with the file).
-pub fn tokenizer<'m>(model: &Decoder<'m>) -> Result<SentencePiece<'m>> {
-    SentencePiece::from_section(model.file().tokenizer_section()).map_err(|e| anyhow!("{e}"))
+pub fn tokenizer<'m>(model: &Decoder<'m>) -> Result<DecoderTokenizer<'m>> {
+    DecoderTokenizer::from_section(model.file().tokenizer_section()).map_err(|e| anyhow!("{e}"))
 }
 
-/// Token ids of `text` as the device would see them, BOS first.
-pub fn encode(model: &Decoder<'_>, text: &str) -> Result<Vec<u32>> {
+/// Token ids of `text` as the device would see them: BOS first where the vocabulary
+/// adds it (SentencePiece), special tokens such as `<|im_start|>` matched in the text
+/// when `special_tokens` (byte-level BPE). An empty result is BOS alone, so that an
+/// empty prompt still starts the model.
+pub fn encode(model: &Decoder<'_>, text: &str, special_tokens: bool) -> Result<Vec<u32>> {
     let tok = tokenizer(model)?;
-    // Every byte becomes at most one token, plus BOS and the dummy prefix.
-    let mut ids = vec![0u32; text.len() + 2];
+    let mut ids = vec![0u32; tok.encode_buffer_len(text.len())];
     let n = tok
-        .encode(text.as_bytes(), true, &mut ids)
+        .encode(text.as_bytes(), special_tokens, &mut ids)
         .map_err(|e| anyhow!("tokenizing: {e}"))?;
     ids.truncate(n);
+    if ids.is_empty() {
+        ids.push(model.params().bos_id);
+    }
     Ok(ids)
+}
+
+/// The ChatML turn markers of a chat model's vocabulary.
+#[derive(Clone, Copy)]
+struct ChatMl {
+    /// `<|im_end|>`.
+    end: u32,
+}
+
+impl ChatMl {
+    /// The markers of `model`'s vocabulary (`name` for the error): a byte-level BPE
+    /// vocabulary with `<|im_start|>` and `<|im_end|>`.
+    fn of(model: &Decoder<'_>, name: &str) -> Result<ChatMl> {
+        let tok = tokenizer(model)?;
+        let DecoderTokenizer::ByteBpe(bpe) = tok else {
+            bail!("{name}: --chat needs a chat model's vocabulary (<|im_start|>, <|im_end|>); this one is SentencePiece");
+        };
+        let id = |token: &str| {
+            bpe.token_id(token.as_bytes())
+                .ok_or_else(|| anyhow!("{name}: --chat: the vocabulary has no {token} token"))
+        };
+        id("<|im_start|>")?;
+        Ok(ChatMl {
+            end: id("<|im_end|>")?,
+        })
+    }
+
+    /// `prompt` as a user turn, then the start of the assistant's (the Hugging Face
+    /// chat template with no system message).
+    fn wrap(&self, prompt: &str) -> String {
+        format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n")
+    }
 }
 
 /// Working memory for one decoding session at a fixed context.
@@ -112,6 +149,10 @@ pub struct GenerateOptions {
     /// 1 = off.
     pub top_p: f32,
     pub seed: u64,
+    /// Wrap prompts in ChatML turns and stop at `<|im_end|>`.
+    pub chat: bool,
+    /// Match special tokens (`<|im_start|>`) in prompts (byte-level BPE).
+    pub special_tokens: bool,
 }
 
 impl GenerateOptions {
@@ -144,7 +185,8 @@ pub enum Stop {
 
 /// Generates after `prompt` (ids, BOS first), calling `emit` with each generated
 /// id and the whole UTF-8 text it completes (held back while a character is split
-/// across byte tokens). Returns the generated ids (the stop token excluded).
+/// across byte tokens). Stops at EOS, BOS, and with `options.chat` at `<|im_end|>`.
+/// Returns the generated ids (the stop token excluded).
 pub fn generate(
     runner: &mut DecoderRunner<'_>,
     prompt: &[u32],
@@ -156,6 +198,11 @@ pub fn generate(
     let model = runner.model;
     let tok = tokenizer(&model)?;
     let params = *model.params();
+    // A chat turn also ends at `<|im_end|>` (SmolLM2's EOS is that token already).
+    let turn_end = match options.chat {
+        true => Some(ChatMl::of(&model, "the model")?.end),
+        false => None,
+    };
     let vocab = model.config().vocab_size as usize;
     let mut scratch = vec![0u32; tinyformer::model::decoder::sample::scratch_len(vocab)];
     let mut state = runner.state()?;
@@ -175,7 +222,7 @@ pub fn generate(
         if out.len() >= options.max_new {
             return finish(out, Stop::Length, &mut stream, &mut emit);
         }
-        if next == params.eos_id || next == params.bos_id {
+        if next == params.eos_id || next == params.bos_id || Some(next) == turn_end {
             return finish(out, Stop::EndOfSequence, &mut stream, &mut emit);
         }
         out.push(next);
@@ -397,7 +444,7 @@ fn convert_decoder(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let mut ids = encode(&model, &line)?;
+                let mut ids = encode(&model, &line, true)?;
                 ids.truncate(max);
                 out.push(ids);
             }
@@ -413,14 +460,20 @@ fn convert_decoder(
     crate::convert::write_checked(output, &bytes, inputs, precision)
 }
 
-/// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first).
-pub fn cmd_tokenize_decoder(bytes: &ModelBytes, texts: &[String], json: bool) -> Result<()> {
+/// `tokenize` on a decoder: ids as the model's own tokenizer gives them (BOS first
+/// where the vocabulary adds it).
+pub fn cmd_tokenize_decoder(
+    bytes: &ModelBytes,
+    texts: &[String],
+    special_tokens: bool,
+    json: bool,
+) -> Result<()> {
     let model = bytes.decoder()?;
     let tok = tokenizer(&model)?;
     // An empty text is BOS alone, as an empty prompt of `generate`.
     let inputs = crate::run::read_texts(texts)?;
     crate::run::for_each_text(&inputs, json, true, |_, text| {
-        let ids = encode(&model, text)?;
+        let ids = encode(&model, text, special_tokens)?;
         if json {
             let record = crate::encoder::TokensRecord { ids: &ids, text };
             return Ok(serde_json::to_string(&record)?);
@@ -443,6 +496,10 @@ pub fn cmd_generate(
     json: bool,
 ) -> Result<()> {
     let model = bytes.decoder()?;
+    let chat = options
+        .chat
+        .then(|| ChatMl::of(&model, &bytes.name()))
+        .transpose()?;
     let mut runner = DecoderRunner::new(model, ctx)?;
     // No prompt arguments: standard input lines (one that is not UTF-8 is reported and
     // skipped), or the empty prompt (BOS alone) when standard input is a terminal or empty.
@@ -474,7 +531,10 @@ pub fn cmd_generate(
                 continue;
             }
         };
-        let prompt_ids = encode(&model, prompt)?;
+        let prompt_ids = match chat {
+            Some(chat) => encode(&model, &chat.wrap(prompt), true)?,
+            None => encode(&model, prompt, options.special_tokens)?,
+        };
         if !json {
             // The continuation follows the prompt as written.
             write!(std::io::stdout().lock(), "{prompt}")?;
@@ -562,7 +622,13 @@ pub struct ScoreSummaryRecord {
 
 /// `score`: teacher-forced loss per line and perplexity (and agreement/KL against a
 /// reference model).
-pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Result<()> {
+pub fn cmd_score(
+    path: &Path,
+    data: &Path,
+    compare: Option<&Path>,
+    special_tokens: bool,
+    json: bool,
+) -> Result<()> {
     let bytes = ModelBytes::open(path)?;
     let mut runner = DecoderRunner::new(bytes.decoder()?, None)?;
     let other_bytes = compare.map(ModelBytes::open).transpose()?;
@@ -590,7 +656,7 @@ pub fn cmd_score(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -
         if text.trim().is_empty() {
             continue;
         }
-        let mut ids = encode(&runner.model, &text)?;
+        let mut ids = encode(&runner.model, &text, special_tokens)?;
         if ids.len() > runner.ctx {
             eprintln!(
                 "warning: {}: line {}: {} tokens, scored over the first {} (the context)",

@@ -1,23 +1,23 @@
 //! A Llama GGUF file (`general.architecture = "llama"`) as a [`LlamaSource`] for the
 //! decoder converter, with its SentencePiece vocabulary (`tokenizer.ggml.model =
-//! "llama"`) as a tinyformer tokenizer section.
+//! "llama"`) or byte-level BPE vocabulary (`"gpt2"`: GPT-2, SmolLM2) as a tinyformer
+//! tokenizer section.
 //!
 //! GGUF stores a Llama the way the runtime wants it: each matrix `[out, in]` row-major
 //! (GGUF dims `[in, out]`, the row length first) and the query/key rows in the
 //! adjacent-pair RoPE order (llama.cpp's converters undo Hugging Face's half-split
 //! permutation), so tensors are only dequantized to `f32`, never permuted. Every tensor
-//! is checked for the shape the hyperparameters imply, naming the tensor. Byte-level
-//! BPE vocabularies (`gpt2`, SmolLM's) are refused by name: the core's tokenizer is
-//! SentencePiece-style.
+//! is checked for the shape the hyperparameters imply, naming the tensor.
 //!
 //! Memory: the dequantized weights, `4 x` the parameter count (the file is mapped, not
 //! read).
 
 use crate::decoder::{LlamaParams, LlamaSource};
-use crate::gguf::{Gguf, MAGIC};
+use crate::gguf::{Gguf, Value, MAGIC};
 use anyhow::{anyhow, bail, Context, Result};
 use tinyformer::format::TensorKind as K;
-use tinyformer::tokenizer::sentencepiece::{encode_section, SentencePieceConfig};
+use tinyformer::tokenizer::bytebpe::{encode_section as bpe_section, ByteBpeConfig, PreTokenizer};
+use tinyformer::tokenizer::sentencepiece::{encode_section as sp_section, SentencePieceConfig};
 
 /// SentencePiece's word-boundary mark, a space in the core's (llama2.c's) pieces.
 const SPACE_MARK: char = '\u{2581}';
@@ -171,18 +171,22 @@ impl LlamaSource for GgufLlama {
     }
 }
 
-/// The SentencePiece tokenizer section of `gguf`'s vocabulary (`tokenizer.ggml.model
-/// = "llama"`: pieces, merge scores, byte pieces `<0x00>`..`<0xFF>` in order).
+/// The tokenizer section of `gguf`'s vocabulary: SentencePiece for
+/// `tokenizer.ggml.model = "llama"` (pieces, merge scores, byte pieces `<0x00>`..
+/// `<0xFF>` in order), byte-level BPE for `"gpt2"` (tokens in GPT-2's byte-to-unicode
+/// alphabet, `tokenizer.ggml.merges` by rank, the `tokenizer.ggml.pre` split, control
+/// and user-defined tokens matched in the text as Hugging Face's added tokens).
 pub fn tokenizer_section(gguf: &Gguf<'_>) -> Result<Vec<u8>> {
-    let model = gguf.str("tokenizer.ggml.model")?;
-    match model {
-        "llama" => {}
-        "gpt2" => bail!(
-            "tokenizer.ggml.model is \"gpt2\" (byte-level BPE): not supported yet, only \
-             SentencePiece (\"llama\") vocabularies convert"
+    match gguf.str("tokenizer.ggml.model")? {
+        "llama" => sentencepiece_section(gguf),
+        "gpt2" => byte_bpe_section(gguf),
+        other => bail!(
+            "tokenizer.ggml.model {other:?} is not supported (\"llama\": SentencePiece, \"gpt2\": byte-level BPE)"
         ),
-        other => bail!("tokenizer.ggml.model {other:?} is not supported (only \"llama\")"),
     }
+}
+
+fn sentencepiece_section(gguf: &Gguf<'_>) -> Result<Vec<u8>> {
     let tokens = gguf.str_array("tokenizer.ggml.tokens")?;
     let scores = gguf.f32_array("tokenizer.ggml.scores")?;
     let pieces: Vec<Vec<u8>> = tokens
@@ -201,7 +205,57 @@ pub fn tokenizer_section(gguf: &Gguf<'_>) -> Result<Vec<u8>> {
         byte_fallback_base: byte_base as u32,
     };
     let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
-    encode_section(&pieces, &scores, &config).map_err(|e| anyhow!("tokenizer.ggml.tokens: {e}"))
+    sp_section(&pieces, &scores, &config).map_err(|e| anyhow!("tokenizer.ggml.tokens: {e}"))
+}
+
+/// llama.cpp's token types that Hugging Face treats as added tokens: `CONTROL` (3,
+/// `<|im_start|>`) and `USER_DEFINED` (4).
+const ADDED_TOKEN_TYPES: [i32; 2] = [3, 4];
+
+fn byte_bpe_section(gguf: &Gguf<'_>) -> Result<Vec<u8>> {
+    let tokens = gguf.str_array("tokenizer.ggml.tokens")?;
+    let merges = gguf.str_array("tokenizer.ggml.merges")?;
+    let types = gguf.i32_array("tokenizer.ggml.token_type")?;
+    if types.len() != tokens.len() {
+        bail!(
+            "tokenizer.ggml.token_type has {} entries for {} tokens",
+            types.len(),
+            tokens.len()
+        );
+    }
+    let added: Vec<u32> = (0u32..)
+        .zip(&types)
+        .filter(|(_, t)| ADDED_TOKEN_TYPES.contains(t))
+        .map(|(id, _)| id)
+        .collect();
+    let pre_tokenizer = match gguf.get("tokenizer.ggml.pre") {
+        None => PreTokenizer::Gpt2,
+        Some(_) => match gguf.str("tokenizer.ggml.pre")? {
+            "smollm" => PreTokenizer::SmolLm2,
+            "gpt-2" | "gpt2" | "default" => PreTokenizer::Gpt2,
+            other => bail!(
+                "tokenizer.ggml.pre {other:?}: this pre-tokenizer split is not supported \
+                 (\"gpt-2\", \"smollm\")"
+            ),
+        },
+    };
+    let add_bos = match gguf.get("tokenizer.ggml.add_bos_token") {
+        Some(Value::Bool(b)) => *b,
+        Some(other) => bail!(
+            "tokenizer.ggml.add_bos_token: expected bool, found {}",
+            other.type_name()
+        ),
+        None => false,
+    };
+    let (bos, eos, _) = special_ids(gguf)?;
+    let config = ByteBpeConfig {
+        pre_tokenizer,
+        bos_id: Some(bos),
+        eos_id: Some(eos),
+        add_bos,
+    };
+    bpe_section(tokens, merges, &added, &config)
+        .map_err(|e| anyhow!("tokenizer.ggml.tokens/merges: {e}"))
 }
 
 /// Whether the file at `path` starts with GGUF's magic; an unreadable file is an

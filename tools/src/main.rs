@@ -121,6 +121,14 @@ enum Command {
         /// Context length of the state (default: the model's max_seq).
         #[arg(long)]
         ctx: Option<usize>,
+        /// Chat models (ChatML: `<|im_start|>`, `<|im_end|>`): wrap each prompt as a
+        /// user turn followed by the assistant's, and stop at `<|im_end|>` or EOS.
+        #[arg(long)]
+        chat: bool,
+        /// Byte-level BPE vocabularies: read special tokens such as `<|im_start|>` in
+        /// the text as plain text (by default they are matched, as Hugging Face does).
+        #[arg(long)]
+        no_special: bool,
         /// Print JSON Lines, one object per prompt, in input order: prompt, prompt_ids,
         /// ids (generated only), text (a prompt that fails: prompt and error).
         #[arg(long)]
@@ -137,6 +145,10 @@ enum Command {
         /// KL(P_compare || P_model) per position.
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// Byte-level BPE vocabularies: read special tokens such as `<|im_start|>` in
+        /// the text as plain text (by default they are matched, as Hugging Face does).
+        #[arg(long)]
+        no_special: bool,
         /// Print JSON Lines, one object per scored line in input order (text, ids,
         /// nll, tokens, argmax), then a summary object.
         #[arg(long)]
@@ -151,6 +163,10 @@ enum Command {
         /// Texts (standard input lines if none). Encoders: an empty or whitespace-only
         /// text is an error for that text; decoders accept it (BOS alone, as generate).
         texts: Vec<String>,
+        /// Byte-level BPE vocabularies: read special tokens such as `<|im_start|>` in
+        /// the text as plain text (by default they are matched, as Hugging Face does).
+        #[arg(long)]
+        no_special: bool,
         /// Print JSON Lines, one object per input, in input order: text, ids (a text
         /// that fails: text and error).
         #[arg(long)]
@@ -316,6 +332,8 @@ fn run(command: Command) -> Result<()> {
             top_p,
             seed,
             ctx,
+            chat,
+            no_special,
             json,
         } => {
             let bytes = match model {
@@ -328,6 +346,8 @@ fn run(command: Command) -> Result<()> {
                 top_k,
                 top_p,
                 seed,
+                chat,
+                special_tokens: !no_special,
             };
             generate::cmd_generate(&bytes, &prompts, &options, ctx, json)
         }
@@ -335,8 +355,9 @@ fn run(command: Command) -> Result<()> {
             model,
             data,
             compare,
+            no_special,
             json,
-        } => generate::cmd_score(&model, &data, compare.as_deref(), json),
+        } => generate::cmd_score(&model, &data, compare.as_deref(), !no_special, json),
         Command::SelfTest { file, add, output } => match (add, output) {
             (Some(texts), Some(output)) => run::cmd_add_self_test(&file, &texts, &output),
             _ => run::cmd_self_test(&file),
@@ -347,12 +368,17 @@ fn run(command: Command) -> Result<()> {
             rows,
             json,
         } => inspect::cmd_inspect(&file, seq, rows, json),
-        Command::Tokenize { model, texts, json } => {
+        Command::Tokenize {
+            model,
+            texts,
+            no_special,
+            json,
+        } => {
             let bytes = match model {
                 Some(path) => ModelBytes::open(&path)?,
                 None => default_model(),
             };
-            cmd_tokenize(&bytes, &texts, json)
+            cmd_tokenize(&bytes, &texts, !no_special, json)
         }
         Command::Embed {
             model,

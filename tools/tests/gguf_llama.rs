@@ -9,10 +9,11 @@
 
 mod common;
 
-use common::gguf::{Builder, F32, STR, T_F32, U32};
+use common::gguf::{Builder, F32, I32, STR, T_F32, U32};
 use common::{json_lines, run, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use tinyformer::tokenizer::bytebpe::byte_char;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -150,8 +151,7 @@ fn gguf_q4_1_to_int8_follows_its_own_f32_conversion() {
 }
 
 // A tiny Llama written field by field: hidden 8, 2 heads, 1 key/value head, ffn 16,
-// one layer, context 16; vocabulary <unk> <s> </s>, the 256 byte pieces, then "▁",
-// "a", "b" and the merge "▁a".
+// one layer, context 64, with a SentencePiece or a byte-level BPE vocabulary.
 const HIDDEN: u64 = 8;
 const FFN: u64 = 16;
 const KV: u64 = 4;
@@ -174,22 +174,52 @@ const TINY: Tiny = Tiny {
     transpose: "",
 };
 
-fn tiny_gguf(t: &Tiny) -> Vec<u8> {
+/// `<unk>` `<s>` `</s>`, the 256 byte pieces, then "▁", "a", "b" and the merge "▁a";
+/// returns the vocabulary size.
+fn sentencepiece_vocab(b: Builder) -> (Builder, u64) {
     let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
     tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
-    tokens.extend([
-        "\u{2581}".into(),
-        "a".into(),
-        "b".into(),
-        "\u{2581}a".into(),
-    ]);
+    tokens.extend(["\u{2581}", "a", "b", "\u{2581}a"].map(String::from));
     let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let scores: Vec<u8> = (0..tokens.len())
         .flat_map(|i| (if i < 259 { 0.0f32 } else { -1.0 }).to_le_bytes())
         .collect();
-    let mut b = Builder::new()
+    let b = b
+        .kv_strs("tokenizer.ggml.tokens", &tokens)
+        .kv_array("tokenizer.ggml.scores", F32, tokens.len() as u64, &scores)
+        .kv("tokenizer.ggml.bos_token_id", U32, &1u32.to_le_bytes());
+    (b, tokens.len() as u64)
+}
+
+/// GPT-2 byte-level: the 256 byte tokens in GPT-2's alphabet (id = byte), "Ġh" (256)
+/// and "Ġhi" (257) with their merges, then `<|endoftext|>` (258), `<|im_start|>`
+/// (259, BOS) and `<|im_end|>` (260, EOS) as control tokens; SmolLM2's split.
+fn gpt2_vocab(b: Builder) -> (Builder, u64) {
+    let mut tokens: Vec<String> = (0..=255u8).map(|b| byte_char(b).to_string()).collect();
+    tokens.extend(["Ġh", "Ġhi", "<|endoftext|>", "<|im_start|>", "<|im_end|>"].map(String::from));
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let types: Vec<u8> = (0..tokens.len())
+        .flat_map(|i| (if i < 258 { 1i32 } else { 3 }).to_le_bytes())
+        .collect();
+    let b = b
+        .kv_strs("tokenizer.ggml.tokens", &tokens)
+        .kv_strs("tokenizer.ggml.merges", &["Ġ h", "Ġh i"])
+        .kv_array(
+            "tokenizer.ggml.token_type",
+            I32,
+            tokens.len() as u64,
+            &types,
+        )
+        .kv("tokenizer.ggml.pre", STR, &common::gguf::string("smollm"))
+        .kv("tokenizer.ggml.bos_token_id", U32, &259u32.to_le_bytes())
+        .kv("tokenizer.ggml.eos_token_id", U32, &260u32.to_le_bytes());
+    (b, tokens.len() as u64)
+}
+
+fn tiny_gguf(t: &Tiny) -> Vec<u8> {
+    let b = Builder::new()
         .kv("general.architecture", STR, &common::gguf::string(t.arch))
-        .kv_u32("llama.context_length", 16)
+        .kv_u32("llama.context_length", 64)
         .kv_u32("llama.embedding_length", HIDDEN as u32)
         .kv_u32("llama.block_count", 1)
         .kv_u32("llama.feed_forward_length", FFN as u32)
@@ -205,11 +235,11 @@ fn tiny_gguf(t: &Tiny) -> Vec<u8> {
             "tokenizer.ggml.model",
             STR,
             &common::gguf::string(t.tokenizer),
-        )
-        .kv_strs("tokenizer.ggml.tokens", &tokens)
-        .kv_array("tokenizer.ggml.scores", F32, tokens.len() as u64, &scores)
-        .kv("tokenizer.ggml.bos_token_id", U32, &1u32.to_le_bytes());
-    let vocab = tokens.len() as u64;
+        );
+    let (mut b, vocab) = match t.tokenizer {
+        "gpt2" => gpt2_vocab(b),
+        _ => sentencepiece_vocab(b),
+    };
     let mut tensors: Vec<(&str, Vec<u64>)> = vec![
         ("token_embd.weight", vec![HIDDEN, vocab]),
         ("output_norm.weight", vec![HIDDEN]),
@@ -292,10 +322,10 @@ fn gguf_what_cannot_convert_is_named() {
     let cases: [(Tiny, &[&str]); 5] = [
         (
             Tiny {
-                tokenizer: "gpt2",
+                tokenizer: "bert",
                 ..TINY
             },
-            &["tokenizer.ggml.model", "gpt2", "byte-level BPE"],
+            &["tokenizer.ggml.model", "\"bert\"", "not supported"],
         ),
         (
             Tiny {
@@ -346,4 +376,50 @@ fn gguf_what_cannot_convert_is_named() {
         &["--tokenizer", path_str(&tok)],
     );
     assert!(!ok && err.contains("--tokenizer"), "{err}");
+}
+
+/// A byte-level BPE (GPT-2 style) vocabulary, as SmolLM2's: merges by rank, special
+/// tokens matched in the text unless `--no-special`, and `--chat` wrapping the prompt
+/// in ChatML turns.
+#[test]
+fn gguf_byte_level_bpe_llama_tokenizes_and_chats() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpt2 = Tiny {
+        tokenizer: "gpt2",
+        ..TINY
+    };
+    let (ok, err, _) = convert_tiny(dir.path(), &tiny_gguf(&gpt2), &[]);
+    assert!(ok, "{err}");
+    let model = dir.path().join("tiny.tfm");
+    let m = path_str(&model);
+    let ids = |extra: &[&str]| {
+        let mut args = vec!["tokenize", "-m", m, "--json", " hi<|im_end|>"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        json_lines(&o)[0]["ids"].clone()
+    };
+    // " hi" merges to "Ġhi" (257); "<|im_end|>" is one token (260), no BOS added.
+    assert_eq!(ids(&[]), serde_json::json!([257, 260]));
+    // As plain text: GPT-2's split ("<|", "im", "_", "end", "|>"), one byte each.
+    let plain: Vec<u32> = "<|im_end|>".bytes().map(u32::from).collect();
+    let mut want = vec![257];
+    want.extend(plain);
+    assert_eq!(ids(&["--no-special"]), serde_json::json!(want));
+
+    let o = run(&["generate", "-m", m, "--chat", "-n", "3", "--json", "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    // <|im_start|> "user" "\n" "hi" <|im_end|> "\n" <|im_start|> "assistant" "\n".
+    let prompt: Vec<u64> = serde_json::from_value(v["prompt_ids"].clone()).unwrap();
+    assert_eq!(prompt.first(), Some(&259));
+    assert_eq!(prompt.iter().filter(|&&id| id == 260).count(), 1);
+    assert!(v["ids"].as_array().unwrap().len() <= 3);
+
+    // A SentencePiece vocabulary has no ChatML markers.
+    let (ok, err, _) = convert_tiny(dir.path(), &tiny_gguf(&TINY), &[]);
+    assert!(ok, "{err}");
+    let o = run(&["generate", "-m", m, "--chat", "hi"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--chat"), "{}", stderr(&o));
 }

@@ -113,6 +113,8 @@ fn hf_llama_greedy_reproduces_llama2c() {
         top_k: 0,
         top_p: 1.0,
         seed: 0,
+        chat: false,
+        special_tokens: true,
     };
     let mut text = String::new();
     let (ids, _) = generate(&mut runner, &encode(&section, ""), &options, |_, s| {

