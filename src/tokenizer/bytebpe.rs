@@ -118,6 +118,8 @@
 //! # Resources
 //!
 //! * Heap: none. Recursion: none. Float operations: none.
+//! * Flash: the class tables (`src/tokenizer/bytebpe_tables.rs`) are 7.4 KiB (1,610
+//!   class runs and 292 digit-run starts, `u32` each).
 //! * Stack: a few words; no per-token buffer.
 //! * `out`: each pre-token is expanded to one id per byte and merged in place in `out`;
 //!   [`encode_buffer_len`] gives a length that always suffices; `out[len..]` may hold
