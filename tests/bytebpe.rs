@@ -372,6 +372,11 @@ fn every_validation_error_from_a_specific_corruption() {
             vocab_size: 262
         })
     );
+    // Added token 261 -> token 255 (the single byte 0xFF): not UTF-8.
+    assert_eq!(
+        with(&|b| put(b, 1064, 255)),
+        Err(E::TokenNotUtf8 { id: 255 })
+    );
     assert_eq!(
         with(&|b| put(b, merges + 4, 262)),
         Err(E::MergeIdOutOfRange { index: 0, id: 262 })
