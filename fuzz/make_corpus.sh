@@ -15,6 +15,8 @@
 #                 and two of the shrunk decoders below written as Llama GGUF files
 #                 (tools/reference/gguf_from_llama2c.py, Q8_0 and Q4_1), which the
 #                 target goes on to convert
+#   bytebpe/      texts from tests/fixtures/bytebpe/goldens.jsonl under the four
+#                 settings and several output lengths, and one invalid UTF-8 text
 #   generate/     models/stories260K/stories260K.bin shrunk (shrink_llama2c.py) to two
 #                 small shapes, tied and separate output heads, converted to f32, f16
 #                 and int8 decoder files (int8 calibrated on
@@ -29,7 +31,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 corpus=fuzz/corpus
 rm -rf "$corpus"
-mkdir -p "$corpus"/{validate,classify,tokenize,convert_read,generate,gguf}
+mkdir -p "$corpus"/{validate,classify,tokenize,convert_read,generate,gguf,bytebpe}
 
 cargo build -q --release -p tinyformer-cli
 cli=target/release/tinyformer
@@ -113,6 +115,14 @@ for name in ["cls-int8.tfm", "mean-f16.tfm"]:
     model = open(f"{corpus}/validate/{name}", "rb").read()
     offset, length = struct.unpack_from("<II", model, 28)
     open(f"{corpus}/tokenize/section-{name[:-4]}", "wb").write(bytes([0x80, 16]) + model[offset : offset + length])
+
+# bytebpe: variant byte, output length, text (every 60th golden, the four variants).
+for i, line in enumerate(open("tests/fixtures/bytebpe/goldens.jsonl", encoding="utf-8")):
+    if i % 60 == 0:
+        text = json.loads(line)["text"].encode()
+        out_len = [255, 8, 0, 64][(i // 60) % 4]
+        open(f"{corpus}/bytebpe/text-{i:04}", "wb").write(bytes([(i // 60) % 4, out_len]) + text)
+open(f"{corpus}/bytebpe/invalid-utf8", "wb").write(bytes([1, 64]) + b"ok \xff\xfe <|im_end|> \xc3")
 
 # convert_read: flags, length-prefixed parts, safetensors last.
 def part(b):

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-targets=(validate tokenize classify convert_read generate gguf)
+targets=(validate tokenize classify convert_read generate gguf bytebpe)
 t0=$(date +%s)
 
 echo "== fuzz setup"

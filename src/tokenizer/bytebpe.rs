@@ -55,7 +55,7 @@
 //! | 32 | 4 | `K`, added tokens, ≤ [`MAX_ADDED_TOKENS`] |
 //! | 36 | 4 | `S`, total bytes of the tokens |
 //! | 40 | 4·256 | byte tokens: entry `b` is the id of the token that is the single byte `b`, or [`NO_TOKEN`] when no token is (the byte is then dropped from the text, as Hugging Face's BPE without an unknown token drops it: SmolLM2 has no token for 21 bytes, 0xC0, 0xC1 and 0xF5..=0xFF among them, which UTF-8 never uses) |
-//! | 1064 | 4·K | added-token ids (< `N`, tokens non-empty), matched verbatim in the text |
+//! | 1064 | 4·K | added-token ids (< `N`, tokens non-empty UTF-8), matched verbatim in the text |
 //! | 1064+4K | 16·M | merges, each `(left, right, rank, result)`: ids < `N`, sorted strictly by `(left, right)`; `result`'s bytes are `left`'s then `right`'s; lower `rank` merges first |
 //! | 1064+4K+16M | 4·(N+1) | token offsets: token `id` is bytes `off[id]..off[id+1]` of the token area; `off[0] = 0`, non-decreasing, `off[N] = S` |
 //! | 1068+4K+16M+4N | 4·N | sorted index: all ids ordered by token bytes, strictly increasing |
@@ -71,7 +71,8 @@
 //!
 //! Validation ([`ByteBpe::from_section`]) is one pass over the section, O(length):
 //! header fields, every size with checked arithmetic, exact length and zero padding,
-//! BOS/EOS, byte-token and added ids in range, the 256 byte tokens, offsets monotone and
+//! BOS/EOS, byte-token and added ids in range, the 256 byte tokens, added tokens
+//! non-empty UTF-8, offsets monotone and
 //! in range, every merge's ids in range, strictly sorted, and its result the
 //! concatenation of its parts, and the index in range and strictly increasing (a
 //! permutation, so the tokens are distinct). After that, every access is infallible;
@@ -118,6 +119,8 @@
 //! # Resources
 //!
 //! * Heap: none. Recursion: none. Float operations: none.
+//! * Flash: the class tables (`src/tokenizer/bytebpe_tables.rs`) are 7.4 KiB (1,610
+//!   class runs and 292 digit-run starts, `u32` each).
 //! * Stack: a few words; no per-token buffer.
 //! * `out`: each pre-token is expanded to one id per byte and merged in place in `out`;
 //!   [`encode_buffer_len`] gives a length that always suffices; `out[len..]` may hold
@@ -385,9 +388,15 @@ impl<'a> ByteBpe<'a> {
                     vocab_size,
                 });
             }
-            // An empty added token would match everywhere and consume nothing.
-            if table.get(id).is_empty() {
+            // An empty added token would match everywhere and consume nothing; a UTF-8
+            // one can only match at char boundaries of the (UTF-8) text, which is what
+            // lets `encode` cut the text at matches as `&str`.
+            let token = table.get(id);
+            if token.is_empty() {
                 return Err(E::EmptyToken { id });
+            }
+            if core::str::from_utf8(token).is_err() {
+                return Err(E::TokenNotUtf8 { id });
             }
         }
         let mut previous: Option<(u32, u32)> = None;

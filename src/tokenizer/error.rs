@@ -33,8 +33,9 @@ impl fmt::Display for SpecialToken {
     }
 }
 
-/// Everything that can go wrong in [`crate::tokenizer`] (WordPiece and
-/// [`SentencePiece`](super::sentencepiece::SentencePiece) sections alike). Offsets are
+/// Everything that can go wrong in [`crate::tokenizer`] (WordPiece,
+/// [`SentencePiece`](super::sentencepiece::SentencePiece) and
+/// [`ByteBpe`](super::bytebpe::ByteBpe) sections alike). Offsets are
 /// byte offsets, `id`s are token ids, `position`s are positions in the sorted index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -47,14 +48,14 @@ pub enum TokenizerError {
         /// Bytes available.
         len: usize,
     },
-    /// The section does not start with its magic ([`super::SECTION_MAGIC`], or
-    /// [`super::sentencepiece::SECTION_MAGIC`]).
+    /// The section does not start with its magic ([`super::SECTION_MAGIC`],
+    /// [`super::sentencepiece::SECTION_MAGIC`] or [`super::bytebpe::SECTION_MAGIC`]).
     BadMagic {
         /// The first four bytes found.
         found: [u8; 4],
     },
     /// The section's layout version is not [`super::SECTION_VERSION`] (or
-    /// [`super::sentencepiece::SECTION_VERSION`]).
+    /// [`super::sentencepiece::SECTION_VERSION`], [`super::bytebpe::SECTION_VERSION`]).
     UnsupportedVersion {
         /// Version found.
         version: u32,

@@ -1,14 +1,17 @@
-//! What the WordPiece section ([`section`](super::section), magic `b"TFTK"`) and the
+//! What the WordPiece section ([`section`](super::section), magic `b"TFTK"`), the
 //! SentencePiece section ([`sentencepiece`](super::sentencepiece), magic `b"TFSP"`)
+//! and the byte-level BPE section ([`bytebpe`](super::bytebpe), magic `b"TFBB"`)
 //! share: the preamble (magic, version, flags, vocab size), little-endian `u32` reads, range checks of
-//! special ids, and the *string table* that ends both sections, with its layout, its
-//! validation, its lookups and its writer. Each section's own header and its one
-//! per-section array (added-token ids, merge keys) stay in its module.
+//! special ids, and the *string table* that ends every section, with its layout, its
+//! validation, its lookups and its writer. Each section's own header and its
+//! per-section arrays (added-token ids, merge keys, byte tokens and merges) stay in its
+//! module.
 //!
 //! # String table layout
 //!
 //! The table starts at a byte offset `T` fixed by the section (`44 + 4K` for WordPiece,
-//! `40 + 4N` for SentencePiece), right after that array. `N` = number of strings (the
+//! `40 + 4N` for SentencePiece, `1064 + 4K + 16M` for byte-level BPE), right after
+//! those arrays. `N` = number of strings (the
 //! vocab size), `S` = total string bytes (a header field of each section). All integers
 //! are `u32` little-endian, read from byte slices (no alignment needed).
 //!
