@@ -202,10 +202,8 @@ fn writer_errors() {
     let tokens = vocab(&["he", "<|x|>"]);
     let config = ByteBpeConfig::gpt2();
     assert_eq!(build(&[], &[], &[], &config), Err(E::EmptyVocab));
-    assert_eq!(
-        build(&vocab(&[])[1..], &[], &[], &config),
-        Err(E::MissingByteToken { byte: 0 })
-    );
+    // A byte without a token is allowed (SmolLM2 lacks 21): encoding drops it.
+    assert!(build(&vocab(&[])[1..], &[], &[], &config).is_ok());
     for (merges, rank) in [
         (&["h e", "he"][..], 1),
         (&["h e", "h x y"], 1),
@@ -418,7 +416,6 @@ fn every_error_has_a_message() {
     for error in [
         E::UnknownPreTokenizer { value: 9 },
         E::ByteTokenMismatch { byte: 7, id: 8 },
-        E::MissingByteToken { byte: 0 },
         E::MergeIdOutOfRange { index: 1, id: 2 },
         E::MergesNotSorted { index: 3 },
         E::MergeResultMismatch { index: 4 },
