@@ -444,6 +444,63 @@ fn fixture_round_trips_tricky_text() {
     }
 }
 
+/// HF's BPE on one pre-token, one merge at a time, as the reference for the merge
+/// order: the adjacent pair of lowest rank, the leftmost on ties.
+fn reference_bpe(merges: &[(String, String)], word: &str) -> Vec<String> {
+    let mut parts: Vec<String> = word.chars().map(String::from).collect();
+    loop {
+        let best = (0..parts.len().saturating_sub(1))
+            .filter_map(|at| {
+                let rank = merges
+                    .iter()
+                    .position(|(l, r)| *l == parts[at] && *r == parts[at + 1])?;
+                Some((rank, at))
+            })
+            .min();
+        let Some((_, at)) = best else {
+            return parts;
+        };
+        let right = parts.remove(at + 1);
+        parts[at].push_str(&right);
+    }
+}
+
+/// A random merge list over the letters `a`, `b`, `c` in a random rank order (not the
+/// order training would give: results may rank before the merges that make their
+/// parts), with every result a token.
+fn merges_strategy() -> impl Strategy<Value = Vec<(String, String)>> {
+    (
+        prop::collection::vec(
+            (any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+            1..40,
+        ),
+        any::<u64>(),
+    )
+        .prop_map(|(picks, seed)| {
+            let mut tokens: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+            let mut merges: Vec<(String, String)> = Vec::new();
+            for (x, y) in picks {
+                let (x, y) = (x.get(&tokens).clone(), y.get(&tokens).clone());
+                if x.len() + y.len() <= 6 && !merges.contains(&(x.clone(), y.clone())) {
+                    let merged = format!("{x}{y}");
+                    if !tokens.contains(&merged) {
+                        tokens.push(merged);
+                    }
+                    merges.push((x, y));
+                }
+            }
+            // Fisher-Yates with a small LCG: a deterministic shuffle of the ranks.
+            let mut state = seed | 1;
+            for i in (1..merges.len()).rev() {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                merges.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            merges
+        })
+}
+
 fn text_strategy() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop_oneof![
@@ -467,6 +524,29 @@ proptest! {
         prop_assert!(ids.len() <= text.len());
         prop_assert!(ids.iter().all(|&id| id < bpe.vocab_size()));
         prop_assert_eq!(decode(bpe, &ids), text);
+    }
+
+    /// The pass-wise merge loop gives HF's one-merge-at-a-time result, for merge lists
+    /// in any rank order.
+    #[test]
+    fn merges_follow_hf_order(merges in merges_strategy(), word in "[abc]{0,40}") {
+        let mut extra: Vec<String> = Vec::new();
+        for (l, r) in &merges {
+            let merged = format!("{l}{r}");
+            if !extra.contains(&merged) {
+                extra.push(merged);
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let lines: Vec<String> = merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let section = build(&vocab(&extra), &lines, &[], &ByteBpeConfig::gpt2()).unwrap();
+        let bpe = ByteBpe::from_section(&section).unwrap();
+        let expected: Vec<u32> = reference_bpe(&merges, &word)
+            .iter()
+            .map(|part| bpe.token_id(part.as_bytes()).unwrap())
+            .collect();
+        prop_assert_eq!(encode(&bpe, word.as_bytes(), true).unwrap(), expected);
     }
 
     /// Any bytes: ids for UTF-8, `InvalidUtf8` at the first bad byte otherwise.
