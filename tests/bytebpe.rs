@@ -3,6 +3,8 @@
 //! every validation error from a specific corruption, and no panic on random text
 //! (invalid UTF-8 included) or random and mutated sections.
 
+mod common;
+
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
@@ -10,7 +12,6 @@ use tinyformer::tokenizer::bytebpe::{
     byte_char, encode_buffer_len, encode_section, ByteBpe, ByteBpeConfig, PreTokenizer, HEADER_LEN,
     MAX_ADDED_TOKENS, NO_TOKEN, SECTION_MAGIC,
 };
-use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::tokenizer::{SpecialToken, TokenizerError};
 
 /// The 256 byte tokens in the byte-to-unicode alphabet, then `extra`.
@@ -90,16 +91,6 @@ fn encode(
     let n = bpe.encode(text, special_tokens, &mut out)?;
     out.truncate(n);
     Ok(out)
-}
-
-fn decode(bpe: &ByteBpe<'_>, ids: &[u32]) -> String {
-    let mut text = String::new();
-    let mut stream = Utf8Stream::new();
-    for &id in ids {
-        stream.push(bpe.decode(id), |s| text.push_str(s));
-    }
-    stream.finish(|s| text.push_str(s));
-    text
 }
 
 #[test]
@@ -439,7 +430,7 @@ fn fixture_round_trips_tricky_text() {
         for special in [true, false] {
             let ids = encode(bpe, text.as_bytes(), special).unwrap();
             assert!(ids.iter().all(|&id| id < bpe.vocab_size()));
-            assert_eq!(decode(bpe, &ids), text);
+            assert_eq!(common::decode_bytebpe(bpe, &ids), text);
         }
     }
 }
@@ -523,7 +514,7 @@ proptest! {
         let ids = encode(bpe, text.as_bytes(), special).unwrap();
         prop_assert!(ids.len() <= text.len());
         prop_assert!(ids.iter().all(|&id| id < bpe.vocab_size()));
-        prop_assert_eq!(decode(bpe, &ids), text);
+        prop_assert_eq!(common::decode_bytebpe(bpe, &ids), text);
     }
 
     /// The pass-wise merge loop gives HF's one-merge-at-a-time result, for merge lists
@@ -554,7 +545,7 @@ proptest! {
     fn any_bytes_never_panic(text in prop::collection::vec(any::<u8>(), 0..64), special in any::<bool>()) {
         let bpe = fixture();
         match (encode(bpe, &text, special), std::str::from_utf8(&text)) {
-            (Ok(ids), Ok(s)) => prop_assert_eq!(decode(bpe, &ids), s),
+            (Ok(ids), Ok(s)) => prop_assert_eq!(common::decode_bytebpe(bpe, &ids), s),
             (Err(TokenizerError::InvalidUtf8 { offset }), Err(e)) => {
                 prop_assert_eq!(offset, e.valid_up_to())
             }
@@ -592,7 +583,7 @@ proptest! {
             for special in [true, false] {
                 if let Ok(ids) = encode(&bpe, &text, special) {
                     prop_assert!(ids.iter().all(|&id| id < bpe.vocab_size()));
-                    let _ = decode(&bpe, &ids);
+                    let _ = common::decode_bytebpe(&bpe, &ids);
                 }
             }
         }

@@ -10,13 +10,14 @@
 //! matched, as plain text, and with GPT-2's pre-tokenizer; and decoding the ids through
 //! `Utf8Stream` must give HF's `decode`.
 
+mod common;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
 use tinyformer::tokenizer::bytebpe::{
     encode_buffer_len, encode_section, ByteBpe, ByteBpeConfig, PreTokenizer,
 };
-use tinyformer::tokenizer::stream::Utf8Stream;
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -146,16 +147,6 @@ fn encode(bpe: &ByteBpe<'_>, text: &str, special_tokens: bool) -> Vec<u32> {
     out
 }
 
-fn decode(bpe: &ByteBpe<'_>, ids: &[u32]) -> String {
-    let mut text = String::new();
-    let mut stream = Utf8Stream::new();
-    for &id in ids {
-        stream.push(bpe.decode(id), |s| text.push_str(s));
-    }
-    stream.finish(|s| text.push_str(s));
-    text
-}
-
 #[test]
 fn smollm2_pre_tokenizer_matches_hf_on_every_golden() {
     let hf = read_tokenizer_json();
@@ -171,7 +162,7 @@ fn smollm2_pre_tokenizer_matches_hf_on_every_golden() {
     for golden in &goldens {
         let ids = encode(&bpe, &golden.text, true);
         let plain = encode(&bpe, &golden.text, false);
-        let decoded = decode(&bpe, &ids);
+        let decoded = common::decode_bytebpe(&bpe, &ids);
         if ids != golden.ids || plain != golden.plain_ids || decoded != golden.decoded {
             failures += 1;
             if failures <= 10 {
@@ -224,5 +215,8 @@ fn special_tokens_match_verbatim_or_as_text() {
     assert_eq!(ids.last(), Some(&end));
     let plain = encode(&bpe, "<|im_start|>user\nHi<|im_end|>", false);
     assert!(!plain.contains(&start) && !plain.contains(&end));
-    assert_eq!(decode(&bpe, &plain), "<|im_start|>user\nHi<|im_end|>");
+    assert_eq!(
+        common::decode_bytebpe(&bpe, &plain),
+        "<|im_start|>user\nHi<|im_end|>"
+    );
 }

@@ -740,13 +740,7 @@ enum Class {
 
 fn class(c: char) -> Class {
     let cp = u32::from(c);
-    let runs_before = CLASS_RUNS.partition_point(|&run| run >> 2 <= cp);
-    let run = runs_before
-        .checked_sub(1)
-        .and_then(|i| CLASS_RUNS.get(i))
-        .copied()
-        .unwrap_or(0);
-    match run & 3 {
+    match super::run_class(&CLASS_RUNS, cp) {
         1 => Class::Letter,
         2 => Class::Number,
         3 => Class::Space,

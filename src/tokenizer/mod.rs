@@ -495,5 +495,18 @@ impl Word {
     }
 }
 
+/// The 2-bit class of code point `cp` in a generated run table (`tables.rs`,
+/// `bytebpe_tables.rs`): entries `start << 2 | class`, sorted by start, the first
+/// starting at 0.
+fn run_class(runs: &[u32], cp: u32) -> u32 {
+    let runs_before = runs.partition_point(|&run| run >> 2 <= cp);
+    let run = runs_before
+        .checked_sub(1)
+        .and_then(|i| runs.get(i))
+        .copied()
+        .unwrap_or(0);
+    run & 3
+}
+
 #[cfg(all(test, feature = "alloc"))]
 mod tests;

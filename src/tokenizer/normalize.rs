@@ -28,13 +28,7 @@ pub(crate) fn class(c: char) -> CharClass {
             CharClass::Normal
         };
     }
-    let runs_before = CLASS_RUNS.partition_point(|&run| run >> 2 <= cp);
-    let run = runs_before
-        .checked_sub(1)
-        .and_then(|i| CLASS_RUNS.get(i))
-        .copied()
-        .unwrap_or(0);
-    match run & 3 {
+    match super::run_class(&CLASS_RUNS, cp) {
         1 => CharClass::Removed,
         2 => CharClass::Punct,
         3 => CharClass::Mark,

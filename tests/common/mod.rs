@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests that forge model files
-//! (`tests/format.rs`, `tests/properties.rs`, `tests/decoder.rs`; each uses a subset).
+//! Helpers shared by the integration tests (the ones that forge model files:
+//! `tests/format.rs`, `tests/properties.rs`, `tests/decoder.rs`; the byte-level BPE
+//! ones; each uses a subset).
 #![allow(dead_code)]
 
 use tinyformer::format::{file_crc32, header, HEADER_LEN};
@@ -104,4 +105,15 @@ pub fn tiny_decoder(
         })
         .collect();
     write_model(&config, &section, &[], &tensors).unwrap()
+}
+
+/// The text of `ids` as a generator prints it: each id's bytes through `Utf8Stream`.
+pub fn decode_bytebpe(bpe: &tinyformer::tokenizer::bytebpe::ByteBpe<'_>, ids: &[u32]) -> String {
+    let mut text = String::new();
+    let mut stream = tinyformer::tokenizer::stream::Utf8Stream::new();
+    for &id in ids {
+        stream.push(bpe.decode(id), |s| text.push_str(s));
+    }
+    stream.finish(|s| text.push_str(s));
+    text
 }
