@@ -93,7 +93,6 @@ class LlamaGGUF:
         self.bos = _field(r, "tokenizer.ggml.bos_token_id")
         self.eos = _field(r, "tokenizer.ggml.eos_token_id")
         self.reader = r
-        self.input_hook = None
 
         self.tensor_types = {}
         w = {}
@@ -167,13 +166,6 @@ class LlamaGGUF:
         out[..., 1 : self.n_rot : 2] = x0 * sin + x1 * cos
         return out
 
-    def matmul(self, x, name):
-        """x @ W.T for the weight matrix `name`; `input_hook` (identity unless set, e.g.
-        by a check that emulates a runtime's activation rounding) sees x first."""
-        if self.input_hook is not None:
-            x = self.input_hook(x)
-        return x @ self.w[name].T
-
     def new_cache(self):
         return Cache(self)
 
@@ -195,9 +187,9 @@ class LlamaGGUF:
         for layer in range(self.n_layer):
             p = f"blk.{layer}."
             x = self.rmsnorm(h, w[p + "attn_norm.weight"])
-            q = (self.matmul(x, p + "attn_q.weight")).reshape(T, H, hd)
-            k = (self.matmul(x, p + "attn_k.weight")).reshape(T, KV, hd)
-            v = (self.matmul(x, p + "attn_v.weight")).reshape(T, KV, hd)
+            q = (x @ w[p + "attn_q.weight"].T).reshape(T, H, hd)
+            k = (x @ w[p + "attn_k.weight"].T).reshape(T, KV, hd)
+            v = (x @ w[p + "attn_v.weight"].T).reshape(T, KV, hd)
             q = self.rope(q, positions)
             k = self.rope(k, positions)
             K, V = cache.append(layer, k, v)  # (S, KV, hd)
@@ -208,14 +200,15 @@ class LlamaGGUF:
             probs = np.exp(scores)
             probs /= probs.sum(axis=-1, keepdims=True)
             o = np.einsum("kgts,skd->tkgd", probs, V).reshape(T, H * hd)
-            h = h + self.matmul(o, p + "attn_output.weight")
+            h = h + o @ w[p + "attn_output.weight"].T
             x = self.rmsnorm(h, w[p + "ffn_norm.weight"])
-            g = self.matmul(x, p + "ffn_gate.weight")
-            u = self.matmul(x, p + "ffn_up.weight")
-            h = h + self.matmul((g / (1.0 + np.exp(-g))) * u, p + "ffn_down.weight")
+            g = x @ w[p + "ffn_gate.weight"].T
+            u = x @ w[p + "ffn_up.weight"].T
+            h = h + ((g / (1.0 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
         cache.length = S
         x = self.rmsnorm(h, w["output_norm.weight"])
-        return self.matmul(x, "token_embd.weight" if self.tied else "output.weight")
+        out = w["token_embd.weight"] if self.tied else w["output.weight"]
+        return x @ out.T
 
     def greedy(self, ids, steps, stop=None):
         """Greedy continuation: returns (new ids, top-2 logit margin per step, logits of
