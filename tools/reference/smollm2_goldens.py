@@ -48,7 +48,6 @@ output is deterministic for a given numpy/BLAS (float64; the last digits of the
 """
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -60,6 +59,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fetch_smollm2 import sha256  # noqa: E402
 from llama_numpy import LlamaGGUF  # noqa: E402
 
 STEPS = 32
@@ -112,14 +112,6 @@ def build_tokenizer(reader):
     for s in specials:
         assert tok.token_to_id(s) == vocab[s]
     return tok, specials
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def g9(x):

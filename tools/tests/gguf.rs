@@ -12,7 +12,6 @@ mod common;
 use common::gguf::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tinyformer_cli::gguf::{Array, GgmlType, Gguf, GgufFile, Value, ValueType, MAX_ALIGNMENT};
 
 fn fixture_dir() -> PathBuf {
@@ -570,16 +569,9 @@ fn read_everything(path: &Path) -> anyhow::Result<()> {
 /// process under the cap, reading one file, for each case.
 #[test]
 fn gguf_hostile_counts_within_an_address_space_cap() {
-    const CHILD: &str = "TINYFORMER_GGUF_CHILD_READ";
-    const ADDRESS_SPACE_KIB: u64 = 1 << 20;
-    if let Some(path) = std::env::var_os(CHILD) {
-        match read_everything(Path::new(&path)) {
-            Ok(()) => println!("child: read ok"),
-            Err(e) => println!("child: {e:#}"),
-        }
+    if common::child_read(read_everything) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     // Each case pads the file with 1 MiB, so the counts are refused for their size
     // and not merely because the file ends.
     let mib = vec![0u8; 1 << 20];
@@ -619,31 +611,9 @@ fn gguf_hostile_counts_within_an_address_space_cap() {
             "child: read ok",
         ),
     ];
-    for (what, bytes, expected) in cases {
-        let path = dir.path().join("model.gguf");
-        fs::write(&path, bytes).unwrap();
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -v {ADDRESS_SPACE_KIB}\nexec \"$0\" \"$@\""))
-            .arg(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "gguf_hostile_counts_within_an_address_space_cap",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, &path)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{what}: {out}\n{err}");
-        assert!(out.contains(expected), "{what}: {out}\n{err}");
-        if expected != "child: read ok" {
-            assert!(
-                out.contains(&format!("child: {}", path.display())),
-                "{what}: {out}"
-            );
-        }
-    }
+    common::reads_under_address_cap(
+        "gguf_hostile_counts_within_an_address_space_cap",
+        "model.gguf",
+        cases,
+    );
 }

@@ -6,9 +6,10 @@
 //! Test names start with `llama2c` so that `cargo test -p tinyformer-cli llama2c`
 //! selects them.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tinyformer_cli::llama2c::{
     read_llama2c, Llama2cCheckpoint, Llama2cConfig, Llama2cError, HEADER_LEN,
 };
@@ -468,16 +469,9 @@ const LARGEST: [i32; 7] = [4096, 16384, 64, 8, 1, -(1 << 20), 8192];
 /// child process under the cap, reading one file, for each case.
 #[test]
 fn llama2c_hostile_headers_within_an_address_space_cap() {
-    const CHILD: &str = "TINYFORMER_LLAMA2C_CHILD_READ";
-    const ADDRESS_SPACE_KIB: u64 = 1 << 20;
-    if let Some(path) = std::env::var_os(CHILD) {
-        match read_llama2c(Path::new(&path)) {
-            Ok(_) => println!("child: read ok"),
-            Err(e) => println!("child: {e:#}"),
-        }
+    if common::child_read(|path| read_llama2c(path).map(drop)) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     // The implied sizes of `LARGEST` and `[i32::MAX; 7]` would not fit under the cap.
     let mut largest_plus_some = header(LARGEST);
     largest_plus_some.extend(std::iter::repeat_n(0, 1 << 20));
@@ -509,33 +503,11 @@ fn llama2c_hostile_headers_within_an_address_space_cap() {
             "child: read ok",
         ),
     ];
-    for (what, bytes, expected) in cases {
-        let path = dir.path().join("model.bin");
-        fs::write(&path, bytes).unwrap();
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -v {ADDRESS_SPACE_KIB}\nexec \"$0\" \"$@\""))
-            .arg(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "llama2c_hostile_headers_within_an_address_space_cap",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, &path)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{what}: {out}\n{err}");
-        assert!(out.contains(expected), "{what}: {out}\n{err}");
-        if expected != "child: read ok" {
-            assert!(
-                out.contains(&format!("child: {}", path.display())),
-                "{what}: {out}"
-            );
-        }
-    }
+    common::reads_under_address_cap(
+        "llama2c_hostile_headers_within_an_address_space_cap",
+        "model.bin",
+        cases,
+    );
 }
 
 #[test]

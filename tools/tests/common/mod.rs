@@ -68,3 +68,52 @@ pub fn convert(dir: &Path, out: &Path, dtype: &str) -> Output {
     }
     run(&args)
 }
+
+/// Environment variable naming the file a child of [`reads_under_address_cap`] reads.
+const CHILD_READ: &str = "TINYFORMER_CHILD_READ";
+
+/// In a child started by [`reads_under_address_cap`]: runs `read` on the file it was
+/// given, prints `child: read ok` or `child: ERROR`, and returns true (the test then
+/// returns). In the parent: false.
+pub fn child_read(read: impl Fn(&Path) -> anyhow::Result<()>) -> bool {
+    let Some(path) = std::env::var_os(CHILD_READ) else {
+        return false;
+    };
+    match read(Path::new(&path)) {
+        Ok(()) => println!("child: read ok"),
+        Err(e) => println!("child: {e:#}"),
+    }
+    true
+}
+
+/// For each `(what, bytes, expected)`, writes `bytes` to a file named `file_name` and
+/// re-runs test `test` of this binary alone in a child whose address space is capped at
+/// 1 GiB (`ulimit -v`), where [`child_read`] reads it: the child's output must hold
+/// `expected` (a refusal with its error, not an allocation failure) and, unless it is
+/// the control `child: read ok`, name the file.
+pub fn reads_under_address_cap(test: &str, file_name: &str, cases: Vec<(&str, Vec<u8>, &str)>) {
+    const ADDRESS_SPACE_KIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    for (what, bytes, expected) in cases {
+        let path = dir.path().join(file_name);
+        fs::write(&path, bytes).unwrap();
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -v {ADDRESS_SPACE_KIB}\nexec \"$0\" \"$@\""))
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD_READ, &path)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{what}: {out}\n{err}");
+        assert!(out.contains(expected), "{what}: {out}\n{err}");
+        if expected != "child: read ok" {
+            assert!(
+                out.contains(&format!("child: {}", path.display())),
+                "{what}: {out}"
+            );
+        }
+    }
+}
