@@ -231,6 +231,32 @@ fn kernels(c: &mut Criterion) {
             });
         });
     }
+    // The decoder's int16-by-int8 products at SmolLM2-135M's FFN shape: one token
+    // (decode) and a 16-token block of a prompt (prefill).
+    let (rows16, cols16) = (1536usize, 576usize);
+    let w16: Vec<i8> = (0..rows16 * cols16).map(|_| rng.next_u32() as i8).collect();
+    for tokens in [1usize, 16] {
+        let xs16: Vec<i16> = (0..tokens * cols16)
+            .map(|_| (rng.next_u32() as i16) / 2)
+            .collect();
+        group.throughput(Throughput::Elements((tokens * rows16 * cols16) as u64));
+        for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let name = format!("matmul_i16 {tokens}x{rows16}x{cols16} {kernel:?}");
+            group.bench_function(name, |b| {
+                let mut sink = 0i32;
+                b.iter(|| {
+                    matvec::matmul_i16_with(
+                        kernel,
+                        rows16,
+                        cols16,
+                        black_box(&xs16),
+                        &w16,
+                        |_, _, v| sink = sink.wrapping_add(v),
+                    )
+                });
+            });
+        }
+    }
     group.throughput(Throughput::Elements((rows * cols) as u64));
 
     let wf: Vec<half::f16> = w

@@ -180,7 +180,9 @@ pub fn weighted_values_with(
 ) {
     match kernel {
         #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
-        Int8Kernel::Avx2 | Int8Kernel::AvxVnni if std::is_x86_feature_detected!("avx2") => {
+        Int8Kernel::Avx2 | Int8Kernel::AvxVnni | Int8Kernel::Avx512Vnni
+            if std::is_x86_feature_detected!("avx2") =>
+        {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { weighted_values_avx2(ctx, probs, values, hidden, head) }
         }

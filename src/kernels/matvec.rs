@@ -241,7 +241,7 @@ pub fn dots_i8_with(kernel: Int8Kernel, out: &mut [i32], q: &[i8], keys: &[i8], 
         }
         return;
     }
-    match kernel {
+    match kernel.for_int8() {
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::AvxVnni if avx_vnni_available() => {
             // SAFETY: the CPU supports AVX-VNNI (checked just above).
@@ -294,6 +294,11 @@ pub enum Int8Kernel {
     /// unsigned), four weight rows per pass; [`matmul_i8`] takes tiles of 3 weight rows
     /// by 4 tokens (the only kernel with a multi-token path so far).
     AvxVnni,
+    /// x86-64 AVX-512 VNNI (with BW and VL): the int16-by-int8 products of the decoder
+    /// ([`matvec_i16`], [`matmul_i16`]) by `vpdpwssd` on 512-bit registers, 32 products
+    /// per instruction, tiles of 4 weight rows by 4 tokens; the int8 products as
+    /// [`Int8Kernel::AvxVnni`] where the CPU has it, else as [`Int8Kernel::Avx2`].
+    Avx512Vnni,
     /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
     /// unpacked with `SXTB16`, four weight rows per pass.
     Dsp,
@@ -307,10 +312,11 @@ pub enum Int8Kernel {
 
 impl Int8Kernel {
     /// Every kernel, the reference first.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Scalar,
         Self::Avx2,
         Self::AvxVnni,
+        Self::Avx512Vnni,
         Self::Dsp,
         Self::Neon,
         Self::NeonDot,
@@ -325,6 +331,7 @@ impl Int8Kernel {
             Self::Scalar => true,
             Self::Avx2 => avx2_available(),
             Self::AvxVnni => avx_vnni_available(),
+            Self::Avx512Vnni => avx512_vnni_available(),
             Self::Dsp => cfg!(tinyformer_dsp),
             Self::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
             Self::NeonDot => dotprod_available(),
@@ -354,6 +361,7 @@ impl Int8Kernel {
         // Fastest first; availability is `is_available`'s, so the two cannot disagree.
         [
             Self::Dsp,
+            Self::Avx512Vnni,
             Self::AvxVnni,
             Self::Avx2,
             Self::NeonDot,
@@ -362,6 +370,20 @@ impl Int8Kernel {
         .into_iter()
         .find(|k| k.is_available())
         .unwrap_or(Self::Scalar)
+    }
+}
+
+impl Int8Kernel {
+    /// The kernel of the int8-by-int8 products: [`Int8Kernel::Avx512Vnni`] has no
+    /// int8 path of its own and runs AVX-VNNI's where the CPU has it, else AVX2's
+    /// (every AVX-512 CPU has AVX2); every other kernel is its own.
+    #[inline(always)]
+    fn for_int8(self) -> Self {
+        match self {
+            Self::Avx512Vnni if avx_vnni_available() => Self::AvxVnni,
+            Self::Avx512Vnni => Self::Avx2,
+            kernel => kernel,
+        }
     }
 }
 
@@ -411,6 +433,22 @@ fn avx_vnni_available() -> bool {
     }
 }
 
+/// AVX-512 F/BW/VL and VNNI at run time with `std` (or in tests); never without `std`
+/// (no detection there).
+#[inline(always)]
+fn avx512_vnni_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    {
+        std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
+    {
+        false
+    }
+}
+
 /// The AArch64 dot-product extension (with NEON) at run time with `std` (or in tests),
 /// else only if compiled for it.
 #[inline(always)]
@@ -446,7 +484,7 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// [`dot_i8_reference`], computed by `kernel` (the reference if it is not available).
 #[inline]
 pub fn dot_i8_with(kernel: Int8Kernel, a: &[i8], b: &[i8]) -> i32 {
-    match kernel {
+    match kernel.for_int8() {
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::Avx2 if avx2_available() => {
             // SAFETY: the CPU supports AVX2 (checked just above).
@@ -490,7 +528,7 @@ pub fn matvec_i8_with(
     bias: &[i32],
     store: impl FnMut(usize, i32),
 ) {
-    match kernel {
+    match kernel.for_int8() {
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::Avx2 if avx2_available() => {
             // SAFETY: the CPU supports AVX2 (checked just above).
@@ -543,7 +581,7 @@ pub fn matmul_i8_with(
     bias: &[i32],
     mut store: impl FnMut(usize, usize, i32),
 ) {
-    match kernel {
+    match kernel.for_int8() {
         #[cfg(target_arch = "x86_64")]
         Int8Kernel::AvxVnni if avx_vnni_available() => {
             // SAFETY: the CPU supports AVX-VNNI (checked just above).
@@ -632,6 +670,11 @@ pub fn matvec_i16_with(
 ) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx512Vnni if avx512_vnni_available() => {
+            // SAFETY: the CPU supports AVX-512 BW/VL/VNNI (checked just above).
+            unsafe { avx512::matvec_i16(rows, x, w, store) }
+        }
+        #[cfg(target_arch = "x86_64")]
         Int8Kernel::Avx2 | Int8Kernel::AvxVnni if avx2_available() => {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { avx2::matvec_i16(rows, x, w, store) }
@@ -639,6 +682,54 @@ pub fn matvec_i16_with(
         #[cfg(tinyformer_dsp)]
         Int8Kernel::Dsp => dsp::matvec_i16(rows, x, w, store),
         _ => matvec_i16_reference(rows, x, w, store),
+    }
+}
+
+/// Product of int8 weights with several tokens' int16 activation rows, the scalar
+/// reference: `xs` holds `xs.len() / cols` token rows of `cols` elements; for each
+/// token `t` (in order) and output row `o`, calls `store(t, o, acc)` with
+/// [`matvec_i16_reference`]'s accumulator for that token. Fast paths may visit
+/// `(t, o)` in another order, each exactly once. `cols == 0` means no tokens. The
+/// decoder's prompt (prefill) products.
+pub fn matmul_i16_reference(
+    rows: usize,
+    cols: usize,
+    xs: &[i16],
+    w: &[i8],
+    mut store: impl FnMut(usize, usize, i32),
+) {
+    if cols == 0 {
+        return;
+    }
+    for (t, x) in xs.chunks_exact(cols).enumerate() {
+        matvec_i16_reference(rows, x, w, |o, acc| store(t, o, acc));
+    }
+}
+
+/// [`matmul_i16_reference`], computed by `kernel`: AVX-512 VNNI in tiles that read
+/// each weight row once per four tokens; every other kernel token by token through
+/// [`matvec_i16_with`].
+#[inline]
+pub fn matmul_i16_with(
+    kernel: Int8Kernel,
+    rows: usize,
+    cols: usize,
+    xs: &[i16],
+    w: &[i8],
+    mut store: impl FnMut(usize, usize, i32),
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernel::Avx512Vnni if avx512_vnni_available() => {
+            // SAFETY: the CPU supports AVX-512 BW/VL/VNNI (checked just above).
+            unsafe { avx512::matmul_i16(rows, cols, xs, w, store) }
+        }
+        _ if cols == 0 => {}
+        _ => {
+            for (t, x) in xs.chunks_exact(cols).enumerate() {
+                matvec_i16_with(kernel, rows, x, w, |o, acc| store(t, o, acc));
+            }
+        }
     }
 }
 
@@ -701,6 +792,8 @@ impl QueryElem for i16 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(tinyformer_dsp)]
 mod dsp;
 /// The attention's weighted sum of values for a head of 8 on the DSP (see there).
@@ -951,6 +1044,40 @@ mod tests {
                                 let mut got = vec![7; rows];
                                 matvec_i16_with(kernel, rows, &x, w, |o, v| got[o] = v);
                                 assert_eq!(got, want, "{kernel:?} {rows}x{cols}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Several tokens at once: every (token, row) pair exactly once, as the
+        // reference computes it (tiles of 4 x 4 and every kind of leftover).
+        let (tokens_max, rows_max, cols_list): (usize, usize, &[usize]) = if cfg!(miri) {
+            (5, 5, &[0, 1, 33])
+        } else {
+            (9, 9, &[0, 1, 5, 31, 32, 33, 64, 100, 576])
+        };
+        for kernel in available() {
+            for tokens in 0..=tokens_max {
+                for rows in 0..=rows_max {
+                    for &cols in cols_list {
+                        for xs in patterns_i16(tokens * cols, &mut rng) {
+                            for w in patterns(rows * cols, &mut rng) {
+                                for w in [&w[..], &w[..w.len() * 2 / 3]] {
+                                    let mut want = vec![None; tokens * rows];
+                                    matmul_i16_reference(rows, cols, &xs, w, |t, o, v| {
+                                        want[t * rows + o] = Some(v)
+                                    });
+                                    let mut got = vec![None; tokens * rows];
+                                    matmul_i16_with(kernel, rows, cols, &xs, w, |t, o, v| {
+                                        assert!(got[t * rows + o].replace(v).is_none(), "twice");
+                                    });
+                                    let name = format!("{kernel:?} {tokens}x{rows}x{cols}");
+                                    assert_eq!(got, want, "{name}");
+                                    if cols > 0 {
+                                        assert!(got.iter().all(Option::is_some), "{name}");
+                                    }
+                                }
                             }
                         }
                     }
