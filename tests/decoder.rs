@@ -200,3 +200,68 @@ fn results_do_not_depend_on_the_context_length() {
         assert_eq!(run(4), run(16), "{dtype:?}");
     }
 }
+
+/// An int8 prefill in blocks of any size gives the logits and the cache of stepping
+/// token by token, bit for bit, on every kernel this machine runs: the logits after
+/// the prompt, then every step that reads the cache the blocks wrote. The arena of a
+/// block plan is exact too. (Float plans have one row whatever is asked.)
+#[test]
+fn block_prefill_equals_stepping() {
+    use tinyformer::kernels::matvec::Int8Kernel;
+    let ctx = 16usize;
+    let prompt: Vec<u32> = (0..11).map(|t| (t * 53 + 7) % 259).collect();
+    let kernels: Vec<Int8Kernel> = Int8Kernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect();
+    let rows_list: &[usize] = if cfg!(miri) {
+        &[3]
+    } else {
+        &[0, 1, 2, 3, 4, 5, 16, 99]
+    };
+    for &dtype in DTYPES {
+        for separate in [false, true] {
+            let buf = AlignedBuf::from_bytes(&tiny_decoder(dtype, separate, ctx as u32, 6));
+            let base = Decoder::from_bytes(buf.as_bytes()).unwrap();
+            let stepped: Vec<Vec<i64>> = {
+                let mut a = arena(base.arena_bytes(ctx).unwrap());
+                let mut state = State::new(&base, bytemuck::cast_slice_mut(&mut a), ctx).unwrap();
+                let mut out: Vec<Vec<i64>> = prompt
+                    .iter()
+                    .map(|&t| logits_vec(state.step(t).unwrap()))
+                    .collect();
+                out.drain(..prompt.len() - 1);
+                out.extend((0..3).map(|t| logits_vec(state.step(40 + t).unwrap())));
+                out
+            };
+            for &kernel in &kernels {
+                let model = base.with_kernel(kernel);
+                for &rows in rows_list {
+                    let plan = model.plan_with_rows(ctx, rows).unwrap();
+                    let name = format!("{dtype:?} separate {separate} {kernel:?} rows {rows}");
+                    let want_rows = if dtype == DType::I8 {
+                        rows.clamp(1, 16)
+                    } else {
+                        1
+                    };
+                    assert_eq!(plan.rows, want_rows, "{name}");
+                    let needed = plan.total_bytes();
+                    let mut a = arena(needed);
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut a);
+                    assert_eq!(
+                        State::with_plan(&model, &mut bytes[..needed - 1], plan).err(),
+                        Some(Error::ArenaTooSmall {
+                            needed,
+                            got: needed - 1
+                        }),
+                        "{name}"
+                    );
+                    let mut state = State::with_plan(&model, &mut bytes[..needed], plan).unwrap();
+                    let mut got = vec![logits_vec(state.prefill(&prompt).unwrap())];
+                    got.extend((0..3).map(|t| logits_vec(state.step(40 + t).unwrap())));
+                    assert_eq!(got, stepped, "{name}");
+                }
+            }
+        }
+    }
+}

@@ -374,6 +374,15 @@ impl Int8Kernel {
 }
 
 impl Int8Kernel {
+    /// Whether [`matmul_i16_with`] has a multi-token path on this kernel (reads each
+    /// weight row once for several tokens) rather than running [`matvec_i16_with`]
+    /// token by token. A constant for a firmware's resolved kernel, so a caller that
+    /// branches on it links only the path its target runs.
+    #[inline(always)]
+    pub fn has_i16_matmul(self) -> bool {
+        matches!(self, Self::Avx512Vnni)
+    }
+
     /// The kernel of the int8-by-int8 products: [`Int8Kernel::Avx512Vnni`] has no
     /// int8 path of its own and runs AVX-VNNI's where the CPU has it, else AVX2's
     /// (every AVX-512 CPU has AVX2); every other kernel is its own.

@@ -299,6 +299,9 @@ pub struct DecoderBenchResult {
     /// Median over rounds of generated tokens per second (the logits of every step
     /// and the argmax included).
     pub decode_tokens_per_s: f64,
+    /// Prompt tokens per prefill block (int8: each weight matrix read once per block).
+    pub prefill_rows: usize,
+    /// Arena bytes of the state (cache plus the scratch of one prefill block).
     pub arena_bytes: usize,
 }
 
@@ -320,7 +323,7 @@ pub fn bench_decoder(
     let mut ids = vec![model.params().bos_id];
     ids.extend(text_ids.iter().skip(1).cycle().take(prompt - 1));
     let mut runner = DecoderRunner::new(*model, Some(ctx))?;
-    let arena_bytes = model.arena_bytes(ctx).map_err(|e| anyhow!("{e}"))?;
+    let arena_bytes = runner.plan.total_bytes();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) + 1 {
         let mut state = runner.state()?;
@@ -351,6 +354,7 @@ pub fn bench_decoder(
         threads: 1,
         prefill_tokens_per_s: median(&prefill),
         decode_tokens_per_s: median(&decode),
+        prefill_rows: runner.plan.rows,
         arena_bytes,
     })
 }
@@ -375,7 +379,7 @@ pub fn cmd_bench_decoder(
         writeln!(
             stdout,
             "{}: {} decoder, context {}, arena {} bytes, 1 thread, median of {} rounds\n\
-             prefill {:>10.1} tokens/s ({} prompt tokens)\n\
+             prefill {:>10.1} tokens/s ({} prompt tokens, blocks of {})\n\
              decode  {:>10.1} tokens/s ({} tokens, greedy)",
             r.model,
             r.dtype,
@@ -384,6 +388,7 @@ pub fn cmd_bench_decoder(
             r.rounds,
             r.prefill_tokens_per_s,
             r.prompt_tokens,
+            r.prefill_rows,
             r.decode_tokens_per_s,
             r.decode_tokens
         )?;

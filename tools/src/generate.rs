@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::path::Path;
 use tinyformer::format::writer::AlignedBuf;
 use tinyformer::model::decoder::sample::{logit_to_q16, Sampler, SamplerSettings};
+use tinyformer::model::decoder::{DecoderPlan, MAX_PREFILL_ROWS};
 use tinyformer::tokenizer::decoder::DecoderTokenizer;
 use tinyformer::tokenizer::stream::Utf8Stream;
 use tinyformer::{Decoder, Logits, State};
@@ -86,30 +87,32 @@ impl ChatMl {
 /// Working memory for one decoding session at a fixed context.
 pub struct DecoderRunner<'m> {
     pub model: Decoder<'m>,
-    pub ctx: usize,
+    pub plan: DecoderPlan,
     arena: Vec<u32>,
 }
 
 impl<'m> DecoderRunner<'m> {
-    /// An arena for `ctx` positions (default: the model's `max_seq`).
+    /// An arena for `ctx` positions (default: the model's `max_seq`) whose int8
+    /// prompts run in blocks of [`MAX_PREFILL_ROWS`] tokens (the host has the memory;
+    /// the results are those of one token at a time).
     pub fn new(model: Decoder<'m>, ctx: Option<usize>) -> Result<Self> {
         let ctx = ctx.unwrap_or(model.config().max_seq as usize);
-        let bytes = model
-            .arena_bytes(ctx)
+        let plan = model
+            .plan_with_rows(ctx, MAX_PREFILL_ROWS)
             .map_err(|e| anyhow!("context {ctx}: {e}"))?;
         Ok(Self {
             model,
-            ctx,
-            arena: vec![0u32; bytes.div_ceil(4)],
+            plan,
+            arena: vec![0u32; plan.total_bytes().div_ceil(4)],
         })
     }
 
     /// A fresh state over the arena.
     pub fn state(&mut self) -> Result<State<'m, '_>> {
-        State::new(
+        State::with_plan(
             &self.model,
             bytemuck::cast_slice_mut(&mut self.arena),
-            self.ctx,
+            self.plan,
         )
         .map_err(|e| anyhow!("{e}"))
     }
@@ -552,7 +555,7 @@ pub fn cmd_generate(
         if stop == Stop::ContextFull {
             eprintln!(
                 "warning: generation stopped at the end of the {}-token context",
-                runner.ctx
+                runner.plan.ctx
             );
         }
         let mut stdout = std::io::stdout().lock();
@@ -657,15 +660,15 @@ pub fn cmd_score(
             continue;
         }
         let mut ids = encode(&runner.model, &text, special_tokens)?;
-        if ids.len() > runner.ctx {
+        if ids.len() > runner.plan.ctx {
             eprintln!(
                 "warning: {}: line {}: {} tokens, scored over the first {} (the context)",
                 data.display(),
                 n + 1,
                 ids.len(),
-                runner.ctx
+                runner.plan.ctx
             );
-            ids.truncate(runner.ctx);
+            ids.truncate(runner.plan.ctx);
         }
         let s = score(&mut runner, other.as_mut(), &ids)?;
         nll += s.nll;

@@ -21,17 +21,19 @@ use crate::kernels::rope::rope_f32;
 use crate::model::float::add_assign;
 use crate::model::{Observer, Point};
 
-/// Runs `token` at position `pos` (`< plan.ctx`, checked by the caller), writing its
+/// Runs the block's one `token` at position `pos` (`< plan.ctx`, checked by the caller), writing its
 /// keys and values into the cache and, if `logits` is set, the next-token logits.
 pub(crate) fn step<W: Weight, O: Observer>(step: &Step<'_, '_>, arena: &mut [u8], obs: &mut O) {
     let Step {
         file,
         plan,
-        token,
+        tokens,
         pos,
         logits,
         ..
     } = *step;
+    // A float plan has one row: the block is one token.
+    let &[token] = tokens else { return };
     let config = file.config();
     let Some(dec) = config.decoder else { return };
     let Shape {

@@ -32,12 +32,12 @@
 //!
 //! The scales are the converter's, folded into the `*Rq` tables (`docs/FORMAT.md`).
 
-use super::plan::views;
+use super::plan::{views, MAX_PREFILL_ROWS};
 use super::{Shape, Step};
 use crate::format::{scalar, ModelFile, TensorKind as K};
 use crate::kernels::attention::attend_i8_with;
 use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
-use crate::kernels::matvec::{matvec_i16_with, Int8Kernel};
+use crate::kernels::matvec::{matmul_i16_with, matvec_i16_with, Int8Kernel};
 use crate::kernels::rmsnorm::rms_norm_i32;
 use crate::kernels::rope::rope_i32;
 use crate::model::{Fixed, FixedObserver, Point};
@@ -47,14 +47,17 @@ use crate::quant::{narrow_row_i16, saturate_i8, saturate_residual, Requant};
 /// to `s_cache / 2^8`, so RoPE rotates keys 256 times finer than they are stored.
 pub const KEY_WIDE_BITS: u32 = 8;
 
-/// Runs `token` at position `pos` (`< plan.ctx`, checked by the caller); see
-/// [`super::float::step`].
+/// Runs the block `step.tokens` (at most `plan.rows`) at positions `pos..` (within
+/// `plan.ctx`, checked by the caller); see [`super::float::step`]. Every token goes
+/// through exactly the operations of a block of one: a block only shares each weight
+/// matrix's pass among its tokens ([`matmul_i16_with`]), so the cache and logits are
+/// bit-identical whatever the block size.
 pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs: &mut O) {
     let Step {
         file,
         kernel,
         plan,
-        token,
+        tokens,
         pos,
         logits,
     } = *step;
@@ -68,6 +71,8 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         kv_dim,
         group,
     } = Shape::of(config);
+    let n = tokens.len().min(plan.rows).min(MAX_PREFILL_ROWS);
+    let tokens = tokens.get(..n).unwrap_or(&[]);
     let scalars: &[i32] = file.tensor(K::DecScalars, None);
     let eps = {
         let part = |i| scalars.get(scalar::RMS_EPS + i).copied().unwrap_or(0);
@@ -75,122 +80,173 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     };
     let act_table: &[i32] = file.tensor(K::ActTable, None);
     let rope: &[i32] = file.tensor(K::RopeTable, None);
-    let rope_row = rope
-        .get(pos * head_dim..(pos + 1) * head_dim)
-        .unwrap_or(&[]);
     let kernel = kernel.resolved();
     let v = views::<i32, i16, i8>(plan, arena);
-    let x = v.residual;
+    // The block's rows of the scratch buffers (a plan has room for `plan.rows`).
+    let x = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
+    let query = v.query.get_mut(..n * hidden).unwrap_or(&mut []);
+    let wide_keys = v.key.get_mut(..n * kv_dim).unwrap_or(&mut []);
+    let context = v.context.get_mut(..n * hidden).unwrap_or(&mut []);
+    let gate = v.gate.get_mut(..n * ffn).unwrap_or(&mut []);
+    let up = v.up.get_mut(..n * ffn).unwrap_or(&mut []);
+    // Row `t` of a block buffer of `width` elements per token.
+    fn row<T>(buf: &mut [T], t: usize, width: usize) -> &mut [T] {
+        buf.get_mut(t * width..(t + 1) * width).unwrap_or(&mut [])
+    }
+    // The narrowing exponent of each token's current matmul input row.
+    let mut e = [0i32; MAX_PREFILL_ROWS];
+    let e = e.get_mut(..n).unwrap_or(&mut []);
 
     let emb: &[i8] = file.tensor(K::WordEmb, None);
-    let emb_rq = Requant::from_table(file.tensor(K::WordRq, None), token as usize);
-    let row = token as usize * hidden;
-    for (r, &q) in x.iter_mut().zip(emb.get(row..row + hidden).unwrap_or(&[])) {
-        *r = saturate_residual(emb_rq.apply(i32::from(q)));
+    let word_rq: &[[i32; 2]] = file.tensor(K::WordRq, None);
+    for (t, &token) in tokens.iter().enumerate() {
+        let emb_rq = Requant::from_table(word_rq, token as usize);
+        let at = token as usize * hidden;
+        let x = row(x, t, hidden);
+        for (r, &q) in x.iter_mut().zip(emb.get(at..at + hidden).unwrap_or(&[])) {
+            *r = saturate_residual(emb_rq.apply(i32::from(q)));
+        }
+        obs.observe(Point::EmbSum, 0, Fixed::I32(x));
     }
-    obs.observe(Point::EmbSum, 0, Fixed::I32(x));
-
     for layer in 0..config.layers as usize {
         let l = Some(layer as u16);
-        let cache_row = (layer * plan.ctx + pos) * kv_dim;
+        let xq = v.input.get_mut(..n * hidden).unwrap_or(&mut []);
         let layer_start = layer * plan.ctx * kv_dim;
+        let cache_row = |t: usize| (layer * plan.ctx + pos + t) * kv_dim;
 
-        // Attention block.
-        let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
-        rms_norm_i32(v.context, x, file.tensor(K::RmsAttn, l), eps);
-        let e = narrow_row_i16(xq, v.context);
-        to_wide(v.query, xq, e, file, kernel, K::QueryW, K::QueryRq, l);
-        to_wide(v.key, xq, e, file, kernel, K::KeyW, K::KeyRq, l);
-        let value_rq: &[[i32; 2]] = file.tensor(K::ValueRq, l);
-        let value = v
+        // Attention block: the block's queries, keys and values.
+        let rms_attn = file.tensor(K::RmsAttn, l);
+        for (t, e) in e.iter_mut().enumerate() {
+            let normed = row(context, t, hidden);
+            rms_norm_i32(normed, row(x, t, hidden), rms_attn, eps);
+            *e = narrow_row_i16(row(xq, t, hidden), normed);
+        }
+        to_wide(query, xq, e, file, kernel, K::QueryW, K::QueryRq, l);
+        to_wide(wide_keys, xq, e, file, kernel, K::KeyW, K::KeyRq, l);
+        // The values go straight into the cache rows of the block's positions, which
+        // follow each other: `n` rows of `kv_dim` from `cache_row(0)`.
+        let values = v
             .values
-            .get_mut(cache_row..cache_row + kv_dim)
+            .get_mut(cache_row(0)..cache_row(0) + n * kv_dim)
             .unwrap_or(&mut []);
-        matvec_i16_with(kernel, kv_dim, xq, file.tensor(K::ValueW, l), |o, acc| {
-            if let Some(y) = value.get_mut(o) {
-                *y = saturate_i8(i64::from(
-                    Requant::from_table(value_rq, o).apply_scaled_i32(acc, e),
+        project(
+            values,
+            xq,
+            e,
+            file,
+            kernel,
+            (K::ValueW, K::ValueRq, l),
+            |_, rq, acc, e| saturate_i8(i64::from(rq.apply_scaled_i32(acc, e))),
+        );
+        let query_key_rq: &[[i32; 2]] = file.tensor(K::QueryKeyRq, l);
+        let key_cache_rq: &[[i32; 2]] = file.tensor(K::KeyCacheRq, l);
+        for t in 0..n {
+            let p = pos + t;
+            let rope_row = rope.get(p * head_dim..(p + 1) * head_dim).unwrap_or(&[]);
+            let q_row = row(query, t, hidden);
+            let wide_key = row(wide_keys, t, kv_dim);
+            rope_i32(q_row, head_dim, rope_row);
+            rope_i32(wide_key, head_dim, rope_row);
+            // Each cached key channel has its own scale; the query channel that meets
+            // it takes the matching factor, so `q~ . k_cache = q . k`.
+            for (head, q_head) in q_row.chunks_exact_mut(head_dim.max(1)).enumerate() {
+                let kv_head = head / group.max(1);
+                let rq = query_key_rq
+                    .get(kv_head * head_dim..(kv_head + 1) * head_dim)
+                    .unwrap_or(&[]);
+                for (q, &[multiplier, shift]) in q_head.iter_mut().zip(rq) {
+                    // `saturate_residual(rq.apply(q))` (a validated pair), in 32-bit
+                    // steps.
+                    *q = Requant::new(multiplier, shift).add_scaled_residual(0, *q, 0);
+                }
+            }
+            let key = v
+                .keys
+                .get_mut(cache_row(t)..cache_row(t) + kv_dim)
+                .unwrap_or(&mut []);
+            for (c, (k, &wide)) in key.iter_mut().zip(wide_key.iter()).enumerate() {
+                *k = saturate_i8(i64::from(
+                    Requant::from_table(key_cache_rq, c).apply_scaled_i32(wide, 0),
                 ));
             }
-        });
-        rope_i32(v.query, head_dim, rope_row);
-        rope_i32(v.key, head_dim, rope_row);
-        // Each cached key channel has its own scale; the query channel that meets it
-        // takes the matching factor, so `q~ . k_cache = q . k`.
-        let query_key_rq: &[[i32; 2]] = file.tensor(K::QueryKeyRq, l);
-        for (head, query) in v.query.chunks_exact_mut(head_dim.max(1)).enumerate() {
-            let kv_head = head / group.max(1);
-            let rq = query_key_rq
-                .get(kv_head * head_dim..(kv_head + 1) * head_dim)
-                .unwrap_or(&[]);
-            for (q, &[multiplier, shift]) in query.iter_mut().zip(rq) {
-                // `saturate_residual(rq.apply(q))` (a validated pair), in 32-bit steps.
-                *q = Requant::new(multiplier, shift).add_scaled_residual(0, *q, 0);
-            }
+            obs.observe(Point::Query, layer, Fixed::I32(q_row));
+            obs.observe(Point::Key, layer, Fixed::I8(key));
         }
-        let key_cache_rq: &[[i32; 2]] = file.tensor(K::KeyCacheRq, l);
-        let key = v
-            .keys
-            .get_mut(cache_row..cache_row + kv_dim)
-            .unwrap_or(&mut []);
-        for (c, (k, &wide)) in key.iter_mut().zip(v.key.iter()).enumerate() {
-            *k = saturate_i8(i64::from(
-                Requant::from_table(key_cache_rq, c).apply_scaled_i32(wide, 0),
-            ));
-        }
-        obs.observe(Point::Query, layer, Fixed::I32(v.query));
-        obs.observe(Point::Key, layer, Fixed::I8(key));
 
-        let seen = layer_start..cache_row + kv_dim;
-        let keys = v.keys.get(seen.clone()).unwrap_or(&[]);
-        let values = v.values.get(seen).unwrap_or(&[]);
-        let scores = v.scores.get_mut(..=pos).unwrap_or(&mut []);
+        // Each token attends to the cache up to its own position (the block's later
+        // keys are already cached, and not seen).
         let score_rq: &[[i32; 2]] = file.tensor(K::ScoreRq, l);
         let ctx_rq: &[[i32; 2]] = file.tensor(K::CtxRq, l);
-        for head in 0..heads {
-            let cols = head * head_dim..(head + 1) * head_dim;
-            let query = v.query_narrow.get_mut(cols.clone()).unwrap_or(&mut []);
-            let e_q = narrow_row_i16(query, v.query.get(cols.clone()).unwrap_or(&[]));
-            let kv_head = head / group;
-            attend_i8_with(
-                kernel,
-                v.context.get_mut(cols.clone()).unwrap_or(&mut []),
-                query,
-                keys,
-                values,
-                kv_dim,
-                kv_head,
-                Requant::from_table(score_rq, kv_head).times_pow2(e_q),
-                ctx_rq.get(cols).unwrap_or(&[]),
-                scores,
-                |_| true,
-            );
+        for (t, e) in e.iter_mut().enumerate() {
+            let seen = layer_start..cache_row(t) + kv_dim;
+            let keys = v.keys.get(seen.clone()).unwrap_or(&[]);
+            let values = v.values.get(seen).unwrap_or(&[]);
+            let scores = v.scores.get_mut(..=pos + t).unwrap_or(&mut []);
+            let q_row = row(query, t, hidden);
+            let c_row = row(context, t, hidden);
+            for head in 0..heads {
+                let cols = head * head_dim..(head + 1) * head_dim;
+                let narrow = v.query_narrow.get_mut(cols.clone()).unwrap_or(&mut []);
+                let e_q = narrow_row_i16(narrow, q_row.get(cols.clone()).unwrap_or(&[]));
+                let kv_head = head / group;
+                attend_i8_with(
+                    kernel,
+                    c_row.get_mut(cols.clone()).unwrap_or(&mut []),
+                    narrow,
+                    keys,
+                    values,
+                    kv_dim,
+                    kv_head,
+                    Requant::from_table(score_rq, kv_head).times_pow2(e_q),
+                    ctx_rq.get(cols).unwrap_or(&[]),
+                    scores,
+                    |_| true,
+                );
+            }
+            obs.observe(Point::Context, layer, Fixed::I32(c_row));
+            *e = narrow_row_i16(row(xq, t, hidden), c_row);
         }
-        obs.observe(Point::Context, layer, Fixed::I32(v.context));
-        let e_ctx = narrow_row_i16(xq, v.context);
-        add_projection(x, xq, e_ctx, file, kernel, K::AttnOutW, K::AttnOutRq, l);
-        obs.observe(Point::AttnSum, layer, Fixed::I32(x));
+        add_projection(x, xq, e, file, kernel, K::AttnOutW, K::AttnOutRq, l);
+        for t in 0..n {
+            obs.observe(Point::AttnSum, layer, Fixed::I32(row(x, t, hidden)));
+        }
 
         // SwiGLU block.
-        rms_norm_i32(v.context, x, file.tensor(K::RmsFfn, l), eps);
-        let e = narrow_row_i16(xq, v.context);
-        to_wide(v.gate, xq, e, file, kernel, K::GateW, K::GateRq, l);
-        to_wide(v.up, xq, e, file, kernel, K::UpW, K::UpRq, l);
-        for (g, &u) in v.gate.iter_mut().zip(v.up.iter()) {
-            let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
-            *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
+        let rms_ffn = file.tensor(K::RmsFfn, l);
+        for (t, e) in e.iter_mut().enumerate() {
+            let normed = row(context, t, hidden);
+            rms_norm_i32(normed, row(x, t, hidden), rms_ffn, eps);
+            *e = narrow_row_i16(row(xq, t, hidden), normed);
         }
-        obs.observe(Point::Act, layer, Fixed::I32(v.gate));
-        let hq = v.input.get_mut(..ffn).unwrap_or(&mut []);
-        let e_h = narrow_row_i16(hq, v.gate);
-        add_projection(x, hq, e_h, file, kernel, K::DownW, K::DownRq, l);
-        obs.observe(Point::FfnSum, layer, Fixed::I32(x));
+        to_wide(gate, xq, e, file, kernel, K::GateW, K::GateRq, l);
+        to_wide(up, xq, e, file, kernel, K::UpW, K::UpRq, l);
+        let hq = v.input.get_mut(..n * ffn).unwrap_or(&mut []);
+        for (t, e) in e.iter_mut().enumerate() {
+            let gate = row(gate, t, ffn);
+            for (g, &u) in gate.iter_mut().zip(row(up, t, ffn).iter()) {
+                let silu = i64::from(activation_q10(*g, act_table, Tail::Linear));
+                *g = saturate_residual((silu * i64::from(u)) >> ACT_FRAC_BITS);
+            }
+            obs.observe(Point::Act, layer, Fixed::I32(gate));
+            *e = narrow_row_i16(row(hq, t, ffn), gate);
+        }
+        add_projection(x, hq, e, file, kernel, K::DownW, K::DownRq, l);
+        for t in 0..n {
+            obs.observe(Point::FfnSum, layer, Fixed::I32(row(x, t, hidden)));
+        }
     }
 
-    if logits {
+    // The logits of the block's last token.
+    if let (true, Some(last)) = (logits, n.checked_sub(1)) {
         let xq = v.input.get_mut(..hidden).unwrap_or(&mut []);
-        rms_norm_i32(v.context, x, file.tensor(K::RmsFinal, None), eps);
-        let e = narrow_row_i16(xq, v.context);
+        let normed = row(context, 0, hidden);
+        rms_norm_i32(
+            normed,
+            row(x, last, hidden),
+            file.tensor(K::RmsFinal, None),
+            eps,
+        );
+        let e = narrow_row_i16(xq, normed);
         let head = if dec.separate_output {
             K::OutputW
         } else {
@@ -207,55 +263,77 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     }
 }
 
-/// `out = sat_r(rq 2^e (W xq))` on a wide grid (`out.len()` rows of `W`), for an
-/// input row of scale `2^e`. (Flat arguments on purpose: passing the weights as a
-/// tuple costs 0.4% more instructions per token on the Cortex-M4.)
+/// `out[t] = sat_r(rq 2^e[t] (W xq[t]))` on a wide grid for each token row `t` of
+/// `xq` (scale `2^e[t]`; `out` rows are the rows of `W`). (Flat arguments on purpose:
+/// passing the weights as a tuple costs 0.4% more instructions per token on the
+/// Cortex-M4.)
 #[allow(clippy::too_many_arguments)]
 fn to_wide(
     out: &mut [i32],
     xq: &[i16],
-    e: i32,
+    e: &[i32],
     file: &ModelFile<'_>,
     kernel: Int8Kernel,
     w: K,
     rq: K,
     l: Option<u16>,
 ) {
-    project(out, xq, file, kernel, (w, rq, l), |_, rq, acc| {
+    project(out, xq, e, file, kernel, (w, rq, l), |_, rq, acc, e| {
         rq.add_scaled_residual(0, acc, e)
     });
 }
 
-/// `x += rq 2^e (W xq)`: a projection back into the residual stream.
+/// `x[t] += rq 2^e[t] (W xq[t])`: projections back into the residual stream.
 #[allow(clippy::too_many_arguments)]
 fn add_projection(
     x: &mut [i32],
     xq: &[i16],
-    e: i32,
+    e: &[i32],
     file: &ModelFile<'_>,
     kernel: Int8Kernel,
     w: K,
     rq: K,
     l: Option<u16>,
 ) {
-    project(x, xq, file, kernel, (w, rq, l), |old, rq, acc| {
+    project(x, xq, e, file, kernel, (w, rq, l), |old, rq, acc, e| {
         rq.add_scaled_residual(old, acc, e)
     });
 }
 
-/// `out[o] = combine(out[o], rq[o], (W xq)[o])` for the `out.len()` rows of `W`.
-fn project(
-    out: &mut [i32],
+/// `out[t][o] = combine(out[t][o], rq[o], (W xq[t])[o], e[t])` for the `e.len()` token
+/// rows of `xq` and the rows `o` of `W` (`out.len() / e.len()` of them).
+#[allow(clippy::too_many_arguments)]
+fn project<T: Copy>(
+    out: &mut [T],
     xq: &[i16],
+    e: &[i32],
     file: &ModelFile<'_>,
     kernel: Int8Kernel,
     (w, rq, l): (K, K, Option<u16>),
-    combine: impl Fn(i32, Requant, i32) -> i32,
+    combine: impl Fn(T, Requant, i32, i32) -> T,
 ) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
-    matvec_i16_with(kernel, out.len(), xq, file.tensor(w, l), |o, acc| {
-        if let Some(y) = out.get_mut(o) {
-            *y = combine(*y, Requant::from_table(rq, o), acc);
-        }
-    });
+    let w = file.tensor(w, l);
+    let n = e.len().max(1);
+    let (rows, cols) = (out.len() / n, xq.len() / n);
+    if n > 1 && kernel.has_i16_matmul() {
+        matmul_i16_with(kernel, rows, cols, xq, w, |t, o, acc| {
+            if let (Some(y), Some(&e)) = (out.get_mut(t * rows + o), e.get(t)) {
+                *y = combine(*y, Requant::from_table(rq, o), acc, e);
+            }
+        });
+        return;
+    }
+    // One token at a time (every decoding step; a block on a kernel without a
+    // multi-token path): one matrix-vector product per token, whose store needs no
+    // per-token indexing (4% of a step's instructions on the Cortex-M4).
+    for (t, &e) in e.iter().enumerate() {
+        let out = out.get_mut(t * rows..(t + 1) * rows).unwrap_or(&mut []);
+        let x = xq.get(t * cols..(t + 1) * cols).unwrap_or(&[]);
+        matvec_i16_with(kernel, rows, x, w, |o, acc| {
+            if let Some(y) = out.get_mut(o) {
+                *y = combine(*y, Requant::from_table(rq, o), acc, e);
+            }
+        });
+    }
 }

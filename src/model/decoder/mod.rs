@@ -20,7 +20,7 @@ mod plan;
 pub mod sample;
 
 pub use int8::KEY_WIDE_BITS;
-pub use plan::{DecoderPlan, DECODER_BUFFERS};
+pub use plan::{DecoderPlan, DECODER_BUFFERS, MAX_PREFILL_ROWS};
 
 use super::plan::ARENA_ALIGN;
 use super::{Error, FixedObserver, NoObserver, Observer};
@@ -96,6 +96,12 @@ impl<'a> Decoder<'a> {
     pub fn arena_bytes(&self, ctx: usize) -> Result<usize, Error> {
         Ok(self.plan(ctx)?.total_bytes())
     }
+
+    /// The arena layout for a context of `ctx` positions whose int8 prefill runs
+    /// blocks of `rows` tokens ([`DecoderPlan::with_rows`]).
+    pub fn plan_with_rows(&self, ctx: usize, rows: usize) -> Result<DecoderPlan, Error> {
+        DecoderPlan::with_rows(self.config(), ctx, rows)
+    }
 }
 
 /// Next-token logits, borrowed from the state's arena.
@@ -121,7 +127,18 @@ impl<'m, 'r> State<'m, 'r> {
     /// A state for a context of `ctx` positions in `arena`, which must be
     /// 4-byte aligned and at least [`Decoder::arena_bytes`]`(ctx)` long.
     pub fn new(model: &Decoder<'m>, arena: &'r mut [u8], ctx: usize) -> Result<Self, Error> {
-        let plan = model.plan(ctx)?;
+        Self::with_plan(model, arena, model.plan(ctx)?)
+    }
+
+    /// A state laid out by `plan` ([`Decoder::plan_with_rows`]: an int8 prefill of
+    /// several tokens per block reads each weight matrix once per block) in `arena`,
+    /// which must be 4-byte aligned and at least `plan.total_bytes()` long. The
+    /// results are those of [`State::new`], bit for bit.
+    pub fn with_plan(
+        model: &Decoder<'m>,
+        arena: &'r mut [u8],
+        plan: DecoderPlan,
+    ) -> Result<Self, Error> {
         let needed = plan.total_bytes();
         if arena.len() < needed {
             return Err(Error::ArenaTooSmall {
@@ -164,7 +181,7 @@ impl<'m, 'r> State<'m, 'r> {
     /// it. [`Error::ContextFull`] when the cache holds `capacity()` positions
     /// (nothing is changed then).
     pub fn step(&mut self, token: u32) -> Result<Logits<'_>, Error> {
-        self.run(token, true, &mut Any(&mut NoObserver, &mut NoObserver))?;
+        self.run(&[token], true, &mut Any(&mut NoObserver, &mut NoObserver))?;
         Ok(self.logits())
     }
 
@@ -172,12 +189,13 @@ impl<'m, 'r> State<'m, 'r> {
     /// calls only this links no floating-point code. [`Error::NotQuantized`] for a
     /// float model.
     pub fn step_fixed(&mut self, token: u32) -> Result<&[i32], Error> {
-        self.run(token, true, &mut Int8Only(&mut NoObserver))?;
+        self.run(&[token], true, &mut Int8Only(&mut NoObserver))?;
         Ok(self.logits_q16())
     }
 
     /// Runs every token of `prompt` (the logits of all but the last are not
-    /// computed) and returns the logits after the last. Nothing runs if the prompt is
+    /// computed) and returns the logits after the last. An int8 model runs the prompt
+    /// in blocks of the plan's `rows` tokens. Nothing runs if the prompt is
     /// empty ([`Error::EmptySequence`]), holds an id outside the vocabulary, or does
     /// not fit the remaining context.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<Logits<'_>, Error> {
@@ -198,7 +216,7 @@ impl<'m, 'r> State<'m, 'r> {
         token: u32,
         obs: &mut O,
     ) -> Result<Logits<'_>, Error> {
-        self.run(token, true, &mut FloatOnly(obs))?;
+        self.run(&[token], true, &mut FloatOnly(obs))?;
         Ok(self.logits())
     }
 
@@ -209,7 +227,7 @@ impl<'m, 'r> State<'m, 'r> {
         token: u32,
         obs: &mut O,
     ) -> Result<&[i32], Error> {
-        self.run(token, true, &mut Int8Only(obs))?;
+        self.run(&[token], true, &mut Int8Only(obs))?;
         Ok(self.logits_q16())
     }
 
@@ -221,8 +239,10 @@ impl<'m, 'r> State<'m, 'r> {
         for (index, &id) in prompt.iter().enumerate() {
             self.check_token(index, id)?;
         }
-        for (i, &id) in prompt.iter().enumerate() {
-            self.run(id, i + 1 == prompt.len(), stepper)?;
+        let blocks = prompt.chunks(self.plan.rows.max(1));
+        let last = blocks.len();
+        for (i, block) in blocks.enumerate() {
+            self.run(block, i + 1 == last, stepper)?;
         }
         Ok(())
     }
@@ -242,19 +262,28 @@ impl<'m, 'r> State<'m, 'r> {
         Ok(())
     }
 
-    fn run<S: Stepper>(&mut self, token: u32, logits: bool, stepper: &mut S) -> Result<(), Error> {
-        self.check_room(1)?;
-        self.check_token(0, token)?;
+    /// Runs `tokens` (at most the plan's `rows`; one for a float model) at the next
+    /// positions; the logits of the last if `logits`.
+    fn run<S: Stepper>(
+        &mut self,
+        tokens: &[u32],
+        logits: bool,
+        stepper: &mut S,
+    ) -> Result<(), Error> {
+        self.check_room(tokens.len())?;
+        for (index, &id) in tokens.iter().enumerate() {
+            self.check_token(index, id)?;
+        }
         let step = Step {
             file: &self.model.file,
             kernel: self.model.kernel(),
             plan: &self.plan,
-            token,
+            tokens,
             pos: self.pos,
             logits,
         };
         stepper.step(&step, &mut *self.arena)?;
-        self.pos += 1;
+        self.pos += tokens.len();
         Ok(())
     }
 
@@ -275,13 +304,15 @@ impl<'m, 'r> State<'m, 'r> {
     }
 }
 
-/// One step: which token goes where, and whether its logits are wanted.
+/// One step: which tokens go where, and whether the last one's logits are wanted.
 pub(crate) struct Step<'s, 'f> {
     pub file: &'s ModelFile<'f>,
     /// The int8 kernel (int8 models).
     pub kernel: Int8Kernel,
     pub plan: &'s DecoderPlan,
-    pub token: u32,
+    /// A block of tokens at positions `pos..`: at most `plan.rows` (int8 models), one
+    /// for a float model (its plan has one row).
+    pub tokens: &'s [u32],
     pub pos: usize,
     pub logits: bool,
 }

@@ -1,18 +1,24 @@
 //! The decoder's memory plan: the key/value cache for a context length fixed up front
-//! and one token's scratch, every buffer's offset in the caller's arena.
+//! and the scratch of a block of `rows` tokens, every buffer's offset in the caller's
+//! arena.
+//!
+//! `rows` is how many prompt tokens an int8 prefill runs together (each weight matrix
+//! is then read once per block instead of once per token); generating one token at a
+//! time needs `rows = 1`, the smallest arena and what [`DecoderPlan::new`] plans.
+//! Float models always plan one row (their prefill runs token by token).
 //!
 //! | buffer | elements | int8 mode | float modes |
 //! |---|---|---|---|
-//! | `residual` | `hidden` | i32 | f32 |
-//! | `query` | `hidden` | i32 (before narrowing) | f32 |
-//! | `key` | `kv_dim` | i32 (before the cache) | - |
-//! | `context` | `hidden` | i32 | f32 |
+//! | `residual` | `rows * hidden` | i32 | f32 |
+//! | `query` | `rows * hidden` | i32 (before narrowing) | f32 |
+//! | `key` | `rows * kv_dim` | i32 (before the cache) | - |
+//! | `context` | `rows * hidden` | i32 | f32 |
 //! | `out` | `hidden` | - | f32 (projection before the residual add) |
-//! | `gate` | `ffn` | i32 (Q10) | f32 |
-//! | `up` | `ffn` | i32 (Q10) | f32 |
+//! | `gate` | `rows * ffn` | i32 (Q10) | f32 |
+//! | `up` | `rows * ffn` | i32 (Q10) | f32 |
 //! | `scores` | `ctx` | i32 | f32 |
 //! | `logits` | `vocab` | i32 (Q16) | f32 |
-//! | `input` | `max(hidden, ffn)` | i16 (a matmul input row) | f32 (norm output) |
+//! | `input` | `rows * max(hidden, ffn)` | i16 (matmul input rows) | f32 (norm output) |
 //! | `query_narrow` | `hidden` | i16 (the query heads, narrowed) | - |
 //! | `keys` | `layers * ctx * kv_dim` | i8 | f32 |
 //! | `values` | `layers * ctx * kv_dim` | i8 | f32 |
@@ -28,6 +34,10 @@
 use crate::format::Config;
 use crate::model::plan::{Buffer, Phase};
 use crate::model::Error;
+
+/// The most tokens an int8 prefill block holds ([`DecoderPlan::with_rows`]); the step
+/// keeps one narrowing exponent per row on the stack.
+pub const MAX_PREFILL_ROWS: usize = 16;
 
 /// Number of buffers of a decoder plan.
 pub const DECODER_BUFFERS: usize = 13;
@@ -54,18 +64,29 @@ pub(crate) mod ix {
 pub struct DecoderPlan {
     /// Context length: positions the key/value cache holds.
     pub ctx: usize,
+    /// Tokens per prefill block (`1..=MAX_PREFILL_ROWS`; 1 for float models).
+    pub rows: usize,
     /// The buffers, in arena order (unused ones have length 0).
     pub buffers: [Buffer; DECODER_BUFFERS],
 }
 
-// Every size is at most `4 * (6 h + 2 f + c + v) + 8 * l * c * h + 4 * max(h, f)`
-// bytes, `c` the context; for the format's largest config that exceeds 32 bits, so the
-// plan computes in `u64` and refuses what does not fit `usize`.
+// Every size is at most `4 * (n (5 h + 2 f + max(h, f)) + h + c + v) + 8 * l * c * h`
+// bytes, `c` the context, `n <= 16` the rows; for the format's largest config that
+// exceeds 32 bits (never 64), so the plan computes in `u64` and refuses what does not
+// fit `usize`.
 
 impl DecoderPlan {
-    /// The plan for a context of `ctx` positions (`1..=max_seq`). A `const fn`, so
-    /// [`crate::arena_bytes`] sizes a `static` arena with it at compile time.
+    /// The plan for a context of `ctx` positions (`1..=max_seq`), one token at a
+    /// time. A `const fn`, so [`crate::arena_bytes`] sizes a `static` arena with it at
+    /// compile time.
     pub const fn new(config: &Config, ctx: usize) -> Result<Self, Error> {
+        Self::with_rows(config, ctx, 1)
+    }
+
+    /// The plan for a context of `ctx` positions (`1..=max_seq`) whose int8 prefill
+    /// runs blocks of `rows` tokens: taken as at least 1 and at most
+    /// [`MAX_PREFILL_ROWS`] and `ctx`; 1 for a float model.
+    pub const fn with_rows(config: &Config, ctx: usize, rows: usize) -> Result<Self, Error> {
         let max = config.max_seq as usize;
         if ctx == 0 {
             return Err(Error::EmptySequence);
@@ -74,6 +95,19 @@ impl DecoderPlan {
             return Err(Error::SequenceTooLong { max, got: ctx });
         }
         let int8 = config.is_int8();
+        let cap = if ctx < MAX_PREFILL_ROWS {
+            ctx
+        } else {
+            MAX_PREFILL_ROWS
+        };
+        let rows = if !int8 || rows == 0 {
+            1
+        } else if rows > cap {
+            cap
+        } else {
+            rows
+        };
+        let n = rows as u64;
         let (h, f) = (config.hidden as u64, config.ffn as u64);
         let (v, l) = (config.vocab_size as u64, config.layers as u64);
         let kv = config.kv_dim() as u64;
@@ -82,16 +116,16 @@ impl DecoderPlan {
         let (int8_kv, int8_h, float_h) = if int8 { (kv, h, 0) } else { (0, 0, h) };
         let input = if h > f { h } else { f };
         let specs: [(&'static str, u64, u64); DECODER_BUFFERS] = [
-            ("residual", h, 4),
-            ("query", h, 4),
-            ("key", int8_kv, 4),
-            ("context", h, 4),
+            ("residual", n * h, 4),
+            ("query", n * h, 4),
+            ("key", n * int8_kv, 4),
+            ("context", n * h, 4),
             ("out", float_h, 4),
-            ("gate", f, 4),
-            ("up", f, 4),
+            ("gate", n * f, 4),
+            ("up", n * f, 4),
             ("scores", c, 4),
             ("logits", v, 4),
-            ("input", input, act),
+            ("input", n * input, act),
             ("query_narrow", int8_h, 2),
             ("keys", l * c * kv, cache),
             ("values", l * c * kv, cache),
@@ -124,7 +158,7 @@ impl DecoderPlan {
             at += bytes;
             i += 1;
         }
-        Ok(Self { ctx, buffers })
+        Ok(Self { ctx, rows, buffers })
     }
 
     /// Total arena bytes.
