@@ -544,7 +544,7 @@ fn hf_llama_refuses_bad_tokenizers() {
                 v["pre_tokenizer"] = json!({"type": "ByteLevel", "add_prefix_space": false,
                     "trim_offsets": true, "use_regex": true});
             },
-            "byte-level BPE (GPT-2 style, a `ByteLevel` pre_tokenizer) is not supported yet",
+            "`model.byte_fallback` is true in a byte-level (`ByteLevel`) BPE",
         ),
         (
             "no byte fallback",
