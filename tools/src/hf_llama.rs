@@ -68,9 +68,9 @@
 //! BOS, added tokens with `lstrip`/`rstrip`/`single_word`) is refused by name. BOS/EOS
 //! are `config.json`'s `bos_token_id`/`eos_token_id`; no BOS is added.
 //!
-//! Otherwise [`tokenizer_section`] reads a Llama-2-style `tokenizer.json` (byte-fallback BPE over
-//! text whose spaces are `▁`, U+2581, with a dummy-prefix `▁`) into the SentencePiece
-//! section the runtime's llama2.c-style encoder reads
+//! Otherwise [`tokenizer_section`] reads a Llama-2-style `tokenizer.json` (byte-fallback
+//! BPE over text whose spaces are `▁`, U+2581, with a dummy-prefix `▁`) into the
+//! SentencePiece section the runtime's llama2.c-style encoder reads
 //! (`tinyformer::tokenizer::sentencepiece`). That encoder merges, at each step, the
 //! adjacent pair whose concatenation is the piece of the highest score, leftmost on
 //! ties, and only pieces scoring above llama2.c's `-1e10`; Hugging Face merges the
