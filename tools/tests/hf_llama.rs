@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{json_lines, run, stderr};
+use common::{json_lines, run, stderr, JsonCase};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
@@ -370,9 +370,6 @@ fn hf_llama_reads_f16_and_bf16() {
         }
     }
 }
-
-/// A damaged-JSON case: what, the edit, a part of the expected error.
-type JsonCase = (&'static str, fn(&mut Value), &'static str);
 
 #[test]
 fn hf_llama_refuses_bad_configs() {
