@@ -5,9 +5,13 @@
 # need it (`#[ignore]`d in a plain `cargo test`, so a fresh clone's tests need no
 # download): tools/tests/smollm2.rs converts it to f32 and compares token ids,
 # last-position logits and 32-token greedy continuations with the goldens of
-# tools/reference/smollm2_goldens.py (tests/fixtures/smollm2/).
+# tools/reference/smollm2_goldens.py (tests/fixtures/smollm2/), and checks that the
+# same model written as a Hugging Face directory by tools/reference/gguf_to_hf_llama.py
+# (python3 with the packages installed below) converts to the same file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check \
+  gguf==0.19.0 numpy==2.4.6 safetensors==0.8.0 tokenizers==0.23.3
 gguf=$(python3 tools/reference/fetch_smollm2.py)
 TINYFORMER_SMOLLM2="$gguf" cargo test --release -p tinyformer-cli --test smollm2 -- \
   --ignored --nocapture 2>&1 | grep -v "^$"

@@ -21,7 +21,7 @@ float32 implementation of the same weights should reach.
 
 Tokenization: the GGUF holds SmolLM2's GPT-2-style byte-level BPE vocabulary
 (`tokenizer.ggml.model = gpt2`, `tokenizer.ggml.pre = smollm`, `tokens`, `merges`,
-`token_type`). `build_tokenizer` rebuilds it as a Hugging Face `tokenizers`
+`token_type`). `gguf_bytebpe.build_tokenizer` rebuilds it as a Hugging Face `tokenizers`
 tokenizer: BPE over the tokens and merges, no normalizer, pre-tokenizer
 `Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False,
 use_regex=True)])` (every digit is its own pre-token, then GPT-2's regex), the 17
@@ -56,10 +56,10 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_smollm2 import sha256  # noqa: E402
+from gguf_bytebpe import build_tokenizer  # noqa: E402
 from llama_numpy import LlamaGGUF  # noqa: E402
 
 STEPS = 32
@@ -88,30 +88,6 @@ PROMPTS = [
 ]
 
 FULL_LOGITS = ["story", "code", "chat-water"]
-
-
-def build_tokenizer(reader):
-    """Hugging Face `tokenizers` tokenizer from a GGUF's GPT-2-style vocabulary."""
-    field = lambda key: reader.fields[key].contents()  # noqa: E731
-    assert field("tokenizer.ggml.model") == "gpt2"
-    tokens = field("tokenizer.ggml.tokens")
-    types = field("tokenizer.ggml.token_type")
-    merges = [tuple(m.split(" ")) for m in field("tokenizer.ggml.merges")]
-    vocab = {piece: i for i, piece in enumerate(tokens)}
-    assert len(vocab) == len(tokens), "duplicate pieces"
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    specials = [tokens[i] for i, t in enumerate(types) if t == gguf.TokenType.CONTROL]
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
-    for s in specials:
-        assert tok.token_to_id(s) == vocab[s]
-    return tok, specials
 
 
 def g9(x):
@@ -222,7 +198,7 @@ def main():
         },
         "hparams": hparams,
         "tokenizer": {
-            "builder": "tools/reference/smollm2_goldens.py build_tokenizer (Hugging Face tokenizers)",
+            "builder": "tools/reference/gguf_bytebpe.py build_tokenizer (Hugging Face tokenizers)",
             "model": "gpt2 byte-level BPE",
             "pre": pre,
             "pre_tokenizer": "Sequence([Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)])",

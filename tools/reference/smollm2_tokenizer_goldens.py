@@ -4,7 +4,7 @@ For each line of `tests/fixtures/bytebpe/goldens.jsonl` (English, code, whitespa
 runs, emoji, Chinese, accented Latin, digits, very long words, contractions, special
 tokens: see `bytebpe_goldens.py`), the ids that Hugging Face `tokenizers` gives with
 SmolLM2-135M-Instruct's vocabulary, merges and pre-tokenizer (the tokenizer
-`smollm2_goldens.build_tokenizer` rebuilds from the GGUF; special tokens matched,
+`gguf_bytebpe.build_tokenizer` rebuilds from the GGUF; special tokens matched,
 no BOS added), one line of space-separated ids per string, in the same order, to
 `tests/fixtures/smollm2/tokenizer-goldens.txt`. `tools/tests/smollm2.rs` checks the
 runtime's tokenizer, built by the converter from the same GGUF, against every line.
@@ -21,7 +21,7 @@ from pathlib import Path
 import gguf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smollm2_goldens import build_tokenizer  # noqa: E402
+from gguf_bytebpe import build_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 STRINGS = ROOT / "tests/fixtures/bytebpe/goldens.jsonl"

@@ -1,6 +1,7 @@
 //! Reading a Hugging Face `LlamaForCausalLM` directory (`config.json`,
 //! `model.safetensors`, `tokenizer.json`) as a decoder source ([`LlamaSource`]) and a
-//! SentencePiece tokenizer section.
+//! tokenizer section: SentencePiece for a Llama-2-style `tokenizer.json`, byte-level BPE
+//! for a GPT-2-style one (GPT-2, SmolLM2).
 //!
 //! # Weights
 //!
@@ -53,9 +54,23 @@
 //!
 //! # Tokenizer
 //!
-//! [`tokenizer_section`] reads a Llama-2-style `tokenizer.json` (byte-fallback BPE over
-//! text whose spaces are `▁`, U+2581, with a dummy-prefix `▁`) into the SentencePiece
-//! section the runtime's llama2.c-style encoder reads
+//! A `tokenizer.json` with a `ByteLevel` pre-tokenizer, decoder or post-processor is a
+//! GPT-2-style byte-level BPE (SmolLM2's, GPT-2's): [`tokenizer_section`] writes it as
+//! the byte-level BPE section (`tinyformer::tokenizer::bytebpe`) with the same
+//! `bytebpe::encode_section` the GGUF reader uses for a `gpt2` vocabulary, so the same
+//! vocabulary from either file gives the same section byte for byte. Token strings are
+//! in GPT-2's byte-to-unicode alphabet; merges are `"left right"` strings or
+//! `["left", "right"]` pairs, by rank; every `added_tokens` entry is matched verbatim
+//! in the text, as `tokenizers` matches it. The split before BPE must be one the
+//! runtime has: GPT-2's `ByteLevel(add_prefix_space=false, use_regex=true)`, or
+//! SmolLM2's `Sequence([Digits(individual_digits=true), ByteLevel(...)])`; anything
+//! else (a `Split` regex as Llama 3's or Qwen's, a normalizer, a post-processor adding
+//! BOS, added tokens with `lstrip`/`rstrip`/`single_word`) is refused by name. BOS/EOS
+//! are `config.json`'s `bos_token_id`/`eos_token_id`; no BOS is added.
+//!
+//! Otherwise [`tokenizer_section`] reads a Llama-2-style `tokenizer.json` (byte-fallback
+//! BPE over text whose spaces are `▁`, U+2581, with a dummy-prefix `▁`) into the
+//! SentencePiece section the runtime's llama2.c-style encoder reads
 //! (`tinyformer::tokenizer::sentencepiece`). That encoder merges, at each step, the
 //! adjacent pair whose concatenation is the piece of the highest score, leftmost on
 //! ties, and only pieces scoring above llama2.c's `-1e10`; Hugging Face merges the
@@ -91,6 +106,7 @@ use tinyformer::format::limits::{
     MAX_FFN, MAX_HEAD_DIM, MAX_HIDDEN, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
 };
 use tinyformer::format::TensorKind as K;
+use tinyformer::tokenizer::bytebpe::{encode_section as bpe_section, ByteBpeConfig, PreTokenizer};
 use tinyformer::tokenizer::sentencepiece::{encode_section, SentencePieceConfig};
 
 /// The per-layer tensors: the runtime's kind and the name after `model.layers.N.`.
@@ -484,16 +500,18 @@ impl LlamaSource for HfLlama {
     }
 }
 
-/// The SentencePiece section for `dir/tokenizer.json` (a Llama-2-style byte-fallback
-/// BPE, see the module docs), with `<unk>` from the model's `unk_token` and BOS/EOS from
-/// `dir/config.json`. The vocabulary (`model.vocab` plus `added_tokens`) must hold ids
-/// `0..vocab_size` exactly, `vocab_size` from the config.
+/// The tokenizer section for `dir/tokenizer.json`: byte-level BPE for a GPT-2-style
+/// file (a `ByteLevel` component; see the module docs), else SentencePiece for a
+/// Llama-2-style byte-fallback BPE, with `<unk>` from the model's `unk_token`. BOS/EOS
+/// come from `dir/config.json`. The vocabulary (`model.vocab` plus `added_tokens`) must
+/// hold ids `0..vocab_size` exactly, `vocab_size` from the config.
 ///
-/// Refused with an error naming the file: a byte-level (GPT-2 style `ByteLevel`) BPE,
-/// a model other than BPE, no `byte_fallback`, merges the runtime's encoder cannot
-/// reproduce (see the module docs), normalizers or pre-tokenizers other than Llama 2's
-/// (`Prepend("▁")` + `Replace(" ", "▁")`, or `Metaspace` with `▁` and a prepended
-/// `▁`), and pieces containing a plain space.
+/// Refused with an error naming the file: a model other than BPE, dropout,
+/// `ignore_merges`, subword prefixes or suffixes; for byte-level BPE, byte fallback and
+/// the components the module docs list; for SentencePiece, no `byte_fallback`, merges
+/// the runtime's encoder cannot reproduce (see the module docs), normalizers or
+/// pre-tokenizers other than Llama 2's (`Prepend("▁")` + `Replace(" ", "▁")`, or
+/// `Metaspace` with `▁` and a prepended `▁`), and pieces containing a plain space.
 pub fn tokenizer_section(dir: &Path) -> Result<Vec<u8>> {
     let params = read_config(dir)?;
     let path = dir.join("tokenizer.json");
@@ -580,16 +598,28 @@ fn check_metaspace(json: &Value) -> Result<bool> {
     }
 }
 
-/// One merge: `"left right"` (older files) or `["left", "right"]`.
-fn merge_pair(v: &Value) -> Option<(&str, &str)> {
-    match v {
-        Value::String(s) => s.split_once(' '),
-        Value::Array(items) => match &items[..] {
-            [Value::String(a), Value::String(b)] => Some((a.as_str(), b.as_str())),
-            _ => None,
-        },
-        _ => None,
-    }
+/// `model.merges` in rank order, each `"left right"` (older files) or
+/// `["left", "right"]` (`tokenizers` >= 0.20).
+fn merge_list(model: &Value) -> Result<Vec<(&str, &str)>> {
+    let merges = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("`model.merges` is not a list"))?;
+    merges
+        .iter()
+        .enumerate()
+        .map(|(rank, merge)| {
+            let pair = match merge {
+                Value::String(s) => s.split_once(' '),
+                Value::Array(items) => match &items[..] {
+                    [Value::String(a), Value::String(b)] => Some((a.as_str(), b.as_str())),
+                    _ => None,
+                },
+                _ => None,
+            };
+            pair.ok_or_else(|| anyhow!("merge {rank} is not a pair: {merge}"))
+        })
+        .collect()
 }
 
 /// Puts `piece` at `id` of `pieces`; the id must be in range and not another piece's.
@@ -613,16 +643,9 @@ fn place<'j>(
     Ok(())
 }
 
-fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
-    let null = Value::Null;
-    for key in ["pre_tokenizer", "decoder", "post_processor"] {
-        if contains_type(json.get(key).unwrap_or(&null), "ByteLevel") {
-            bail!(
-                "byte-level BPE (GPT-2 style, a `ByteLevel` {key}) is not supported yet: only \
-                 Llama-2-style byte-fallback BPE"
-            );
-        }
-    }
+/// `json`'s `model`, checked to be a plain BPE: no dropout, no `ignore_merges`, no
+/// subword prefix or suffix; byte fallback on for Llama 2's form, off for byte-level.
+fn bpe_model(json: &Value, byte_level: bool) -> Result<&Value> {
     let model = json
         .get("model")
         .ok_or_else(|| anyhow!("no `model` object"))?;
@@ -630,8 +653,16 @@ fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
     if model_type != Some("BPE") {
         bail!("`model.type` is {model_type:?}: only BPE is supported");
     }
-    if model.get("byte_fallback").and_then(Value::as_bool) != Some(true) {
-        bail!("`model.byte_fallback` is not true: the runtime's encoder needs byte fallback");
+    let byte_fallback = model.get("byte_fallback").and_then(Value::as_bool) == Some(true);
+    match (byte_level, byte_fallback) {
+        (false, false) => {
+            bail!("`model.byte_fallback` is not true: the runtime's encoder needs byte fallback")
+        }
+        (true, true) => bail!(
+            "`model.byte_fallback` is true in a byte-level (`ByteLevel`) BPE: not supported \
+             (every byte is a token already)"
+        ),
+        _ => {}
     }
     for (key, unset) in [
         ("dropout", Value::Null),
@@ -642,23 +673,25 @@ fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
         let value = model.get(key).unwrap_or(&unset);
         let empty = value.as_str() == Some("");
         if *value != unset && !empty {
-            bail!("`model.{key}` is {value}: not supported (Llama 2 has {unset})");
+            bail!("`model.{key}` is {value}: not supported (only {unset})");
         }
     }
-    let splits_words = check_metaspace(json)?;
+    Ok(model)
+}
 
-    // Pieces by id: the BPE vocabulary, then added tokens (which may extend it).
+/// Token strings by id: `model.vocab`, then `added_tokens` (which may extend it); ids
+/// must be exactly `0..vocab_size`.
+fn pieces_by_id<'j>(json: &'j Value, model: &'j Value, vocab_size: u32) -> Result<Vec<&'j str>> {
     let vocab = model
         .get("vocab")
         .and_then(Value::as_object)
         .ok_or_else(|| anyhow!("`model.vocab` is not an object"))?;
-    let size = params.vocab as usize;
+    let size = vocab_size as usize;
     let mut pieces: Vec<Option<&str>> = vec![None; size];
     for (piece, id) in vocab {
         place(&mut pieces, piece, id.as_u64(), "vocabulary piece")?;
     }
-    let added = json.get("added_tokens").and_then(Value::as_array);
-    for token in added.into_iter().flatten() {
+    for token in added_tokens(json) {
         let content = token.get("content").and_then(Value::as_str).unwrap_or("");
         place(
             &mut pieces,
@@ -667,11 +700,125 @@ fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
             "added token",
         )?;
     }
-    let pieces: Vec<&str> = pieces
+    pieces
         .iter()
         .enumerate()
         .map(|(id, p)| p.ok_or_else(|| anyhow!("no token has id {id} (vocab_size {size})")))
+        .collect()
+}
+
+/// The entries of `added_tokens` (none when absent).
+fn added_tokens(json: &Value) -> impl Iterator<Item = &Value> {
+    json.get("added_tokens")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// The byte-level pre-tokenizer `pre` (the `pre_tokenizer` of `tokenizer.json`) is, if
+/// the runtime has it: GPT-2's `ByteLevel(add_prefix_space=false, use_regex=true)`, or
+/// SmolLM2's `Sequence([Digits(individual_digits=true), ByteLevel(...)])`.
+fn byte_level_pre_tokenizer(pre: &Value) -> Result<PreTokenizer> {
+    let is_gpt2_byte_level = |v: &Value| {
+        type_of(v) == Some("ByteLevel")
+            && v.get("add_prefix_space").and_then(Value::as_bool) == Some(false)
+            // Absent in files written before `tokenizers` 0.10: the regex was always on.
+            && v.get("use_regex").and_then(Value::as_bool) != Some(false)
+    };
+    let parts = components(pre, "pretokenizers");
+    match parts[..] {
+        [byte_level] if is_gpt2_byte_level(byte_level) => Ok(PreTokenizer::Gpt2),
+        [digits, byte_level]
+            if type_of(digits) == Some("Digits")
+                && digits.get("individual_digits").and_then(Value::as_bool) == Some(true)
+                && is_gpt2_byte_level(byte_level) =>
+        {
+            Ok(PreTokenizer::SmolLm2)
+        }
+        _ => bail!(
+            "pre-tokenizer {pre}: not a byte-level split the runtime has (GPT-2's \
+             `ByteLevel` with add_prefix_space false and use_regex true, or SmolLM2's \
+             `Sequence` of `Digits` with individual_digits true and that `ByteLevel`)"
+        ),
+    }
+}
+
+/// The byte-level BPE section (`tinyformer::tokenizer::bytebpe`, GPT-2 and SmolLM2
+/// style) of a `tokenizer.json` whose `model` [`bpe_model`] checked: token strings in
+/// GPT-2's byte-to-unicode alphabet, merges by rank, every entry of `added_tokens`
+/// matched verbatim in the text (as `tokenizers` does), BOS/EOS from `config.json`, no
+/// BOS added. The GGUF reader builds the same section from the same vocabulary
+/// (`gguf_llama::tokenizer_section`): both go through `bytebpe::encode_section`.
+///
+/// Refused: a normalizer, a pre-tokenizer [`byte_level_pre_tokenizer`] does not know, a
+/// decoder other than `ByteLevel`, a post-processor other than `ByteLevel` (one that
+/// adds tokens), added tokens that strip spaces or match whole words only.
+fn byte_level_section(json: &Value, model: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
+    let null = Value::Null;
+    let normalizer = json.get("normalizer").unwrap_or(&null);
+    if !normalizer.is_null() {
+        bail!("normalizer {normalizer}: a byte-level BPE with a normalizer is not supported");
+    }
+    let pre_tokenizer = byte_level_pre_tokenizer(json.get("pre_tokenizer").unwrap_or(&null))?;
+    let decoder = json.get("decoder").unwrap_or(&null);
+    if type_of(decoder) != Some("ByteLevel") {
+        bail!("decoder {decoder}: a byte-level BPE needs the `ByteLevel` decoder");
+    }
+    let post = json.get("post_processor").unwrap_or(&null);
+    if !(post.is_null() || type_of(post) == Some("ByteLevel")) {
+        bail!(
+            "post_processor {post}: not supported (only null or `ByteLevel`, which add no \
+             tokens)"
+        );
+    }
+    let pieces = pieces_by_id(json, model, params.vocab)?;
+    let mut added = Vec::new();
+    for token in added_tokens(json) {
+        let content = token.get("content").and_then(Value::as_str).unwrap_or("");
+        for flag in ["single_word", "lstrip", "rstrip"] {
+            if token.get(flag).and_then(Value::as_bool) == Some(true) {
+                bail!("added token {content:?} has `{flag}` set: not supported");
+            }
+        }
+        // `pieces_by_id` placed it, so the id is below vocab_size, a u32.
+        added.push(token.get("id").and_then(Value::as_u64).unwrap_or(0) as u32);
+    }
+    let merges: Vec<String> = merge_list(model)?
+        .iter()
+        .enumerate()
+        .map(
+            |(rank, (left, right))| match left.contains(' ') || right.contains(' ') {
+                // Spaces are `Ġ` in the alphabet; a literal one could not be told apart.
+                true => Err(anyhow!(
+                    "merge {rank} ({left:?} {right:?}) has a space in a piece"
+                )),
+                false => Ok(format!("{left} {right}")),
+            },
+        )
         .collect::<Result<_>>()?;
+    let merges: Vec<&str> = merges.iter().map(String::as_str).collect();
+    let config = ByteBpeConfig {
+        pre_tokenizer,
+        bos_id: Some(params.bos),
+        eos_id: Some(params.eos),
+        add_bos: false,
+    };
+    bpe_section(&pieces, &merges, &added, &config).map_err(|e| anyhow!("tokenizer section: {e}"))
+}
+
+fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
+    let null = Value::Null;
+    let byte_level = ["pre_tokenizer", "decoder", "post_processor"]
+        .iter()
+        .any(|key| contains_type(json.get(*key).unwrap_or(&null), "ByteLevel"));
+    let model = bpe_model(json, byte_level)?;
+    if byte_level {
+        return byte_level_section(json, model, params);
+    }
+    let splits_words = check_metaspace(json)?;
+
+    let pieces = pieces_by_id(json, model, params.vocab)?;
+    let size = pieces.len();
     let ids: HashMap<&str, u32> = pieces
         .iter()
         .enumerate()
@@ -679,17 +826,12 @@ fn build_section(json: &Value, params: &LlamaParams) -> Result<Vec<u8>> {
         .collect();
 
     // Scores: see the module docs.
-    let merges = model
-        .get("merges")
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("`model.merges` is not a list"))?;
+    let merges = merge_list(model)?;
     let mut scores = vec![NOT_MERGED; size];
     let mut listed: HashSet<(&str, &str)> = HashSet::with_capacity(merges.len());
     let mut made = 0u32;
     let mut previous: Option<u32> = None;
-    for (rank, merge) in merges.iter().enumerate() {
-        let (left, right) =
-            merge_pair(merge).ok_or_else(|| anyhow!("merge {rank} is not a pair: {merge}"))?;
+    for (rank, &(left, right)) in merges.iter().enumerate() {
         let joined = format!("{left}{right}");
         let made_id = *ids.get(joined.as_str()).ok_or_else(|| {
             anyhow!("merge {rank} ({left:?} {right:?}) makes {joined:?}, not in the vocabulary")

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{json_lines, run, stderr};
+use common::{json_lines, run, stderr, JsonCase};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
@@ -371,9 +371,6 @@ fn hf_llama_reads_f16_and_bf16() {
     }
 }
 
-/// A damaged-JSON case: what, the edit, a part of the expected error.
-type JsonCase = (&'static str, fn(&mut Value), &'static str);
-
 #[test]
 fn hf_llama_refuses_bad_configs() {
     let cases: [JsonCase; 8] = [
@@ -544,7 +541,7 @@ fn hf_llama_refuses_bad_tokenizers() {
                 v["pre_tokenizer"] = json!({"type": "ByteLevel", "add_prefix_space": false,
                     "trim_offsets": true, "use_regex": true});
             },
-            "byte-level BPE (GPT-2 style, a `ByteLevel` pre_tokenizer) is not supported yet",
+            "`model.byte_fallback` is true in a byte-level (`ByteLevel`) BPE",
         ),
         (
             "no byte fallback",

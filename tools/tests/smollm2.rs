@@ -22,6 +22,7 @@ use tinyformer_cli::decoder::convert_float;
 use tinyformer_cli::generate::{encode, tokenizer, DecoderRunner};
 use tinyformer_cli::gguf::GgufFile;
 use tinyformer_cli::gguf_llama::{tokenizer_section, GgufLlama};
+use tinyformer_cli::hf_llama::{self, HfLlama};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -32,11 +33,15 @@ fn goldens() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+fn gguf_path() -> PathBuf {
+    std::env::var("TINYFORMER_SMOLLM2")
+        .expect("TINYFORMER_SMOLLM2=path of SmolLM2-135M-Instruct.Q4_1.gguf")
+        .into()
+}
+
 /// The f32 conversion of the fetched GGUF, with a 256-position context.
 fn converted() -> AlignedBuf {
-    let path = std::env::var("TINYFORMER_SMOLLM2")
-        .expect("TINYFORMER_SMOLLM2=path of SmolLM2-135M-Instruct.Q4_1.gguf");
-    let file = GgufFile::open(Path::new(&path)).unwrap();
+    let file = GgufFile::open(&gguf_path()).unwrap();
     let gguf = file.parse().unwrap();
     let src = GgufLlama::from_gguf(&gguf).unwrap();
     let section = tokenizer_section(&gguf).unwrap();
@@ -148,4 +153,56 @@ fn smollm2_tokenizer_matches_hugging_face_on_6000_strings() {
         assert_eq!(got.join(" "), want[n], "string {n}: {text:?}");
     }
     eprintln!("{} strings, ids equal", texts.len());
+}
+
+/// The GGUF written as a Hugging Face `LlamaForCausalLM` directory by
+/// `tools/reference/gguf_to_hf_llama.py` (weights dequantized to f32, q/k rows back in
+/// the half-split order, `tokenizer.json` rebuilt with Hugging Face `tokenizers`) gives
+/// the GGUF's conversion byte for byte: the same tokenizer section, so the same ids,
+/// and the same weights, so the same logits, which are compared on the golden prompts
+/// all the same. Runs `python3` (or `$TINYFORMER_PYTHON`) with `gguf numpy safetensors
+/// tokenizers`; the directory (540 MB) goes to a temporary directory.
+#[test]
+#[ignore = "needs the SmolLM2 GGUF and python3: tools/smollm2-check.sh"]
+fn smollm2_from_a_hugging_face_directory_is_the_same_model() {
+    let python = std::env::var("TINYFORMER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hf");
+    let script = repo("tools/reference/gguf_to_hf_llama.py");
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(gguf_path())
+        .arg(&dir)
+        .status()
+        .unwrap_or_else(|e| panic!("{python} {}: {e}", script.display()));
+    assert!(status.success(), "{python} {}: {status}", script.display());
+
+    let section = hf_llama::tokenizer_section(&dir).unwrap();
+    let from_hf = {
+        let src = HfLlama::from_dir(&dir).unwrap();
+        AlignedBuf::from_bytes(&convert_float(&src, &section, false, Some(256)).unwrap())
+    };
+    drop(tmp);
+    let from_gguf = converted();
+    let (hf, gguf) = (from_hf.as_bytes(), from_gguf.as_bytes());
+    let hf_model = Decoder::from_bytes(hf).unwrap();
+    let gguf_model = Decoder::from_bytes(gguf).unwrap();
+    let mut hf_runner = DecoderRunner::new(hf_model, None).unwrap();
+    let mut gguf_runner = DecoderRunner::new(gguf_model, None).unwrap();
+    for case in goldens()["cases"].as_array().unwrap() {
+        let (name, text) = (
+            case["name"].as_str().unwrap(),
+            case["text"].as_str().unwrap(),
+        );
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(encode(&hf_model, text, true).unwrap(), ids, "{name}: ids");
+        let hf_logits = f32_logits(hf_runner.state().unwrap().prefill(&ids).unwrap());
+        let gguf_logits = f32_logits(gguf_runner.state().unwrap().prefill(&ids).unwrap());
+        assert!(hf_logits == gguf_logits, "{name}: logits differ");
+    }
+    assert!(hf == gguf, "the two conversions differ");
+    eprintln!(
+        "HF directory and GGUF: the same f32 model ({} bytes), the same logits",
+        hf.len()
+    );
 }

@@ -8,6 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A damaged-JSON case: what, the edit, a part of the expected error.
+pub type JsonCase = (&'static str, fn(&mut Value), &'static str);
+
 /// The `tinyformer` binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tinyformer"))
