@@ -15,7 +15,8 @@ builds llama.cpp from its source distribution: `pip install llama-cpp-python==0.
                `tinyformer bench --rounds 1 --json` (one thread)
 
 Both evaluate a PROMPT-token prompt in one call (llama.cpp: one batch, `Llama.eval`;
-tinyformer: `State::prefill`) and then DECODE tokens one at a time against the KV
+tinyformer: `State::prefill`, which runs an int8 prompt in blocks of 16 tokens, each
+weight matrix read once per block) and then DECODE tokens one at a time against the KV
 cache, at a 512-position context. llama.cpp's decode feeds fixed token ids and samples
 nothing; tinyformer's takes the argmax of every step's logits (a greedy decode).
 
