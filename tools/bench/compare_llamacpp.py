@@ -55,23 +55,29 @@ def run(cmd):
     return r.stdout
 
 
-def prepare(cache: Path):
-    """The Q4_1 GGUF, its Q8_0 re-quantization and the tinyformer int8 file."""
+def llamacpp_quantize(src: Path, dst: Path, ftype: str) -> Path:
+    """`src` re-quantized by llama.cpp itself to `ftype` ("Q8_0", "F16": the
+    `LLAMA_FTYPE_MOSTLY_*` names) at `dst`, unless `dst` exists."""
     import llama_cpp
 
-    gguf = Path(run([sys.executable, ROOT / "tools/reference/fetch_smollm2.py"]).strip())
-    q8 = cache / "SmolLM2-135M-Instruct.Q8_0.gguf"
-    if not q8.exists():
-        log(f"llama.cpp: {gguf.name} -> Q8_0")
+    if not dst.exists():
+        log(f"llama.cpp: {src.name} -> {ftype}")
         params = llama_cpp.llama_model_quantize_default_params()
         params.nthread = 1
-        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
         params.allow_requantize = True
         rc = llama_cpp.llama_model_quantize(
-            str(gguf).encode(), str(q8).encode(), ctypes.byref(params)
+            str(src).encode(), str(dst).encode(), ctypes.byref(params)
         )
         if rc != 0:
             sys.exit(f"llama_model_quantize failed ({rc})")
+    return dst
+
+
+def prepare(cache: Path):
+    """The Q4_1 GGUF, its Q8_0 re-quantization and the tinyformer int8 file."""
+    gguf = Path(run([sys.executable, ROOT / "tools/reference/fetch_smollm2.py"]).strip())
+    q8 = llamacpp_quantize(gguf, cache / "SmolLM2-135M-Instruct.Q8_0.gguf", "Q8_0")
     run(["cargo", "build", "--release", "--quiet", "-p", "tinyformer-cli"])
     tf = ROOT / "target/release/tinyformer"
     int8 = cache / "smollm2-int8.tfm"

@@ -296,13 +296,38 @@ pub struct Scored {
     pub agree: usize,
     /// With a comparison model: sum over positions of `KL(P_compare || P_model)`.
     pub kl: f64,
+    /// With a comparison model: positions where its top logit leads its runner-up by
+    /// at least the margin (the reference is confident).
+    pub confident: usize,
+    /// Of those, positions where both predict the same top token.
+    pub agree_confident: usize,
+    /// With a comparison model: its natural-log loss summed over the same tokens.
+    pub compare_nll: f64,
 }
 
-/// Scores `ids` with `runner`'s model, and alongside with `compare` if given.
+/// How far the largest logit leads the second largest (0 on a tie; `logits` holds at
+/// least two values).
+pub fn top2_margin(logits: &[f64]) -> f64 {
+    let (mut first, mut second) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    for &v in logits {
+        if v > first {
+            second = first;
+            first = v;
+        } else if v > second {
+            second = v;
+        }
+    }
+    first - second
+}
+
+/// Scores `ids` with `runner`'s model, and alongside with `compare` if given; a
+/// position counts as confident where `compare`'s top logit leads its runner-up by at
+/// least `margin` (natural-log units).
 pub fn score(
     runner: &mut DecoderRunner<'_>,
     mut compare: Option<&mut DecoderRunner<'_>>,
     ids: &[u32],
+    margin: f64,
 ) -> Result<Scored> {
     let mut result = Scored::default();
     let mut state = runner.state()?;
@@ -324,7 +349,13 @@ pub fn score(
         if let Some(o) = other.as_mut() {
             let reference = logits_f64(o.step(pair[0]).map_err(|e| anyhow!("position {t}: {e}"))?);
             let lq = log_softmax(&reference);
-            result.agree += usize::from(argmax(&reference) == top);
+            result.compare_nll -= lq[pair[1] as usize];
+            let agree = usize::from(argmax(&reference) == top);
+            result.agree += agree;
+            if top2_margin(&reference) >= margin {
+                result.confident += 1;
+                result.agree_confident += agree;
+            }
             result.kl += lq
                 .iter()
                 .zip(&lp)
@@ -607,12 +638,19 @@ pub struct ScoredLineRecord<'a> {
 /// The last `score --json` line.
 #[derive(Debug, Serialize)]
 pub struct ScoreSummaryRecord {
+    /// With `--compare`: the compare model's perplexity on the same tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_perplexity: Option<f64>,
     pub lines: usize,
     /// With `--compare`: mean `KL(P_compare || P_model)` per position.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_kl: Option<f64>,
     /// `nll / tokens` (`null` when no token was scored).
     pub mean_nll: f64,
+    /// With `--compare`: positions where the compare model's top logit leads its
+    /// runner-up by at least `--margin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confident_positions: Option<usize>,
     pub nll: f64,
     pub perplexity: f64,
     /// Always `true`: tells the summary from the lines.
@@ -621,17 +659,25 @@ pub struct ScoreSummaryRecord {
     /// With `--compare`: share of positions where both models' top token agrees.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top1_agreement: Option<f64>,
+    /// With `--compare`: top-1 agreement over the confident positions (0 when there
+    /// are none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_agreement_confident: Option<f64>,
 }
 
 /// `score`: teacher-forced loss per line and perplexity (and agreement/KL against a
-/// reference model).
+/// reference model; `margin` picks the positions where the reference is confident).
 pub fn cmd_score(
     path: &Path,
     data: &Path,
     compare: Option<&Path>,
+    margin: f64,
     special_tokens: bool,
     json: bool,
 ) -> Result<()> {
+    if !(margin.is_finite() && margin >= 0.0) {
+        bail!("--margin {margin}: must be a finite number >= 0");
+    }
     let bytes = ModelBytes::open(path)?;
     let mut runner = DecoderRunner::new(bytes.decoder()?, None)?;
     let other_bytes = compare.map(ModelBytes::open).transpose()?;
@@ -646,6 +692,7 @@ pub fn cmd_score(
     }
     let mut stdout = std::io::stdout().lock();
     let (mut nll, mut tokens, mut agree, mut kl, mut lines) = (0.0, 0usize, 0usize, 0.0, 0usize);
+    let (mut confident, mut agree_confident, mut compare_nll) = (0usize, 0usize, 0.0);
     let mut failed = 0usize;
     for (n, line) in read_lines(data)?.into_iter().enumerate() {
         let text = match line {
@@ -670,10 +717,13 @@ pub fn cmd_score(
             );
             ids.truncate(runner.plan.ctx);
         }
-        let s = score(&mut runner, other.as_mut(), &ids)?;
+        let s = score(&mut runner, other.as_mut(), &ids, margin)?;
         nll += s.nll;
         tokens += s.tokens;
         agree += s.agree;
+        confident += s.confident;
+        agree_confident += s.agree_confident;
+        compare_nll += s.compare_nll;
         kl += s.kl;
         lines += 1;
         if json {
@@ -704,16 +754,21 @@ pub fn cmd_score(
         f64::NAN
     };
     let compared = other.is_some();
+    let agreement_confident = agree_confident as f64 / confident.max(1) as f64;
+    let compare_perplexity = (compare_nll / tokens as f64).exp();
     if json {
         let summary = ScoreSummaryRecord {
+            compare_perplexity: compared.then_some(compare_perplexity),
             lines,
             mean_kl: compared.then(|| kl / tokens.max(1) as f64),
             mean_nll: mean,
+            confident_positions: compared.then_some(confident),
             nll,
             perplexity: mean.exp(),
             summary: true,
             tokens,
             top1_agreement: compared.then(|| agree as f64 / tokens.max(1) as f64),
+            top1_agreement_confident: compared.then_some(agreement_confident),
         };
         writeln!(stdout, "{}", serde_json::to_string(&summary)?)?;
     } else {
@@ -726,8 +781,11 @@ pub fn cmd_score(
         if compared {
             write!(
                 stdout,
-                ", top-1 agreement {:.4}, mean KL {:.5} nats",
+                " against {compare_perplexity:.4}, top-1 agreement {:.4} ({:.4} at the \
+                 {confident} positions where the reference leads by >= {margin}), mean KL \
+                 {:.5} nats",
                 agree as f64 / tokens.max(1) as f64,
+                agreement_confident,
                 kl / tokens.max(1) as f64
             )?;
         }

@@ -145,6 +145,11 @@ enum Command {
         /// KL(P_compare || P_model) per position.
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// With --compare: also report top-1 agreement over the positions where the
+        /// compare model's top logit leads its runner-up by at least this (logits,
+        /// natural-log units).
+        #[arg(long, default_value_t = 0.5)]
+        margin: f64,
         /// Byte-level BPE vocabularies: read special tokens such as `<|im_start|>` in
         /// the text as plain text (by default they are matched, as Hugging Face does).
         #[arg(long)]
@@ -355,9 +360,10 @@ fn run(command: Command) -> Result<()> {
             model,
             data,
             compare,
+            margin,
             no_special,
             json,
-        } => generate::cmd_score(&model, &data, compare.as_deref(), !no_special, json),
+        } => generate::cmd_score(&model, &data, compare.as_deref(), margin, !no_special, json),
         Command::SelfTest { file, add, output } => match (add, output) {
             (Some(texts), Some(output)) => run::cmd_add_self_test(&file, &texts, &output),
             _ => run::cmd_self_test(&file),

