@@ -35,21 +35,42 @@ pub fn tokenizer<'m>(model: &Decoder<'m>) -> Result<DecoderTokenizer<'m>> {
     DecoderTokenizer::from_section(model.file().tokenizer_section()).map_err(|e| anyhow!("{e}"))
 }
 
-/// Token ids of `text` as the device would see them: BOS first where the vocabulary
-/// adds it (SentencePiece), special tokens such as `<|im_start|>` matched in the text
-/// when `special_tokens` (byte-level BPE). An empty result is BOS alone, so that an
-/// empty prompt still starts the model.
-pub fn encode(model: &Decoder<'_>, text: &str, special_tokens: bool) -> Result<Vec<u32>> {
-    let tok = tokenizer(model)?;
-    let mut ids = vec![0u32; tok.encode_buffer_len(text.len())];
-    let n = tok
-        .encode(text.as_bytes(), special_tokens, &mut ids)
-        .map_err(|e| anyhow!("tokenizing: {e}"))?;
-    ids.truncate(n);
-    if ids.is_empty() {
-        ids.push(model.params().bos_id);
+/// A decoder's tokenizer, validated once for any number of texts.
+pub struct TextEncoder<'m> {
+    pub tok: DecoderTokenizer<'m>,
+    bos: u32,
+}
+
+impl<'m> TextEncoder<'m> {
+    /// The tokenizer of `model`.
+    pub fn new(model: &Decoder<'m>) -> Result<Self> {
+        Ok(Self {
+            tok: tokenizer(model)?,
+            bos: model.params().bos_id,
+        })
     }
-    Ok(ids)
+
+    /// Token ids of `text` as the device would see them: BOS first where the
+    /// vocabulary adds it (SentencePiece), special tokens such as `<|im_start|>`
+    /// matched in the text when `special_tokens` (byte-level BPE). An empty result is
+    /// BOS alone, so that an empty prompt still starts the model.
+    pub fn encode(&self, text: &str, special_tokens: bool) -> Result<Vec<u32>> {
+        let mut ids = vec![0u32; self.tok.encode_buffer_len(text.len())];
+        let n = self
+            .tok
+            .encode(text.as_bytes(), special_tokens, &mut ids)
+            .map_err(|e| anyhow!("tokenizing: {e}"))?;
+        ids.truncate(n);
+        if ids.is_empty() {
+            ids.push(self.bos);
+        }
+        Ok(ids)
+    }
+}
+
+/// [`TextEncoder::encode`] for one text (a loop over texts makes the encoder once).
+pub fn encode(model: &Decoder<'_>, text: &str, special_tokens: bool) -> Result<Vec<u32>> {
+    TextEncoder::new(model)?.encode(text, special_tokens)
 }
 
 /// The ChatML turn markers of a chat model's vocabulary.
@@ -60,10 +81,9 @@ struct ChatMl {
 }
 
 impl ChatMl {
-    /// The markers of `model`'s vocabulary (`name` for the error): a byte-level BPE
-    /// vocabulary with `<|im_start|>` and `<|im_end|>`.
-    fn of(model: &Decoder<'_>, name: &str) -> Result<ChatMl> {
-        let tok = tokenizer(model)?;
+    /// The markers of a model's vocabulary `tok` (`name` for the error): a byte-level
+    /// BPE vocabulary with `<|im_start|>` and `<|im_end|>`.
+    fn of(tok: &DecoderTokenizer<'_>, name: &str) -> Result<ChatMl> {
         let DecoderTokenizer::ByteBpe(bpe) = tok else {
             bail!("{name}: --chat needs a chat model's vocabulary (<|im_start|>, <|im_end|>); this one is SentencePiece");
         };
@@ -203,7 +223,7 @@ pub fn generate(
     let params = *model.params();
     // A chat turn also ends at `<|im_end|>` (SmolLM2's EOS is that token already).
     let turn_end = match options.chat {
-        true => Some(ChatMl::of(&model, "the model")?.end),
+        true => Some(ChatMl::of(&tok, "the model")?.end),
         false => None,
     };
     let vocab = model.config().vocab_size as usize;
@@ -377,14 +397,20 @@ pub fn default_decoder() -> ModelBytes {
     )
 }
 
+/// Where and how `convert` writes a decoder: the output file, the weight precision, the
+/// int8 calibration text and the context length (default: the source's).
+pub struct DecoderTarget<'a> {
+    pub output: &'a Path,
+    pub precision: Precision,
+    pub calibration: Option<&'a Path>,
+    pub max_seq: Option<u32>,
+}
+
 /// `convert` for a llama2.c checkpoint and its `tokenizer.bin`.
 pub fn cmd_convert_llama2c(
     checkpoint: &Path,
     tokenizer: Option<&Path>,
-    output: &Path,
-    precision: Precision,
-    calibration: Option<&Path>,
-    max_seq: Option<u32>,
+    target: &DecoderTarget<'_>,
 ) -> Result<()> {
     let tokenizer = tokenizer.ok_or_else(|| {
         anyhow!(
@@ -396,62 +422,26 @@ pub fn cmd_convert_llama2c(
     let section =
         crate::llama2c_tokenizer::section_from_file(tokenizer, ckpt.config.vocab_size as usize)?;
     let inputs = [checkpoint.to_path_buf(), tokenizer.to_path_buf()];
-    convert_decoder(
-        &ckpt,
-        &section,
-        &inputs,
-        output,
-        precision,
-        calibration,
-        max_seq,
-    )
+    convert_decoder(&ckpt, &section, &inputs, target)
 }
 
 /// `convert` for a Llama GGUF file (weights, hyperparameters and vocabulary in one).
-pub fn cmd_convert_gguf(
-    path: &Path,
-    output: &Path,
-    precision: Precision,
-    calibration: Option<&Path>,
-    max_seq: Option<u32>,
-) -> Result<()> {
+pub fn cmd_convert_gguf(path: &Path, target: &DecoderTarget<'_>) -> Result<()> {
     let file = crate::gguf::GgufFile::open(path)?;
     let gguf = file.parse()?;
     let named = |e: anyhow::Error| e.context(format!("{}", path.display()));
     let src = crate::gguf_llama::GgufLlama::from_gguf(&gguf).map_err(named)?;
     let section = crate::gguf_llama::tokenizer_section(&gguf).map_err(named)?;
     let inputs = [path.to_path_buf()];
-    convert_decoder(
-        &src,
-        &section,
-        &inputs,
-        output,
-        precision,
-        calibration,
-        max_seq,
-    )
+    convert_decoder(&src, &section, &inputs, target)
 }
 
 /// `convert` for a Hugging Face `LlamaForCausalLM` directory.
-pub fn cmd_convert_hf_llama(
-    dir: &Path,
-    output: &Path,
-    precision: Precision,
-    calibration: Option<&Path>,
-    max_seq: Option<u32>,
-) -> Result<()> {
+pub fn cmd_convert_hf_llama(dir: &Path, target: &DecoderTarget<'_>) -> Result<()> {
     let src = crate::hf_llama::HfLlama::from_dir(dir)?;
     let section = crate::hf_llama::tokenizer_section(dir)?;
     let inputs = ["config.json", "model.safetensors", "tokenizer.json"].map(|f| dir.join(f));
-    convert_decoder(
-        &src,
-        &section,
-        &inputs,
-        output,
-        precision,
-        calibration,
-        max_seq,
-    )
+    convert_decoder(&src, &section, &inputs, target)
 }
 
 /// Converts a decoder source with its tokenizer section, writes it atomically and
@@ -461,24 +451,28 @@ fn convert_decoder(
     src: &dyn LlamaSource,
     section: &[u8],
     inputs: &[std::path::PathBuf],
-    output: &Path,
-    precision: Precision,
-    calibration: Option<&Path>,
-    max_seq: Option<u32>,
+    target: &DecoderTarget<'_>,
 ) -> Result<()> {
+    let DecoderTarget {
+        output,
+        precision,
+        calibration,
+        max_seq,
+    } = *target;
     let sequences = match calibration {
         Some(path) => {
             let float = crate::decoder::convert_float(src, section, false, max_seq)?;
             let buf = AlignedBuf::from_bytes(&float);
             let model = Decoder::from_bytes(buf.as_bytes()).map_err(|e| anyhow!("{e}"))?;
             let max = model.config().max_seq as usize;
+            let encoder = TextEncoder::new(&model)?;
             let mut out = Vec::new();
             for (n, line) in read_lines(path)?.into_iter().enumerate() {
                 let line = line.map_err(|e| anyhow!("{}: line {}: {e}", path.display(), n + 1))?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let mut ids = encode(&model, &line, true)?;
+                let mut ids = encoder.encode(&line, true)?;
                 ids.truncate(max);
                 out.push(ids);
             }
@@ -503,11 +497,12 @@ pub fn cmd_tokenize_decoder(
     json: bool,
 ) -> Result<()> {
     let model = bytes.decoder()?;
-    let tok = tokenizer(&model)?;
+    let encoder = TextEncoder::new(&model)?;
+    let tok = &encoder.tok;
     // An empty text is BOS alone, as an empty prompt of `generate`.
     let inputs = crate::run::read_texts(texts)?;
     crate::run::for_each_text(&inputs, json, true, |_, text| {
-        let ids = encode(&model, text, special_tokens)?;
+        let ids = encoder.encode(text, special_tokens)?;
         if json {
             let record = crate::encoder::TokensRecord { ids: &ids, text };
             return Ok(serde_json::to_string(&record)?);
@@ -530,9 +525,10 @@ pub fn cmd_generate(
     json: bool,
 ) -> Result<()> {
     let model = bytes.decoder()?;
+    let encoder = TextEncoder::new(&model)?;
     let chat = options
         .chat
-        .then(|| ChatMl::of(&model, &bytes.name()))
+        .then(|| ChatMl::of(&encoder.tok, &bytes.name()))
         .transpose()?;
     let mut runner = DecoderRunner::new(model, ctx)?;
     // No prompt arguments: standard input lines (one that is not UTF-8 is reported and
@@ -566,8 +562,8 @@ pub fn cmd_generate(
             }
         };
         let prompt_ids = match chat {
-            Some(chat) => encode(&model, &chat.wrap(prompt), true)?,
-            None => encode(&model, prompt, options.special_tokens)?,
+            Some(chat) => encoder.encode(&chat.wrap(prompt), true)?,
+            None => encoder.encode(prompt, options.special_tokens)?,
         };
         if !json {
             // The continuation follows the prompt as written.
@@ -680,6 +676,7 @@ pub fn cmd_score(
     }
     let bytes = ModelBytes::open(path)?;
     let mut runner = DecoderRunner::new(bytes.decoder()?, None)?;
+    let encoder = TextEncoder::new(&runner.model)?;
     let other_bytes = compare.map(ModelBytes::open).transpose()?;
     let mut other = match &other_bytes {
         Some(b) => Some(DecoderRunner::new(b.decoder()?, None)?),
@@ -706,7 +703,7 @@ pub fn cmd_score(
         if text.trim().is_empty() {
             continue;
         }
-        let mut ids = encode(&runner.model, &text, special_tokens)?;
+        let mut ids = encoder.encode(&text, special_tokens)?;
         if ids.len() > runner.plan.ctx {
             eprintln!(
                 "warning: {}: line {}: {} tokens, scored over the first {} (the context)",

@@ -284,38 +284,25 @@ fn run(command: Command) -> Result<()> {
         } => {
             let dtype = convert_dtype(dtype, calibration.as_deref())?;
             let calibration = calibration.filter(|_| dtype == Precision::Int8);
+            let target = generate::DecoderTarget {
+                output: &output,
+                precision: dtype,
+                calibration: calibration.as_deref(),
+                max_seq,
+            };
             if model_dir.is_file() && tinyformer_cli::gguf_llama::is_gguf(&model_dir)? {
                 if tokenizer.is_some() {
                     bail!("--tokenizer is for llama2.c checkpoints: a GGUF file carries its own");
                 }
-                generate::cmd_convert_gguf(
-                    &model_dir,
-                    &output,
-                    dtype,
-                    calibration.as_deref(),
-                    max_seq,
-                )
+                generate::cmd_convert_gguf(&model_dir, &target)
             } else if model_dir.is_file() {
-                generate::cmd_convert_llama2c(
-                    &model_dir,
-                    tokenizer.as_deref(),
-                    &output,
-                    dtype,
-                    calibration.as_deref(),
-                    max_seq,
-                )
+                generate::cmd_convert_llama2c(&model_dir, tokenizer.as_deref(), &target)
             } else {
                 if tokenizer.is_some() {
                     bail!("--tokenizer is for llama2.c checkpoints (a .bin file), not a directory");
                 }
                 if tinyformer_cli::hf_llama::is_llama_dir(&model_dir) {
-                    return generate::cmd_convert_hf_llama(
-                        &model_dir,
-                        &output,
-                        dtype,
-                        calibration.as_deref(),
-                        max_seq,
-                    );
+                    return generate::cmd_convert_hf_llama(&model_dir, &target);
                 }
                 cmd_convert(
                     &model_dir,
