@@ -13,13 +13,18 @@
 use core::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
     _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_si256,
-    _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128, _mm_shuffle_epi32,
+    _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128, _mm_prefetch, _mm_shuffle_epi32,
+    _MM_HINT_T0,
 };
 
 use super::{dot_i16_reference, dot_i8_reference};
 
 /// Int8 elements per step.
 const STEP: usize = 16;
+
+/// How far ahead of the current chunk each weight row prefetches, in bytes (see
+/// `avx512.rs`: a streamed matrix-vector product is otherwise bound by memory latency).
+const PREFETCH: usize = 4096;
 
 /// `v[at..at + 16]` sign-extended to sixteen `i16` lanes; `None` past the end.
 #[inline]
@@ -85,6 +90,12 @@ fn dot4_with<X>(
     let mut acc = [_mm256_setzero_si256(); 4];
     let mut at = 0;
     while at < body {
+        for r in 0..4 {
+            // A prefetch never faults, so an address past the weights is harmless
+            // (`wrapping_add`: computing it is not undefined behaviour either).
+            let ahead = w4.as_ptr().wrapping_add(r * cols + at + PREFETCH);
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+        }
         if let Some(xv) = load(x, at) {
             for (r, acc) in acc.iter_mut().enumerate() {
                 if let Some(wv) = widen(w4, r * cols + at) {
