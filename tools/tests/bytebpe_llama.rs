@@ -214,23 +214,7 @@ fn bytebpe_llama_hf_tokenizer_json_gives_hugging_face_ids_on_6000_strings() {
         })
         .path(),
     );
-    let strings = section(
-        bytebpe_dir(|j| {
-            let merges = j["model"]["merges"].as_array().unwrap();
-            let strings: Vec<Value> = merges
-                .iter()
-                .map(|m| {
-                    json!(format!(
-                        "{} {}",
-                        m[0].as_str().unwrap(),
-                        m[1].as_str().unwrap()
-                    ))
-                })
-                .collect();
-            j["model"]["merges"] = json!(strings);
-        })
-        .path(),
-    );
+    let strings = section(bytebpe_dir(common::merges_as_strings).path());
     assert!(
         strings == smollm2,
         "the two merge forms give different sections"

@@ -276,21 +276,10 @@ fn hf_llama_tokenizer_in_the_metaspace_form() {
         tokenizer_section(&hf_dir()).unwrap()
     );
     // Merges as "left right" strings (older files) read the same.
-    edit_json(&dir.path().join("tokenizer.json"), |v| {
-        let merges: Vec<Value> = v["model"]["merges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                json!(format!(
-                    "{} {}",
-                    m[0].as_str().unwrap(),
-                    m[1].as_str().unwrap()
-                ))
-            })
-            .collect();
-        v["model"]["merges"] = Value::Array(merges);
-    });
+    edit_json(
+        &dir.path().join("tokenizer.json"),
+        common::merges_as_strings,
+    );
     assert_eq!(
         tokenizer_section(dir.path()).unwrap(),
         tokenizer_section(&hf_dir()).unwrap()

@@ -116,12 +116,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         let cache_row = |t: usize| (layer * plan.ctx + pos + t) * kv_dim;
 
         // Attention block: the block's queries, keys and values.
-        let rms_attn = file.tensor(K::RmsAttn, l);
-        for (t, e) in e.iter_mut().enumerate() {
-            let normed = row(context, t, hidden);
-            rms_norm_i32(normed, row(x, t, hidden), rms_attn, eps);
-            *e = narrow_row_i16(row(xq, t, hidden), normed);
-        }
+        norm_rows(xq, e, context, x, file.tensor(K::RmsAttn, l), eps);
         to_wide(query, xq, e, file, kernel, K::QueryW, K::QueryRq, l);
         to_wide(wide_keys, xq, e, file, kernel, K::KeyW, K::KeyRq, l);
         // The values go straight into the cache rows of the block's positions, which
@@ -213,12 +208,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         }
 
         // SwiGLU block.
-        let rms_ffn = file.tensor(K::RmsFfn, l);
-        for (t, e) in e.iter_mut().enumerate() {
-            let normed = row(context, t, hidden);
-            rms_norm_i32(normed, row(x, t, hidden), rms_ffn, eps);
-            *e = narrow_row_i16(row(xq, t, hidden), normed);
-        }
+        norm_rows(xq, e, context, x, file.tensor(K::RmsFfn, l), eps);
         to_wide(gate, xq, e, file, kernel, K::GateW, K::GateRq, l);
         to_wide(up, xq, e, file, kernel, K::UpW, K::UpRq, l);
         let hq = v.input.get_mut(..n * ffn).unwrap_or(&mut []);
@@ -261,6 +251,28 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             }
         });
         obs.observe(Point::Logits, 0, Fixed::I32(v.logits));
+    }
+}
+
+/// For each token row `t` of the residual `x` (`e.len()` rows): `xq[t], e[t] =
+/// narrow(rmsnorm(x[t]) * gamma)`, `normed` the wide scratch.
+#[inline(always)]
+fn norm_rows(
+    xq: &mut [i16],
+    e: &mut [i32],
+    normed: &mut [i32],
+    x: &[i32],
+    gamma: &[i32],
+    eps: i64,
+) {
+    let width = x.len() / e.len().max(1);
+    let chunks = xq
+        .chunks_exact_mut(width.max(1))
+        .zip(normed.chunks_exact_mut(width.max(1)))
+        .zip(x.chunks_exact(width.max(1)));
+    for (e, ((xq, normed), x)) in e.iter_mut().zip(chunks) {
+        rms_norm_i32(normed, x, gamma, eps);
+        *e = narrow_row_i16(xq, normed);
     }
 }
 

@@ -9,6 +9,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A damaged-JSON case: what, the edit, a part of the expected error.
+/// A `tokenizer.json`'s merges rewritten from `[left, right]` pairs to the older
+/// `"left right"` strings (both forms read the same).
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn merges_as_strings(tokenizer: &mut Value) {
+    let merges: Vec<Value> = tokenizer["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            Value::String(format!(
+                "{} {}",
+                m[0].as_str().unwrap(),
+                m[1].as_str().unwrap()
+            ))
+        })
+        .collect();
+    tokenizer["model"]["merges"] = Value::Array(merges);
+}
+
 pub type JsonCase = (&'static str, fn(&mut Value), &'static str);
 
 /// The `tinyformer` binary under test.
