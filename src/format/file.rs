@@ -41,7 +41,7 @@ impl<'a> ModelFile<'a> {
     /// [`FormatError::WrongArch`] where its tokenizer section would be checked. What
     /// [`crate::Model::from_bytes`] calls, so that a firmware which only runs encoders
     /// links none of the decoder tokenizers' validation (byte-level BPE, SentencePiece:
-    /// about 2.4 KB of Cortex-M4 code at `opt-level = "z"`), which is reached through
+    /// about 3 KB of Cortex-M4 flash at `opt-level = "z"` without LTO), which is reached through
     /// the file's data, not through the API: without this, only a build that can
     /// constant-fold a model baked into flash (LTO) drops it.
     pub(crate) fn encoder_from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
