@@ -183,6 +183,33 @@ fn each_architecture_refuses_the_other() {
     );
 }
 
+/// The encoder's loader refuses a decoder's file by its architecture without reading
+/// the decoder tokenizer section (an encoder-only firmware links none of that
+/// validation): with the section's magic broken and the CRC made to match again, the
+/// file loader reports the tokenizer, `Model::from_bytes` still `WrongArch`.
+#[test]
+fn encoder_loader_refuses_a_decoder_before_its_tokenizer() {
+    use tinyformer::format::{file_crc32, header, ModelFile};
+    let mut bytes = tiny_decoder(DType::F32, false, 8, 4);
+    let field = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let tokenizer = field(&bytes, header::TOKENIZER_OFFSET) as usize;
+    bytes[tokenizer] ^= 0xff;
+    let crc = file_crc32(&bytes);
+    bytes[header::CRC32..header::CRC32 + 4].copy_from_slice(&crc.to_le_bytes());
+    let file = AlignedBuf::from_bytes(&bytes);
+    assert!(matches!(
+        ModelFile::from_bytes(file.as_bytes()),
+        Err(FormatError::Tokenizer(_))
+    ));
+    assert_eq!(
+        Model::from_bytes(file.as_bytes()).err(),
+        Some(FormatError::WrongArch {
+            expected: Arch::BertEncoder,
+            found: Arch::LlamaDecoder
+        })
+    );
+}
+
 /// Positions are independent of the context the state was made for, and the cache of
 /// a longer context holds the same results.
 #[test]

@@ -7,6 +7,10 @@
 #  3. prints the footprint (runtime code, model, static RAM, arena, peak stack) and the
 #     deterministic cost: guest instructions per inference and per multiply-accumulate,
 #     and fails when one of them is over its budget (below; bundled model only);
+#     Then the size profile (`--profile release-size`: opt-level "z", LTO, panic =
+#     "abort"; SIZE_PROFILES="release-s release-size" adds opt-level "s"): built, run
+#     with the same bit-for-bit check, and its runtime code (without the tokenizer's
+#     Unicode tables) and instructions per MAC printed per profile, with a budget;
 #  4. rebuilds with the `defmt` feature, decodes the device's defmt frames on the host
 #     (defmt-print) and checks they carry the same lines as the plain-text build;
 #  5. device fault: flashes a copy of the model with one payload byte flipped and checks
@@ -37,6 +41,12 @@ export BUDGET_RUNTIME_CODE_BYTES=91500 # measured 88,740 (rustc 1.95.0, 2026-12-
 export BUDGET_STATIC_RAM_BYTES=26600   # measured 25,624
 export BUDGET_STACK_PEAK_BYTES=1985    # measured 1,908
 export BUDGET_INSNS_PER_MAC=3.00       # measured 2.89
+# The size profile (opt-level "z", `--profile release-size`): runtime code without the
+# tokenizer's Unicode tables (the figure issue 13 sets at most 32 KiB for).
+export BUDGET_SIZE_RUNTIME_CODE_BYTES=44300 # measured 42,564 (rustc 1.95.0, 2026-12-01)
+# Size profiles built, run and measured besides opt-level 3 (`release-s` is opt-level
+# "s"; CI runs only "z": each one is a build and a QEMU run, about a minute).
+SIZE_PROFILES=${SIZE_PROFILES:-release-size}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/default/sentiment-int8.tfm}")
@@ -74,6 +84,7 @@ cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli
 cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p tinyformer-cli -- \
   inspect "$model" --json >"$work/inspect.json"
 "$bin_dir/llvm-size" -A "$elf" >"$work/sections.txt"
+"$bin_dir/llvm-nm" -S --demangle "$elf" >"$work/symbols.txt"
 
 python3 - "$work" <<'PY'
 import json, os, sys
@@ -106,11 +117,16 @@ def macs(n):
 total_macs = sum(macs(n) for n in tokens)
 regions, total = int(insns["regions"]), int(insns["total"])
 runtime_code = sections.get(".text", 0) + sections.get(".rodata", 0) - model_bytes
+# The tokenizer's Unicode tables (src/tokenizer/tables.rs: character classes, accent
+# stripping, lowercasing; generated data, not code), from the symbol table.
+tables = sum(int(l.split()[1], 16) for l in open(f"{work}/symbols.txt")
+             if len(l.split()) >= 4 and "tinyformer::tokenizer::tables::" in l)
 static_ram = sections.get(".data", 0) + sections.get(".bss", 0)
 stack_peak = int(foot["stack_peak_bytes"])
 rows = [
     ("runtime code (.text + .rodata without the model)", runtime_code),
     ("  of which .text", sections.get(".text", 0)),
+    ("  of which the tokenizer's Unicode tables (.rodata)", tables),
     ("model (in flash)", model_bytes),
     ("static RAM (.data + .bss, incl. the static arena buffer)", static_ram),
     ("static arena, exact at %s tokens (compile-time arena_bytes)" % foot["max_tokens"], int(foot["arena_bytes"])),
@@ -124,6 +140,10 @@ print(f"  inferences {regions}, mean tokens {sum(tokens) / len(tokens):.1f}")
 print(f"  instructions per inference {total / regions:,.0f}")
 print(f"  multiply-accumulates per inference {total_macs / regions:,.0f}")
 print(f"  instructions per MAC {total / total_macs:.2f}")
+
+json.dump({"text": sections.get(".text", 0), "runtime_code": runtime_code, "tables": tables,
+           "insns_per_mac": total / total_macs, "stack_peak": stack_peak},
+          open(f"{work}/profile-release.json", "w"))
 
 budgets = [
     ("runtime code", runtime_code, "BUDGET_RUNTIME_CODE_BYTES"),
@@ -146,6 +166,65 @@ if over:
     sys.exit("FAIL: over budget: " + "; ".join(over))
 PY
 grep -E "^HEAP" "$work/device.txt" || true
+
+# 3b. size profiles (examples/cortex-m/Cargo.toml): the same firmware at opt-level "z"
+# (and "s" when asked), run under QEMU with the same bit-for-bit check against the host,
+# and its footprint and cost next to opt-level 3's.
+for profile in $SIZE_PROFILES; do
+  (cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --profile "$profile" --quiet)
+  elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/$profile/tinyformer-cortex-m"
+  qemu -plugin "$work/libinsncount.so,begin=$(addr tinyformer_inference_begin),end=$(addr tinyformer_inference_end)" \
+    -d plugin -D "$work/insns-$profile.txt" >"$work/device-$profile.txt"
+  "$bin_dir/llvm-size" -A "$elf" >"$work/sections-$profile.txt"
+  "$bin_dir/llvm-nm" -S --demangle "$elf" >"$work/symbols-$profile.txt"
+  python3 - "$work" "$profile" <<'PY'
+import json, sys
+work, profile = sys.argv[1:]
+lines = open(f"{work}/device-{profile}.txt").read().splitlines()
+reference = open(f"{work}/device.txt").read().splitlines()
+keep = lambda ls: [l for l in ls if l.startswith(("RESULT ", "TOKENS ", "SELF_TEST "))]
+if not keep(lines) or keep(lines) != keep(reference):
+    sys.exit(f"FAIL: the {profile} build's results differ from the opt-level 3 build's\n" + "\n".join(lines[-5:]))
+foot = dict(kv.split("=") for l in lines if l.startswith("FOOTPRINT ") for kv in l.split()[1:])
+sections = {p[0]: int(p[1]) for p in (l.split() for l in open(f"{work}/sections-{profile}.txt"))
+            if len(p) >= 2 and p[0].startswith(".") and p[1].isdigit()}
+tables = sum(int(l.split()[1], 16) for l in open(f"{work}/symbols-{profile}.txt")
+             if len(l.split()) >= 4 and "tinyformer::tokenizer::tables::" in l)
+insns = dict(kv.split("=") for kv in open(f"{work}/insns-{profile}.txt").read().split()[1:])
+release_insns = dict(kv.split("=") for kv in open(f"{work}/insns.txt").read().split()[1:])
+release = json.load(open(f"{work}/profile-release.json"))
+# Same inferences as the opt-level 3 run: scale its instructions per MAC.
+insns_per_mac = release["insns_per_mac"] * int(insns["total"]) / int(release_insns["total"])
+json.dump({"text": sections[".text"],
+           "runtime_code": sections[".text"] + sections[".rodata"] - int(foot["model_bytes"]),
+           "tables": tables, "insns_per_mac": insns_per_mac,
+           "stack_peak": int(foot["stack_peak_bytes"])}, open(f"{work}/profile-{profile}.json", "w"))
+print(f"{profile}: device and opt-level 3 build agree bit for bit (labels, Q15 probabilities, self-test)")
+PY
+done
+python3 - "$work" "$SIZE_PROFILES" <<'PY'
+import json, os, sys
+work, profiles = sys.argv[1], sys.argv[2].split()
+opt = {"release": "3", "release-s": '"s"', "release-size": '"z"'}
+print("\nper profile (runtime code = .text + .rodata without the model; tables = the tokenizer's Unicode tables):")
+print(f"  {'profile':<14} {'opt-level':>9} {'.text':>8} {'runtime code':>13} {'without tables':>15} {'insns/MAC':>10} {'stack':>6}")
+figures = {}
+for profile in ["release"] + profiles:
+    p = json.load(open(f"{work}/profile-{profile}.json"))
+    figures[profile] = p["runtime_code"] - p["tables"]
+    print(f"  {profile:<14} {opt.get(profile, '?'):>9} {p['text']:>8,} {p['runtime_code']:>13,}"
+          f" {figures[profile]:>15,} {p['insns_per_mac']:>10.2f} {p['stack_peak']:>6,}")
+if "release-size" in figures:
+    value = figures["release-size"]
+    print(f"  goal: at most 32 KiB (32,768) without tables at opt-level \"z\": "
+          + ("met" if value <= 32768 else f"not met ({value - 32768:,} bytes over)"))
+    if os.environ["CHECK_BUDGETS"] == "1":
+        limit = int(os.environ["BUDGET_SIZE_RUNTIME_CODE_BYTES"])
+        print(f"  budget: runtime code without tables at \"z\" {value:,} of {limit:,}  {'ok' if value <= limit else 'OVER'}")
+        if value > limit:
+            sys.exit(f"FAIL: over budget: size-profile runtime code {value:,} > BUDGET_SIZE_RUNTIME_CODE_BYTES={limit}")
+PY
+elf="$root/examples/cortex-m/target/thumbv7em-none-eabihf/release/tinyformer-cortex-m"
 
 # 4. defmt logging: same lines, formatted on the host.
 (cd "$root/examples/cortex-m" && TINYFORMER_MODEL="$model" cargo build --release --quiet --features defmt)

@@ -34,6 +34,23 @@ impl<'a> ModelFile<'a> {
     /// `bytes` must start at a 16-byte aligned address so that tensors can be viewed
     /// in place ([`FormatError::BufferMisaligned`] otherwise).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        Self::validate::<true>(bytes)
+    }
+
+    /// [`ModelFile::from_bytes`] for an encoder: a decoder's file is refused with
+    /// [`FormatError::WrongArch`] where its tokenizer section would be checked. What
+    /// [`crate::Model::from_bytes`] calls, so that a firmware which only runs encoders
+    /// links none of the decoder tokenizers' validation (byte-level BPE, SentencePiece:
+    /// about 3 KB of Cortex-M4 flash at `opt-level = "z"` without LTO), which is reached through
+    /// the file's data, not through the API: without this, only a build that can
+    /// constant-fold a model baked into flash (LTO) drops it.
+    pub(crate) fn encoder_from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        Self::validate::<false>(bytes)
+    }
+
+    /// The validation pass; `DECODERS`: whether a decoder's file is validated (true)
+    /// or refused (false; its tokenizer code is then not instantiated).
+    fn validate<const DECODERS: bool>(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let addr_mod = (bytes.as_ptr() as usize % ALIGN) as u32;
         if addr_mod != 0 {
             return Err(FormatError::BufferMisaligned { addr_mod });
@@ -94,6 +111,12 @@ impl<'a> ModelFile<'a> {
             None => crate::tokenizer::Tokenizer::from_section(tokenizer)
                 .map_err(FormatError::Tokenizer)?
                 .vocab_size(),
+            Some(_) if !DECODERS => {
+                return Err(FormatError::WrongArch {
+                    expected: super::Arch::BertEncoder,
+                    found: config.arch,
+                })
+            }
             Some(d) => {
                 let sp = crate::tokenizer::decoder::DecoderTokenizer::from_section(tokenizer)
                     .map_err(FormatError::Tokenizer)?;

@@ -335,9 +335,11 @@ pub fn probabilities_q15(logits: &mut [i32]) {
 pub const OUTPUT_FRAC_BITS: u32 = 16;
 
 impl<'a> Model<'a> {
-    /// Validates `bytes` (see [`ModelFile::from_bytes`]) and prepares the model.
+    /// Validates `bytes` (see [`ModelFile::from_bytes`]) and prepares the model. A
+    /// decoder's file is refused with [`FormatError::WrongArch`] before its tokenizer
+    /// section is read (so an encoder-only firmware links no decoder tokenizer).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        let file = ModelFile::from_bytes(bytes)?;
+        let file = ModelFile::encoder_from_bytes(bytes)?;
         if file.config().arch != Arch::BertEncoder {
             return Err(FormatError::WrongArch {
                 expected: Arch::BertEncoder,
