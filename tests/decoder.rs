@@ -246,8 +246,15 @@ fn block_prefill_equals_stepping() {
     } else {
         &[0, 1, 2, 3, 4, 5, 16, 99]
     };
-    for &dtype in DTYPES {
-        for separate in [false, true] {
+    // Under Miri (tools/miri.sh), where every step is interpreted: the int8 model with
+    // a tied head only (the block path is int8's; float plans have one row).
+    let (dtypes, heads): (&[DType], &[bool]) = if cfg!(miri) {
+        (&[DType::I8], &[false])
+    } else {
+        (DTYPES, &[false, true])
+    };
+    for &dtype in dtypes {
+        for &separate in heads {
             let buf = AlignedBuf::from_bytes(&tiny_decoder(dtype, separate, ctx as u32, 6));
             let base = Decoder::from_bytes(buf.as_bytes()).unwrap();
             let stepped: Vec<Vec<i64>> = {
