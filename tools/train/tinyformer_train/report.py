@@ -81,10 +81,10 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
     t = r["times_seconds"]
     L += ["", "Phase times (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) +
           f" on {r['environment']['threads']} threads ({r['environment']['cpu_count']} CPUs).", ""]
-    m = out.resolve() / "model-int8.tfm"
+    m = out / "model-int8.tfm"  # as given on the command line: the report is read beside it
     L += ["## Use the model", "", "```sh",
           f"tinyformer classify -m {m} \"some text\" [--json]",
-          f"tinyformer eval -m {m} --data {out.resolve() / 'data' / 'test.tsv'}",
+          f"tinyformer eval -m {m} --data {out / 'data' / 'test.tsv'}",
           f"tinyformer inspect {m} --seq {seq}", "```", "",
           "On a device (copy `model-int8.tfm` beside your crate's `src/`; the path is relative to the source file):",
           "", "```rust",
