@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from tqdm import tqdm
 
 
 def tfidf_baseline(texts: list[str], y: np.ndarray, tr: list[int], va: list[int], te: list[int]) -> dict:
@@ -15,7 +16,7 @@ def tfidf_baseline(texts: list[str], y: np.ndarray, tr: list[int], va: list[int]
     xte = vec.transform([texts[i] for i in te])
     grid = [0.5, 1, 2, 4, 8, 16, 32]
     scores = {}
-    for c in grid:
+    for c in tqdm(grid, desc="tf-idf C grid", unit="fit", leave=False):
         clf = LogisticRegression(C=c, max_iter=5000).fit(xtr, y[tr])
         scores[c] = clf.score(xva, y[va])
     best_c = max(grid, key=lambda c: (scores[c], -c))

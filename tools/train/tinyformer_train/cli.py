@@ -35,6 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from . import TrainError, budget, tfm  # noqa: E402
 from .baseline import tfidf_baseline  # noqa: E402
@@ -224,9 +225,8 @@ def run(args) -> None:
     # convert, evaluate
     t0 = time.time()
     models = {"f32": out / "model-f32.tfm", "f16": out / "model-f16.tfm", "int8": out / "model-int8.tfm"}
-    tfm.convert(tf, ckpt, models["f32"], "f32", args.max_seq)
-    tfm.convert(tf, ckpt, models["f16"], "f16", args.max_seq)
-    tfm.convert(tf, ckpt, models["int8"], "int8", args.max_seq, calibration)
+    for m in tqdm(models, desc="tinyformer convert", unit="model", leave=False):
+        tfm.convert(tf, ckpt, models[m], m, args.max_seq, calibration if m == "int8" else None)
     ins = tfm.inspect(tf, models["int8"], args.max_seq)
     if ins["file_bytes"] != choice["file_bytes"]:
         log(f"note: int8 file {ins['file_bytes']:,} bytes, the budget probe measured {choice['file_bytes']:,}")
@@ -235,7 +235,8 @@ def run(args) -> None:
                          f"{flash:,} although the probe of the same shape fitted ({choice['file_bytes']:,})")
     times["convert"] = time.time() - t0
     t0 = time.time()
-    report["eval"] = {m: tfm.evaluate(tf, p, data_dir / "test.tsv", models["f32"]) for m, p in models.items()}
+    report["eval"] = {m: tfm.evaluate(tf, models[m], data_dir / "test.tsv", models["f32"])
+                      for m in tqdm(models, desc="tinyformer eval", unit="model", leave=False)}
     report["inspect_int8"] = ins
     report["files"] = {m: p.stat().st_size for m, p in models.items()}
     times["eval"] = time.time() - t0
