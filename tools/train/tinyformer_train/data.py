@@ -62,19 +62,28 @@ def read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[str
     text = _decode(path)
     rows: list[tuple[str, str]] = []
     if fmt == "jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
+        if text.lstrip().startswith("["):
+            # A .json file holding one array of objects rather than one object per line.
             try:
-                obj = json.loads(line)
+                items = [(f"item {n}", obj) for n, obj in enumerate(json.loads(text), 1)]
             except json.JSONDecodeError as e:
-                raise TrainError(f"{path}: line {n}: not JSON ({e.msg})") from None
+                raise TrainError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
+        else:
+            items = []
+            for n, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    items.append((f"line {n}", json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise TrainError(f"{path}: line {n}: not JSON ({e.msg})") from None
+        for where, obj in items:
             if not isinstance(obj, dict):
-                raise TrainError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
+                raise TrainError(f"{path}: {where}: expected a JSON object, got {type(obj).__name__}")
             for col in (text_column, label_column):
                 if col not in obj:
-                    raise TrainError(f"{path}: line {n}: no field {col!r} (fields: {', '.join(obj)})")
-            rows.append((n, obj[text_column], obj[label_column]))
+                    raise TrainError(f"{path}: {where}: no field {col!r} (fields: {', '.join(obj)})")
+            rows.append((where, obj[text_column], obj[label_column]))
     else:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="," if fmt == "csv" else "\t")
         columns = reader.fieldnames or []
@@ -83,20 +92,20 @@ def read_rows(path: Path, text_column: str, label_column: str) -> list[tuple[str
                 raise TrainError(f"{path}: no column {col!r} ({opt}); the header has: "
                                  + ", ".join(repr(c) for c in columns))
         for r in reader:
-            rows.append((reader.line_num, r[text_column], r[label_column]))
+            rows.append((f"line {reader.line_num}", r[text_column], r[label_column]))
     out = []
     for n, t, lab in rows:
         if t is None or lab is None:
-            raise TrainError(f"{path}: line {n}: missing {text_column!r} or {label_column!r} value")
+            raise TrainError(f"{path}: {n}: missing {text_column!r} or {label_column!r} value")
         lab = str(lab).strip()
         t = normalise(str(t))
         if not lab:
-            raise TrainError(f"{path}: line {n}: empty label in column {label_column!r}")
+            raise TrainError(f"{path}: {n}: empty label in column {label_column!r}")
         if not t:
-            raise TrainError(f"{path}: line {n}: empty text in column {text_column!r}")
+            raise TrainError(f"{path}: {n}: empty text in column {text_column!r}")
         if any(c.isspace() for c in lab):
             # The TSV that `tinyformer eval` reads is label<TAB>text.
-            raise TrainError(f"{path}: line {n}: label {lab!r} contains whitespace")
+            raise TrainError(f"{path}: {n}: label {lab!r} contains whitespace")
         out.append((t, lab))
     if not out:
         raise TrainError(f"{path}: no examples (only a header?)")
