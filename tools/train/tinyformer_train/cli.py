@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -247,6 +248,7 @@ def run(args) -> None:
     report["times_seconds"] = {k: round(v, 1) for k, v in times.items()}
     report["environment"] = {"python": platform.python_version(), "threads": args.threads,
                              "cpu_count": os.cpu_count()}
+    shutil.rmtree(out / "vocab-work", ignore_errors=True)  # vocab.txt is in checkpoint/ now
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_eval_md(out, report, args)
     log(f"wrote {out / 'EVAL.md'}, {out / 'report.json'}, {models['int8']} "

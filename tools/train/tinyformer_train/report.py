@@ -69,8 +69,8 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
           "| layers | hidden | vocabulary | int8 file | arena | fits | note |", "|---|---|---|---|---|---|---|"]
     for a in r["budget"]["attempts"]:
         L.append(f"| {a['layers']} | {a['hidden']} | {a['vocab'] if a['vocab'] is not None else a['vocab_requested']} | "
-                 f"{a['file_bytes'] if a['file_bytes'] is not None else '~' + format(a['estimate_bytes'], ',') + ' (estimate)'} | "
-                 f"{a['arena_bytes'] if a['arena_bytes'] is not None else '-'} | {'yes' if a['fits'] else 'no'} | {a['note']} |")
+                 f"{format(a['file_bytes'], ',') if a['file_bytes'] is not None else '~' + format(a['estimate_bytes'], ',') + ' (estimate)'} | "
+                 f"{format(a['arena_bytes'], ',') if a['arena_bytes'] is not None else '-'} | {'yes' if a['fits'] else 'no'} | {a['note']} |")
     if st.get("trained"):
         tr = st["training"]
         L += ["", "## Training", "",
