@@ -17,11 +17,13 @@ cd "$root"
 venv=${TRAIN_SMOKE_VENV:-$root/target/train-smoke-venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tools/train/requirements-smoke.txt
+# The package as a user installs it: the `tinyformer-train` console script (pyproject.toml).
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -e tools/train
 cargo build --release --quiet -p tinyformer-cli
 tf="$root/target/release/tinyformer"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-train() { PYTHONPATH="$root/tools/train" "$venv/bin/python" -m tinyformer_train --tinyformer "$tf" "$@"; }
+train() { "$venv/bin/tinyformer-train" --tinyformer "$tf" "$@"; }
 
 # Three topics told apart by a few keywords among common words; 150 rows, seeded.
 "$venv/bin/python" - "$work" <<'PY'
