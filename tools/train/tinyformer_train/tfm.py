@@ -56,7 +56,3 @@ def evaluate(tf: str, model: Path, data: Path, compare: Path | None = None) -> d
         args += ["--compare", compare]
     return json.loads(run(tf, *args))
 
-
-def classify(tf: str, model: Path, texts: list[str]) -> list[dict]:
-    out = run(tf, "classify", "-m", model, "--json", *texts)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
