@@ -1061,8 +1061,10 @@ mod tests {
         }
         // Several tokens at once: every (token, row) pair exactly once, as the
         // reference computes it (tiles of 4 x 4 and every kind of leftover).
+        // Miri runs only the scalar path (no CPU features there): a token-by-token
+        // sample of it.
         let (tokens_max, rows_max, cols_list): (usize, usize, &[usize]) = if cfg!(miri) {
-            (5, 5, &[0, 1, 33])
+            (2, 2, &[0, 33])
         } else {
             (9, 9, &[0, 1, 5, 31, 32, 33, 64, 100, 576])
         };
