@@ -63,6 +63,9 @@ impl GgufLlama {
         if heads == 0 || hidden % heads != 0 {
             bail!("llama.embedding_length {hidden} is not a multiple of llama.attention.head_count {heads}");
         }
+        if kv_heads == 0 || heads % kv_heads != 0 {
+            bail!("llama.attention.head_count_kv {kv_heads} does not divide llama.attention.head_count {heads}");
+        }
         if gguf.get("llama.rope.dimension_count").is_some() {
             let rotary = gguf.u32("llama.rope.dimension_count")?;
             if rotary != hidden / heads {
@@ -125,7 +128,8 @@ impl GgufLlama {
 
 /// GGUF dims (`[row length, rows]`, or `[len]` for a vector) of tensor `kind`.
 fn expected_shape(p: &LlamaParams, kind: K) -> Vec<u64> {
-    let kv_dim = u64::from(p.hidden / p.heads * p.kv_heads);
+    // `kv_heads` divides `heads` (checked when read), so this is at most `hidden`.
+    let kv_dim = u64::from(p.hidden / p.heads.max(1)) * u64::from(p.kv_heads);
     let (hidden, ffn, vocab) = (u64::from(p.hidden), u64::from(p.ffn), u64::from(p.vocab));
     match kind {
         K::WordEmb | K::OutputW => vec![hidden, vocab],

@@ -160,6 +160,8 @@ struct Tiny {
     arch: &'static str,
     tokenizer: &'static str,
     rope_dims: u32,
+    /// `llama.attention.head_count_kv` (2 query heads).
+    kv_heads: u32,
     /// Tensor left out.
     omit: &'static str,
     /// Tensor written with its dims swapped.
@@ -170,6 +172,7 @@ const TINY: Tiny = Tiny {
     arch: "llama",
     tokenizer: "llama",
     rope_dims: 4,
+    kv_heads: 1,
     omit: "",
     transpose: "",
 };
@@ -224,7 +227,7 @@ fn tiny_gguf(t: &Tiny) -> Vec<u8> {
         .kv_u32("llama.block_count", 1)
         .kv_u32("llama.feed_forward_length", FFN as u32)
         .kv_u32("llama.attention.head_count", 2)
-        .kv_u32("llama.attention.head_count_kv", 1)
+        .kv_u32("llama.attention.head_count_kv", t.kv_heads)
         .kv_u32("llama.rope.dimension_count", t.rope_dims)
         .kv(
             "llama.attention.layer_norm_rms_epsilon",
@@ -319,7 +322,7 @@ fn gguf_tiny_llama_converts_and_generates() {
 #[test]
 fn gguf_what_cannot_convert_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(Tiny, &[&str]); 5] = [
+    let cases: [(Tiny, &[&str]); 7] = [
         (
             Tiny {
                 tokenizer: "bert",
@@ -340,6 +343,25 @@ fn gguf_what_cannot_convert_is_named() {
                 ..TINY
             },
             &["llama.rope.dimension_count 2"],
+        ),
+        // More key/value heads than query heads (a fuzzer's file once overflowed the
+        // key width computed from them), and none.
+        (
+            Tiny {
+                kv_heads: 0x8000_0000,
+                ..TINY
+            },
+            &[
+                "llama.attention.head_count_kv 2147483648",
+                "does not divide",
+            ],
+        ),
+        (
+            Tiny {
+                kv_heads: 0,
+                ..TINY
+            },
+            &["llama.attention.head_count_kv 0"],
         ),
         (
             Tiny {
