@@ -4,7 +4,8 @@
 //! Input: byte 0 selects the tokenizer settings (bits 0..4: lowercase, strip_accents,
 //! chinese_chars, clean_text; bit 4: `max_word_chars` 8 instead of 100; bit 7: parse
 //! the rest as a raw tokenizer section instead), byte 1 the output length (0..=255),
-//! the rest is the text.
+//! the rest is the text. Besides `encode`'s contract, a sample of `encode_window`'s
+//! windows is checked against the untruncated encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -55,6 +56,33 @@ fn encode_checked(tokenizer: &Tokenizer<'_>, text: &[u8], out: &mut [u32]) {
     }
 }
 
+/// Checks `encode_window` against one untruncated encoding: the windows at piece 0,
+/// one window on, the last window and just past the end hold exactly the pieces of the
+/// whole text at those positions (a sample of windows: every one would make a long text
+/// with a short output quadratic).
+fn windows_checked(tokenizer: &Tokenizer<'_>, text: &[u8], out: &mut [u32]) {
+    let Some(capacity) = out.len().checked_sub(2).filter(|&c| c > 0) else {
+        return;
+    };
+    let Ok(first) = tokenizer.encode(text, out) else {
+        return;
+    };
+    let total = first.pieces_total;
+    let mut full = vec![0u32; total + 2];
+    let whole = tokenizer.encode(text, &mut full).expect("encoded once already");
+    assert!(!whole.truncated && whole.pieces_total == total);
+    let last = total.saturating_sub(1) / capacity * capacity;
+    for skip in [0, capacity, last, total] {
+        let enc = tokenizer.encode_window(text, skip, out).expect("encoded once already");
+        let kept = total.saturating_sub(skip).min(capacity);
+        assert_eq!((enc.len, enc.pieces_total), (kept + 2, total));
+        assert_eq!(enc.truncated, skip + kept < total);
+        assert_eq!(out[0], tokenizer.cls_id());
+        assert_eq!(out[kept + 1], tokenizer.sep_id());
+        assert_eq!(out[1..=kept], full[1 + skip.min(total)..1 + skip.min(total) + kept]);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let [variant, out_len, rest @ ..] = data else {
         return;
@@ -76,4 +104,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     encode_checked(&tokenizer(*variant), rest, &mut out);
+    windows_checked(&tokenizer(*variant), rest, &mut out);
 });

@@ -264,6 +264,22 @@ impl<'a> Tokenizer<'a> {
     /// Errors: [`TokenizerError::OutputTooShort`] if `out.len() < 2`,
     /// [`TokenizerError::InvalidUtf8`] (nothing meaningful is written then).
     pub fn encode(&self, text: &[u8], out: &mut [u32]) -> Result<Encoding, TokenizerError> {
+        self.encode_window(text, 0, out)
+    }
+
+    /// Like [`Tokenizer::encode`], but the window of pieces starts at piece `skip`:
+    /// `out` gets `[CLS] pieces[skip..skip + out.len() - 2] [SEP]`. A text longer than
+    /// the model's context is read as consecutive windows `skip = 0, c, 2c, ...` with
+    /// `c = out.len() - 2` until [`Encoding::truncated`] is false; their ids, without
+    /// `[CLS]`/`[SEP]`, concatenate to the whole text's pieces. No buffer beyond `out`:
+    /// each window tokenizes the text again from its start (linear in the text).
+    /// `skip >= pieces_total` gives `[CLS] [SEP]`.
+    pub fn encode_window(
+        &self,
+        text: &[u8],
+        skip: usize,
+        out: &mut [u32],
+    ) -> Result<Encoding, TokenizerError> {
         let capacity = out
             .len()
             .checked_sub(2)
@@ -273,6 +289,7 @@ impl<'a> Tokenizer<'a> {
         })?;
         let mut sink = Sink {
             out,
+            skip,
             capacity,
             total: 0,
         };
@@ -292,7 +309,7 @@ impl<'a> Tokenizer<'a> {
         }
         self.flush(&mut word, &mut sink);
 
-        let kept = sink.total.min(capacity);
+        let kept = sink.total.saturating_sub(skip).min(capacity);
         if let Some(first) = sink.out.first_mut() {
             *first = self.section.cls;
         }
@@ -301,7 +318,7 @@ impl<'a> Tokenizer<'a> {
         }
         Ok(Encoding {
             len: kept + 2,
-            truncated: sink.total > capacity,
+            truncated: sink.total.saturating_sub(skip) > capacity,
             pieces_total: sink.total,
         })
     }
@@ -425,17 +442,22 @@ impl<'a> Tokenizer<'a> {
 }
 
 /// Where pieces go: `out[1..=capacity]`, counting past it.
+/// Where pieces go: piece number `total` lands in `out[total - skip + 1]` when it is in
+/// the window `skip..skip + capacity` (slot 0 is `[CLS]`); the rest are only counted.
 struct Sink<'o> {
     out: &'o mut [u32],
+    skip: usize,
     capacity: usize,
     total: usize,
 }
 
 impl Sink<'_> {
     fn push(&mut self, id: u32) {
-        if self.total < self.capacity {
-            if let Some(slot) = self.out.get_mut(self.total + 1) {
-                *slot = id;
+        if let Some(at) = self.total.checked_sub(self.skip) {
+            if at < self.capacity {
+                if let Some(slot) = self.out.get_mut(at + 1) {
+                    *slot = id;
+                }
             }
         }
         self.total = self.total.saturating_add(1);

@@ -296,6 +296,43 @@ fn truncation_keeps_first_pieces() {
 }
 
 #[test]
+fn windows_concatenate_to_the_whole_text() {
+    let bytes = section(&TokenizerConfig::bert_uncased());
+    let t = Tokenizer::from_section(&bytes).unwrap();
+    // Rolled-back pieces ("un ##aff" then no match for "z") and an added-free mix.
+    let text = b"hello, worlds! unaffable a unaffz caf\xc3\xa9 a. i = [mask] unaffable";
+    let mut full = alloc::vec![0u32; 64];
+    let whole = t.encode(text, &mut full).unwrap();
+    assert!(!whole.truncated);
+    let pieces = &full[1..whole.len - 1];
+    // Every window size (a few under Miri: each window re-reads the text).
+    let step = if cfg!(miri) { 7 } else { 1 };
+    for out_len in (3..=pieces.len() + 3).step_by(step) {
+        let capacity = out_len - 2;
+        let mut joined = Vec::new();
+        let mut out = alloc::vec![0u32; out_len];
+        let mut skip = 0;
+        loop {
+            let enc = t.encode_window(text, skip, &mut out).unwrap();
+            assert_eq!(enc.pieces_total, pieces.len());
+            assert_eq!((out[0], out[enc.len - 1]), (id("[CLS]"), id("[SEP]")));
+            joined.extend_from_slice(&out[1..enc.len - 1]);
+            skip += capacity;
+            assert_eq!(enc.truncated, skip < pieces.len(), "out_len {out_len}");
+            if !enc.truncated {
+                break;
+            }
+        }
+        assert_eq!(joined, pieces, "out_len {out_len}");
+    }
+    // Past the end: an empty window.
+    let mut out = [0u32; 4];
+    let enc = t.encode_window(text, usize::MAX, &mut out).unwrap();
+    assert_eq!((enc.len, enc.truncated), (2, false));
+    assert_eq!(out[..2], [id("[CLS]"), id("[SEP]")]);
+}
+
+#[test]
 fn encode_errors() {
     let bytes = section(&TokenizerConfig::bert_uncased());
     let t = Tokenizer::from_section(&bytes).unwrap();

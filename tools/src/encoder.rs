@@ -6,7 +6,9 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::run::{argmax, for_each_text, read_texts, tokenize_input, ModelBytes, Runner};
+use crate::run::{
+    argmax, for_each_text, read_texts, tokenize_input, tokenize_input_windows, ModelBytes, Runner,
+};
 
 // Fields in alphabetical order: the key order the JSON output has always had.
 
@@ -40,6 +42,9 @@ pub struct ClassificationRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scores_q15: Option<Vec<i32>>,
     pub text: &'a str,
+    /// With `--windows N` above 1: how many windows of the text were read and averaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<usize>,
 }
 
 /// `tokenize`: the ids the device would see and the word pieces (text: `ids<TAB>pieces`).
@@ -93,13 +98,16 @@ pub enum Report {
 }
 
 /// `embed` and `classify`: runs the model on each text (or, with `ids`, on the token
-/// ids each input spells) and prints the [`Report`].
+/// ids each input spells) and prints the [`Report`]. A classifier reads a text longer
+/// than its context in up to `windows` windows and averages their logits
+/// (`Runner::run_windows`); `embed` takes 1.
 pub fn cmd_run(
     bytes: &ModelBytes,
     texts: &[String],
     ids: bool,
     json: bool,
     report: Report,
+    windows: usize,
 ) -> Result<()> {
     let model = bytes.model()?;
     if report == Report::Classification && model.config().num_labels == 0 {
@@ -111,11 +119,12 @@ pub fn cmd_run(
     let mut runner = Runner::new(model)?;
     for_each_text(&read_texts(texts)?, json, false, |input, text| {
         let token_ids = if ids {
-            parse_ids(text)?
+            vec![parse_ids(text)?]
         } else {
-            tokenize_input(&runner.model, input, text)?.ids
+            let windows = tokenize_input_windows(&runner.model, input, text, windows)?;
+            windows.into_iter().map(|w| w.ids).collect()
         };
-        let out = runner.run(&token_ids)?;
+        let out = runner.run_windows(&token_ids)?;
         if report == Report::Embedding {
             if json {
                 let record = EmbeddingRecord {
@@ -140,6 +149,7 @@ pub fn cmd_run(
             label,
             scores_q15: out.probabilities_q15,
             text,
+            windows: (windows > 1).then_some(token_ids.len()),
         };
         Ok(serde_json::to_string(&record)?)
     })

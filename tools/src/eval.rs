@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::path::Path;
 
-use crate::run::{argmax, read_lines, tokenize, ModelBytes, Runner};
+use crate::run::{argmax, read_lines, tokenize_windows, ModelBytes, Runner};
 
 // Fields in alphabetical order: the key order the JSON output has always had.
 
@@ -30,8 +30,11 @@ pub struct Evaluation {
     pub per_class: Vec<ClassScores>,
     /// Lines reported and skipped (invalid UTF-8, an empty text).
     pub skipped: usize,
-    /// Examples truncated to the model's `max_seq`.
+    /// Examples with word pieces beyond the windows read (`windows` x `max_seq`).
     pub truncated: usize,
+    /// Windows of `max_seq` tokens read per text at most, logits averaged (1: the
+    /// first `max_seq` tokens only).
+    pub windows: usize,
 }
 
 /// Precision, recall and F1 of one label.
@@ -48,8 +51,14 @@ pub struct ClassScores {
 /// Reads `data` and evaluates the classifier at `path` on it (and `compare` alongside).
 /// A line with invalid UTF-8 or an empty text is reported on stderr and counted in
 /// `skipped`; a line that does not fit the model's labels is an error: the file or the
-/// model is the wrong one.
-pub fn evaluate(path: &Path, data: &Path, compare: Option<&Path>) -> Result<Evaluation> {
+/// model is the wrong one. Each text is read in up to `windows` windows
+/// (`Runner::run_windows`).
+pub fn evaluate(
+    path: &Path,
+    data: &Path,
+    compare: Option<&Path>,
+    windows: usize,
+) -> Result<Evaluation> {
     let bytes = ModelBytes::open(path)?;
     let mut runner = Runner::new(bytes.model()?)?;
     let other_bytes = compare.map(ModelBytes::open).transpose()?;
@@ -97,14 +106,19 @@ pub fn evaluate(path: &Path, data: &Path, compare: Option<&Path>) -> Result<Eval
     let (mut agree, mut truncated, mut unknown) = (0usize, 0usize, 0usize);
     let bar = crate::convert::progress_bar(true, rows.len() as u64, "evaluating");
     for (gold, text) in &rows {
-        let tokens = tokenize(&runner.model, text)?;
-        truncated += usize::from(tokens.truncated);
-        unknown += usize::from(tokens.all_unknown);
-        let pred = argmax(&runner.run(&tokens.ids)?.probabilities);
+        let read = |r: &mut Runner<'_>| -> Result<(usize, bool, bool)> {
+            let tokens = tokenize_windows(&r.model, text, windows)?;
+            let last = &tokens[tokens.len() - 1];
+            let (cut, unknown) = (last.truncated, last.all_unknown);
+            let ids: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
+            Ok((argmax(&r.run_windows(&ids)?.probabilities), cut, unknown))
+        };
+        let (pred, cut, all_unknown) = read(&mut runner)?;
+        truncated += usize::from(cut);
+        unknown += usize::from(all_unknown);
         confusion[*gold][pred] += 1;
         if let Some(o) = other.as_mut() {
-            let t = tokenize(&o.model, text)?;
-            agree += usize::from(argmax(&o.run(&t.ids)?.probabilities) == pred);
+            agree += usize::from(read(o)?.0 == pred);
         }
         bar.inc(1);
     }
@@ -134,7 +148,7 @@ pub fn evaluate(path: &Path, data: &Path, compare: Option<&Path>) -> Result<Eval
         .collect();
     if truncated > 0 {
         eprintln!(
-            "warning: {truncated} texts were truncated to the model's {} tokens",
+            "warning: {truncated} texts were truncated to {windows} window(s) of the model's {} tokens",
             runner.model.config().max_seq
         );
     }
@@ -156,13 +170,20 @@ pub fn evaluate(path: &Path, data: &Path, compare: Option<&Path>) -> Result<Eval
         per_class,
         skipped,
         truncated,
+        windows,
     })
 }
 
 /// `eval`: prints the [`Evaluation`] as text, or as one JSON object with `json`; an
 /// error (exit code 1) after printing if lines were skipped.
-pub fn cmd_eval(path: &Path, data: &Path, compare: Option<&Path>, json: bool) -> Result<()> {
-    let v = evaluate(path, data, compare)?;
+pub fn cmd_eval(
+    path: &Path,
+    data: &Path,
+    compare: Option<&Path>,
+    json: bool,
+    windows: usize,
+) -> Result<()> {
+    let v = evaluate(path, data, compare, windows)?;
     if json {
         crate::out!("{}", serde_json::to_string(&v)?);
     } else {

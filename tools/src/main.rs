@@ -207,6 +207,11 @@ enum Command {
         /// scores (a text that fails: text and error).
         #[arg(long)]
         json: bool,
+        /// Read a text longer than the model's context in up to N consecutive windows
+        /// of `max_seq` tokens (each `[CLS] ... [SEP]`) and average their logits; 1
+        /// (the default) truncates to the first window, as the device's `encode` does.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        windows: u16,
     },
     /// Evaluate a classifier on a labelled TSV file (`label<TAB>text` per line; blank
     /// lines are skipped; a line with an empty text or invalid UTF-8 is reported and
@@ -222,6 +227,10 @@ enum Command {
         /// Print one JSON object (accuracy, per-class scores, confusion) instead of text.
         #[arg(long)]
         json: bool,
+        /// Read each text in up to N windows and average the logits (as `classify
+        /// --windows`), both models.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        windows: u16,
     },
     /// Time the forward pass (one thread) at fixed sequence lengths.
     Bench {
@@ -384,25 +393,35 @@ fn run(command: Command) -> Result<()> {
             ids,
             json,
             Report::Embedding,
+            1,
         ),
         Command::Classify {
             model,
             texts,
             ids,
             json,
+            windows,
         } => {
             let bytes = match model {
                 Some(path) => ModelBytes::open(&path)?,
                 None => default_model(),
             };
-            cmd_run(&bytes, &texts, ids, json, Report::Classification)
+            let windows = usize::from(windows);
+            cmd_run(&bytes, &texts, ids, json, Report::Classification, windows)
         }
         Command::Eval {
             model,
             data,
             compare,
             json,
-        } => eval::cmd_eval(&model, &data, compare.as_deref(), json),
+            windows,
+        } => eval::cmd_eval(
+            &model,
+            &data,
+            compare.as_deref(),
+            json,
+            usize::from(windows),
+        ),
         Command::Bench {
             model,
             seq,

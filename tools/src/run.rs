@@ -102,10 +102,17 @@ pub struct Tokens {
 
 /// Tokenizes `text` with the model's tokenizer, truncated to the model's `max_seq`.
 pub fn tokenize(model: &Model<'_>, text: &str) -> Result<Tokens> {
+    tokenize_window(model, text, 0)
+}
+
+/// The window of `text` that starts at word piece `skip`, as `[CLS] pieces [SEP]` of
+/// at most the model's `max_seq` tokens (`Tokenizer::encode_window`); `truncated`
+/// says pieces follow it.
+pub fn tokenize_window(model: &Model<'_>, text: &str, skip: usize) -> Result<Tokens> {
     let mut ids = vec![0u32; model.config().max_seq as usize];
     let tokenizer = model.tokenizer();
     let enc = tokenizer
-        .encode(text.as_bytes(), &mut ids)
+        .encode_window(text.as_bytes(), skip, &mut ids)
         .map_err(|e| anyhow!("tokenizing: {e}"))?;
     ids.truncate(enc.len);
     // Between [CLS] and [SEP].
@@ -119,29 +126,66 @@ pub fn tokenize(model: &Model<'_>, text: &str) -> Result<Tokens> {
     })
 }
 
+/// Up to `max_windows` consecutive windows of `text` (at least one): a text longer than
+/// the model's context is read window after window, each `[CLS] pieces [SEP]` on its
+/// own, instead of being cut after the first. The last window's `truncated` says
+/// pieces were left out; `all_unknown` is set on each window only if the text's
+/// pieces read are all `[UNK]`.
+///
+/// The host's reading of long texts (`classify --windows`, `eval --windows`); a device
+/// does the same with `Tokenizer::encode_window` and one arena.
+pub fn tokenize_windows(model: &Model<'_>, text: &str, max_windows: usize) -> Result<Vec<Tokens>> {
+    let capacity = (model.config().max_seq as usize).saturating_sub(2).max(1);
+    let mut windows = vec![tokenize(model, text)?];
+    while windows.len() < max_windows && windows.last().is_some_and(|w| w.truncated) {
+        windows.push(tokenize_window(model, text, windows.len() * capacity)?);
+    }
+    let all_unknown = windows.iter().all(|w| w.all_unknown);
+    for w in &mut windows {
+        w.all_unknown = all_unknown;
+    }
+    Ok(windows)
+}
+
 /// Tokenizes one input text of `tokenize`, `embed` or `classify`: an error if the
 /// tokenizer keeps nothing of it (only characters it drops), a warning on stderr if
 /// it was truncated or is all `[UNK]`.
 pub fn tokenize_input(model: &Model<'_>, input: &TextInput, text: &str) -> Result<Tokens> {
-    let tokens = tokenize(model, text)?;
-    if tokens.pieces_total == 0 {
+    let mut windows = tokenize_input_windows(model, input, text, 1)?;
+    Ok(windows.swap_remove(0))
+}
+
+/// [`tokenize_input`] read in up to `max_windows` windows ([`tokenize_windows`]).
+pub fn tokenize_input_windows(
+    model: &Model<'_>,
+    input: &TextInput,
+    text: &str,
+    max_windows: usize,
+) -> Result<Vec<Tokens>> {
+    let windows = tokenize_windows(model, text, max_windows)?;
+    let last = &windows[windows.len() - 1];
+    if last.pieces_total == 0 {
         bail!("no word pieces: the tokenizer drops every character of the text");
     }
-    if tokens.truncated {
+    if last.truncated {
+        let read = match windows.len() {
+            1 => String::new(),
+            n => format!("{n} windows of "),
+        };
         eprintln!(
-            "warning: {}: {} word pieces; truncated to the model's {} tokens (incl. [CLS]/[SEP])",
+            "warning: {}: {} word pieces; truncated to {read}the model's {} tokens (incl. [CLS]/[SEP])",
             input.label,
-            tokens.pieces_total,
+            last.pieces_total,
             model.config().max_seq
         );
     }
-    if tokens.all_unknown {
+    if last.all_unknown {
         eprintln!(
             "warning: {}: every word piece is [UNK] (the model's vocabulary covers none of the text); the result says nothing about it",
             input.label
         );
     }
-    Ok(tokens)
+    Ok(windows)
 }
 
 /// Reusable working memory for forward passes, sized for the model's `max_seq`.
@@ -178,15 +222,38 @@ impl<'m> Runner<'m> {
 
     /// Runs the model on token ids.
     pub fn run(&mut self, ids: &[u32]) -> Result<Output> {
+        self.run_windows(core::slice::from_ref(&ids))
+    }
+
+    /// Runs the model on each window of one text ([`tokenize_windows`]) and averages
+    /// the outputs (logits or embedding) over the windows before the softmax. For
+    /// int8 models the average is taken on the Q16.16 outputs in integers (rounded
+    /// half up), as a device would; one window is exactly [`Runner::run`].
+    pub fn run_windows<T: AsRef<[u32]>>(&mut self, windows: &[T]) -> Result<Output> {
         let config = *self.model.config();
         let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut self.arena);
         let n = config.output_len();
         let classifier = config.num_labels > 0;
+        let count = windows.len();
+        if count == 0 {
+            bail!("no input windows");
+        }
         if config.is_int8() {
             let mut fixed = vec![0i32; n];
-            self.model
-                .forward_fixed(Input::new(ids), arena, &mut fixed)
-                .map_err(|e| anyhow!("{e}"))?;
+            let mut sum = vec![0i64; n];
+            for ids in windows {
+                self.model
+                    .forward_fixed(Input::new(ids.as_ref()), arena, &mut fixed)
+                    .map_err(|e| anyhow!("{e}"))?;
+                for (s, &v) in sum.iter_mut().zip(&fixed) {
+                    *s += i64::from(v);
+                }
+            }
+            let count = count as i64;
+            for (f, &s) in fixed.iter_mut().zip(&sum) {
+                // The mean of i32 values fits an i32.
+                *f = (2 * s + count).div_euclid(2 * count) as i32;
+            }
             let values = fixed.iter().map(|&v| v as f32 / 65536.0).collect();
             if classifier {
                 let mut q = fixed;
@@ -205,9 +272,22 @@ impl<'m> Runner<'m> {
             });
         }
         let mut values = vec![0f32; n];
-        self.model
-            .forward(Input::new(ids), arena, &mut values)
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut one = vec![0f32; n];
+        for ids in windows {
+            self.model
+                .forward(Input::new(ids.as_ref()), arena, &mut one)
+                .map_err(|e| anyhow!("{e}"))?;
+            for (v, &o) in values.iter_mut().zip(&one) {
+                *v += o;
+            }
+        }
+        if count > 1 {
+            for v in &mut values {
+                *v /= count as f32;
+            }
+        } else {
+            values = one;
+        }
         let probabilities = if classifier {
             let mut p = values.clone();
             tinyformer::kernels::softmax::softmax_f32(&mut p, |_| true);

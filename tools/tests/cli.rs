@@ -302,3 +302,106 @@ fn corrupt_model_files_are_refused() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("m.tfm"), "{}", stderr(&o));
 }
+
+/// `classify --windows N` reads a long text as consecutive windows of `max_seq` tokens
+/// and averages their logits: checked against `embed` (which prints a classifier's
+/// logits) run on each window's words as a text of its own, for f32 and int8, and
+/// `eval --windows` predicts the same labels.
+#[test]
+fn windows_average_the_logits_of_each_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Words that are one word piece each, so the windows are runs of 62 words.
+    let candidates = [
+        "the", "film", "good", "bad", "a", "of", "and", "movie", "best", "dull", "long",
+    ];
+    let probe = tmp.path().join("probe.tfm");
+    assert!(convert(&fixture("tiny-bert-cls"), &probe, "f32")
+        .status
+        .success());
+    let mut args = vec!["tokenize", "-m", probe.to_str().unwrap(), "--json"];
+    args.extend(candidates);
+    let single: Vec<&str> = json_lines(&run(&args))
+        .iter()
+        .zip(candidates)
+        .filter(|(v, _)| v["ids"].as_array().unwrap().len() == 3)
+        .map(|(_, w)| w)
+        .collect();
+    assert!(single.len() >= 3, "{single:?}");
+    let words: Vec<&str> = (0..150)
+        .map(|i| single[(i * 7 + i / 5) % single.len()])
+        .collect();
+    let text = words.join(" ");
+    let softmax = |logits: &[f64]| -> Vec<f64> {
+        let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        e.iter().map(|x| x / e.iter().sum::<f64>()).collect()
+    };
+    for (dtype, tolerance) in [("f32", 1e-5), ("int8", 2e-3)] {
+        let model = tmp.path().join(format!("m-{dtype}.tfm"));
+        assert!(convert(&fixture("tiny-bert-cls"), &model, dtype)
+            .status
+            .success());
+        let m = model.to_str().unwrap();
+        for windows in [1usize, 2, 3, 9] {
+            let read = windows.min(3); // 150 words = 62 + 62 + 26
+            let chunks: Vec<String> = words.chunks(62).take(read).map(|c| c.join(" ")).collect();
+            let mut args = vec!["embed", "-m", m, "--json"];
+            args.extend(chunks.iter().map(String::as_str));
+            let logits: Vec<Vec<f64>> = json_lines(&run(&args))
+                .iter()
+                .map(|v| {
+                    let e = v["embedding"].as_array().unwrap();
+                    e.iter().map(|x| x.as_f64().unwrap()).collect()
+                })
+                .collect();
+            let mean: Vec<f64> = (0..3)
+                .map(|k| logits.iter().map(|l| l[k]).sum::<f64>() / read as f64)
+                .collect();
+            let expected = softmax(&mean);
+            let w = windows.to_string();
+            let o = run(&["classify", "-m", m, "--json", "--windows", &w, &text]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let v = &json_lines(&o)[0];
+            let scores = v["scores"].as_object().unwrap();
+            for (k, label) in ["negative", "neutral", "positive"].iter().enumerate() {
+                let got = scores[*label].as_f64().unwrap();
+                assert!(
+                    (got - expected[k]).abs() < tolerance,
+                    "{dtype} windows {windows} {label}: {got} vs {}",
+                    expected[k]
+                );
+            }
+            assert_eq!(
+                v.get("windows").and_then(Value::as_u64),
+                (windows > 1).then_some(read as u64)
+            );
+            // Cut short (1 or 2 windows of 3): a warning naming what was read.
+            assert_eq!(
+                stderr(&o).contains("truncated"),
+                windows < 3,
+                "{}",
+                stderr(&o)
+            );
+            // eval reads the same windows: its one prediction is classify's label.
+            let data = tmp.path().join("d.tsv");
+            fs::write(&data, format!("{}\t{text}\n", v["label"].as_str().unwrap())).unwrap();
+            let o = run(&[
+                "eval",
+                "-m",
+                m,
+                "--data",
+                data.to_str().unwrap(),
+                "--json",
+                "--windows",
+                &w,
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let e = &json_lines(&o)[0];
+            assert_eq!(
+                (e["accuracy"].as_f64(), e["windows"].as_u64()),
+                (Some(1.0), Some(windows as u64))
+            );
+            assert_eq!(e["truncated"], u64::from(windows < 3));
+        }
+    }
+}

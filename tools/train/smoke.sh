@@ -88,11 +88,20 @@ assert r["files"]["int8"] == r["budget"]["choice"]["file_bytes"], "probe size !=
 print(f"ok: report.json: int8 {r['files']['int8']} bytes = the budget probe's; eval on 15 test rows")
 PY
 
-# Separate files: CSV train, JSON Lines test, validation carved from train.
+# Separate files: CSV train, JSON Lines test, validation carved from train; texts of up
+# to 40 words read in windows of 16 tokens.
 train --train "$work/train.csv" --test "$work/test.jsonl" -o "$work/out2" --no-train \
-  --layers 2 --hidden 96 --min-vocab 200 --max-seq 32 >/dev/null 2>"$work/stderr" ||
+  --layers 2 --hidden 96 --min-vocab 200 --max-seq 16 --windows 3 >/dev/null 2>"$work/stderr" ||
   fail "tinyformer-train --train/--test: $(cat "$work/stderr")"
-"$tf" eval -m "$work/out2/model-int8.tfm" --data "$work/out2/data/test.tsv" >/dev/null ||
+"$tf" eval -m "$work/out2/model-int8.tfm" --data "$work/out2/data/test.tsv" --windows 3 >/dev/null ||
   fail "tinyformer eval on the --train/--test run"
+grep -qF "up to 3 consecutive windows of 16 tokens" "$work/out2/EVAL.md" || fail "EVAL.md does not say how texts are read"
+grep -qF -- "--windows 3 --data" "$work/out2/EVAL.md" || fail "EVAL.md's eval command lacks --windows"
+"$venv/bin/python" - "$work/out2/report.json" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))["eval"]
+assert all(e["windows"] == 3 for e in ev.values()), ev
+print(f"ok: --windows 3: eval read 3 windows, {ev['int8']['truncated']} of 30 test texts longer")
+PY
 echo "ok: --train/--test run converted and evaluated"
 echo "tinyformer-train smoke test passed"

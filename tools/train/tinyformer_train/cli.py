@@ -65,6 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     b.add_argument("--flash-budget", default="1MiB", help="int8 model file at most (default 1MiB)")
     b.add_argument("--arena-budget", default="64KiB", help="working memory at --max-seq at most (default 64KiB)")
     b.add_argument("--max-seq", type=int, default=64, help="tokens per text incl. [CLS]/[SEP] (default 64)")
+    b.add_argument("--windows", type=int, default=1,
+                   help="read a longer text in up to N consecutive windows of --max-seq tokens and "
+                        "average the logits (`tinyformer classify/eval --windows N`); the student also "
+                        "learns from every window of the training texts (default 1: truncate)")
     b.add_argument("--min-vocab", type=int, default=3000,
                    help="smallest student vocabulary considered (default 3000)")
     b.add_argument("--layers", type=int, help="fix the student's layers instead of searching 2-3")
@@ -77,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--no-train", action="store_true",
                    help="skip the PyTorch phases and export the student untrained (smoke test)")
     t.add_argument("--teacher-dir", type=Path, help="all-MiniLM-L6-v2 directory (default: its PyPI wheel)")
+    t.add_argument("--teacher-cache", type=Path,
+                   help="where the fine-tuned teacher is saved and, when a later run has the same data, "
+                        "split and teacher settings, reused from (default: OUT/teacher)")
     t.add_argument("--teacher-epochs", type=int, default=3)
     t.add_argument("--teacher-lr", type=float, default=8e-5)
     t.add_argument("--teacher-batch", type=int, default=32)
@@ -102,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--data and --train/--dev/--test are alternatives")
     if args.max_seq < 8:
         ap.error("--max-seq must be at least 8")
+    if args.windows < 1:
+        ap.error("--windows must be at least 1")
     return args
 
 
@@ -148,7 +157,9 @@ def load(args) -> tuple[Corpus, list[int], list[int], list[int]]:
 
 def main(argv=None) -> int:
     try:
-        run(parse_args(argv))
+        args = parse_args(argv)
+        args.command_line = list(sys.argv[1:] if argv is None else argv)
+        run(args)
     except TrainError as e:
         print(f"tinyformer-train: error: {e}", file=sys.stderr)
         return 2
@@ -163,8 +174,8 @@ def run(args) -> None:
     flash, arena = budget.parse_bytes(args.flash_budget), budget.parse_bytes(args.arena_budget)
     tf = tfm.find_tinyformer(args.tinyformer)
     out = args.out
-    report: dict = {"generator": "tinyformer-train " + " ".join(sys.argv[1:]), "seed": args.seed,
-                    "max_seq": args.max_seq, "budgets": {"flash_bytes": flash, "arena_bytes": arena},
+    report: dict = {"generator": "tinyformer-train " + " ".join(args.command_line), "seed": args.seed,
+                    "max_seq": args.max_seq, "windows": args.windows, "budgets": {"flash_bytes": flash, "arena_bytes": arena},
                     "no_train": args.no_train, "teacher_kind": args.teacher}
 
     # data
@@ -236,7 +247,7 @@ def run(args) -> None:
                          f"{flash:,} although the probe of the same shape fitted ({choice['file_bytes']:,})")
     times["convert"] = time.time() - t0
     t0 = time.time()
-    report["eval"] = {m: tfm.evaluate(tf, models[m], data_dir / "test.tsv", models["f32"])
+    report["eval"] = {m: tfm.evaluate(tf, models[m], data_dir / "test.tsv", models["f32"], args.windows)
                       for m in tqdm(models, desc="tinyformer eval", unit="model", leave=False)}
     report["inspect_int8"] = ins
     report["files"] = {m: p.stat().st_size for m, p in models.items()}
@@ -265,26 +276,42 @@ def train_torch(args, c, tr, va, te, vocab, vocab_path, vocab_text, config, ckpt
                          "`pip install -e tools/train[train]`, or pass --no-train") from None
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    ml = args.max_seq
+    ml, nw = args.max_seq, args.windows
     stok = distill.wordpiece_tokenizer(vocab_path)
-    senc = lambda ids: stok([c.texts[i] for i in ids], truncation=True, max_length=ml)["input_ids"]  # noqa: E731
+    # Every text is read as tinyformer reads it: up to `nw` windows of `ml` tokens
+    # (one: the first `ml`), logits averaged.
+    win = {name: distill.windows(stok, [c.texts[i] for i in ids], ml, nw)
+           for name, ids in (("train", tr), ("val", va), ("test", te))}
+    senc = lambda name: win[name][0]  # noqa: E731
     model = distill.student_model(config)
     if args.teacher == "minilm":
         t0 = time.time()
         if args.teacher_dir is None:
             args.teacher_dir = distill.fetch_teacher(args.cache_dir)
-        teacher, ttok, thist = distill.train_teacher(args, c.texts, c.y, tr, va, c.labels, ml)
-        tenc = lambda ids: ttok([c.texts[i] for i in ids], truncation=True, max_length=ml)["input_ids"]  # noqa: E731
+        teacher, ttok, thist = distill.cached_teacher(args, c.texts, c.y, tr, va, c.labels, ml,
+                                                      args.teacher_cache or args.out / "teacher")
+
+        def span_texts(name: str, ids: list[int]) -> list[list[str]]:
+            """The student's windows of each text as text, for the teacher's tokenizer."""
+            return [[c.texts[i][a:b] for a, b in sp] for i, sp in zip(ids, win[name][1])]
+
+        def tenc(name: str, ids: list[int]) -> list[list[list[int]]]:
+            return [ttok(w, truncation=True, max_length=ml)["input_ids"] for w in span_texts(name, ids)]
+
         report["teacher"] = {"model": "all-MiniLM-L6-v2 + BertForSequenceClassification head",
                              "epochs": args.teacher_epochs, "lr": args.teacher_lr, "batch": args.teacher_batch,
-                             "max_len": ml, "word_embeddings": "frozen", **thist,
-                             "val_accuracy": distill.accuracy(teacher, tenc(va), c.y[va]),
-                             "test_accuracy": distill.accuracy(teacher, tenc(te), c.y[te])}
+                             "max_len": ml, "windows": nw, "word_embeddings": "frozen", **thist,
+                             "val_accuracy": distill.window_accuracy(teacher, tenc("val", va), c.y[va]),
+                             "test_accuracy": distill.window_accuracy(teacher, tenc("test", te), c.y[te])}
         times["teacher"] = time.time() - t0
         log(f"teacher: val {report['teacher']['val_accuracy']:.4f} test {report['teacher']['test_accuracy']:.4f}")
         t0 = time.time()
-        dtexts = [c.texts[i] for i in tr] + distill.augment(c.texts, tr, args.aug_copies, args.seed)
-        hard = [int(c.y[i]) for i in tr] + [-1] * (len(dtexts) - len(tr))
+        # Every window of every training text (gold label and teacher logits of its own
+        # text), then the augmented copies (teacher logits only, first window).
+        real = [w for ws in span_texts("train", tr) for w in ws]
+        aug = distill.augment(c.texts, tr, args.aug_copies, args.seed)
+        dtexts = real + aug
+        hard = [int(c.y[i]) for i, ws in zip(tr, senc("train")) for _ in ws] + [-1] * len(aug)
         soft = distill.predict_logits(teacher, ttok(dtexts, truncation=True, max_length=ml)["input_ids"],
                                       desc="teacher labels")
         times["augment_and_label"] = time.time() - t0
@@ -296,25 +323,28 @@ def train_torch(args, c, tr, va, te, vocab, vocab_path, vocab_text, config, ckpt
         del teacher
     else:
         t0 = time.time()
-        dtexts, hard, soft = [c.texts[i] for i in tr], [int(c.y[i]) for i in tr], None
-    enc = stok(dtexts, truncation=True, max_length=ml)["input_ids"]
-    model, shist = distill.train_student(args, model, enc, hard, soft, senc(va), c.y[va])
+        aug, hard, soft = [], [int(c.y[i]) for i, ws in zip(tr, senc("train")) for _ in ws], None
+    # The student sees the windows' own ids (exactly what tinyformer feeds it).
+    enc = [w for ws in senc("train") for w in ws] + stok(aug, truncation=True, max_length=ml)["input_ids"]
+    # Dropout draws from here on do not depend on whether the teacher was trained or reused.
+    torch.manual_seed(args.seed + 2)
+    model, shist = distill.train_student(args, model, enc, hard, soft, senc("val"), c.y[va])
     times["student"] = time.time() - t0
     distill.save_student(model, ckpt, vocab_text, ml)
     reloaded = distill.BertForSequenceClassification.from_pretrained(str(ckpt))
-    enc_te = senc(te)
+    enc_te = [w for ws in senc("test") for w in ws]
     report["student"] = {
         "config": config, "trained": True,
         "parameters": sum(p.numel() for p in reloaded.parameters()),
         "vocab": {"requested": report["budget"]["choice"]["vocab_requested"], "size": len(vocab),
                   "test_unk_tokens": sum(e.count(1) for e in enc_te),
-                  "test_truncated": sum(len(e) == ml for e in enc_te)},
+                  "test_truncated": sum(win["test"][2])},
         "training": {"epochs": args.student_epochs, "lr": args.student_lr, "batch": args.student_batch,
                      "ema": args.ema, "temperature": args.temperature, "alpha_hard_ce": args.alpha,
                      "aug_copies": args.aug_copies if args.teacher == "minilm" else 0,
-                     "distill_examples": len(dtexts), "epoch_history": shist},
-        "val_accuracy": distill.accuracy(reloaded, senc(va), c.y[va]),
-        "test_accuracy": distill.accuracy(reloaded, enc_te, c.y[te]),
+                     "distill_examples": len(enc), "epoch_history": shist},
+        "val_accuracy": distill.window_accuracy(reloaded, senc("val"), c.y[va]),
+        "test_accuracy": distill.window_accuracy(reloaded, senc("test"), c.y[te]),
     }
     log(f"student (PyTorch float): val {report['student']['val_accuracy']:.4f} "
         f"test {report['student']['test_accuracy']:.4f}")

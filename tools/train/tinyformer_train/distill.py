@@ -95,6 +95,37 @@ def accuracy(model, enc, y) -> float:
     return float((predict_logits(model, enc).argmax(-1) == y).mean())
 
 
+def windows(tok, texts: list[str], max_len: int, max_windows: int
+            ) -> tuple[list[list[list[int]]], list[list[tuple[int, int]]], list[bool]]:
+    """The windows `tinyformer eval --windows` reads each text in: consecutive runs of
+    `max_len - 2` word pieces, each `[CLS] ... [SEP]`, at most `max_windows` (one for a
+    text without pieces). Per text: the windows' ids, their character spans in the
+    text (for a teacher with another tokenizer) and whether pieces were left out. With
+    one window the ids equal `tok(text, truncation=True, max_length=max_len)`."""
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    c = max_len - 2
+    groups, spans, cut = [], [], []
+    for ids, offs in zip(enc["input_ids"], enc["offset_mapping"]):
+        n = max(1, min(max_windows, -(-len(ids) // c)))
+        groups.append([[tok.cls_token_id] + ids[k * c:(k + 1) * c] + [tok.sep_token_id] for k in range(n)])
+        spans.append([(offs[k * c][0], offs[min(len(ids), (k + 1) * c) - 1][1]) if ids else (0, 0)
+                      for k in range(n)])
+        cut.append(len(ids) > n * c)
+    return groups, spans, cut
+
+
+def window_logits(model, groups: list[list[list[int]]], desc: str | None = None) -> np.ndarray:
+    """Logits per text: the mean over its windows, as `tinyformer` averages them."""
+    flat = [w for g in groups for w in g]
+    logits = predict_logits(model, flat, desc=desc)
+    bounds = np.cumsum([0] + [len(g) for g in groups])
+    return np.stack([logits[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def window_accuracy(model, groups, y) -> float:
+    return float((window_logits(model, groups).argmax(-1) == y).mean())
+
+
 # --------------------------------------------------------------------------- teacher
 
 def train_teacher(args, texts, y, tr, va, labels: list[str], max_len: int
@@ -137,6 +168,36 @@ def train_teacher(args, texts, y, tr, va, labels: list[str], max_len: int
     model.load_state_dict(best_state)
     model.eval()
     return model, tok, {"epochs": history, "best_epoch": 1 + max(range(len(history)), key=lambda k: (history[k]["val_accuracy"], -k))}
+
+
+def cached_teacher(args, texts, y, tr, va, labels: list[str], max_len: int, cache: Path
+                   ) -> tuple[BertForSequenceClassification, BertTokenizerFast, dict]:
+    """`train_teacher`, or the teacher a previous run saved in `cache` if it was trained
+    on the same train/validation texts and labels with the same settings (the key in
+    `cache/key.json`; anything else retrains and overwrites it). Lets runs that change
+    only the student skip the teacher, the slowest phase."""
+    import hashlib
+    import json
+    h = hashlib.sha256()
+    for i in list(tr) + [-1] + list(va):
+        h.update(b"\x00" if i < 0 else f"{labels[int(y[i])]}\t{texts[i]}\x00".encode())
+    key = {"data_sha256": h.hexdigest(), "labels": labels, "max_len": max_len,
+           "teacher": Path(args.teacher_dir).name, "epochs": args.teacher_epochs, "lr": args.teacher_lr,
+           "batch": args.teacher_batch, "seed": args.seed}
+    meta = cache / "key.json"
+    if meta.is_file():
+        saved = json.loads(meta.read_text())
+        if saved.get("key") == key:
+            log(f"teacher: reusing {cache} (same data, split and settings)")
+            model = BertForSequenceClassification.from_pretrained(str(cache))
+            model.eval()
+            return model, BertTokenizerFast.from_pretrained(str(cache)), {**saved["history"], "cached": str(cache)}
+    model, tok, history = train_teacher(args, texts, y, tr, va, labels, max_len)
+    cache.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(cache), safe_serialization=True)
+    tok.save_pretrained(str(cache))
+    meta.write_text(json.dumps({"key": key, "history": history}, indent=2) + "\n")
+    return model, tok, history
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -259,7 +320,8 @@ def student_model(config: dict) -> BertForSequenceClassification:
 
 
 def train_student(args, model, enc, hard, soft, enc_va, y_va) -> tuple[BertForSequenceClassification, list]:
-    """KD loss per example: T^2 * KL(teacher_T || student_T), and on real
+    """`enc_va`: the validation texts' windows (`windows`), scored as `tinyformer` reads
+    them. KD loss per example: T^2 * KL(teacher_T || student_T), and on real
     train sentences (hard >= 0) mixed with cross-entropy to the gold label:
     (1 - alpha) * KD + alpha * CE. Without a teacher (`soft` None): CE alone."""
     rng = random.Random(args.seed + 1)
@@ -301,7 +363,7 @@ def train_student(args, model, enc, hard, soft, enc_va, y_va) -> tuple[BertForSe
         for name, cand in (("raw", model), ("ema", ema)):
             if cand is None:
                 continue
-            acc = accuracy(cand, enc_va, y_va)
+            acc = window_accuracy(cand, enc_va, y_va)
             entry[f"val_accuracy_{name}"] = acc
             if acc > best:
                 best, best_state, entry["kept"] = acc, copy.deepcopy(cand.state_dict()), name

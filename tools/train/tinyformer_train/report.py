@@ -14,6 +14,20 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
     st, cfg = r["student"], r["student"]["config"]
     labels = r["data"]["labels"]
     seq = r["max_seq"]
+    nw = r.get("windows", 1)
+    wflag = f" --windows {nw}" if nw > 1 else ""
+    if nw > 1:
+        reading = (f"Texts are read as up to {nw} consecutive windows of {seq} tokens ([CLS] and [SEP] in each, "
+                   f"{seq - 2} word pieces), the logits averaged over the windows, by PyTorch and by "
+                   f"`tinyformer eval --windows {nw}` alike; pieces after the last window are left out "
+                   f"({ev['int8']['truncated']} of {ev['int8']['examples']} test texts). The student trains on "
+                   "every window of the training texts.")
+        seen = f"{nw} windows of {seq} tokens"
+    else:
+        reading = (f"Texts are truncated to their first {seq} word pieces ([CLS] and [SEP] included), as on the "
+                   f"device (`tinyformer eval` truncated {ev['int8']['truncated']} of {ev['int8']['examples']} "
+                   "test texts).")
+        seen = f"{seq} tokens"
     sizes = r["data"]["sizes"]
     L = ["# Evaluation report", "",
          f"Written by `{r['generator']}` (do not edit by hand; `report.json` beside it has every figure).",
@@ -28,13 +42,12 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
           f"Train {sizes['train']['total']}, validation {sizes['val']['total']}, test {sizes['test']['total']} "
           f"(majority class on test: {_pct(r['data']['test_majority_accuracy'])}). The test split is used only "
           "for the figures below, never for training, model selection or int8 calibration.",
-          f"Texts are truncated to their first {seq} word pieces ([CLS] and [SEP] included), as on the device "
-          f"(`tinyformer eval` truncated {ev['int8']['truncated']} of {ev['int8']['examples']} test texts).",
+          reading,
           "", "## Accuracy on the test split", "",
           "| model | test accuracy | label agreement with tinyformer f32 |", "|---|---|---|",
           f"| TF-IDF + logistic regression (scikit-learn, whole text, same split) | {r['tfidf']['test_accuracy']:.4f} | - |"]
     if "teacher" in r:
-        L.append(f"| teacher: all-MiniLM-L6-v2 fine-tuned (PyTorch, {seq} tokens) | {r['teacher']['test_accuracy']:.4f} | - |")
+        L.append(f"| teacher: all-MiniLM-L6-v2 fine-tuned (PyTorch, {seen}) | {r['teacher']['test_accuracy']:.4f} | - |")
     if st.get("trained"):
         L.append(f"| student, PyTorch float32 ({st['parameters']:,} parameters) | {st['test_accuracy']:.4f} | - |")
     for m, name in (("f32", "student, tinyformer f32"), ("f16", "student, tinyformer f16 (`model-f16.tfm`)"),
@@ -75,7 +88,8 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
         tr = st["training"]
         L += ["", "## Training", "",
               f"Student: {tr['epochs']} epochs on {tr['distill_examples']:,} texts "
-              f"({'train split plus ' + str(tr['aug_copies']) + ' augmented copies labelled by the teacher, distilled' if tr['aug_copies'] else 'train split, gold labels only (--teacher none)'}), "
+              f"({'every window of ' if nw > 1 else ''}"
+              f"{'train split plus ' + str(tr['aug_copies']) + ' augmented copies labelled by the teacher, distilled' if tr['aug_copies'] else 'train split, gold labels only (--teacher none)'}), "
               f"lr {tr['lr']}, batch {tr['batch']}, EMA {tr['ema']}.",
               f"Test texts: {st['vocab']['test_unk_tokens']} [UNK] pieces, {st['vocab']['test_truncated']} truncated."]
     t = r["times_seconds"]
@@ -83,8 +97,8 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
           f" on {r['environment']['threads']} threads ({r['environment']['cpu_count']} CPUs).", ""]
     m = out / "model-int8.tfm"  # as given on the command line: the report is read beside it
     L += ["## Use the model", "", "```sh",
-          f"tinyformer classify -m {m} \"some text\" [--json]",
-          f"tinyformer eval -m {m} --data {out / 'data' / 'test.tsv'}",
+          f"tinyformer classify -m {m}{wflag} \"some text\" [--json]",
+          f"tinyformer eval -m {m}{wflag} --data {out / 'data' / 'test.tsv'}",
           f"tinyformer inspect {m} --seq {seq}", "```", "",
           "On a device (copy `model-int8.tfm` beside your crate's `src/`; the path is relative to the source file):",
           "", "```rust",
@@ -92,6 +106,8 @@ def write_eval_md(out: Path, r: dict, args) -> Path:
           f"static ARENA: StaticArena<{{ tinyformer::arena_bytes(MODEL, {seq}) }}> = StaticArena::new(); "
           f"// {plan['arena_bytes']:,} bytes",
           "// then as in the README's \"On a microcontroller\": encode, forward_fixed, probabilities_q15;",
+          *([f"// a longer text: encode_window at skip = 0, {seq - 2}, ... (up to {nw} windows), "
+             "sum the forward_fixed outputs, divide by the count, then probabilities_q15;"] if nw > 1 else []),
           f"// scores has {len(labels)} entries, label i = model.label(i): " +
           ", ".join(f"{i} {lab}" for i, lab in enumerate(labels)),
           "```", ""]

@@ -50,8 +50,8 @@ def inspect(tf: str, model: Path, seq: int) -> dict:
     return json.loads(run(tf, "inspect", model, "--seq", str(seq), "--json"))
 
 
-def evaluate(tf: str, model: Path, data: Path, compare: Path | None = None) -> dict:
-    args = ["eval", "-m", model, "--data", data, "--json"]
+def evaluate(tf: str, model: Path, data: Path, compare: Path | None = None, windows: int = 1) -> dict:
+    args = ["eval", "-m", model, "--data", data, "--json", "--windows", str(windows)]
     if compare is not None:
         args += ["--compare", compare]
     return json.loads(run(tf, *args))
