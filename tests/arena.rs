@@ -60,7 +60,7 @@ fn committed_models_compile_time_size_is_the_runtime_plan() {
     for (name, bytes) in MODELS {
         assert_tied(name, bytes);
     }
-    assert_eq!(DEFAULT_INT8_AT_64, 25_600);
+    assert_eq!(DEFAULT_INT8_AT_64, 19_264);
     assert_eq!(STORIES_AT_256, 87_736);
     assert_eq!(STORIES_AT_512, 170_680);
     assert_eq!(Ok(DEFAULT_INT8_AT_64), runtime_arena_bytes(MODELS[0].1, 64));

@@ -147,8 +147,12 @@ pub fn evaluate(
         })
         .collect();
     if truncated > 0 {
+        let read = match windows {
+            1 => String::new(),
+            n => format!("{n} windows of "),
+        };
         eprintln!(
-            "warning: {truncated} texts were truncated to {windows} window(s) of the model's {} tokens",
+            "warning: {truncated} texts were truncated to {read}the model's {} tokens",
             runner.model.config().max_seq
         );
     }

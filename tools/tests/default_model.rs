@@ -72,10 +72,10 @@ fn committed_int8_model_fits_a_microcontroller() {
 fn committed_models_agree_with_the_float_reference() {
     let g = golden();
     // (file, fewest agreeing labels, guard on the max abs logit error); measured:
-    // f16 51/51 and 2.857e-4, int8 51/51 and 2.382e-2.
+    // f16 51/51 and 5.685e-4, int8 51/51 and 4.649e-2 (the 3x96 model).
     for (name, min_agree, max_abs) in [
-        ("sentiment-f16.tfm", 51, 4.3e-4),
-        ("sentiment-int8.tfm", 51, 3.6e-2),
+        ("sentiment-f16.tfm", 51, 8.5e-4),
+        ("sentiment-int8.tfm", 51, 7.0e-2),
     ] {
         let buf = load(name);
         let model = Model::from_bytes(buf.as_bytes()).unwrap();

@@ -68,7 +68,9 @@ lines += [
     f"Student: {st['config']['num_hidden_layers']} layers, hidden {st['config']['hidden_size']}, "
     f"{st['config']['num_attention_heads']} heads, FFN {st['config']['intermediate_size']}, "
     f"vocabulary {st['config']['vocab_size']} (own WordPiece), {st['config']['max_position_embeddings']} positions. "
-    f"Training took {tr['times_seconds']['total'] / 60:.1f} min on {tr['environment']['threads']} CPU threads.",
+    f"Training took {tr['times_seconds']['total'] / 60:.1f} min on {tr['environment']['threads']} CPU threads"
+    + (" (the fine-tuned teacher reused from a run with the same data and teacher settings, "
+       f"`{te['cached']}`: its {len(te['epochs'])} epochs are not in that time)." if "cached" in te else "."),
     "",
     f"int8 file: {ins['file_bytes']:,} bytes; arena at seq {plan['seq']}: {plan['arena_bytes']:,} bytes.",
     "",
