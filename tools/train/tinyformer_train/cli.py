@@ -325,7 +325,9 @@ def train_torch(args, c, tr, va, te, vocab, vocab_path, vocab_text, config, ckpt
         t0 = time.time()
         aug, hard, soft = [], [int(c.y[i]) for i, ws in zip(tr, senc("train")) for _ in ws], None
     # The student sees the windows' own ids (exactly what tinyformer feeds it).
-    enc = [w for ws in senc("train") for w in ws] + stok(aug, truncation=True, max_length=ml)["input_ids"]
+    enc = [w for ws in senc("train") for w in ws]
+    if aug:  # (the tokenizer refuses an empty batch)
+        enc += stok(aug, truncation=True, max_length=ml)["input_ids"]
     # Dropout draws from here on do not depend on whether the teacher was trained or reused.
     torch.manual_seed(args.seed + 2)
     model, shist = distill.train_student(args, model, enc, hard, soft, senc("val"), c.y[va])
