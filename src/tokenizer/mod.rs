@@ -441,7 +441,6 @@ impl<'a> Tokenizer<'a> {
     }
 }
 
-/// Where pieces go: `out[1..=capacity]`, counting past it.
 /// Where pieces go: piece number `total` lands in `out[total - skip + 1]` when it is in
 /// the window `skip..skip + capacity` (slot 0 is `[CLS]`); the rest are only counted.
 struct Sink<'o> {

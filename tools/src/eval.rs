@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::path::Path;
 
-use crate::run::{argmax, read_lines, tokenize_windows, ModelBytes, Runner};
+use crate::run::{argmax, read_lines, tokenize_windows, windows_read, ModelBytes, Runner};
 
 // Fields in alphabetical order: the key order the JSON output has always had.
 
@@ -147,10 +147,7 @@ pub fn evaluate(
         })
         .collect();
     if truncated > 0 {
-        let read = match windows {
-            1 => String::new(),
-            n => format!("{n} windows of "),
-        };
+        let read = windows_read(windows);
         eprintln!(
             "warning: {truncated} texts were truncated to {read}the model's {} tokens",
             runner.model.config().max_seq

@@ -155,6 +155,15 @@ pub fn tokenize_input(model: &Model<'_>, input: &TextInput, text: &str) -> Resul
     Ok(windows.swap_remove(0))
 }
 
+/// How a truncation warning names what was read before the model's `max_seq`:
+/// nothing for one window, `"N windows of "` for several.
+pub fn windows_read(windows: usize) -> String {
+    match windows {
+        1 => String::new(),
+        n => format!("{n} windows of "),
+    }
+}
+
 /// [`tokenize_input`] read in up to `max_windows` windows ([`tokenize_windows`]).
 pub fn tokenize_input_windows(
     model: &Model<'_>,
@@ -168,10 +177,7 @@ pub fn tokenize_input_windows(
         bail!("no word pieces: the tokenizer drops every character of the text");
     }
     if last.truncated {
-        let read = match windows.len() {
-            1 => String::new(),
-            n => format!("{n} windows of "),
-        };
+        let read = windows_read(windows.len());
         eprintln!(
             "warning: {}: {} word pieces; truncated to {read}the model's {} tokens (incl. [CLS]/[SEP])",
             input.label,

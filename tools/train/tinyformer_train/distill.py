@@ -10,6 +10,8 @@ train_default.py or of the tinyformer-train CLI; both use the same option names.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import os
 import random
@@ -176,8 +178,6 @@ def cached_teacher(args, texts, y, tr, va, labels: list[str], max_len: int, cach
     on the same train/validation texts and labels with the same settings (the key in
     `cache/key.json`; anything else retrains and overwrites it). Lets runs that change
     only the student skip the teacher, the slowest phase."""
-    import hashlib
-    import json
     h = hashlib.sha256()
     for i in list(tr) + [-1] + list(va):
         h.update(b"\x00" if i < 0 else f"{labels[int(y[i])]}\t{texts[i]}\x00".encode())
