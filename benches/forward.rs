@@ -231,6 +231,28 @@ fn kernels(c: &mut Criterion) {
             });
         });
     }
+    // The int8 forward pass's tile product: a batch of 64 tokens into an `i32` tile
+    // (AVX-512 VNNI has its own tokens-in-lanes kernel; the others their matmul).
+    let tokens = 64usize;
+    let xs: Vec<i8> = (0..tokens * cols).map(|_| rng.next_u32() as i8).collect();
+    let mut tile = vec![0i32; tokens * rows];
+    group.throughput(Throughput::Elements((tokens * rows * cols) as u64));
+    for kernel in Int8Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+        let name = format!("matmul_i8_into 64x1536x384 {kernel:?}");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                matvec::matmul_i8_into_with(
+                    kernel,
+                    rows,
+                    cols,
+                    black_box(&xs),
+                    &w,
+                    &bias,
+                    &mut tile,
+                )
+            });
+        });
+    }
     // The decoder's int16-by-int8 products at SmolLM2-135M's FFN shape: one token
     // (decode) and a 16-token block of a prompt (prefill).
     let (rows16, cols16) = (1536usize, 576usize);

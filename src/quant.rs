@@ -80,6 +80,37 @@ impl Requant {
         (high + round) >> ((total_shift - 32) & 31)
     }
 
+    /// [`Requant::apply`] without branches: the 64-bit form for every shift (the
+    /// high-word path gives the same value, see there). The form a vectorising
+    /// compiler turns into 64-bit lane multiplies and per-lane shifts, for loops over
+    /// a tile ([`crate::kernels::requant`]); a 32-bit core keeps `apply`.
+    #[inline(always)]
+    pub fn apply_lanes(&self, x: i32) -> i64 {
+        let total_shift = 31i32.saturating_sub(self.shift).clamp(1, 62);
+        let product = i64::from(x) * i64::from(self.multiplier);
+        (product + (1i64 << (total_shift - 1))) >> total_shift
+    }
+
+    /// [`Requant::apply_scaled`] without branches (selects instead), for the same
+    /// vectorised loops as [`Requant::apply_lanes`]; the same value for every input.
+    #[inline(always)]
+    pub fn apply_scaled_lanes(&self, x: i32, extra: i32) -> i64 {
+        let total_shift = 31i32
+            .saturating_sub(self.shift)
+            .saturating_sub(extra.clamp(-62, 62));
+        let shift = total_shift.clamp(1, 62);
+        let product = i64::from(x) * i64::from(self.multiplier);
+        let rounded = (product + (1i64 << (shift - 1))) >> shift;
+        // Past the shift range: `apply_scaled`'s saturated value (0 for a zero
+        // operand, as the sign product gives).
+        let huge = i64::from(x.signum() * self.multiplier.signum()) << 62;
+        if total_shift >= 1 {
+            rounded
+        } else {
+            huge
+        }
+    }
+
     /// The multiplier times `2^extra` (a row's dynamic exponent), as a pair; the shift
     /// is capped at its valid maximum.
     #[inline(always)]
@@ -231,10 +262,28 @@ pub fn row_exponent(max: u32) -> u32 {
 /// `round(wide / 2^e)` to `out` and returns `e` (see [`row_exponent`]).
 #[inline]
 pub fn narrow_row(out: &mut [i8], wide: &[i32]) -> u32 {
+    crate::kernels::dispatch!(narrow_row_avx512, narrow_row_body(out, wide))
+}
+
+crate::kernels::avx512_variant!(narrow_row_avx512, narrow_row_body(out: &mut [i8], wide: &[i32]) -> u32);
+
+/// [`narrow_row`]'s loops, compiled for AVX-512 where the CPU has it (`std`).
+#[inline(always)]
+fn narrow_row_body(out: &mut [i8], wide: &[i32]) -> u32 {
     let max = wide.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
     let e = row_exponent(max);
-    for (q, &w) in out.iter_mut().zip(wide) {
-        *q = saturate_i8(shift_round(w, e));
+    // `shift_round(w, e)` in 32 bits, which vectorises: `((w >> (e - 1)) + 1) >> 1` is
+    // `floor((w + 2^(e-1)) / 2^e)` without the addend that could overflow, and the
+    // `+ 1` cannot (`w >> (e - 1)` is at most `2^31 >> (e - 1)`, below `i32::MAX` for
+    // `e >= 2`, and `e == 1` only for rows with `max <= 254`).
+    if e == 0 {
+        for (q, &w) in out.iter_mut().zip(wide) {
+            *q = w.clamp(-128, 127) as i8;
+        }
+    } else {
+        for (q, &w) in out.iter_mut().zip(wide) {
+            *q = ((w >> (e - 1)).wrapping_add(1) >> 1).clamp(-128, 127) as i8;
+        }
     }
     e
 }
@@ -505,6 +554,69 @@ mod tests {
                 // Half toward +inf differs from ties-even only on exact ties.
                 assert!((got - want).abs() <= 1.0, "{m} {x}: {got} vs {want}");
             }
+        }
+    }
+
+    #[test]
+    fn lane_forms_match_apply() {
+        let mut rng = crate::rng::XorShift64Star::new(11);
+        let xs = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            127,
+            -128,
+            1 << 20,
+            -(1 << 20),
+            i32::MAX,
+            i32::MIN,
+        ];
+        let ms = [0, 1, (1 << 30) + 12_345, i32::MAX, -1, i32::MIN];
+        let draws = if cfg!(miri) { 50 } else { 20_000 };
+        let random = (0..draws).map(|_| (rng.next_u32() as i32, rng.next_u32() as i32));
+        let pairs = xs
+            .iter()
+            .flat_map(|&x| ms.iter().map(move |&m| (x, m)))
+            .chain(random);
+        for (x, m) in pairs {
+            let step = if cfg!(miri) { 9 } else { 1 };
+            for shift in (-70..=70).step_by(step).chain([i32::MIN, i32::MAX]) {
+                let rq = Requant::new(m, shift);
+                assert_eq!(rq.apply_lanes(x), rq.apply(x), "{x} {m} {shift}");
+                for extra in [-100, -62, -31, -5, -1, 0, 1, 2, 7, 31, 40, 62, 100] {
+                    let want = rq.apply_scaled(x, extra);
+                    assert_eq!(
+                        rq.apply_scaled_lanes(x, extra),
+                        want,
+                        "{x} {m} {shift} {extra}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_row_rounds_as_shift_round() {
+        let mut rng = crate::rng::XorShift64Star::new(12);
+        let rows = if cfg!(miri) { 20 } else { 2_000 };
+        for r in 0..rows {
+            // Rows of every magnitude, with the extremes.
+            let bits = r % 33;
+            let mut wide: Vec<i32> = (0..37)
+                .map(|_| (rng.next_u32() as i32) >> (32 - bits.max(1)))
+                .collect();
+            if r % 5 == 0 {
+                wide.push(if r % 10 == 0 { i32::MIN } else { i32::MAX });
+            }
+            let mut out = vec![0i8; wide.len()];
+            let e = narrow_row(&mut out, &wide);
+            let want: Vec<i8> = wide
+                .iter()
+                .map(|&w| saturate_i8(shift_round(w, e)))
+                .collect();
+            assert_eq!(out, want, "{wide:?}");
         }
     }
 

@@ -552,6 +552,45 @@ fn run_random_input(bytes: &[u8], seed: u64) {
     }
 }
 
+/// A MiniLM-sized int8 layer (hidden 384 in 12 heads, FFN 1536) on 128 tokens of random
+/// weights gives the same Q16.16 outputs on 1, 2 and 3 threads as the scalar reference
+/// one row at a time: its blocks are large enough to be split (64-row batches in
+/// parts of 32 or 16 rows, `Model::with_threads`), and the split computes each row as
+/// one thread does.
+#[cfg(feature = "threads")]
+#[test]
+fn threads_give_the_scalar_reference_results() {
+    use tinyformer::kernels::matvec::Int8Kernel;
+    let config = Config {
+        vocab_size: 64,
+        hidden: 384,
+        heads: 12,
+        ffn: 1536,
+        max_positions: 128,
+        max_seq: 128,
+        num_labels: 0,
+        pooling: Pooling::Mean,
+        ..small_config(DType::I8)
+    };
+    let bytes = AlignedBuf::from_bytes(&random_model(&config, 7));
+    let model = Model::from_bytes(bytes.as_bytes()).unwrap();
+    let ids: Vec<u32> = (0..128u32).map(|i| (i * 13 + 5) % 64).collect();
+    let run = |model: Model<'_>, rows: usize| {
+        let mut arena =
+            AlignedBuf::from_bytes(&vec![0; model.arena_bytes_batched(128, rows).unwrap()]);
+        let mut out = vec![0i32; config.output_len()];
+        model
+            .forward_fixed(Input::new(&ids), arena.as_bytes_mut(), &mut out)
+            .unwrap();
+        out
+    };
+    let reference = run(model.with_kernel(Int8Kernel::Scalar), 1);
+    for threads in [1, 2, 3] {
+        let got = run(model.with_threads(threads), MAX_BATCH_ROWS);
+        assert_eq!(got, reference, "{threads} threads, {:?}", model.kernel());
+    }
+}
+
 proptest! {
     #![proptest_config(cases(48))]
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The Cortex-M DSP int8 kernels on an emulated Cortex-M4F (QEMU mps2-an386):
 #  1. builds examples/kernel-check-m4 and runs it: it compares the DSP kernels with the
-#     scalar reference on every vector length 0..=300 and on matrices of 0..=9 rows
-#     (random and -128/127 extremes) and exits non-zero on the first mismatch;
-#  2. counts the instructions of one 128x384 matrix-vector product with each kernel
-#     (QEMU TCG plugin tools/qemu/insncount.c) and prints instructions per MAC.
+#     scalar reference on every vector length 0..=300, on matrices of 0..=9 rows, and
+#     on products of 0..=9 tokens (the tiled multi-token kernel: tiles of 4, 3, 2 and
+#     1 tokens, row groups and column chunks with their leftovers) (random and
+#     -128/127 extremes) and exits non-zero on the first mismatch;
+#  2. counts the instructions of one 128x384 matrix-vector product with each kernel,
+#     and of the DSP kernel's product of that matrix with 8 tokens (QEMU TCG plugin
+#     tools/qemu/insncount.c), and prints instructions per MAC.
 # Needs: qemu-system-arm, gcc, rustup target thumbv7em-none-eabihf, llvm-tools.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,14 +23,19 @@ run() {
   timeout 300 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic \
     -semihosting-config enable=on,target=native "$@" -kernel "$elf"
 }
-for kernel in scalar dsp; do
+for kernel in scalar dsp dsp_tokens; do
   run -plugin "$work/libinsncount.so,begin=$(addr ${kernel}_begin),end=$(addr ${kernel}_end)" \
     -d plugin -D "$work/$kernel.txt" >"$work/out.txt" || { cat "$work/out.txt"; exit 1; }
 done
 cat "$work/out.txt"
 macs=$(awk '/^MACS/ { print $2 }' "$work/out.txt")
-for kernel in scalar dsp; do
+tokens=$(awk '/^TOKENS/ { print $2 }' "$work/out.txt")
+for kernel in scalar dsp dsp_tokens; do
   total=$(tr ' ' '\n' <"$work/$kernel.txt" | sed -n 's/^total=//p')
-  awk -v k="$kernel" -v t="$total" -v m="$macs" \
-    'BEGIN { printf "matvec_i8 128x384 %-6s %8d instructions, %.2f per MAC\n", k, t, t / m }'
+  case $kernel in
+    dsp_tokens) what="matmul_i8 ${tokens}x128x384 dsp" m=$((macs * tokens)) ;;
+    *) what="matvec_i8 128x384 $kernel" m=$macs ;;
+  esac
+  awk -v k="$what" -v t="$total" -v m="$m" \
+    'BEGIN { printf "%-27s %8d instructions, %.2f per MAC\n", k, t, t / m }'
 done

@@ -7,7 +7,7 @@
 //! out of range), bit 1 attention mask, bit 2 token types, bit 3 arena one byte short,
 //! bit 4 misaligned arena, bit 5 wrong output length, bit 6 the other entry point
 //! (`forward` for int8 models, `forward` without observer for float ones), bit 7 an
-//! arena for batches of up to 8 token rows (`arena_bytes_batched`).
+//! arena for batches of up to `MAX_BATCH_ROWS` (64) token rows (`arena_bytes_batched`).
 //! An empty trailer classifies a fixed sentence.
 //!
 //! The custom mutator (`mutate_model_and_request`) keeps valid models valid most of

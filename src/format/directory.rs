@@ -116,7 +116,8 @@ pub(super) fn check_entry(
         (dir::RESERVED0, dir::RESERVED0 + 2),
         (dir::RESERVED1, DIR_ENTRY_LEN),
     ] {
-        if let Some(i) = entry[start..end].iter().position(|&b| b != 0) {
+        let reserved = entry.get(start..end).unwrap_or(&[]);
+        if let Some(i) = reserved.iter().position(|&b| b != 0) {
             return Err(FormatError::ReservedNotZero {
                 offset: at + start + i,
             });

@@ -93,8 +93,8 @@ impl<'a> ModelFile<'a> {
         let lab_offset = hdr(bytes, header::LABELS_OFFSET);
         let lab_len = hdr(bytes, header::LABELS_LEN);
         end = check_region("labels", lab_offset, lab_len, 4, end, file_len)?;
-        let tokenizer = &bytes[tok_offset as usize..(tok_offset + tok_len) as usize];
-        let labels = &bytes[lab_offset as usize..(lab_offset + lab_len) as usize];
+        let tokenizer = region(bytes, tok_offset, tok_offset + tok_len);
+        let labels = region(bytes, lab_offset, lab_offset + lab_len);
         check_labels(labels, config.num_labels)?;
         // Optional self-test section, between the labels and the tensors.
         let st_offset = hdr(bytes, header::SELF_TEST_OFFSET);
@@ -103,7 +103,7 @@ impl<'a> ModelFile<'a> {
             &[][..]
         } else {
             end = check_region("self_test", st_offset, st_len, 4, end, file_len)?;
-            let section = &bytes[st_offset as usize..end as usize];
+            let section = region(bytes, st_offset, end);
             self_test::check_section(section, &config)?;
             section
         };
@@ -138,11 +138,11 @@ impl<'a> ModelFile<'a> {
 
         // Tensors, in canonical order.
         for index in 0..tensor_count {
-            let at = dir_offset as usize + index as usize * DIR_ENTRY_LEN;
-            let entry = &bytes[at..at + DIR_ENTRY_LEN];
-            let info = check_entry(&config, index, entry, at)?;
+            let at = dir_offset + index * DIR_ENTRY_LEN as u32;
+            let entry = region(bytes, at, at + DIR_ENTRY_LEN as u32);
+            let info = check_entry(&config, index, entry, at as usize)?;
             end = check_region("tensor", info.offset, info.len, ALIGN as u32, end, file_len)?;
-            let payload = &bytes[info.offset as usize..end as usize];
+            let payload = region(bytes, info.offset, end);
             check_quant_params(index, &info, payload)?;
         }
 
@@ -295,15 +295,65 @@ impl<'a> ModelFile<'a> {
 /// Computes the file CRC: CRC-32 (IEEE, as zlib) of the whole file with the four CRC
 /// bytes taken as zero. `bytes` must be at least [`HEADER_LEN`] long.
 pub fn file_crc32(bytes: &[u8]) -> u32 {
-    // One 1 KiB table rather than slice-by-16's 16 KiB: flash matters more than
-    // the speed of a check that runs once at boot.
-    const CRC: crc::Crc<u32, crc::Table<1>> =
-        crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
-    let mut digest = CRC.digest();
-    digest.update(bytes.get(..header::CRC32).unwrap_or(&[]));
-    digest.update(&[0u8; 4]);
-    digest.update(bytes.get(header::CRC32 + 4..).unwrap_or(&[]));
-    digest.finalize()
+    let head = bytes.get(..header::CRC32).unwrap_or(&[]);
+    let tail = bytes.get(header::CRC32 + 4..).unwrap_or(&[]);
+    #[cfg(not(feature = "small-crc"))]
+    {
+        // One 1 KiB table rather than slice-by-16's 16 KiB: flash matters more than
+        // the speed of a check that runs once at boot.
+        const CRC: crc::Crc<u32, crc::Table<1>> =
+            crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+        let mut digest = CRC.digest();
+        digest.update(head);
+        digest.update(&[0u8; 4]);
+        digest.update(tail);
+        digest.finalize()
+    }
+    #[cfg(feature = "small-crc")]
+    {
+        !crc32_nibbles(crc32_nibbles(crc32_nibbles(!0, head), &[0u8; 4]), tail)
+    }
+}
+
+/// The CRC-32 (IEEE, reflected) register after `bytes`, four bits at a time through a
+/// 16-entry (64-byte) table instead of the 1 KiB byte table: the `small-crc` feature's
+/// checksum, about twice the instructions of the byte table (docs/FIRMWARE.md).
+/// Start from `!0` and invert the result, as zlib does.
+#[cfg(any(test, feature = "small-crc"))]
+fn crc32_nibbles(mut crc: u32, bytes: &[u8]) -> u32 {
+    /// `NIBBLES[i]`: the register after shifting the four bits `i` out of it.
+    const NIBBLES: [u32; 16] = {
+        let mut table = [0u32; 16];
+        let mut i = 0;
+        while i < 16 {
+            let mut value = i as u32;
+            let mut bit = 0;
+            while bit < 4 {
+                value = if value & 1 == 1 {
+                    (value >> 1) ^ 0xEDB8_8320
+                } else {
+                    value >> 1
+                };
+                bit += 1;
+            }
+            table[i] = value;
+            i += 1;
+        }
+        table
+    };
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        crc = (crc >> 4) ^ NIBBLES[(crc & 0xF) as usize];
+        crc = (crc >> 4) ^ NIBBLES[(crc & 0xF) as usize];
+    }
+    crc
+}
+
+/// `bytes[start..end]` for a region [`check_region`] accepted: `get` rather than
+/// indexing, so that no panic path is linked into firmware (an empty slice if the
+/// caller broke that rule).
+fn region(bytes: &[u8], start: u32, end: u32) -> &[u8] {
+    bytes.get(start as usize..end as usize).unwrap_or(&[])
 }
 
 /// Checks that `[offset, offset + len)` lies inside the file, starts at or after
@@ -416,4 +466,22 @@ macro_rules! include_model {
             &$crate::format::Aligned(*include_bytes!($path));
         &ALIGNED.0
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crc32_nibbles;
+
+    /// The `small-crc` checksum equals the table-driven one (the `crc` crate's
+    /// CRC-32/ISO-HDLC), on the standard check input and on lengths around a word.
+    #[test]
+    fn nibble_crc_matches_the_table() {
+        const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        assert_eq!(!crc32_nibbles(!0, b"123456789"), 0xCBF4_3926);
+        let bytes: [u8; 1031] = core::array::from_fn(|i| (i * 7919 % 251) as u8);
+        for len in [0, 1, 2, 3, 4, 5, 8, 255, 256, 1031] {
+            let data = &bytes[..len];
+            assert_eq!(!crc32_nibbles(!0, data), CRC.checksum(data), "length {len}");
+        }
+    }
 }

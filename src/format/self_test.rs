@@ -68,13 +68,14 @@ impl<'a> Iterator for SelfTestCases<'a> {
         let tokens = read_u32(self.rest, 0)? as usize;
         let ids_end = 4 + 4 * tokens;
         let end = ids_end + 4 * self.output_len;
-        let case = self.rest.get(..end)?;
-        self.rest = &self.rest[end..];
+        let (case, rest) = self.rest.split_at_checked(end)?;
+        self.rest = rest;
         // Validated lengths, and 4-byte aligned: the file is 16-byte aligned and every
-        // field of the 4-byte aligned section is 4 bytes.
+        // field of the 4-byte aligned section is 4 bytes. (`get`, not indexing: no
+        // panic path is linked into firmware.)
         Some(SelfTestCase {
-            ids: bytemuck::try_cast_slice(&case[4..ids_end]).ok()?,
-            expected: bytemuck::try_cast_slice(&case[ids_end..]).ok()?,
+            ids: bytemuck::try_cast_slice(case.get(4..ids_end)?).ok()?,
+            expected: bytemuck::try_cast_slice(case.get(ids_end..)?).ok()?,
         })
     }
 }

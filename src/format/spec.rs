@@ -420,9 +420,12 @@ const DEC_INT8_LAYER: &[TensorKind] = &[
 fn head_kinds(config: &Config) -> ([TensorKind; 8], usize) {
     let mut kinds = [K::PooledRq; 8];
     let mut n = 0;
+    // At most 7 kinds are pushed; `get_mut` keeps a panic path out of firmware.
     let mut push = |k| {
-        kinds[n] = k;
-        n += 1;
+        if let Some(slot) = kinds.get_mut(n) {
+            *slot = k;
+            n += 1;
+        }
     };
     let int8 = config.is_int8();
     if let Some(d) = config.decoder {
@@ -481,7 +484,7 @@ pub fn tensor_index(config: &Config, kind: TensorKind, layer: Option<u16>) -> Op
                 i
             } else {
                 let (head, n) = head_kinds(config);
-                let i = head[..n].iter().position(|&k| k == kind)?;
+                let i = head.get(..n)?.iter().position(|&k| k == kind)?;
                 emb.len() + per_layer.len() * config.layers as usize + i
             }
         }
@@ -508,7 +511,7 @@ pub fn tensor_spec(config: &Config, index: usize) -> Option<TensorSpec> {
         )
     } else {
         let (head, n) = head_kinds(config);
-        (*head[..n].get(index - layers_end)?, None)
+        (*head.get(..n)?.get(index - layers_end)?, None)
     };
     let (dtype, dims) = shape(config, kind);
     Some(TensorSpec {

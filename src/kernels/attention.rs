@@ -4,7 +4,9 @@
 //! `h * head_dim .. (h + 1) * head_dim`. The only scratch is one row of `seq` scores,
 //! so attention memory grows O(seq), not O(heads * seq^2).
 
-use super::matvec::{Int8Kernel, QueryElem};
+use super::matvec::{
+    matmul_i8_strided_with, weighted_values_rows_with, Int8Kernel, QueryElem, RowsI8,
+};
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
 use crate::quant::Requant;
 
@@ -135,6 +137,136 @@ pub fn attend_i8_with<Q: QueryElem>(
     }
 }
 
+/// [`attend_i8_with`] for a block of int8 query rows at once: for each row `t` of
+/// `queries` (this head's `head_dim` columns, rows `stride` apart), the context
+/// `ctx[t * hidden + head * head_dim..][..head_dim]` of that query against every key,
+/// with the score multiplier `to_log2.with_exponent(exponents[t])` (the row's own
+/// power-of-two scale; a missing exponent is 0). The scores of all rows against all keys are one matrix product
+/// ([`matmul_i8_strided_with`], a tile kernel where the CPU has one), then each row's
+/// softmax and weighted values as in [`attend_i8_with`]: the same result per row.
+/// `scores` holds `queries.rows` rows of one score per key (`keys.len() / hidden`, at
+/// most `scores.len() / queries.rows`).
+#[allow(clippy::too_many_arguments)]
+pub fn attend_rows_i8_with(
+    kernel: Int8Kernel,
+    ctx: &mut [i32],
+    queries: RowsI8<'_>,
+    (keys, values): (&[i8], &[i8]),
+    (hidden, head): (usize, usize),
+    (to_log2, exponents): (Requant, &[u8]),
+    ctx_rq: &[[i32; 2]],
+    scores: &mut [i32],
+    keep: impl Fn(usize) -> bool,
+) {
+    let head_dim = queries.cols;
+    let rows = queries.rows;
+    // The forward pass's precondition, as in `attend_i8_with`.
+    if head_dim == 0 || hidden == 0 || (head + 1) * head_dim > hidden {
+        for t in 0..rows {
+            head_row(ctx, t, hidden, (head, head_dim)).fill(0);
+        }
+        return;
+    }
+    let n = (keys.len() / hidden).min(scores.len().checked_div(rows).unwrap_or(0));
+    let head_keys = RowsI8 {
+        data: keys.get(head * head_dim..).unwrap_or(&[]),
+        rows: n,
+        cols: head_dim,
+        stride: hidden,
+    };
+    let scores = scores.get_mut(..rows * n).unwrap_or(&mut []);
+    matmul_i8_strided_with(kernel, queries, head_keys, &[], scores, n);
+    for t in 0..rows {
+        // (No keys: an empty row, whose context is 0 as in `attend_i8_with`.)
+        let row = scores.get_mut(t * n..(t + 1) * n).unwrap_or(&mut []);
+        for (j, score) in row.iter_mut().enumerate() {
+            if !keep(j) {
+                *score = MASKED;
+            }
+        }
+        let exponent = exponents.get(t).copied().unwrap_or(0);
+        softmax_q15(row, to_log2.with_exponent(u32::from(exponent)));
+    }
+    weighted_values_rows(
+        kernel,
+        ctx,
+        scores,
+        values,
+        (hidden, head, head_dim),
+        (rows, n),
+    );
+    for t in 0..rows {
+        for (d, c) in head_row(ctx, t, hidden, (head, head_dim))
+            .iter_mut()
+            .enumerate()
+        {
+            *c = Requant::from_table(ctx_rq, d).add_scaled_residual(0, *c, 0);
+        }
+    }
+}
+
+/// This head's `head_dim` columns of row `t` of `ctx` (rows `hidden` wide); empty if
+/// `ctx` does not hold them (or the offsets overflow).
+#[inline]
+fn head_row(
+    ctx: &mut [i32],
+    t: usize,
+    hidden: usize,
+    (head, head_dim): (usize, usize),
+) -> &mut [i32] {
+    let start = t
+        .checked_mul(hidden)
+        .zip(head.checked_mul(head_dim))
+        .and_then(|(row, col)| row.checked_add(col));
+    start
+        .and_then(|start| Some(start..start.checked_add(head_dim)?))
+        .and_then(|range| ctx.get_mut(range))
+        .unwrap_or(&mut [])
+}
+
+/// The weighted sums of values of every row of `probs` (`rows` rows of `keys` Q15
+/// probabilities) into its row of `ctx` (this head's columns, raw): by the AVX-512
+/// tile kernel where it runs, 64 rows at a time ([`weighted_values_rows_with`]; a row
+/// it leaves, with a probability of exactly 1.0, through the reference), else row by
+/// row through [`weighted_values_with`].
+fn weighted_values_rows(
+    kernel: Int8Kernel,
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    (hidden, head, head_dim): (usize, usize, usize),
+    (rows, keys): (usize, usize),
+) {
+    let by_row = |ctx: &mut [i32], probs: &[i32], t: usize| {
+        let out = head_row(ctx, t, hidden, (head, head_dim));
+        out.fill(0);
+        let row = probs.get(t * keys..(t + 1) * keys).unwrap_or(&[]);
+        weighted_values_with(kernel, out, row, values, hidden, head);
+    };
+    let head_values = values.get(head * head_dim..).unwrap_or(&[]);
+    for t0 in (0..rows).step_by(64) {
+        let n = (rows - t0).min(64);
+        let block_ctx = ctx.get_mut(t0 * hidden..).unwrap_or(&mut []);
+        let block_probs = probs.get(t0 * keys..(t0 + n) * keys).unwrap_or(&[]);
+        let head_ctx = block_ctx.get_mut(head * head_dim..).unwrap_or(&mut []);
+        match weighted_values_rows_with(
+            kernel,
+            head_ctx,
+            block_probs,
+            head_values,
+            (hidden, head_dim),
+            (n, keys),
+        ) {
+            Some(wide) => {
+                for t in (0..n).filter(|t| wide & (1 << t) != 0) {
+                    by_row(block_ctx, block_probs, t);
+                }
+            }
+            None => (0..n).for_each(|t| by_row(block_ctx, block_probs, t)),
+        }
+    }
+}
+
 /// `ctx += sum_j p_j * values[j][head columns]`, the scalar reference: key by key over
 /// the whole `hidden`-wide rows of `values` (contiguous, so the loop vectorises),
 /// skipping keys with probability 0 (masked or underflowed): they add nothing. Exact
@@ -159,7 +291,7 @@ pub fn weighted_values_reference(
 }
 
 /// [`weighted_values_reference`] by the fastest path: AVX2 on x86-64 hosts, the
-/// Cortex-M DSP kernel for a head of 8.
+/// Cortex-M DSP kernel for a head of a multiple of 4.
 #[inline]
 pub fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: usize, head: usize) {
     weighted_values_with(Int8Kernel::best(), ctx, probs, values, hidden, head);
@@ -167,8 +299,8 @@ pub fn weighted_values(ctx: &mut [i32], probs: &[i32], values: &[i8], hidden: us
 
 /// [`weighted_values_reference`] by `kernel`'s path: the AVX2 build of the reference
 /// for [`Int8Kernel::Avx2`] and [`Int8Kernel::AvxVnni`] (with `std`, on a CPU with
-/// AVX2), the Cortex-M DSP kernel for a head of 8 with [`Int8Kernel::Dsp`], else the
-/// reference.
+/// AVX2), the Cortex-M DSP kernel for a head of a multiple of 4 with
+/// [`Int8Kernel::Dsp`], else the reference.
 #[inline]
 pub fn weighted_values_with(
     kernel: Int8Kernel,
@@ -316,6 +448,93 @@ mod tests {
                 |_| true,
             );
             assert_eq!(ctx, [0, 0], "hidden {hidden} head {head}");
+        }
+    }
+
+    #[test]
+    fn attention_rows_match_row_by_row() {
+        use crate::rng::XorShift64Star;
+        let mut rng = XorShift64Star::new(31);
+        let kernels = Int8Kernel::ALL.into_iter().filter(|k| k.is_available());
+        // (query rows, keys, heads, head_dim): across the 16-row tiles, 64-row blocks,
+        // odd key counts and channel tails.
+        let shapes: &[(usize, usize, usize, usize)] = if cfg!(miri) {
+            &[(3, 5, 2, 4)]
+        } else {
+            &[
+                (1, 1, 1, 4),
+                (5, 9, 3, 24),
+                (17, 33, 2, 32),
+                (64, 64, 4, 24),
+                (70, 20, 2, 20),
+                (3, 7, 1, 6),
+            ]
+        };
+        for kernel in kernels {
+            for &(rows, keys_n, heads, head_dim) in shapes {
+                let hidden = heads * head_dim;
+                let mut random = |n: usize, scale: u32| -> Vec<i8> {
+                    (0..n).map(|_| (rng.next_u32() % scale) as i8).collect()
+                };
+                let queries = random(rows * hidden, 256);
+                let keys = random(keys_n * hidden, 256);
+                let values = random(keys_n * hidden, 256);
+                let r = Requant::from_real(1.0 / 4096.0);
+                let ctx_rq = vec![[r.multiplier, r.shift]; head_dim];
+                // Sharp scores (every row with one certain key) and soft ones; every
+                // third key masked in one pass.
+                for (sharp, masked) in [(false, false), (true, false), (false, true)] {
+                    let to_log2 = Requant::from_real(if sharp { 40.0 } else { 0.02 });
+                    let exponents: Vec<u8> = (0..rows as u8).map(|t| t % 3).collect();
+                    let keep = |j: usize| !masked || j % 3 != 1;
+                    let mut want = vec![7i32; rows * hidden];
+                    let mut scores = vec![0i32; keys_n];
+                    for t in 0..rows {
+                        for head in 0..heads {
+                            let cols = head * head_dim..(head + 1) * head_dim;
+                            let q = &queries[t * hidden..][cols.clone()];
+                            let ctx = &mut want[t * hidden..][cols.clone()];
+                            let rq = to_log2.with_exponent(u32::from(exponents[t]));
+                            attend_i8_with(
+                                kernel,
+                                ctx,
+                                q,
+                                &keys,
+                                &values,
+                                hidden,
+                                head,
+                                rq,
+                                &ctx_rq,
+                                &mut scores,
+                                keep,
+                            );
+                        }
+                    }
+                    let mut got = vec![7i32; rows * hidden];
+                    let mut scores = vec![0i32; rows * keys_n];
+                    for head in 0..heads {
+                        let q = RowsI8 {
+                            data: &queries[head * head_dim..],
+                            rows,
+                            cols: head_dim,
+                            stride: hidden,
+                        };
+                        attend_rows_i8_with(
+                            kernel,
+                            &mut got,
+                            q,
+                            (&keys, &values),
+                            (hidden, head),
+                            (to_log2, &exponents),
+                            &ctx_rq,
+                            &mut scores,
+                            keep,
+                        );
+                    }
+                    let name = format!("{kernel:?} {rows}x{keys_n} heads {heads}x{head_dim} sharp {sharp} masked {masked}");
+                    assert_eq!(got, want, "{name}");
+                }
+            }
         }
     }
 }

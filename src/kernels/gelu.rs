@@ -64,7 +64,7 @@ pub fn activate_f32(x: &mut [f32], activation: Activation) {
 /// Fractional bits of the fixed-point activation input and output.
 pub const ACT_FRAC_BITS: u32 = 10;
 /// Table samples per unit of input.
-const ACT_STEPS_PER_UNIT: i32 = 32;
+pub(crate) const ACT_STEPS_PER_UNIT: i32 = 32;
 /// The table covers `[-ACT_RANGE, ACT_RANGE]`.
 pub const ACT_RANGE: i32 = 8;
 /// Entries of the activation table: `2 * 8 * 32 + 1`.

@@ -1,5 +1,6 @@
 //! LayerNorm over one token's hidden vector.
 
+use super::{avx512_variant, dispatch};
 use crate::quant::{div_round, isqrt_round, saturate_i8, RESIDUAL_MAX};
 
 /// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
@@ -45,15 +46,39 @@ pub const PARAM_BITS: u32 = 14;
 /// `z * gamma_q < 2^54`: nothing overflows for any parameters and any `i32` input
 /// (`tests/properties.rs` checks it with overflow checks on).
 /// A constant input (`std == 0`) gives `out = sat8(beta_q >> 14)`.
+///
+/// The loops are compiled for AVX-512 where the CPU has it (`std`, chosen at run
+/// time): same code, same results.
+#[inline]
 pub fn layer_norm_i32(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32], eps: i64) {
+    dispatch!(
+        layer_norm_i32_avx512,
+        layer_norm_i32_body(out, x, gamma_q, beta_q, eps)
+    )
+}
+
+avx512_variant!(
+    layer_norm_i32_avx512,
+    layer_norm_i32_body(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32], eps: i64)
+);
+
+#[inline(always)]
+fn layer_norm_i32_body(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32], eps: i64) {
     let residual = |v: i32| i64::from(v).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
     let n = x.len().max(1) as i64;
     let sum: i64 = x.iter().map(|&v| residual(v)).sum();
     let mean = div_round(sum, n);
-    let sum_sq: u64 = x.iter().fold(0u64, |acc, &v| {
+    let square = |v: i32| {
         let d = (residual(v) - mean).unsigned_abs();
-        acc.saturating_add(d * d)
-    });
+        d * d
+    };
+    // Each square is below 2^50, so up to 2^13 of them cannot reach 2^63: the plain
+    // sum (which vectorises) equals the saturating one there; longer rows saturate.
+    let sum_sq: u64 = if x.len() <= 1 << 13 {
+        x.iter().map(|&v| square(v)).sum()
+    } else {
+        x.iter().fold(0u64, |acc, &v| acc.saturating_add(square(v)))
+    };
     // Variance with 8 fractional bits (Q8), so the standard deviation has 4 (Q4):
     // the floor of small integer variances would otherwise cost several percent.
     let n_u = n as u64;
@@ -66,13 +91,24 @@ pub fn layer_norm_i32(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32]
     } else {
         (1i64 << (INV_BITS + VAR_BITS / 2)) / std_q4 as i64
     };
-    for (i, o) in out.iter_mut().enumerate() {
-        let d = residual(x.get(i).copied().unwrap_or(0)) - mean;
+    let element = |x: i32, g: i32, b: i32| {
+        let d = residual(x) - mean;
         let z = (d * inv) >> (INV_BITS - NORM_BITS);
-        let g = i64::from(gamma_q.get(i).copied().unwrap_or(0));
-        let b = i64::from(beta_q.get(i).copied().unwrap_or(0));
+        let (g, b) = (i64::from(g), i64::from(b));
         let shift = NORM_BITS + PARAM_BITS;
-        *o = saturate_i8((z * g + (b << NORM_BITS) + (1 << (shift - 1))) >> shift);
+        saturate_i8((z * g + (b << NORM_BITS) + (1 << (shift - 1))) >> shift)
+    };
+    let n = out.len();
+    if x.len() == n && gamma_q.len() == n && beta_q.len() == n {
+        // The forward pass's case, in step (a loop that vectorises).
+        for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma_q).zip(beta_q) {
+            *o = element(x, g, b);
+        }
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            let at = |v: &[i32]| v.get(i).copied().unwrap_or(0);
+            *o = element(at(x), at(gamma_q), at(beta_q));
+        }
     }
 }
 
@@ -157,5 +193,27 @@ mod tests {
         layer_norm_i32(&mut one, &[5], &[1 << 14], &[3 << 14], 0);
         assert_eq!(one, [3]);
         layer_norm_i32(&mut [], &[], &[], &[], 0);
+    }
+
+    #[test]
+    fn compiled_for_avx512_matches_the_plain_build() {
+        let mut rng = crate::rng::XorShift64Star::new(41);
+        let n = if cfg!(miri) { 3 } else { 200 };
+        for case in 0..n {
+            let len = 1 + case % 97;
+            let x: Vec<i32> = (0..len)
+                .map(|_| (rng.next_u32() as i32) >> (case % 20))
+                .collect();
+            let gamma: Vec<i32> = (0..len).map(|_| (rng.next_u32() as i32) >> 12).collect();
+            let beta: Vec<i32> = (0..len).map(|_| (rng.next_u32() as i32) >> 10).collect();
+            // Equal lengths (the loop in step), then short parameters.
+            for params in [len, len / 2] {
+                let (mut got, mut want) = (vec![0i8; len], vec![0i8; len]);
+                let eps = i64::from(case as i32 * 1000);
+                layer_norm_i32(&mut got, &x, &gamma[..params], &beta[..params], eps);
+                layer_norm_i32_body(&mut want, &x, &gamma[..params], &beta[..params], eps);
+                assert_eq!(got, want, "case {case}");
+            }
+        }
     }
 }

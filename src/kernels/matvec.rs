@@ -295,12 +295,15 @@ pub enum Int8Kernel {
     /// by 4 tokens (the only kernel with a multi-token path so far).
     AvxVnni,
     /// x86-64 AVX-512 VNNI (with BW and VL): the int16-by-int8 products of the decoder
-    /// ([`matvec_i16`], [`matmul_i16`]) by `vpdpwssd` on 512-bit registers, 32 products
-    /// per instruction, tiles of 4 weight rows by 4 tokens; the int8 products as
+    /// ([`matvec_i16`], [`matmul_i16_with`]) by `vpdpwssd` on 512-bit registers, 32 products
+    /// per instruction, tiles of 4 weight rows by 4 tokens; the encoder's int8 matrix
+    /// product into a tile ([`matmul_i8_into_with`]) by `vpdpbusd` with 16 tokens in
+    /// the lanes, tiles of 16 weight rows by 16 tokens; the other int8 products as
     /// [`Int8Kernel::AvxVnni`] where the CPU has it, else as [`Int8Kernel::Avx2`].
     Avx512Vnni,
     /// Cortex-M4/M7 DSP extension: `SMLAD` dual 16-bit multiply-accumulate on bytes
-    /// unpacked with `SXTB16`, four weight rows per pass.
+    /// unpacked with `SXTB16`, four weight rows per pass; [`matmul_i8`] takes tiles of
+    /// one weight row by 4 tokens, the activations unpacked to int16 once.
     Dsp,
     /// AArch64 NEON: 16 products per step (`SMULL`/`SMULL2` into int16, `SADALP`
     /// pairwise into `i32` lanes), four weight rows per pass.
@@ -596,6 +599,8 @@ pub fn matmul_i8_with(
             // SAFETY: the CPU supports AVX-VNNI (checked just above).
             unsafe { vnni::matmul(rows, cols, xs, w, bias, store) }
         }
+        #[cfg(all(tinyformer_dsp, not(feature = "small-kernels")))]
+        Int8Kernel::Dsp => dsp::matmul(rows, cols, xs, w, bias, store),
         _ if cols == 0 => {}
         _ => {
             for (t, x) in xs.chunks_exact(cols).enumerate() {
@@ -603,6 +608,222 @@ pub fn matmul_i8_with(
             }
         }
     }
+}
+
+/// A strided int8 matrix: `rows` rows of `cols` elements, row `r` at
+/// `data[r * stride..][..cols]`. A row `data` does not hold completely reads as empty
+/// (its dot products are 0), as everywhere in this module.
+#[derive(Clone, Copy, Debug)]
+pub struct RowsI8<'a> {
+    /// The elements.
+    pub data: &'a [i8],
+    /// Number of rows.
+    pub rows: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// Elements from the start of one row to the next.
+    pub stride: usize,
+}
+
+impl<'a> RowsI8<'a> {
+    /// The complete rows of a row-major matrix `cols` wide (none if `cols` is 0).
+    pub fn contiguous(data: &'a [i8], cols: usize) -> Self {
+        let rows = data.len().checked_div(cols).unwrap_or(0);
+        Self {
+            data,
+            rows,
+            cols,
+            stride: cols,
+        }
+    }
+
+    /// Row `r`; empty if `data` does not hold it completely.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> &'a [i8] {
+        strided_row(self.data, r, self.stride, self.cols)
+    }
+
+    /// How many of the first rows `data` holds completely.
+    #[inline]
+    fn held(&self) -> usize {
+        match self.data.len().checked_sub(self.cols) {
+            None => 0,
+            Some(_) if self.stride == 0 => self.rows,
+            Some(room) => self.rows.min(room / self.stride + 1),
+        }
+    }
+}
+
+/// Products of every row of `x` with every row of `w` into a tile, the scalar
+/// reference: `out[t * out_stride + o] = dot(x[t], w[o])` plus `bias[o]` with
+/// saturation (a missing bias is 0), for `t < x.rows`, `o < w.rows`, where `out` holds
+/// that element. Dot products run over the common length, as [`dot_i8_reference`].
+pub fn matmul_i8_strided_reference(
+    x: RowsI8<'_>,
+    w: RowsI8<'_>,
+    bias: &[i32],
+    out: &mut [i32],
+    out_stride: usize,
+) {
+    for t in 0..x.rows {
+        for o in 0..w.rows {
+            let at = t.checked_mul(out_stride).and_then(|at| at.checked_add(o));
+            if let Some(y) = at.and_then(|at| out.get_mut(at)) {
+                let dot = dot_i8_reference(x.row(t), w.row(o));
+                *y = dot.saturating_add(bias.get(o).copied().unwrap_or(0));
+            }
+        }
+    }
+}
+
+/// Attention's weighted sums of values for a block of up to 64 query rows on
+/// [`Int8Kernel::Avx512Vnni`]: for every row `t < rows`, `ctx[t * hidden + d] = sum_j
+/// probs[t * keys + j] * values[j * hidden + d]` for `d < dims`, `j < keys` (`ctx`
+/// and `values` start at the head's first column; `probs` holds Q15 probabilities,
+/// `0..=2^15`). The kernel multiplies int16 probabilities: a row with a probability of
+/// exactly `2^15` (one certain key), which int16 cannot hold, gets a wrong sum and its
+/// bit set in the returned mask, for the caller's reference path to overwrite. `None`
+/// (nothing written) where the kernel does not run: another kernel, a CPU without it,
+/// more than 64 rows, or slices too short.
+pub(crate) fn weighted_values_rows_with(
+    kernel: Int8Kernel,
+    ctx: &mut [i32],
+    probs: &[i32],
+    values: &[i8],
+    (hidden, dims): (usize, usize),
+    (rows, keys): (usize, usize),
+) -> Option<u64> {
+    let fits = |len: usize, stride: usize, n: usize, last: usize| {
+        n == 0
+            || (n - 1)
+                .checked_mul(stride)
+                .and_then(|end| end.checked_add(last))
+                .is_some_and(|end| end <= len)
+    };
+    let runs = kernel == Int8Kernel::Avx512Vnni
+        && avx512_vnni_available()
+        && rows <= 64
+        && dims <= hidden
+        && fits(probs.len(), keys, rows, keys)
+        && fits(values.len(), hidden, keys, dims)
+        && fits(ctx.len(), hidden, rows, dims);
+    #[cfg(target_arch = "x86_64")]
+    if runs {
+        let mut wide = 0u64;
+        for (t, row) in probs.chunks_exact(keys.max(1)).enumerate().take(rows) {
+            if row.iter().copied().max().unwrap_or(0) > i32::from(i16::MAX) {
+                wide |= 1 << t;
+            }
+        }
+        // SAFETY: the CPU supports AVX-512 F/BW/VL and VNNI, and the slices hold what
+        // the kernel reads and writes (both checked above); the wide rows' sums are
+        // written too and the caller overwrites them.
+        unsafe {
+            avx512::weighted_values_rows(
+                ctx,
+                hidden,
+                (probs, keys),
+                (values, hidden),
+                (rows, keys, dims),
+            )
+        };
+        return Some(wide);
+    }
+    let _ = runs;
+    None
+}
+
+/// [`matmul_i8_strided_reference`], computed by `kernel`: [`Int8Kernel::Avx512Vnni`]'s
+/// own tile kernel (16 tokens in the lanes of a 512-bit register, tiles of 16 `w` rows
+/// by 16 `x` rows, `src/kernels/matvec/avx512.rs`) when the columns are a multiple of
+/// 4 and `x` and `out` hold every row; else `kernel`'s matrix product for contiguous
+/// operands, or its strided dot products ([`dots_i8_with`]) row by row. The int8
+/// forward pass's dense layers and attention scores: it requantizes the tile
+/// afterwards with vector instructions ([`crate::kernels::requant`]), rather than per
+/// element in a `store` callback.
+#[inline]
+pub fn matmul_i8_strided_with(
+    kernel: Int8Kernel,
+    x: RowsI8<'_>,
+    w: RowsI8<'_>,
+    bias: &[i32],
+    out: &mut [i32],
+    out_stride: usize,
+) {
+    let cols = x.cols.min(w.cols);
+    let x = RowsI8 { cols, ..x };
+    let w = RowsI8 { cols, ..w };
+    // Every element `(t, o)` inside `out` (checked without overflow).
+    let fits = x.rows == 0
+        || (out_stride >= w.rows
+            && (x.rows - 1)
+                .checked_mul(out_stride)
+                .and_then(|end| end.checked_add(w.rows))
+                .is_some_and(|end| end <= out.len()));
+    let x_held = x.held() == x.rows;
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Int8Kernel::Avx512Vnni
+        && avx512_vnni_available()
+        && cols > 0
+        && cols.is_multiple_of(4)
+        && x_held
+        && fits
+    {
+        // SAFETY: the CPU supports AVX-512 F/BW/VL and VNNI (checked just above); `x`
+        // holds its rows and `out` every element (checked above).
+        return unsafe { avx512::matmul_i8_into(x, w, bias, out, out_stride) };
+    }
+    // (`small-kernels`: every product through the per-row dot products below, one code
+    // path: 2.6 KB less in the size firmware, 7.0 instead of 3.5 instructions per MAC
+    // at opt-level "z", see docs/FIRMWARE.md.)
+    if x_held
+        && fits
+        && x.stride == cols
+        && w.stride == cols
+        && cols > 0
+        && !cfg!(feature = "small-kernels")
+    {
+        let xs = x.data.get(..x.rows * cols).unwrap_or(&[]);
+        matmul_i8_with(kernel, w.rows, cols, xs, w.data, bias, |t, o, acc| {
+            if let Some(y) = out.get_mut(t * out_stride + o) {
+                *y = acc;
+            }
+        });
+        return;
+    }
+    for t in 0..x.rows {
+        let start = t.saturating_mul(out_stride);
+        let Some(row) = out.get_mut(start..) else {
+            break;
+        };
+        let n = row.len().min(w.rows);
+        let row = row.get_mut(..n).unwrap_or(&mut []);
+        dots_i8_with(kernel, row, x.row(t), w.data, w.stride);
+        for (y, &b) in row.iter_mut().zip(bias) {
+            *y = y.saturating_add(b);
+        }
+    }
+}
+
+/// [`matmul_i8_strided_with`] for row-major operands: `out[t * rows + o]` for every
+/// complete token row `t` of `xs` (`cols` wide) and output row `o < rows` of `w`.
+#[inline]
+pub fn matmul_i8_into_with(
+    kernel: Int8Kernel,
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+) {
+    let w = RowsI8 {
+        data: w,
+        rows,
+        cols,
+        stride: cols,
+    };
+    matmul_i8_strided_with(kernel, RowsI8::contiguous(xs, cols), w, bias, out, rows);
 }
 
 /// The row loop the fast paths share, with the reference's semantics: complete groups
@@ -805,7 +1026,7 @@ mod avx2;
 mod avx512;
 #[cfg(tinyformer_dsp)]
 mod dsp;
-/// The attention's weighted sum of values for a head of 8 on the DSP (see there).
+/// The attention's weighted sum of values on the DSP (see there).
 #[cfg(tinyformer_dsp)]
 pub(crate) use dsp::weighted_values as weighted_values_dsp;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
@@ -973,6 +1194,118 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_into_kernels_match_reference() {
+        let mut rng = XorShift64Star::new(7);
+        // Token counts across the 16-lane blocks and 64-token chunks, rows across the
+        // 16-row tiles, columns across the 256-column chunks and not multiples of 4.
+        let (tokens_list, rows_list, cols_list): (&[usize], &[usize], &[usize]) = if cfg!(miri) {
+            (&[0, 1, 3], &[0, 1, 2], &[0, 1, 8])
+        } else {
+            (
+                &[0, 1, 15, 16, 17, 64, 70],
+                &[0, 1, 2, 16, 17, 40],
+                &[0, 1, 4, 33, 64, 96, 256, 260, 516],
+            )
+        };
+        for kernel in available() {
+            for &tokens in tokens_list {
+                for &rows in rows_list {
+                    for &cols in cols_list {
+                        for (xs, w) in patterns(tokens * cols, &mut rng)
+                            .into_iter()
+                            .zip(patterns(rows * cols, &mut rng))
+                        {
+                            // Small biases, then extremes that saturate.
+                            let small: Vec<i32> = (0..rows as i32).map(|o| o - 2).collect();
+                            let extreme: Vec<i32> = (0..rows)
+                                .map(|o| {
+                                    if o % 2 == 0 {
+                                        i32::MAX - 5
+                                    } else {
+                                        i32::MIN + 5
+                                    }
+                                })
+                                .collect();
+                            for (w, bias) in [
+                                (&w[..], &small[..]),
+                                (&w[..], &extreme[..]),
+                                // Weights missing the last rows, a bias missing some.
+                                (&w[..w.len() * 2 / 3], &small[..rows / 2]),
+                            ] {
+                                let mut want = vec![0; tokens * rows];
+                                matmul_i8_reference(rows, cols, &xs, w, bias, |t, o, v| {
+                                    want[t * rows + o] = v
+                                });
+                                let mut got = vec![7; tokens * rows];
+                                matmul_i8_into_with(kernel, rows, cols, &xs, w, bias, &mut got);
+                                let name = format!("{kernel:?} {tokens}x{rows}x{cols}");
+                                if cols > 0 {
+                                    assert_eq!(got, want, "{name}");
+                                }
+                                // A tile one element short: the rest as the reference.
+                                if tokens > 0 && rows > 0 && cols > 0 {
+                                    let mut short = vec![7; tokens * rows - 1];
+                                    matmul_i8_into_with(
+                                        kernel, rows, cols, &xs, w, bias, &mut short,
+                                    );
+                                    assert_eq!(short, want[..short.len()], "{name} short");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_tiles_match_reference() {
+        let mut rng = XorShift64Star::new(8);
+        // Attention's shapes: queries and keys `head_dim` wide, `hidden` apart.
+        let shapes: &[(usize, usize, usize)] = if cfg!(miri) {
+            &[(3, 5, 8)]
+        } else {
+            &[
+                (1, 1, 4),
+                (17, 64, 24),
+                (64, 70, 32),
+                (5, 33, 20),
+                (40, 16, 6),
+                (3, 9, 64),
+            ]
+        };
+        for kernel in available() {
+            for &(queries, keys, cols) in shapes {
+                let stride = cols * 3 + 1;
+                let xs: Vec<i8> = (0..queries * stride).map(|_| random_i8(&mut rng)).collect();
+                let ws: Vec<i8> = (0..keys * stride).map(|_| random_i8(&mut rng)).collect();
+                let out_stride = keys + 5;
+                let bias: Vec<i32> = (0..keys as i32 / 2).map(|o| o * 1000 - 7).collect();
+                // Whole operands, then the last query and key rows cut short.
+                for cut in [0, stride - cols + 1] {
+                    let x = RowsI8 {
+                        data: &xs[..xs.len() - cut],
+                        rows: queries,
+                        cols,
+                        stride,
+                    };
+                    let w = RowsI8 {
+                        data: &ws[..ws.len() - cut],
+                        rows: keys,
+                        cols,
+                        stride,
+                    };
+                    let mut want = vec![7; queries * out_stride];
+                    matmul_i8_strided_reference(x, w, &bias, &mut want, out_stride);
+                    let mut got = vec![7; queries * out_stride];
+                    matmul_i8_strided_with(kernel, x, w, &bias, &mut got, out_stride);
+                    assert_eq!(got, want, "{kernel:?} {queries}x{keys}x{cols} cut {cut}");
                 }
             }
         }

@@ -58,13 +58,16 @@ pub const MASKED: i32 = i32::MIN;
 pub fn softmax_q15(scores: &mut [i32], to_log2: Requant) {
     // MASKED is i32::MIN, so the plain maximum (which vectorises) is the maximum of
     // the unmasked scores unless every score is masked.
-    let max = scores.iter().copied().max().unwrap_or(MASKED);
+    let max = row_max(scores);
     if max == MASKED {
         scores.fill(0);
         return;
     }
     #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
-    let sum = if std::is_x86_feature_detected!("avx2") && to_log2.multiplier >= 0 {
+    let sum = if crate::kernels::avx512_available() && to_log2.multiplier >= 0 {
+        // SAFETY: the CPU supports AVX-512 F/BW/DQ/VL (checked just above).
+        unsafe { exponentials_avx512(scores, max, to_log2) }
+    } else if std::is_x86_feature_detected!("avx2") && to_log2.multiplier >= 0 {
         // SAFETY: the CPU supports AVX2 (checked just above).
         unsafe { exponentials_avx2(scores, max, to_log2) }
     } else {
@@ -73,6 +76,20 @@ pub fn softmax_q15(scores: &mut [i32], to_log2: Requant) {
     #[cfg(not(all(target_arch = "x86_64", any(test, feature = "std"))))]
     let sum = exponentials_any(scores, max, to_log2);
     normalize(scores, sum);
+}
+
+/// The largest score, [`MASKED`] for an empty row (compiled for AVX-512 where the CPU
+/// has it: 16 lanes per compare).
+#[inline]
+fn row_max(scores: &[i32]) -> i32 {
+    crate::kernels::dispatch!(row_max_avx512, row_max_body(scores))
+}
+
+crate::kernels::avx512_variant!(row_max_avx512, row_max_body(scores: &[i32]) -> i32);
+
+#[inline(always)]
+fn row_max_body(scores: &[i32]) -> i32 {
+    scores.iter().copied().max().unwrap_or(MASKED)
 }
 
 /// [`exponentials`], by `exponentials_u32` for a non-negative multiplier.
@@ -269,6 +286,100 @@ fn exponentials_avx2(scores: &mut [i32], max: i32, to_log2: Requant) -> u64 {
     sum
 }
 
+/// [`exponentials`] sixteen lanes at a time with AVX-512: [`exponentials_avx2`]'s
+/// steps on 512-bit registers (masks instead of compare vectors, the sum in 64-bit
+/// lanes), the same bits as the scalar code for every input with a non-negative
+/// multiplier; the tail runs the scalar code.
+#[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn exponentials_avx512(scores: &mut [i32], max: i32, to_log2: Requant) -> u64 {
+    use core::arch::x86_64::*;
+    let shift = 31i32.saturating_sub(to_log2.shift).clamp(1, 62) as i64;
+    let mut chunks = scores.chunks_exact_mut(16);
+    let max_v = _mm512_set1_epi32(max);
+    let masked_v = _mm512_set1_epi32(MASKED);
+    let i32_max = _mm512_set1_epi32(i32::MAX);
+    let multiplier = _mm512_set1_epi64(i64::from(to_log2.multiplier));
+    let round = _mm512_set1_epi64(1i64 << (shift - 1));
+    let count = _mm_set_epi64x(0, shift);
+    let u32_max = _mm512_set1_epi64(i64::from(u32::MAX));
+    let low_mask = _mm512_set1_epi64(0xFFFF_FFFF);
+    let byte = _mm512_set1_epi32(0xFF);
+    let one = _mm512_set1_epi32(1);
+    let thirty = _mm512_set1_epi32(30);
+    let half_step = _mm512_set1_epi32(128);
+    let table = EXP2_LUT.as_ptr().cast::<i64>();
+    // Lane `l` of the result takes dword `2l` (`a`) or `2l + 1` (`b`) of the pair
+    // `low:high` (indices 16.. select from `high`).
+    let even_dwords = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    let odd_dwords = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    let mut total = _mm512_setzero_si512();
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly 16 i32 (64 bytes); unaligned loads and stores.
+        let s = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        let masked = _mm512_cmpeq_epi32_mask(s, masked_v);
+        // As in `exponentials_avx2`: the exact modular distance, clamped to i32::MAX,
+        // requantized in 64-bit lanes (even lanes, then the odd ones moved down) and
+        // clamped to u32::MAX.
+        let distance = _mm512_min_epu32(_mm512_sub_epi32(max_v, s), i32_max);
+        let requant = |d: __m512i| {
+            let t = _mm512_srl_epi64(
+                _mm512_add_epi64(_mm512_mul_epu32(d, multiplier), round),
+                count,
+            );
+            _mm512_min_epu64(t, u32_max)
+        };
+        let even = requant(distance);
+        let odd = requant(_mm512_srli_epi64::<32>(distance));
+        let t = _mm512_or_si512(
+            _mm512_and_si512(even, low_mask),
+            _mm512_slli_epi64::<32>(odd),
+        );
+        let whole = _mm512_srli_epi32::<16>(t);
+        let index = _mm512_and_si512(_mm512_srli_epi32::<8>(t), byte);
+        let frac = _mm512_and_si512(t, byte);
+        // Entries `index` and `index + 1` are adjacent: two 64-bit gathers of eight
+        // pairs read them (half the gathered elements of two 32-bit gathers, which
+        // cost per element), then the entries are sorted out by lane: even dwords
+        // (little-endian low halves) are `a`, odd ones `b`.
+        // SAFETY: indices are at most 255, so the eight bytes read at `4 * index` are
+        // entries `index` and `index + 1 <= 256` of the 257-entry table.
+        let (low, high) = unsafe {
+            (
+                _mm512_i32gather_epi64::<4>(_mm512_castsi512_si256(index), table),
+                _mm512_i32gather_epi64::<4>(_mm512_extracti64x4_epi64::<1>(index), table),
+            )
+        };
+        let a = _mm512_permutex2var_epi32(low, even_dwords, high);
+        let b = _mm512_permutex2var_epi32(low, odd_dwords, high);
+        let step = _mm512_srli_epi32::<8>(_mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_sub_epi32(a, b), frac),
+            half_step,
+        ));
+        let v = _mm512_sub_epi32(a, step);
+        let bias = _mm512_srli_epi32::<1>(_mm512_sllv_epi32(one, whole));
+        let shifted = _mm512_srlv_epi32(_mm512_add_epi32(v, bias), whole);
+        let zero = masked | _mm512_cmpgt_epi32_mask(whole, thirty);
+        let e = _mm512_maskz_mov_epi32(!zero, shifted);
+        // SAFETY: as for the load.
+        unsafe { _mm512_storeu_si512(chunk.as_mut_ptr().cast(), e) };
+        total = _mm512_add_epi64(
+            total,
+            _mm512_add_epi64(
+                _mm512_cvtepu32_epi64(_mm512_castsi512_si256(e)),
+                _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(e)),
+            ),
+        );
+    }
+    let mut sum = _mm512_reduce_add_epi64(total) as u64;
+    for s in chunks.into_remainder() {
+        let e = exponential(*s, max, to_log2);
+        sum += u64::from(e);
+        *s = e as i32;
+    }
+    sum
+}
+
 /// Turns weights summing to `sum` into Q15 probabilities (see [`softmax_q15`]).
 fn normalize(scores: &mut [i32], sum: u64) {
     let recip = (1u64 << 62) / sum.max(1);
@@ -358,6 +469,28 @@ mod tests {
             let want = exponentials(&mut scalar, max, to_log2);
             // SAFETY: AVX2 checked above.
             let got = unsafe { exponentials_avx2(&mut simd, max, to_log2) };
+            assert_eq!((got, &simd), (want, &scalar), "case {case}");
+        }
+    }
+
+    /// The AVX-512 exponentials equal the scalar ones bit for bit, on the same rows
+    /// as the AVX2 comparison (the sixteen-lane body and every tail).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_exponentials_match_scalar() {
+        if !crate::kernels::avx512_available() {
+            return;
+        }
+        let rows = if cfg!(miri) { 0 } else { 3_000 };
+        for (case, (row, to_log2)) in comparison_rows(rows, 5).into_iter().enumerate() {
+            let Some(max) = row.iter().copied().filter(|&s| s != MASKED).max() else {
+                continue;
+            };
+            let mut scalar = row.clone();
+            let mut simd = row;
+            let want = exponentials(&mut scalar, max, to_log2);
+            // SAFETY: AVX-512 checked above.
+            let got = unsafe { exponentials_avx512(&mut simd, max, to_log2) };
             assert_eq!((got, &simd), (want, &scalar), "case {case}");
         }
     }

@@ -25,38 +25,49 @@
 //! `2^e`, so a product with a narrowed row costs no per-row multiplier
 //! ([`Requant::apply_scaled`], [`Requant::with_exponent`]). The "per token t" loops run
 //! a batch of [`Plan::rows`] tokens at a time, so each weight matrix is read once per
-//! batch ([`matmul_i8_with`]); results do not depend on the batch size.
+//! batch ([`matmul_i8_into_with`], into a tile of `i32` accumulators that
+//! [`requant`] then requantizes row by row); results do not depend on the batch size.
 //!
 //! Scales never appear here: the converter folded them into the `*Rq` tables, the
 //! integer LayerNorm parameters and the scalar tensors (see `docs/FORMAT.md`).
 
 use super::float::{copy, row};
 use super::plan::{attention, ffn, views, Attention, Ffn, Plan, MAX_BATCH_ROWS};
+#[cfg(feature = "threads")]
+use super::{
+    parallel::{each, part_rows, MIN_MACS},
+    NoObserver,
+};
 use super::{Fixed, FixedObserver, Input, Point};
 use crate::format::{scalar, ModelFile, Pooling, TensorKind as K};
-use crate::kernels::attention::attend_i8_with;
+use crate::kernels::attention::attend_rows_i8_with;
 use crate::kernels::gelu::{activation_q10, Tail};
 use crate::kernels::layernorm::layer_norm_i32;
-use crate::kernels::matvec::{matmul_i8_with, matvec_i8_with, Int8Kernel};
+use crate::kernels::matvec::{matmul_i8_into_with, matvec_i8_with, Int8Kernel, RowsI8};
+use crate::kernels::requant;
 use crate::quant::{div_round, narrow_row, saturate_i8, saturate_residual, Requant};
 
 /// Runs the encoder on `input` and writes `out` (Q16.16 logits or pooled embedding).
 /// The caller checked the input and the arena against `plan` ([`super::Model`]), and
-/// chose `kernel` when it loaded the model.
+/// chose `kernel` when it loaded the model, and `threads` ([`super::Model::with_threads`]).
 pub(super) fn forward<O: FixedObserver>(
     file: &ModelFile<'_>,
     input: &Input<'_>,
     plan: &Plan,
-    kernel: Int8Kernel,
+    (kernel, threads): (Int8Kernel, usize),
     arena: &mut [u8],
     out: &mut [i32],
     obs: &mut O,
 ) {
+    #[cfg(not(feature = "threads"))]
+    let _ = threads;
     let config = file.config();
     let pass = Pass {
         file,
         input,
         kernel,
+        #[cfg(feature = "threads")]
+        threads: threads.max(1),
         hidden: config.hidden as usize,
         heads: config.heads as usize,
         head_dim: config.head_dim(),
@@ -91,6 +102,9 @@ struct Pass<'p> {
     file: &'p ModelFile<'p>,
     input: &'p Input<'p>,
     kernel: Int8Kernel,
+    /// Threads the batches' rows are split across (`threads` feature, `parallel`).
+    #[cfg(feature = "threads")]
+    threads: usize,
     hidden: usize,
     heads: usize,
     head_dim: usize,
@@ -107,6 +121,8 @@ struct Dense<'a> {
     b: &'a [i32],
     rq: &'a [[i32; 2]],
     kernel: Int8Kernel,
+    #[cfg(feature = "threads")]
+    threads: usize,
 }
 
 /// Integer LayerNorm parameters: the `gamma_q` and `beta_q` rows and epsilon.
@@ -131,6 +147,17 @@ struct AttentionWeights<'a> {
     norm: Norm<'a>,
 }
 
+/// One batch's (or part's) rows of the buffers of the attention block: rows of `x`,
+/// of the residual (the queries', then the contexts' wide grid), of the narrowed
+/// queries, of the scores and of the narrowed contexts.
+struct AttentionRows<'r> {
+    batch: &'r mut [i8],
+    wide: &'r mut [i32],
+    query: &'r mut [i8],
+    scores: &'r mut [i32],
+    context: &'r mut [i8],
+}
+
 /// One layer's tensors of the FFN block.
 struct FfnWeights<'a> {
     ffn1: Dense<'a>,
@@ -149,6 +176,8 @@ impl<'p> Pass<'p> {
             b: self.file.tensor(b, layer),
             rq: self.file.tensor(rq, layer),
             kernel: self.kernel,
+            #[cfg(feature = "threads")]
+            threads: self.threads,
         }
     }
 
@@ -210,59 +239,125 @@ impl<'p> Pass<'p> {
             context,
         } = buffers;
         // One weight pass per group of tokens.
-        weights.key.to_i8_rows(keys, x, hidden, hidden);
-        weights.value.to_i8_rows(values, x, hidden, hidden);
+        // The residual rows are free until the first batch: the projections' tiles.
+        weights.key.to_i8_rows(keys, x, (hidden, hidden), residual);
+        weights
+            .value
+            .to_i8_rows(values, x, (hidden, hidden), residual);
         for (key, value) in keys.chunks_exact(hidden).zip(values.chunks_exact(hidden)) {
             obs.observe(Point::Key, layer, Fixed::I8(key));
             obs.observe(Point::Value, layer, Fixed::I8(value));
         }
 
-        let mut context_exponents = [0u32; MAX_BATCH_ROWS];
+        let (keys, values) = (&*keys, &*values);
         for batch in x.chunks_mut(self.batch_rows * hidden) {
             let rows = batch.len() / hidden;
-            // Each row's query on the wide grid, then (head by head, over the same
-            // bytes) its context.
             let wide = residual.get_mut(..rows * hidden).unwrap_or(&mut []);
-            weights.query.to_wide_rows(wide, batch, hidden, hidden);
-            for ((wide_row, context_row), context_exponent) in wide
-                .chunks_exact_mut(hidden)
-                .zip(context.chunks_exact_mut(hidden))
-                .zip(context_exponents.iter_mut())
-            {
-                // The query row narrowed with its own power-of-two scale; the score
-                // multiplier absorbs the exponent.
-                obs.observe(Point::Query, layer, Fixed::I32(wide_row));
-                let query_exponent = narrow_row(query, wide_row);
-                let to_log2 = weights.score_to_log2.with_exponent(query_exponent);
-                for head in 0..self.heads {
-                    let cols = head * self.head_dim..(head + 1) * self.head_dim;
-                    attend_i8_with(
-                        self.kernel.resolved(),
-                        wide_row.get_mut(cols.clone()).unwrap_or(&mut []),
-                        query.get(cols.clone()).unwrap_or(&[]),
-                        keys,
-                        values,
-                        hidden,
-                        head,
-                        to_log2,
-                        weights.ctx_rq.get(cols).unwrap_or(&[]),
-                        scores,
-                        |j| self.input.keep(j),
-                    );
-                }
-                obs.observe(Point::Context, layer, Fixed::I32(wide_row));
-                *context_exponent = narrow_row(context_row, wide_row);
+            // With threads (and no observer, which must see the rows in order), the
+            // batch's rows in parts, each with its own rows of every buffer.
+            #[cfg(feature = "threads")]
+            let seq = keys.len() / hidden;
+            #[cfg(feature = "threads")]
+            if self.threads > 1 && !O::OBSERVES && rows * 2 * hidden * (hidden + seq) >= MIN_MACS {
+                let n = part_rows(self.threads, rows);
+                let parts = batch
+                    .chunks_mut(n * hidden)
+                    .zip(wide.chunks_mut(n * hidden))
+                    .zip(query.chunks_mut(n * hidden))
+                    .zip(scores.chunks_mut((n * seq).max(1)))
+                    .zip(context.chunks_mut(n * hidden));
+                each(
+                    self.threads,
+                    parts,
+                    |((((batch, wide), query), scores), context)| {
+                        let rows = AttentionRows {
+                            batch,
+                            wide,
+                            query,
+                            scores,
+                            context,
+                        };
+                        self.attention_rows(&weights, layer, (keys, values), rows, &mut NoObserver);
+                    },
+                );
+                continue;
             }
-            let contexts = context.get(..rows * hidden).unwrap_or(&[]);
-            weights.out.to_residual_rows(
+            let rows = AttentionRows {
+                batch,
                 wide,
-                (contexts, &context_exponents),
-                (batch, weights.skip_rq),
-                (hidden, hidden),
-            );
-            let points = (Point::AttnSum, Point::AttnOut);
-            norm_rows((batch, wide, hidden), &weights.norm, (points, layer), obs);
+                query: &mut *query,
+                scores: &mut *scores,
+                context: &mut *context,
+            };
+            self.attention_rows(&weights, layer, (keys, values), rows, obs);
         }
+    }
+
+    /// The attention block for one batch of token rows (`batch`, rows of `x`): their
+    /// queries on the wide grid (`wide`, rows of `residual`), each narrowed with its own
+    /// power-of-two scale (the score multiplier absorbs the exponent); head by head,
+    /// their attention over every key into the same wide rows; the contexts narrowed,
+    /// the output projection plus the skip connection, and LayerNorm back into `batch`.
+    fn attention_rows<O: FixedObserver>(
+        &self,
+        weights: &AttentionWeights<'_>,
+        layer: usize,
+        (keys, values): (&[i8], &[i8]),
+        AttentionRows {
+            batch,
+            wide,
+            query,
+            scores,
+            context,
+        }: AttentionRows<'_>,
+        obs: &mut O,
+    ) {
+        let hidden = self.hidden;
+        let rows = batch.len() / hidden;
+        let mut query_exponents = [0u8; MAX_BATCH_ROWS];
+        let mut context_exponents = [0u8; MAX_BATCH_ROWS];
+        weights.query.to_wide_rows(wide, batch, hidden, hidden);
+        narrow_rows(
+            (wide, query, hidden),
+            &mut query_exponents,
+            (Point::Query, layer),
+            obs,
+        );
+        for head in 0..self.heads {
+            let queries = RowsI8 {
+                data: query.get(head * self.head_dim..).unwrap_or(&[]),
+                rows,
+                cols: self.head_dim,
+                stride: hidden,
+            };
+            let cols = head * self.head_dim..(head + 1) * self.head_dim;
+            attend_rows_i8_with(
+                self.kernel.resolved(),
+                wide,
+                queries,
+                (keys, values),
+                (hidden, head),
+                (weights.score_to_log2, &query_exponents),
+                weights.ctx_rq.get(cols).unwrap_or(&[]),
+                scores,
+                |j| self.input.keep(j),
+            );
+        }
+        narrow_rows(
+            (wide, context, hidden),
+            &mut context_exponents,
+            (Point::Context, layer),
+            obs,
+        );
+        let contexts = context.get(..rows * hidden).unwrap_or(&[]);
+        weights.out.to_residual_rows(
+            wide,
+            (contexts, &context_exponents),
+            (batch, weights.skip_rq),
+            (hidden, hidden),
+        );
+        let points = (Point::AttnSum, Point::AttnOut);
+        norm_rows((batch, wide, hidden), &weights.norm, (points, layer), obs);
     }
 
     /// The FFN block of `layer`, a batch of token rows at a time: FFN1 into Q10 fixed
@@ -282,43 +377,66 @@ impl<'p> Pass<'p> {
         let (hidden, ffn) = (self.hidden, self.ffn);
         let Ffn { wide, act } = buffers;
         let act_table: &[i32] = self.file.tensor(K::ActTable, None);
-        let mut act_exponents = [0u32; MAX_BATCH_ROWS];
         for batch in x.chunks_mut(self.batch_rows * hidden) {
             let rows = batch.len() / hidden;
             let residual = residual.get_mut(..rows * hidden).unwrap_or(&mut []);
-            let ffn1 = &weights.ffn1;
-            ffn1.matmul(ffn, hidden, batch, |t, o, acc| {
-                let pre = saturate_residual(Requant::from_table(ffn1.rq, o).apply(acc));
-                let activation = activation_q10(pre, act_table, Tail::Linear);
-                if let Some(y) = wide.get_mut(t * ffn + o) {
-                    *y =
-                        saturate_residual(Requant::from_table(weights.act_rq, o).apply(activation));
-                }
-            });
-            for ((wide_row, act_row), act_exponent) in wide
-                .chunks_exact(ffn)
-                .zip(act.chunks_exact_mut(ffn))
-                .zip(act_exponents.iter_mut())
-                .take(rows)
-            {
-                obs.observe(Point::Act, layer, Fixed::I32(wide_row));
-                *act_exponent = narrow_row(act_row, wide_row);
+            let wide = wide.get_mut(..rows * ffn).unwrap_or(&mut []);
+            // With threads (and no observer), the batch's rows in parts.
+            #[cfg(feature = "threads")]
+            if self.threads > 1 && !O::OBSERVES && rows * 2 * hidden * ffn >= MIN_MACS {
+                let n = part_rows(self.threads, rows);
+                let parts = batch
+                    .chunks_mut(n * hidden)
+                    .zip(residual.chunks_mut(n * hidden))
+                    .zip(wide.chunks_mut(n * ffn))
+                    .zip(act.chunks_mut(n * ffn));
+                each(self.threads, parts, |(((batch, residual), wide), act)| {
+                    let rows = (batch, residual, wide, act);
+                    self.ffn_rows(&weights, (layer, act_table), rows, &mut NoObserver);
+                });
+                continue;
             }
-            let acts = act.get(..rows * ffn).unwrap_or(&[]);
-            weights.ffn2.to_residual_rows(
-                residual,
-                (acts, &act_exponents),
-                (batch, weights.skip_rq),
-                (hidden, ffn),
-            );
-            let points = (Point::FfnSum, Point::FfnOut);
-            norm_rows(
-                (batch, residual, hidden),
-                &weights.norm,
-                (points, layer),
-                obs,
-            );
+            let rows = (batch, residual, wide, &mut *act);
+            self.ffn_rows(&weights, (layer, act_table), rows, obs);
         }
+    }
+
+    /// The FFN block for one batch of token rows (`batch`, rows of `x`): FFN1 and its
+    /// activation into `wide`, each row narrowed into `act` with its own scale, FFN2
+    /// plus the skip connection into `residual`, LayerNorm back into `batch`.
+    fn ffn_rows<O: FixedObserver>(
+        &self,
+        weights: &FfnWeights<'_>,
+        (layer, act_table): (usize, &[i32]),
+        (batch, residual, wide, act): (&mut [i8], &mut [i32], &mut [i32], &mut [i8]),
+        obs: &mut O,
+    ) {
+        let (hidden, ffn) = (self.hidden, self.ffn);
+        let rows = batch.len() / hidden;
+        let mut act_exponents = [0u8; MAX_BATCH_ROWS];
+        let ffn1 = &weights.ffn1;
+        ffn1.tile(ffn, hidden, batch, wide);
+        requant::activation(wide, (ffn1.rq, weights.act_rq), act_table, ffn);
+        narrow_rows(
+            (wide, act, ffn),
+            &mut act_exponents,
+            (Point::Act, layer),
+            obs,
+        );
+        let acts = act.get(..rows * ffn).unwrap_or(&[]);
+        weights.ffn2.to_residual_rows(
+            residual,
+            (acts, &act_exponents),
+            (batch, weights.skip_rq),
+            (hidden, ffn),
+        );
+        let points = (Point::FfnSum, Point::FfnOut);
+        norm_rows(
+            (batch, residual, hidden),
+            &weights.norm,
+            (points, layer),
+            obs,
+        );
     }
 
     /// Pools `x` into `pooled` (int8, the scale of its source): the BERT pooler (dense
@@ -426,18 +544,11 @@ impl<'a> FfnWeights<'a> {
 }
 
 impl Dense<'_> {
-    /// `store(t, o, W xs[t] + b)` for every token row `t` of `xs` (`cols` wide) and
-    /// output `o < rows` ([`matmul_i8_with`]).
-    fn matmul(&self, rows: usize, cols: usize, xs: &[i8], store: impl FnMut(usize, usize, i32)) {
-        matmul_i8_with(
-            self.kernel.resolved(),
-            rows,
-            cols,
-            xs,
-            self.w,
-            self.b,
-            store,
-        );
+    /// `out[t * rows + o] = W xs[t] + b` (the `i32` accumulators, bias added with
+    /// saturation) for every token row of `xs` (`cols` wide) that `out` holds
+    /// ([`matmul_i8_into_with`]).
+    fn tile(&self, rows: usize, cols: usize, xs: &[i8], out: &mut [i32]) {
+        matmul_i8_into_with(self.kernel.resolved(), rows, cols, xs, self.w, self.b, out);
     }
 
     /// `store(o, W x + b)` for every output `o < rows` ([`matvec_i8_with`]).
@@ -448,54 +559,73 @@ impl Dense<'_> {
     /// `out[t] = sat_r(rq(W xs[t] + b))` on a wide (i32) grid, for every token row of
     /// `xs` (`cols` wide), into rows of `rows` in `out`.
     fn to_wide_rows(&self, out: &mut [i32], xs: &[i8], rows: usize, cols: usize) {
-        self.matmul(rows, cols, xs, |t, o, acc| {
-            if let Some(y) = out.get_mut(t * rows + o) {
-                *y = saturate_residual(Requant::from_table(self.rq, o).apply(acc));
-            }
-        });
+        self.tile(rows, cols, xs, out);
+        requant::to_wide(out, self.rq, rows);
     }
 
     /// `out[t] = sat8(rq(W xs[t] + b))` for every token row of `xs` (`cols` wide),
-    /// into rows of `rows` in `out`.
-    fn to_i8_rows(&self, out: &mut [i8], xs: &[i8], rows: usize, cols: usize) {
-        self.matmul(rows, cols, xs, |t, o, acc| {
-            if let Some(y) = out.get_mut(t * rows + o) {
-                *y = saturate_i8(Requant::from_table(self.rq, o).apply(acc));
+    /// into rows of `rows` in `out`, as many rows at a time as `scratch` holds
+    /// accumulator rows (at least one); parts of those rows across threads.
+    fn to_i8_rows(
+        &self,
+        out: &mut [i8],
+        xs: &[i8],
+        (rows, cols): (usize, usize),
+        scratch: &mut [i32],
+    ) {
+        let part = |out: &mut [i8], xs: &[i8], tile: &mut [i32]| {
+            self.tile(rows, cols, xs, tile);
+            requant::to_i8(out, tile, self.rq, rows);
+        };
+        let batch = (scratch.len() / rows.max(1)).max(1);
+        for (out, xs) in out
+            .chunks_mut(batch * rows)
+            .zip(xs.chunks(batch * cols.max(1)))
+        {
+            let tile = scratch.get_mut(..out.len()).unwrap_or(&mut []);
+            #[cfg(feature = "threads")]
+            if self.threads > 1 && xs.len() * rows >= MIN_MACS {
+                let n = part_rows(self.threads, xs.len() / cols.max(1));
+                let parts = out
+                    .chunks_mut(n * rows)
+                    .zip(xs.chunks(n * cols.max(1)))
+                    .zip(tile.chunks_mut(n * rows));
+                each(self.threads, parts, |((out, xs), tile)| part(out, xs, tile));
+                continue;
             }
-        });
+            part(out, xs, tile);
+        }
     }
 
     /// For every token row `t`: `residual[t] = sat_r(rq(W xs[t] * 2^exponents[t]) +
     /// rq(b) + skip_rq(skip[t]))`, the projection back into the residual stream plus
     /// the skip connection (per-channel scales: LayerNorm outputs are quantized per
     /// channel, see `docs/FORMAT.md`). `exponents[t]` is the input row's power-of-two
-    /// scale; the bias is on the unscaled grid, so it is requantized on its own.
-    /// `residual` and `skip` rows are `hidden` wide, `xs` rows `cols` wide.
+    /// scale; the bias is on the unscaled grid, so it is requantized on its own
+    /// ([`requant::onto_residual`]). `residual` and `skip` rows are `hidden` wide, `xs`
+    /// rows `cols` wide.
     fn to_residual_rows(
         &self,
         residual: &mut [i32],
-        (xs, exponents): (&[i8], &[u32]),
+        (xs, exponents): (&[i8], &[u8]),
         (skip, skip_rq): (&[i8], &[[i32; 2]]),
         (hidden, cols): (usize, usize),
     ) {
-        matmul_i8_with(
+        matmul_i8_into_with(
             self.kernel.resolved(),
             hidden,
             cols,
             xs,
             self.w,
             &[],
-            |t, o, dot| {
-                let rq = Requant::from_table(self.rq, o);
-                let bias = rq.apply(self.b.get(o).copied().unwrap_or(0));
-                let at = t * hidden + o;
-                let skip_value = i32::from(skip.get(at).copied().unwrap_or(0));
-                let exponent = exponents.get(t).copied().unwrap_or(0);
-                if let Some(r) = residual.get_mut(at) {
-                    let skip = Requant::from_table(skip_rq, o).apply(skip_value);
-                    *r = saturate_residual(rq.apply_scaled(dot, exponent as i32) + bias + skip);
-                }
-            },
+            residual,
+        );
+        requant::onto_residual(
+            residual,
+            exponents,
+            (self.rq, self.b),
+            (skip, skip_rq),
+            hidden,
         );
     }
 }
@@ -509,6 +639,25 @@ fn requant_at(scalars: &[i32], at: usize) -> Requant {
 
 fn eps_at(scalars: &[i32], at: usize) -> i64 {
     i64::from(scalars.get(at).copied().unwrap_or(0))
+}
+
+/// Narrows each wide row into the matching row of `out` (both `width` wide) with its
+/// own power-of-two scale ([`narrow_row`]), the exponents in `exponents` (at most 31,
+/// so they fit `u8`), reporting each wide row at `point` of `layer` first.
+fn narrow_rows<O: FixedObserver>(
+    (wide, out, width): (&[i32], &mut [i8], usize),
+    exponents: &mut [u8],
+    (point, layer): (Point, usize),
+    obs: &mut O,
+) {
+    for ((wide_row, out_row), exponent) in wide
+        .chunks_exact(width.max(1))
+        .zip(out.chunks_exact_mut(width.max(1)))
+        .zip(exponents.iter_mut())
+    {
+        obs.observe(point, layer, Fixed::I32(wide_row));
+        *exponent = narrow_row(out_row, wide_row) as u8;
+    }
 }
 
 /// LayerNorm of each residual row into the matching row of `x` (both `hidden` wide),

@@ -14,6 +14,8 @@ mod arena;
 pub mod decoder;
 mod float;
 mod int8;
+#[cfg(feature = "threads")]
+mod parallel;
 mod plan;
 
 #[cfg(any(target_has_atomic = "8", feature = "critical-section"))]
@@ -295,6 +297,10 @@ pub enum Fixed<'v> {
 /// interleave depends on the batch size the arena allows (with batches, e.g. `Query`
 /// and `Context` for every row of a batch, then `AttnSum` and `AttnOut` for each).
 pub trait FixedObserver {
+    /// Whether [`FixedObserver::observe`] does anything: a pass with an observer that
+    /// does runs on one thread, so that the rows arrive in order.
+    const OBSERVES: bool = true;
+
     /// One token's values at `point` of `layer`.
     fn observe(&mut self, point: Point, layer: usize, values: Fixed<'_>);
 }
@@ -308,6 +314,8 @@ impl Observer for NoObserver {
 }
 
 impl FixedObserver for NoObserver {
+    const OBSERVES: bool = false;
+
     #[inline(always)]
     fn observe(&mut self, _: Point, _: usize, _: Fixed<'_>) {}
 }
@@ -320,6 +328,9 @@ pub struct Model<'a> {
     tokenizer: Tokenizer<'a>,
     /// The int8 kernel of every product in the int8 forward pass, chosen once at load.
     kernel: Int8Kernel,
+    /// Threads of the int8 forward pass ([`Model::with_threads`]).
+    #[cfg(feature = "threads")]
+    threads: usize,
 }
 
 /// Class probabilities from Q16.16 logits, integer only: `logits` are replaced by
@@ -352,6 +363,8 @@ impl<'a> Model<'a> {
             file,
             tokenizer,
             kernel: Int8Kernel::best(),
+            #[cfg(feature = "threads")]
+            threads: 1,
         })
     }
 
@@ -369,6 +382,33 @@ impl<'a> Model<'a> {
     #[cfg(feature = "std")]
     pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
         Self { kernel, ..self }
+    }
+
+    /// The model with its int8 forward pass on up to `threads` threads, the calling
+    /// one and rayon's global pool (`threads` feature; at least 1, the default): each
+    /// batch of token rows is split into parts of 16 rows or more (the matrix products,
+    /// their requantization and the attention of each part), computed exactly as on
+    /// one thread, so the results are the same for every thread count. The pool is the
+    /// caller's to size (`rayon::ThreadPoolBuilder`, `threads - 1` workers).
+    #[cfg(feature = "threads")]
+    pub fn with_threads(self, threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// Threads of the int8 forward pass: 1 unless [`Model::with_threads`] chose more.
+    #[inline]
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "threads")]
+        {
+            self.threads
+        }
+        #[cfg(not(feature = "threads"))]
+        {
+            1
+        }
     }
 
     /// The configuration.
@@ -461,7 +501,7 @@ impl<'a> Model<'a> {
             &self.file,
             &input,
             &plan,
-            self.kernel(),
+            (self.kernel(), self.threads()),
             arena,
             out,
             observer,
@@ -507,21 +547,22 @@ impl<'a> Model<'a> {
         }
         let out_bytes = 4 * self.config().output_len();
         let needed = self.self_test_arena_bytes()?;
-        if arena.len() < needed {
-            return Err(Error::ArenaTooSmall {
-                needed,
-                got: arena.len(),
-            });
+        let got = arena.len();
+        let too_small = Error::ArenaTooSmall { needed, got };
+        if got < needed {
+            return Err(too_small);
         }
-        // The output at the end, 4-byte aligned like the arena's start.
-        let split = (arena.len() - out_bytes) & !(plan::ARENA_ALIGN - 1);
-        let (work, rest) = arena.split_at_mut(split);
-        let out: &mut [i32] =
-            bytemuck::try_cast_slice_mut(&mut rest[..out_bytes]).map_err(|_| {
-                Error::ArenaMisaligned {
-                    align: plan::ARENA_ALIGN,
-                }
-            })?;
+        // The output at the end, 4-byte aligned like the arena's start. (`_checked`
+        // and `get_mut` cannot fail after the length check; they keep panic paths out
+        // of firmware.)
+        let split = (got - out_bytes) & !(plan::ARENA_ALIGN - 1);
+        let (work, rest) = arena.split_at_mut_checked(split).ok_or(too_small)?;
+        let out: &mut [i32] = bytemuck::try_cast_slice_mut(
+            rest.get_mut(..out_bytes).ok_or(too_small)?,
+        )
+        .map_err(|_| Error::ArenaMisaligned {
+            align: plan::ARENA_ALIGN,
+        })?;
         for (case, golden) in cases.enumerate() {
             self.forward_fixed(Input::new(golden.ids), work, out)?;
             let first = out

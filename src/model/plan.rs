@@ -13,10 +13,10 @@
 //! | buffer | phase | elements | int8 mode | float modes |
 //! |---|---|---|---|---|
 //! | `residual` | all | `rows * hidden` | i32 | f32 |
-//! | `scores` | attention | `seq` | i32 (Q15 probabilities after softmax) | f32 |
+//! | `scores` | attention | `rows * seq` | i32 (Q15 probabilities after softmax) | f32 |
 //! | `keys` | attention | `seq * hidden` | i8 | f32 |
 //! | `values` | attention | `seq * hidden` | i8 | f32 |
-//! | `query` | attention | `hidden` | i8 | f32 |
+//! | `query` | attention | `rows * hidden` | i8 | f32 |
 //! | `context` | attention, pooling | `rows * hidden` | i8 | f32 |
 //! | `ffn_wide` | ffn | `rows * ffn` (int8 mode only) | i32 | - |
 //! | `ffn` | ffn | `rows * ffn` | i8 | f32 |
@@ -42,18 +42,18 @@ use super::Error;
 use crate::format::Config;
 use crate::kernels::attention::attention_scratch_len;
 
-// Every size in the plan is at most `4*r*h + 4*s + 8*s*h + 4*h + 4*r*h + 8*r*f +
+// Every size in the plan is at most `4*r*h + 4*r*s + 8*s*h + 4*r*h + 4*r*h + 8*r*f +
 // 4*s*h` bytes (`r` rows per batch) for the format's largest config, which fits a
 // 32-bit `usize`: the plan's arithmetic cannot overflow on 32-bit microcontrollers.
 const _: () = {
     use crate::format::limits::{MAX_FFN, MAX_HIDDEN, MAX_POSITIONS};
     let (h, s, f) = (MAX_HIDDEN as u64, MAX_POSITIONS as u64, MAX_FFN as u64);
     let r = MAX_BATCH_ROWS as u64;
-    assert!(8 * r * h + 4 * h + 4 * s + 12 * s * h + 8 * r * f <= u32::MAX as u64);
+    assert!(12 * r * h + 4 * r * s + 12 * s * h + 8 * r * f <= u32::MAX as u64);
 };
 
 /// Largest batch of token rows a plan can hold (see the module docs).
-pub const MAX_BATCH_ROWS: usize = 8;
+pub const MAX_BATCH_ROWS: usize = 64;
 
 /// Required alignment of the arena start.
 pub const ARENA_ALIGN: usize = 4;
@@ -172,10 +172,10 @@ impl Plan {
         use Phase::{All, Attention, Ffn};
         let specs: [(&'static str, Phase, usize, usize); 9] = [
             ("residual", All, rows * h, 4),
-            ("scores", Attention, attention_scratch_len(seq), 4),
+            ("scores", Attention, rows * attention_scratch_len(seq), 4),
             ("keys", Attention, seq * h, act),
             ("values", Attention, seq * h, act),
-            ("query", Attention, h, act),
+            ("query", Attention, rows * h, act),
             ("context", Attention, rows * h, act),
             ("ffn_wide", Ffn, wide, 4),
             ("ffn", Ffn, rows * f, act),

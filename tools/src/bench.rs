@@ -99,7 +99,8 @@ pub struct BenchResult {
     pub iters: usize,
     /// Untimed warm-up passes before them.
     pub warmup: usize,
-    /// Always 1: the runtime runs on the calling thread.
+    /// Threads of the forward pass (`--threads`; int8 models split each batch of rows,
+    /// float models run on the calling thread).
     pub threads: usize,
     /// Median wall time of one forward pass, milliseconds.
     pub median_ms: f64,
@@ -179,7 +180,7 @@ pub fn bench_seq(
         seq,
         iters,
         warmup,
-        threads: 1,
+        threads: encoder_threads(model),
         median_ms,
         min_ms: times_ms.first().copied().unwrap_or(0.0),
         mean_ms: times_ms.iter().sum::<f64>() / iters as f64,
@@ -193,6 +194,15 @@ pub fn bench_seq(
 }
 
 /// The precision as `convert --dtype` names it.
+/// Threads the forward pass runs on: the model's for int8, one for float models.
+fn encoder_threads(model: &Model<'_>) -> usize {
+    if model.config().is_int8() {
+        model.threads()
+    } else {
+        1
+    }
+}
+
 fn dtype_name(config: &Config) -> &'static str {
     if config.is_int8() {
         "int8"
@@ -240,11 +250,17 @@ pub fn cmd_bench(
         let c = model.config();
         writeln!(
             stdout,
-            "{name}: {} weights, {} layers, hidden {}, ffn {}, 1 thread",
+            "{name}: {} weights, {} layers, hidden {}, ffn {}, {} thread{}",
             dtype_name(c),
             c.layers,
             c.hidden,
-            c.ffn
+            c.ffn,
+            encoder_threads(&model),
+            if encoder_threads(&model) == 1 {
+                ""
+            } else {
+                "s"
+            }
         )?;
         writeln!(
             stdout,

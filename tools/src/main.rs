@@ -87,7 +87,7 @@ enum Command {
         #[arg(long)]
         seq: Option<usize>,
         /// Token rows per pass over the weights in the plan (int8; 1 is the smallest
-        /// arena, up to 8 trade memory for speed).
+        /// arena, up to 64 trade memory for speed).
         #[arg(long, default_value_t = 1)]
         rows: usize,
         /// Print one JSON object (config, tensors, memory plan) instead of text.
@@ -187,6 +187,10 @@ enum Command {
         /// Inputs are token ids, e.g. `101,7592,102`.
         #[arg(long)]
         ids: bool,
+        /// Threads of the int8 encoder's forward pass (parts of each batch of token
+        /// rows; the same results for every count).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Print JSON Lines, one object per input, in input order: text, embedding (a
         /// text that fails: text and error).
         #[arg(long)]
@@ -203,6 +207,10 @@ enum Command {
         /// Inputs are token ids, e.g. `101,7592,102`.
         #[arg(long)]
         ids: bool,
+        /// Threads of the int8 encoder's forward pass (parts of each batch of token
+        /// rows; the same results for every count).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Print JSON Lines, one object per input, in input order: text, label, score,
         /// scores (a text that fails: text and error).
         #[arg(long)]
@@ -224,6 +232,10 @@ enum Command {
         /// Another model to measure label agreement with.
         #[arg(long)]
         compare: Option<PathBuf>,
+        /// Threads of the int8 encoder's forward pass (parts of each batch of token
+        /// rows; the same results for every count).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Print one JSON object (accuracy, per-class scores, confusion) instead of text.
         #[arg(long)]
         json: bool,
@@ -232,7 +244,7 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         windows: u16,
     },
-    /// Time the forward pass (one thread) at fixed sequence lengths.
+    /// Time the forward pass (one thread unless --threads) at fixed sequence lengths.
     Bench {
         #[arg(short, long)]
         model: PathBuf,
@@ -246,6 +258,10 @@ enum Command {
         /// at a time): 1 is the smallest arena (`Model::arena_bytes`).
         #[arg(long, default_value_t = tinyformer::model::MAX_BATCH_ROWS)]
         rows: usize,
+        /// Threads of the int8 encoder's forward pass (parts of each batch of token
+        /// rows; the same results for every count).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Decoders: context length (default: the model's max_seq).
         #[arg(long)]
         ctx: Option<usize>,
@@ -386,22 +402,28 @@ fn run(command: Command) -> Result<()> {
             model,
             texts,
             ids,
+            threads,
             json,
-        } => cmd_run(
-            &ModelBytes::open(&model)?,
-            &texts,
-            ids,
-            json,
-            Report::Embedding,
-            1,
-        ),
+        } => {
+            run::set_threads(threads)?;
+            cmd_run(
+                &ModelBytes::open(&model)?,
+                &texts,
+                ids,
+                json,
+                Report::Embedding,
+                1,
+            )
+        }
         Command::Classify {
             model,
             texts,
             ids,
+            threads,
             json,
             windows,
         } => {
+            run::set_threads(threads)?;
             let bytes = match model {
                 Some(path) => ModelBytes::open(&path)?,
                 None => default_model(),
@@ -413,20 +435,25 @@ fn run(command: Command) -> Result<()> {
             model,
             data,
             compare,
+            threads,
             json,
             windows,
-        } => eval::cmd_eval(
-            &model,
-            &data,
-            compare.as_deref(),
-            json,
-            usize::from(windows),
-        ),
+        } => {
+            run::set_threads(threads)?;
+            eval::cmd_eval(
+                &model,
+                &data,
+                compare.as_deref(),
+                json,
+                usize::from(windows),
+            )
+        }
         Command::Bench {
             model,
             seq,
             iters,
             rows,
+            threads,
             ctx,
             prompt,
             steps,
@@ -434,6 +461,7 @@ fn run(command: Command) -> Result<()> {
             json,
         } => {
             let bytes = ModelBytes::open(&model)?;
+            run::set_threads(threads)?;
             if bytes.is_decoder()? {
                 bench::cmd_bench_decoder(&bytes, ctx, prompt, steps, rounds, json)
             } else {

@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tinyformer::model::probabilities_q15;
 use tinyformer::{Input, Model};
 
@@ -40,10 +41,30 @@ impl ModelBytes {
         }
     }
 
-    /// Validates and loads the model.
+    /// Validates and loads the model (on the process's `--threads`, [`set_threads`]).
     pub fn model(&self) -> Result<Model<'_>> {
-        Model::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))
+        let model = Model::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))?;
+        Ok(model.with_threads(THREADS.load(Ordering::Relaxed)))
     }
+}
+
+/// Threads of the int8 encoder's forward pass for this process, 1 until
+/// [`set_threads`].
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// `--threads N`: every encoder loaded afterwards ([`ModelBytes::model`]) runs its
+/// forward pass on the calling thread plus rayon's global pool of `N - 1` workers
+/// (decoders: one thread).
+pub fn set_threads(threads: u16) -> Result<()> {
+    let threads = usize::from(threads.max(1));
+    if threads > 1 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads - 1)
+            .build_global()
+            .map_err(|e| anyhow!("--threads {threads}: {e}"))?;
+    }
+    THREADS.store(threads, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Runs the model file's self-test (`Model::self_test`) in a heap arena of the size

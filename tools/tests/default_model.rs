@@ -160,3 +160,39 @@ fn committed_int8_model_passes_its_self_test() {
         .self_test(bytemuck::cast_slice_mut(&mut arena))
         .unwrap();
 }
+
+/// The int8 pass gives the same Q16.16 logits whatever computes it: the scalar
+/// reference one row at a time and the best kernel here in batches of up to 64 rows,
+/// for inputs of 1 to 64 tokens (one batch, a batch and a tail). (`--threads` leaves
+/// this model's blocks on one thread, too small to gain from a split:
+/// `tests/properties.rs` checks threads on a MiniLM-sized layer.)
+#[test]
+fn int8_results_do_not_depend_on_kernel_or_batch() {
+    use tinyformer::kernels::matvec::Int8Kernel;
+    use tinyformer::model::MAX_BATCH_ROWS;
+    let bytes = load("sentiment-int8.tfm");
+    let model = Model::from_bytes(bytes.as_bytes()).unwrap();
+    let vocab = model.config().vocab_size;
+    for len in [1usize, 15, 16, 17, 33, 48, 64] {
+        let ids: Vec<u32> = (0..len as u32).map(|i| (i * 977 + 101) % vocab).collect();
+        let run = |model: Model<'_>, rows: usize| {
+            let bytes = model.arena_bytes_batched(len, rows).unwrap();
+            let mut arena = AlignedBuf::from_bytes(&vec![0; bytes]);
+            let mut out = vec![0i32; model.config().output_len()];
+            model
+                .forward_fixed(Input::new(&ids), arena.as_bytes_mut(), &mut out)
+                .unwrap();
+            out
+        };
+        let reference = run(model.with_kernel(Int8Kernel::Scalar), 1);
+        for rows in [1, 16, MAX_BATCH_ROWS] {
+            let got = run(model, rows);
+            assert_eq!(
+                got,
+                reference,
+                "{len} tokens, {rows} rows, {:?}",
+                model.kernel()
+            );
+        }
+    }
+}

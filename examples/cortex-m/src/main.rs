@@ -24,6 +24,7 @@
 #![no_std]
 #![no_main]
 
+#[cfg(not(feature = "defmt"))]
 use core::fmt::Write as _;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::debug;
@@ -31,7 +32,7 @@ use cortex_m_semihosting::debug;
 use cortex_m_semihosting::hio;
 #[cfg(feature = "defmt")]
 use defmt_semihosting as _;
-use panic_semihosting as _;
+use tinyformer::kernels::argmax::argmax;
 use tinyformer::model::probabilities_q15;
 use tinyformer::{Input, Model, StaticArena};
 
@@ -120,24 +121,29 @@ fn stack_peak(bottom: usize, limit: usize) -> usize {
 /// Where output lines go: the semihosting console (absent without a debugger; then
 /// nothing is printed).
 #[cfg(not(feature = "defmt"))]
-type Out = Option<hio::HostStream>;
-#[cfg(not(feature = "defmt"))]
-fn open_output() -> Out {
-    hio::hstdout().ok()
-}
-
+struct Out(Option<hio::HostStream>);
 /// With `defmt`, the global logger of `defmt-semihosting` owns the output.
 #[cfg(feature = "defmt")]
-type Out = ();
-#[cfg(feature = "defmt")]
-fn open_output() -> Out {}
+struct Out;
 
-/// One line of output. The format strings stay within what both `core::fmt` and
-/// defmt accept (positional `{}`, arguments that are `Display` and `defmt::Format`).
+impl Out {
+    #[cfg(not(feature = "defmt"))]
+    fn open() -> Self {
+        Self(hio::hstdout().ok())
+    }
+    #[cfg(feature = "defmt")]
+    fn open() -> Self {
+        Self
+    }
+}
+
+/// One line of output to `$out: &mut Out`. The format strings stay within what both
+/// `core::fmt` and defmt accept (positional `{}`, arguments that are `Display` and
+/// `defmt::Format`).
 #[cfg(not(feature = "defmt"))]
 macro_rules! say {
     ($out:expr, $($t:tt)*) => {
-        if let Some(o) = $out.as_mut() {
+        if let Some(o) = $out.0.as_mut() {
             let _ = writeln!(o, $($t)*);
         }
     };
@@ -145,15 +151,62 @@ macro_rules! say {
 #[cfg(feature = "defmt")]
 macro_rules! say {
     ($out:expr, $($t:tt)*) => {{
-        let _ = &$out;
+        let _: &mut Out = $out;
         defmt::println!($($t)*);
     }};
 }
 
+/// Q15 probabilities as one `RESULT` field, `p0,p1,...`, written straight to the
+/// output (no intermediate string).
+struct Q15List<'a>(&'a [i32]);
+
+#[cfg(not(feature = "defmt"))]
+impl core::fmt::Display for Q15List<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}", p)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Q15List<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                defmt::write!(f, ",");
+            }
+            defmt::write!(f, "{}", p);
+        }
+    }
+}
+
+/// A panic (none is expected: the core returns errors as values) prints where it
+/// happened, `PANIC <file>:<line>`, and exits with failure. The message is left out:
+/// formatting it would link `core::fmt` into the defmt build, which has no other use
+/// for it.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    cortex_m::interrupt::disable();
+    let out = &mut Out::open();
+    match info.location() {
+        Some(at) => say!(out, "PANIC {}:{}", at.file(), at.line()),
+        None => say!(out, "PANIC"),
+    }
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
 #[entry]
 fn main() -> ! {
-    let mut out = open_output();
-    let status = match run(&mut out) {
+    let out = &mut Out::open();
+    let status = match run(out) {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(message) => {
             say!(out, "ERROR {}", message);
@@ -185,10 +238,12 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
             return Err("model failed validation");
         }
     };
-    let labels = model.config().num_labels as usize;
-    if labels == 0 || labels > MAX_LABELS {
-        return Err("model is not a classifier this firmware can print");
-    }
+    // One Q15 probability per label, computed in place from the logits.
+    let mut scores = [0i32; MAX_LABELS];
+    let probs = match scores.get_mut(..model.config().num_labels as usize) {
+        Some(probs) if !probs.is_empty() => probs,
+        _ => return Err("model is not a classifier this firmware can print"),
+    };
     let arena = ARENA.take().ok_or("arena taken twice")?;
     // The compiler sized the arena from the header; the validated model's plan agrees.
     let needed = arena.len();
@@ -222,33 +277,31 @@ fn run(out: &mut Out) -> Result<(), &'static str> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
     {
+        // (`get`, not indexing, here and in the core: no panic path is linked.)
         let mut ids = [0u32; MAX_TOKENS];
         let encoding = model
             .tokenizer()
             .encode(text.as_bytes(), &mut ids)
             .map_err(|_| "tokenizer")?;
-        let mut probs = [0i32; MAX_LABELS];
+        let ids = ids.get(..encoding.len).ok_or("tokenizer")?;
         tinyformer_inference_begin();
         model
-            .forward_fixed(
-                Input::new(&ids[..encoding.len]),
-                arena,
-                &mut probs[..labels],
-            )
+            .forward_fixed(Input::new(ids), arena, probs)
             .map_err(|_| "forward pass")?;
-        probabilities_q15(&mut probs[..labels]);
+        probabilities_q15(probs);
         tinyformer_inference_end();
-        let best = (0..labels).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
-        // "p0,p1,...": at most MAX_LABELS values of at most 6 characters plus commas.
-        let mut q15: heapless::String<{ MAX_LABELS * 7 }> = heapless::String::new();
-        for (i, p) in probs[..labels].iter().enumerate() {
-            let _ = write!(q15, "{}{}", if i > 0 { "," } else { "" }, p);
-        }
-        let label = model.label(best).unwrap_or("?");
-        say!(out, "RESULT {} {} {} {}", index, label, q15.as_str(), text);
+        let label = model.label(argmax(probs)).unwrap_or("?");
+        say!(
+            out,
+            "RESULT {} {} {} {}",
+            index,
+            label,
+            Q15List(probs),
+            text
+        );
         say!(out, "TOKENS {} {}", index, encoding.len);
         #[cfg(feature = "alloc")]
-        results.push(best as u8);
+        results.push(argmax(probs) as u8);
     }
     #[cfg(feature = "alloc")]
     say!(

@@ -3,10 +3,11 @@
 //! Runs the Cortex-M DSP kernels (`SMLAD`) and the scalar references on many
 //! pseudo-random and extreme vectors (every length 0..=300, matrices of 0..=9 rows;
 //! int8 activations as the encoder's, int16 as the decoder's, and the decoder's
-//! attention scores) and exits with status 1 at the first mismatch, 0 if all agree. Then it times one
-//! 128x384 matrix-vector product with each kernel between marker functions, so
-//! `tools/kernel-check-m4.sh` can count the instructions of each with the QEMU plugin
-//! `tools/qemu/insncount.c`.
+//! attention scores; products of 0..=9 tokens at once, as the encoder's batches) and
+//! exits with status 1 at the first mismatch, 0 if all agree. Then it times one
+//! 128x384 matrix-vector product with each kernel, and the same matrix times 8 tokens
+//! with the DSP kernel, between marker functions, so `tools/kernel-check-m4.sh` can
+//! count the instructions of each with the QEMU plugin `tools/qemu/insncount.c`.
 #![no_std]
 #![no_main]
 
@@ -17,7 +18,8 @@ use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
 use tinyformer::kernels::attention::{weighted_values, weighted_values_reference};
 use tinyformer::kernels::matvec::{
-    dot_i8_with, dots_i16, dots_i16_reference, matvec_i16_with, matvec_i8_with, Int8Kernel,
+    dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with, matmul_i8_with,
+    matvec_i16_with, matvec_i8_with, Int8Kernel,
 };
 use tinyformer::quant::i16_activation_limit;
 
@@ -29,8 +31,19 @@ const MAX_LEN: usize = 300;
 /// Rows and columns of the matrix sweep.
 const MAX_ROWS: usize = 9;
 const SWEEP_COLS: [usize; 13] = [0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 64, 130];
+/// Tokens of the multi-token sweep (tiles of 4, 3 and 2, and one token alone).
+const MAX_TOKENS: usize = 9;
+/// Rows and columns of the multi-token sweep: row groups and column chunks of the
+/// tiled kernel (32 rows, 128 columns) with every kind of leftover, and the default
+/// model's shapes (96 and 384 columns).
+const MATMUL_ROWS: [usize; 6] = [0, 1, 5, 33, 65, 96];
+const MATMUL_COLS: [usize; 12] = [0, 1, 3, 4, 8, 12, 96, 127, 128, 131, 260, 384];
 
 static mut WEIGHTS: [i8; ROWS * COLS] = [0; ROWS * COLS];
+static mut TOKENS: [i8; MAX_TOKENS * COLS] = [0; MAX_TOKENS * COLS];
+/// Results of the multi-token sweep, `[token][row]`: the DSP kernel's, the reference's.
+static mut GOT: [i32; MAX_TOKENS * 96] = [0; MAX_TOKENS * 96];
+static mut WANT: [i32; MAX_TOKENS * 96] = [0; MAX_TOKENS * 96];
 
 /// Each marker bumps its own counter, so the linker cannot fold them into one address.
 macro_rules! marker {
@@ -48,6 +61,16 @@ marker!(scalar_begin, "Start of the timed scalar matvec.");
 marker!(scalar_end, "End of the timed scalar matvec.");
 marker!(dsp_begin, "Start of the timed DSP matvec.");
 marker!(dsp_end, "End of the timed DSP matvec.");
+marker!(
+    dsp_tokens_begin,
+    "Start of the timed DSP product with several tokens."
+);
+marker!(
+    dsp_tokens_end,
+    "End of the timed DSP product with several tokens."
+);
+/// Tokens of the timed multi-token product.
+const TIMED_TOKENS: usize = 8;
 
 /// xorshift32: deterministic pseudo-random bytes.
 struct Rng(u32);
@@ -190,6 +213,60 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         }
     }
 
+    // Several tokens at once (the encoder's batches): every (token, row) pair as the
+    // reference computes it (a pair never stored keeps 7) and as many stores as pairs,
+    // bias saturation and missing rows included.
+    // SAFETY: the only references to these statics, in the single thread of the program.
+    let (xs, got, want) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(TOKENS),
+            &mut *core::ptr::addr_of_mut!(GOT),
+            &mut *core::ptr::addr_of_mut!(WANT),
+        )
+    };
+    for tokens in 0..=MAX_TOKENS {
+        for rows in MATMUL_ROWS {
+            for cols in MATMUL_COLS {
+                for pattern in 0..PATTERNS {
+                    // Random patterns for the large shapes (the extremes on small ones).
+                    if rows * cols > 4096 && pattern != 0 && pattern != 1 {
+                        continue;
+                    }
+                    rng.fill(&mut xs[..tokens * cols], pattern);
+                    rng.fill(&mut weights[..rows * cols], (pattern + 1) % PATTERNS);
+                    let mut bias = [0i32; 96];
+                    for (o, b) in bias.iter_mut().enumerate() {
+                        *b = biases[(o + pattern) % biases.len()];
+                    }
+                    for (w_len, bias_len) in [(rows * cols, rows), (rows * cols * 2 / 3, rows / 2)]
+                    {
+                        let (w, bias) = (&weights[..w_len], &bias[..bias_len]);
+                        let x = &xs[..tokens * cols];
+                        let mut calls = 0;
+                        got.fill(7);
+                        want.fill(0);
+                        matmul_i8_with(fast, rows, cols, x, w, bias, |t, o, v| {
+                            got[t * rows + o] = v;
+                            calls += 1;
+                        });
+                        matmul_i8_with(reference, rows, cols, x, w, bias, |t, o, v| {
+                            want[t * rows + o] = v;
+                        });
+                        cases += 1;
+                        let n = if cols == 0 { 0 } else { tokens * rows };
+                        if got[..n] != want[..n] || calls != n {
+                            say!(
+                                out,
+                                "FAIL matmul {tokens}x{rows}x{cols} pattern {pattern}: {calls} stores of {n}"
+                            );
+                            return Err(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     // Int16 activations (the decoder's products) and attention scores of int16
     // queries against strided int8 keys.
     let mut x16 = [0i16; COLS];
@@ -247,11 +324,45 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         }
     }
 
-    // The attention's weighted sum of values (the DSP path takes heads of 8):
+    // Attention scores of int8 queries (the encoder's) against strided int8 keys,
+    // overlapping rows (a stride below the head) included.
+    let mut q8 = [0i8; 128];
+    for head in [4, 8, 12, 16, 32, 64, 128] {
+        for keys in [0, 1, 5, 9] {
+            for stride in [head / 2, head, head + 3, 2 * head + 8] {
+                for pattern in 0..PATTERNS {
+                    rng.fill(&mut q8[..head], pattern);
+                    let len = (keys * stride + head).min(weights.len());
+                    rng.fill(&mut weights[..len], (pattern + 2) % PATTERNS);
+                    for k in [
+                        &weights[..len],
+                        &weights[..len.saturating_sub(head / 2 + 1)],
+                    ] {
+                        let (mut got, mut want) = ([7i32; 9], [0i32; 9]);
+                        dots_i8_with(fast, &mut got[..keys], &q8[..head], k, stride);
+                        dots_i8_reference(&mut want[..keys], &q8[..head], k, stride);
+                        cases += 1;
+                        if got[..keys] != want[..keys] {
+                            say!(
+                                out,
+                                "FAIL dots_i8 head {head} keys {keys} stride {stride}: dsp {:?} reference {:?}",
+                                &got[..keys],
+                                &want[..keys]
+                            );
+                            return Err(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // The attention's weighted sum of values (the DSP path takes heads of a multiple
+    // of 4):
     // probabilities from 0 to 2^15 (all the weight on one key) and out of range, keys
     // with partial rows, every head of a row.
     let mut probs = [0i32; 9];
-    for head_dim in [4, 8, 16] {
+    for head_dim in [4, 6, 8, 12, 16, 32] {
         for hidden in [head_dim, 2 * head_dim, 4 * head_dim + 8] {
             for keys in 0..=9 {
                 for pattern in 0..PATTERNS {
@@ -268,7 +379,7 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                     rng.fill(&mut weights[..len], pattern);
                     for head in 0..hidden / head_dim {
                         for v in [&weights[..len], &weights[..len.saturating_sub(3)]] {
-                            let (mut got, mut want) = ([0i32; 16], [0i32; 16]);
+                            let (mut got, mut want) = ([0i32; 32], [0i32; 32]);
                             let probs = &probs[..keys];
                             weighted_values(&mut got[..head_dim], probs, v, hidden, head);
                             weighted_values_reference(
@@ -309,11 +420,24 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         sum_fast = sum_fast.wrapping_add(v)
     });
     dsp_end();
+    // The same matrix times several tokens (the first is `x`), against the matrix-vector
+    // products token by token.
+    let xs = &mut xs[..TIMED_TOKENS * COLS];
+    rng.fill(xs, 0);
+    xs[..COLS].copy_from_slice(&x);
+    let mut sum_tokens = 0i32;
+    dsp_tokens_begin();
+    matmul_i8_with(fast, ROWS, COLS, xs, weights, &[], |t, _, v| {
+        if t == 0 {
+            sum_tokens = sum_tokens.wrapping_add(v)
+        }
+    });
+    dsp_tokens_end();
     cases += 1;
-    if sum_fast != sum_reference {
+    if sum_fast != sum_reference || sum_tokens != sum_reference {
         say!(
             out,
-            "FAIL timed matvec: dsp {sum_fast} reference {sum_reference}"
+            "FAIL timed products: dsp {sum_fast}, {sum_tokens} tokens, reference {sum_reference}"
         );
         return Err(());
     }
@@ -322,5 +446,6 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         "OK {cases} cases: the DSP kernel matches the scalar reference"
     );
     say!(out, "MACS {}", ROWS * COLS);
+    say!(out, "TOKENS {}", TIMED_TOKENS);
     Ok(())
 }
