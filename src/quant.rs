@@ -384,6 +384,34 @@ pub fn isqrt_u64(x: u64) -> u64 {
     root
 }
 
+/// `i64::from(a) * i64::from(b)`: on a Cortex-M with the DSP extension one `SMULL`,
+/// written out because LLVM's demanded-bits analysis turns the product into a full
+/// 64 x 64-bit multiply (three instructions more) when only some of its bits are used.
+#[inline(always)]
+pub(crate) fn mul_wide(a: i32, b: i32) -> i64 {
+    #[cfg(tinyformer_dsp)]
+    {
+        let (lo, hi): (u32, i32);
+        // SAFETY: one register-only ARMv7-M instruction (present: cfg(tinyformer_dsp)
+        // implies ARMv7E-M); it writes only its two outputs.
+        unsafe {
+            core::arch::asm!(
+                "smull {lo}, {hi}, {a}, {b}",
+                lo = lateout(reg) lo,
+                hi = lateout(reg) hi,
+                a = in(reg) a,
+                b = in(reg) b,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (i64::from(hi) << 32) | i64::from(lo)
+    }
+    #[cfg(not(tinyformer_dsp))]
+    {
+        i64::from(a) * i64::from(b)
+    }
+}
+
 /// Square root of `x` rounded to nearest.
 pub fn isqrt_round(x: u64) -> u64 {
     let r = isqrt_u64(x);

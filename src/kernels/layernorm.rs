@@ -1,7 +1,7 @@
 //! LayerNorm over one token's hidden vector.
 
 use super::{avx512_variant, dispatch};
-use crate::quant::{div_round, isqrt_round, saturate_i8, RESIDUAL_MAX};
+use crate::quant::{div_round, isqrt_round, mul_wide, saturate_i8, RESIDUAL_MAX};
 
 /// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -64,17 +64,35 @@ avx512_variant!(
 
 #[inline(always)]
 fn layer_norm_i32_body(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32], eps: i64) {
-    let residual = |v: i32| i64::from(v).clamp(-RESIDUAL_MAX, RESIDUAL_MAX);
+    layer_norm_i32_with(out, x, (gamma_q, beta_q, eps), NARROW);
+}
+
+/// Whether [`layer_norm_i32`] takes its 32-bit form where it can: on 32-bit cores, where
+/// a 64-bit product costs several instructions and `SMULL`/`SMLAL` one.
+const NARROW: bool = cfg!(target_pointer_width = "32");
+
+/// [`layer_norm_i32`], in its 32-bit form when `narrow` and the row allows it (at most
+/// `2^13` elements and `inv < 2^31`): then `d` and `z` are `i32` (`|d| < 2^25`,
+/// `|z| < 2^26`) and every product a 32 x 32 -> 64-bit one, with the same values.
+#[inline(always)]
+fn layer_norm_i32_with(
+    out: &mut [i8],
+    x: &[i32],
+    (gamma_q, beta_q, eps): (&[i32], &[i32], i64),
+    narrow: bool,
+) {
     let n = x.len().max(1) as i64;
-    let sum: i64 = x.iter().map(|&v| residual(v)).sum();
-    let mean = div_round(sum, n);
+    let sum: i64 = x.iter().map(|&v| i64::from(residual(v))).sum();
+    // `|mean| <= RESIDUAL_MAX`, so `d` below fits `i32`.
+    let mean = div_round(sum, n) as i32;
     let square = |v: i32| {
-        let d = (residual(v) - mean).unsigned_abs();
-        d * d
+        let d = i64::from(residual(v) - mean);
+        (d * d) as u64
     };
     // Each square is below 2^50, so up to 2^13 of them cannot reach 2^63: the plain
     // sum (which vectorises) equals the saturating one there; longer rows saturate.
-    let sum_sq: u64 = if x.len() <= 1 << 13 {
+    let short = x.len() <= 1 << 13;
+    let sum_sq: u64 = if short {
         x.iter().map(|&v| square(v)).sum()
     } else {
         x.iter().fold(0u64, |acc, &v| acc.saturating_add(square(v)))
@@ -91,24 +109,65 @@ fn layer_norm_i32_body(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32
     } else {
         (1i64 << (INV_BITS + VAR_BITS / 2)) / std_q4 as i64
     };
-    let element = |x: i32, g: i32, b: i32| {
-        let d = residual(x) - mean;
-        let z = (d * inv) >> (INV_BITS - NORM_BITS);
-        let (g, b) = (i64::from(g), i64::from(b));
-        let shift = NORM_BITS + PARAM_BITS;
-        saturate_i8((z * g + (b << NORM_BITS) + (1 << (shift - 1))) >> shift)
-    };
     let n = out.len();
-    if x.len() == n && gamma_q.len() == n && beta_q.len() == n {
-        // The forward pass's case, in step (a loop that vectorises).
-        for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma_q).zip(beta_q) {
-            *o = element(x, g, b);
+    let in_step = x.len() == n && gamma_q.len() == n && beta_q.len() == n;
+    match i32::try_from(inv) {
+        Ok(inv) if narrow && short && in_step => {
+            normalize_narrow(out, x, (gamma_q, beta_q), (mean, inv))
         }
-    } else {
-        for (i, o) in out.iter_mut().enumerate() {
-            let at = |v: &[i32]| v.get(i).copied().unwrap_or(0);
-            *o = element(at(x), at(gamma_q), at(beta_q));
+        _ => {
+            let element = |x: i32, g: i32, b: i32| {
+                let d = i64::from(residual(x) - mean);
+                let z = (d * inv) >> (INV_BITS - NORM_BITS);
+                saturate_i8(scale(z, g, b) >> SCALE_SHIFT)
+            };
+            if in_step {
+                // The forward pass's case, in step (a loop that vectorises).
+                for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma_q).zip(beta_q) {
+                    *o = element(x, g, b);
+                }
+            } else {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let at = |v: &[i32]| v.get(i).copied().unwrap_or(0);
+                    *o = element(at(x), at(gamma_q), at(beta_q));
+                }
+            }
         }
+    }
+}
+
+/// Clamps to `±RESIDUAL_MAX` in 32 bits.
+#[inline(always)]
+fn residual(v: i32) -> i32 {
+    v.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
+}
+
+/// The right shift from `z * gamma_q` to int8 units.
+const SCALE_SHIFT: u32 = NORM_BITS + PARAM_BITS;
+
+/// `z * g + (b << NORM_BITS)` plus the rounding of [`SCALE_SHIFT`].
+#[inline(always)]
+fn scale(z: i64, g: i32, b: i32) -> i64 {
+    z * i64::from(g) + (i64::from(b) << NORM_BITS) + (1 << (SCALE_SHIFT - 1))
+}
+
+/// The normalisation of [`layer_norm_i32_with`]'s 32-bit form (`x`, `gamma_q` and
+/// `beta_q` as long as `out`): not inlined, so that `inv` reaches it as an `i32` and
+/// each product is one `SMULL` ([`mul_wide`]) or `SMLAL`. With `t = z * g + (b << 16)`,
+/// `|t| < 2^57 + 2^47`, so `t >> 29` fits `i32`, and `((t >> 29) + 1) >> 1` is the
+/// rounded `(t + 2^29) >> 30` (the same floor).
+#[inline(never)]
+fn normalize_narrow(
+    out: &mut [i8],
+    x: &[i32],
+    (gamma_q, beta_q): (&[i32], &[i32]),
+    (mean, inv): (i32, i32),
+) {
+    for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma_q).zip(beta_q) {
+        let d = residual(x) - mean;
+        let z = (mul_wide(d, inv) >> (INV_BITS - NORM_BITS)) as i32;
+        let t = mul_wide(z, g) + (i64::from(b) << NORM_BITS);
+        *o = ((((t >> (SCALE_SHIFT - 1)) as i32) + 1) >> 1).clamp(-128, 127) as i8;
     }
 }
 
@@ -168,6 +227,36 @@ mod tests {
         }
         println!("worst error {worst:.3} int8 steps (measured 0.679)");
         assert!(worst <= 1.0, "worst error {worst} int8 steps");
+    }
+
+    /// The 32-bit form equals the 64-bit one, wherever it applies.
+    #[test]
+    fn narrow_form_equals_wide() {
+        let mut rng = XorShift64Star::new(9);
+        let r = RESIDUAL_MAX as i32;
+        for case in 0..if cfg!(miri) { 8 } else { 400 } {
+            let n = [1usize, 3, 96, 384][case % 4];
+            let amp = [1u32, 40, 3000, 1 << 24, u32::MAX][case % 5];
+            let x: Vec<i32> = (0..n)
+                .map(|i| match (case + i) % 11 {
+                    0 => r,
+                    1 => -r - 5,
+                    2 => i32::MIN,
+                    _ => ((rng.next_u32() % amp) as i32).wrapping_sub((amp / 2) as i32),
+                })
+                .collect();
+            let param = |rng: &mut XorShift64Star| match case % 3 {
+                0 => rng.next_u32() as i32,
+                _ => (rng.next_u32() % (1 << 20)) as i32 - (1 << 19),
+            };
+            let gq: Vec<i32> = (0..n).map(|_| param(&mut rng)).collect();
+            let bq: Vec<i32> = (0..n).map(|_| param(&mut rng)).collect();
+            let eps = [0i64, 1, 1 << 20][case % 3];
+            let (mut narrow, mut wide) = (vec![0i8; n], vec![0i8; n]);
+            layer_norm_i32_with(&mut narrow, &x, (&gq, &bq, eps), true);
+            layer_norm_i32_with(&mut wide, &x, (&gq, &bq, eps), false);
+            assert_eq!(narrow, wide, "case {case}");
+        }
     }
 
     #[test]

@@ -784,6 +784,10 @@ pub fn matmul_i8_strided_with(
         && !cfg!(feature = "small-kernels")
     {
         let xs = x.data.get(..x.rows * cols).unwrap_or(&[]);
+        #[cfg(all(tinyformer_dsp, not(feature = "small-kernels")))]
+        if kernel.for_int8() == Int8Kernel::Dsp {
+            return dsp::matmul_into((w.rows, cols), xs, (w.data, bias), out, out_stride);
+        }
         matmul_i8_with(kernel, w.rows, cols, xs, w.data, bias, |t, o, acc| {
             if let Some(y) = out.get_mut(t * out_stride + o) {
                 *y = acc;

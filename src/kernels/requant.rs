@@ -18,6 +18,13 @@ use super::gelu::{activation_q10, Tail};
 use super::{avx512_variant, dispatch};
 use crate::quant::{saturate_i8, saturate_residual, Requant};
 
+mod channels;
+
+/// Whether the tiles go a channel at a time ([`channels`]): on 32-bit cores, which have
+/// no 64-bit vector lanes for the row loops to use, so that a channel's constants stay
+/// in registers; not with `small-kernels` (one code path, the rows').
+const BY_CHANNEL: bool = cfg!(target_pointer_width = "32") && !cfg!(feature = "small-kernels");
+
 /// The pair of channel `o`, or the zero multiplier past the table.
 #[inline(always)]
 fn pair(rq: &[[i32; 2]], o: usize) -> Requant {
@@ -64,6 +71,9 @@ fn head_len(full: usize) -> usize {
 /// `rows` of 0 writes nothing): a tile requantized to int8 (keys and values).
 #[inline]
 pub fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], rows: usize) {
+    if BY_CHANNEL {
+        return channels::to_i8(out, acc, rq, rows);
+    }
     dispatch!(to_i8_avx512, to_i8_body(out, acc, rq, rows))
 }
 
@@ -93,6 +103,9 @@ fn to_i8_body(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], rows: usize) {
 /// residual-range wide grid (the queries).
 #[inline]
 pub fn to_wide(acc: &mut [i32], rq: &[[i32; 2]], rows: usize) {
+    if BY_CHANNEL {
+        return channels::to_wide(acc, rq, rows);
+    }
     dispatch!(to_wide_avx512, to_wide_body(acc, rq, rows))
 }
 
@@ -124,6 +137,9 @@ pub fn activation(
     table: &[i32],
     rows: usize,
 ) {
+    if BY_CHANNEL {
+        return channels::activation(acc, (rq, act_rq), table, rows);
+    }
     dispatch!(
         activation_avx512,
         activation_body(acc, (rq, act_rq), table, rows)
@@ -326,6 +342,9 @@ pub fn onto_residual(
     (skip, skip_rq): (&[i8], &[[i32; 2]]),
     rows: usize,
 ) {
+    if BY_CHANNEL && skip.len() >= acc.len() {
+        return channels::onto_residual(acc, exponents, (rq, bias), (skip, skip_rq), rows);
+    }
     dispatch!(
         onto_residual_avx512,
         onto_residual_body(acc, exponents, (rq, bias), (skip, skip_rq), rows)
@@ -451,7 +470,10 @@ mod tests {
             let bias = values(rows, &mut rng);
             let acc = values(tokens * rows, &mut rng);
             let skip: Vec<i8> = (0..tokens * rows).map(|_| rng.next_u32() as i8).collect();
-            let exponents: Vec<u8> = (0..tokens as u8).map(|t| t * 3).collect();
+            // Row exponents that move some channels' products across the 32-bit paths,
+            // and none (large bias terms on the high-word path).
+            let spread: Vec<u8> = (0..tokens as u8).map(|t| t * 3).collect();
+            let none = vec![0u8; tokens];
             // Tables a channel short, to reach the zero-multiplier tails.
             let short = rows.saturating_sub(1);
             for (rq, act_rq) in [(&rq[..], &act_rq[..]), (&rq[..short], &act_rq[..])] {
@@ -464,6 +486,8 @@ mod tests {
                     .map(|(i, &a)| saturate_i8(at(i % rows.max(1)).apply(a)))
                     .collect();
                 assert_eq!(got, want, "to_i8 {rows}");
+                channels::to_i8(&mut got, &acc, rq, rows);
+                assert_eq!(got, want, "channels::to_i8 {rows}");
 
                 let mut got = acc.clone();
                 to_wide(&mut got, rq, rows);
@@ -473,10 +497,15 @@ mod tests {
                     .map(|(i, &a)| saturate_residual(at(i % rows.max(1)).apply(a)))
                     .collect();
                 assert_eq!(got, want, "to_wide {rows}");
+                let mut got = acc.clone();
+                channels::to_wide(&mut got, rq, rows);
+                assert_eq!(got, want, "channels::to_wide {rows}");
 
                 for table in [&gelu, &wild, &gelu[..100].to_vec()] {
                     let mut got = acc.clone();
                     activation(&mut got, (rq, act_rq), table, rows);
+                    let mut by_channel = acc.clone();
+                    channels::activation(&mut by_channel, (rq, act_rq), table, rows);
                     let want: Vec<i32> = acc
                         .iter()
                         .enumerate()
@@ -491,11 +520,21 @@ mod tests {
                         })
                         .collect();
                     assert_eq!(got, want, "activation {rows}");
+                    assert_eq!(by_channel, want, "channels::activation {rows}");
                 }
 
-                for skip in [&skip[..], &skip[..skip.len() / 2]] {
+                for (skip, exponents) in [
+                    (&skip[..], &spread),
+                    (&skip[..], &none),
+                    (&skip[..skip.len() / 2], &spread),
+                ] {
                     let mut got = acc.clone();
-                    onto_residual(&mut got, &exponents, (rq, &bias), (skip, &skip_rq), rows);
+                    onto_residual(&mut got, exponents, (rq, &bias), (skip, &skip_rq), rows);
+                    let mut by_channel = acc.clone();
+                    if skip.len() == acc.len() {
+                        let (dense, skip) = ((rq, &bias[..]), (skip, &skip_rq[..]));
+                        channels::onto_residual(&mut by_channel, exponents, dense, skip, rows);
+                    }
                     let want: Vec<i32> = acc
                         .iter()
                         .enumerate()
@@ -509,6 +548,9 @@ mod tests {
                         })
                         .collect();
                     assert_eq!(got, want, "onto_residual {rows}");
+                    if skip.len() == acc.len() {
+                        assert_eq!(by_channel, want, "channels::onto_residual {rows}");
+                    }
                 }
             }
         }

@@ -18,8 +18,8 @@ use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
 use tinyformer::kernels::attention::{weighted_values, weighted_values_reference};
 use tinyformer::kernels::matvec::{
-    dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with, matmul_i8_with,
-    matvec_i16_with, matvec_i8_with, Int8Kernel,
+    dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with,
+    matmul_i8_into_with, matmul_i8_with, matvec_i16_with, matvec_i8_with, Int8Kernel,
 };
 use tinyformer::quant::i16_activation_limit;
 
@@ -259,6 +259,13 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                                 out,
                                 "FAIL matmul {tokens}x{rows}x{cols} pattern {pattern}: {calls} stores of {n}"
                             );
+                            return Err(());
+                        }
+                        // The same product into rows of a buffer (the encoder's tiles).
+                        got.fill(7);
+                        matmul_i8_into_with(fast, rows, cols, x, w, bias, &mut got[..]);
+                        if got[..n] != want[..n] {
+                            say!(out, "FAIL matmul into {tokens}x{rows}x{cols} pattern {pattern}");
                             return Err(());
                         }
                     }

@@ -363,7 +363,6 @@ tile_fn!(
     tile4,
     [a0, a1, a2, a3]
 );
-
 /// Columns `cols` of the tile's token rows (`tile` holds `tokens` rows of `row_len`
 /// int8), unpacked for the tile kernels: per 4-column step, per token, `[x0, x2]` and
 /// `[x1, x3]` as int16 halves (`SXTB16`), so step `s` of token `t` is at words
@@ -446,11 +445,8 @@ fn tile_group(
 /// tokens' eight `SMLAD`), the tile's activations unpacked to int16 once per chunk of
 /// [`CHUNK_COLS`] columns (once per tile when the rows are no longer than that, else
 /// once per group of [`GROUP_ROWS`] rows, whose sums stay on the stack from chunk to
-/// chunk); [`tile_group`] computes them. Only the stores are generic, and not inlined
-/// into the caller, so that it does not hold several copies of the 1.5 KiB of stack
-/// buffers at once.
+/// chunk); [`tile_group`] computes them.
 #[cfg(not(feature = "small-kernels"))]
-#[inline(never)]
 pub(super) fn matmul(
     rows: usize,
     cols: usize,
@@ -458,6 +454,65 @@ pub(super) fn matmul(
     w: &[i8],
     bias: &[i32],
     mut store: impl FnMut(usize, usize, i32),
+) {
+    tiles(rows, cols, xs, w, |(t0, tokens), group, sums| {
+        for (o, acc) in group.zip(sums) {
+            let b = bias.get(o).copied().unwrap_or(0);
+            for (t, &acc) in acc.iter().enumerate().take(tokens) {
+                store(t0 + t, o, acc.saturating_add(b));
+            }
+        }
+    });
+}
+
+/// [`matmul`] into rows of `out`: `out[t * out_stride + o]`, each tile's sums stored a
+/// token row at a time (contiguous stores, one bounds check per row); an element
+/// outside `out` is not written.
+#[cfg(not(feature = "small-kernels"))]
+pub(super) fn matmul_into(
+    (rows, cols): (usize, usize),
+    xs: &[i8],
+    (w, bias): (&[i8], &[i32]),
+    out: &mut [i32],
+    out_stride: usize,
+) {
+    tiles(rows, cols, xs, w, |(t0, tokens), group, sums| {
+        for t in 0..tokens.min(TILE_TOKENS) {
+            let start = (t0 + t)
+                .saturating_mul(out_stride)
+                .saturating_add(group.start);
+            let Some(y) = out.get_mut(start..).and_then(|y| y.get_mut(..group.len())) else {
+                continue;
+            };
+            match bias.get(group.clone()) {
+                Some(bias) => {
+                    for ((y, acc), &b) in y.iter_mut().zip(sums).zip(bias) {
+                        *y = acc.get(t).copied().unwrap_or(0).saturating_add(b);
+                    }
+                }
+                None => {
+                    for ((y, acc), o) in y.iter_mut().zip(sums).zip(group.clone()) {
+                        let b = bias.get(o).copied().unwrap_or(0);
+                        *y = acc.get(t).copied().unwrap_or(0).saturating_add(b);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The tiles of [`matmul`]: `emit((t0, tokens), group, sums)` with, for each output
+/// row `o` of `group`, `sums[o - group.start][t] = dot(W[o], token t0 + t)` for the
+/// tile's `t < tokens`. Only `emit` is generic; not inlined into the caller, so that it does not
+/// hold several copies of the 1.5 KiB of stack buffers at once.
+#[cfg(not(feature = "small-kernels"))]
+#[inline(never)]
+fn tiles(
+    rows: usize,
+    cols: usize,
+    xs: &[i8],
+    w: &[i8],
+    mut emit: impl FnMut((usize, usize), core::ops::Range<usize>, &[[i32; TILE_TOKENS]]),
 ) {
     if cols == 0 {
         return;
@@ -482,12 +537,7 @@ pub(super) fn matmul(
                 .unwrap_or(&[]);
             let sums = sums.get_mut(..group.len()).unwrap_or(&mut []);
             tile_group(sums, &mut unpacked, (tile, group_w), (n, cols), g0 == 0);
-            for (o, acc) in group.zip(sums.iter()) {
-                let b = bias.get(o).copied().unwrap_or(0);
-                for (t, &acc) in acc.iter().enumerate().take(n) {
-                    store(t0 + t, o, acc.saturating_add(b));
-                }
-            }
+            emit((t0, n), group, sums);
         }
         t0 += n;
     }

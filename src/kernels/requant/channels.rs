@@ -1,0 +1,440 @@
+//! The tile epilogues a channel at a time, for 32-bit cores (Cortex-M): a channel's
+//! requantization constants are worked out once and kept in registers while its
+//! column of the tile (one element per token) goes through the arithmetic, in 32
+//! bits, instead of being looked up, clamped and branched on for every element in
+//! 64-bit arithmetic.
+//!
+//! A requantization by a total right shift of 8 to 62 bits is a [`High`] (33 and
+//! more: the high word of the product, `SMMUL`, then a rounding shift) or a [`Low`]
+//! (the input shifted up first, then the rounded high word, `SMMULR`). Each channel's
+//! column goes through a loop compiled for its kind (`*_column`, not inlined, so that
+//! the loop has the core's registers to itself). A channel with neither kind, or a
+//! term out of the 32-bit bounds, runs the definition's element function instead, so
+//! every result equals the row-at-a-time loops' (tested, on the host too).
+
+use core::ops::Range;
+
+use super::{activation_element, pair};
+use crate::kernels::gelu::{ACT_FRAC_BITS, ACT_RANGE, ACT_STEPS_PER_UNIT, ACT_TABLE_LEN};
+use crate::quant::{saturate_i8, saturate_residual, Requant, RESIDUAL_MAX};
+
+/// A channel's [`Requant::apply_scaled`]`(x, extra)` in 32-bit arithmetic, for
+/// results that are saturated to at most `±2^24` next, after adding terms of less
+/// than `2^27` in all: `apply` returns the exact value, or [`SATURATED`] with its sign
+/// when that value's magnitude is `2^29 - 1` or more; within `±2^30` either way.
+/// Saturated as said, both give the same result.
+trait Scale: Copy {
+    fn apply(self, x: i32) -> i32;
+}
+
+/// A total right shift of 33 or more (capped at 62, as the definition caps it): the
+/// high word of the product (`SMMUL`), then `shift = total - 32` (`1..=30`) with
+/// rounding, `floor((high + 2^(shift-1)) / 2^shift)`, as `((high >> (shift - 1)) + 1)
+/// >> 1` (the same floor; `|high| <= 2^30`, no overflow). Always exact.
+#[derive(Clone, Copy)]
+struct High {
+    multiplier: i32,
+    shift: u32,
+}
+
+impl Scale for High {
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        high(x, self.multiplier, self.shift)
+    }
+}
+
+/// [`High`]'s arithmetic with the shift an argument (`1..=30`).
+#[inline(always)]
+fn high(x: i32, multiplier: i32, shift: u32) -> i32 {
+    let high = ((i64::from(x) * i64::from(multiplier)) >> 32) as i32;
+    ((high >> (shift - 1)) + 1) >> 1
+}
+
+/// A total right shift of 8 to 32 with a normalised multiplier (`|m| >= 2^30`): with
+/// `y = x * 2^up` (`up = 32 - total`) in `i32`, `floor((y * m + 2^31) / 2^32)`
+/// (`SMMULR`) is `floor((x * m + 2^(total-1)) / 2^total)`. `y` does not fit only for
+/// `|x| > 2^(total-1)`, and then `|x * m| / 2^total >= 2^29 - 1`: [`SATURATED`].
+#[derive(Clone, Copy)]
+struct Low {
+    multiplier: i32,
+    up: u32,
+}
+
+impl Scale for Low {
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        let y = x << self.up;
+        if y >> self.up == x {
+            ((i64::from(y) * i64::from(self.multiplier) + (1 << 31)) >> 32) as i32
+        } else if (x ^ self.multiplier) < 0 {
+            -SATURATED
+        } else {
+            SATURATED
+        }
+    }
+}
+
+/// What [`Low`] returns, with the exact value's sign, for an exact value it does not
+/// compute (one of magnitude `2^29 - 1` or more).
+const SATURATED: i32 = 1 << 28;
+
+/// Which [`Scale`] applies a channel's requantization, if one does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    High,
+    Low,
+    /// Neither: the definition's element function.
+    Neither,
+}
+
+impl Kind {
+    /// The kind of `rq.apply_scaled(_, extra)`.
+    #[inline(always)]
+    fn of(rq: Requant, extra: i32) -> Self {
+        let total = total_shift(rq, extra);
+        if total >= 33 {
+            Self::High
+        } else if total >= 8 && rq.multiplier.unsigned_abs() >= 1 << 30 {
+            Self::Low
+        } else {
+            Self::Neither
+        }
+    }
+}
+
+/// A [`Scale`] made from a channel's pair, which [`Kind::of`] classified as its kind.
+trait FromPair: Scale {
+    fn from_pair(rq: Requant, extra: i32) -> Self;
+}
+
+impl FromPair for High {
+    #[inline(always)]
+    fn from_pair(rq: Requant, extra: i32) -> Self {
+        let shift = (total_shift(rq, extra).min(62) - 32) as u32;
+        Self {
+            multiplier: rq.multiplier,
+            shift,
+        }
+    }
+}
+
+impl FromPair for Low {
+    #[inline(always)]
+    fn from_pair(rq: Requant, extra: i32) -> Self {
+        let up = (32 - total_shift(rq, extra)) as u32;
+        Self {
+            multiplier: rq.multiplier,
+            up,
+        }
+    }
+}
+
+/// Calls `f(run, class)` for the maximal runs of channels `0..width` of one class,
+/// in order.
+#[inline(always)]
+fn runs<C: PartialEq + Copy>(
+    width: usize,
+    class: impl Fn(usize) -> C,
+    mut f: impl FnMut(Range<usize>, C),
+) {
+    let mut start = 0;
+    while start < width {
+        let c = class(start);
+        let mut end = start + 1;
+        while end < width && class(end) == c {
+            end += 1;
+        }
+        f(start..end, c);
+        start = end;
+    }
+}
+
+/// `$body` with the type `$k` bound to the [`Scale`] of `$kind`, a [`Kind`] other than
+/// `Neither` (compiled per kind); `$neither` for `Neither`.
+macro_rules! with_kind {
+    ($kind:expr, |$k:ident| $body:expr, $neither:expr) => {
+        match $kind {
+            Kind::High => {
+                type $k = High;
+                $body
+            }
+            Kind::Low => {
+                type $k = Low;
+                $body
+            }
+            Kind::Neither => $neither,
+        }
+    };
+}
+
+/// The total right shift of `rq.apply_scaled(_, extra)`, as the definition computes it
+/// (before it caps it at 62).
+#[inline(always)]
+fn total_shift(rq: Requant, extra: i32) -> i32 {
+    31i32
+        .saturating_sub(rq.shift)
+        .saturating_sub(extra.clamp(-62, 62))
+}
+
+/// A table of `(multiplier, shift)` pairs, one per channel.
+type Pairs<'a> = &'a [[i32; 2]];
+
+/// Two tables of pairs read in step.
+type Tables<'a> = (Pairs<'a>, Pairs<'a>);
+
+/// Clamps to `±RESIDUAL_MAX` in 32 bits.
+#[inline(always)]
+fn residual(x: i32) -> i32 {
+    x.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
+}
+
+/// [`super::to_i8`]: `out[t][o] = sat8(rq[o](acc[t][o]))`.
+pub(super) fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], width: usize) {
+    runs(
+        width,
+        |o| Kind::of(pair(rq, o), 0),
+        |run, kind| {
+            with_kind!(kind, |K| to_i8_columns::<K>(out, acc, (rq, run), width), {
+                for o in run {
+                    let rq = pair(rq, o);
+                    let values = out.chunks_exact_mut(width).zip(acc.chunks_exact(width));
+                    for (y, a) in values.filter_map(|(y, a)| y.get_mut(o).zip(a.get(o))) {
+                        *y = saturate_i8(rq.apply(*a));
+                    }
+                }
+            })
+        },
+    );
+}
+
+/// [`to_i8`] for a run of channels of kind `K`.
+#[inline(never)]
+fn to_i8_columns<K: FromPair>(
+    out: &mut [i8],
+    acc: &[i32],
+    (rq, run): (&[[i32; 2]], Range<usize>),
+    width: usize,
+) {
+    for o in run {
+        let s = K::from_pair(pair(rq, o), 0);
+        for (y, a) in out.chunks_exact_mut(width).zip(acc.chunks_exact(width)) {
+            if let (Some(y), Some(&a)) = (y.get_mut(o), a.get(o)) {
+                *y = s.apply(a).clamp(-128, 127) as i8;
+            }
+        }
+    }
+}
+
+/// [`super::to_wide`]: `acc[t][o] = sat_r(rq[o](acc[t][o]))`.
+pub(super) fn to_wide(acc: &mut [i32], rq: &[[i32; 2]], width: usize) {
+    runs(
+        width,
+        |o| Kind::of(pair(rq, o), 0),
+        |run, kind| {
+            with_kind!(kind, |K| to_wide_columns::<K>(acc, (rq, run), width), {
+                for o in run {
+                    let rq = pair(rq, o);
+                    for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
+                        *a = saturate_residual(rq.apply(*a));
+                    }
+                }
+            })
+        },
+    );
+}
+
+/// [`to_wide`] for a run of channels of kind `K`.
+#[inline(never)]
+fn to_wide_columns<K: FromPair>(
+    acc: &mut [i32],
+    (rq, run): (&[[i32; 2]], Range<usize>),
+    width: usize,
+) {
+    for o in run {
+        let s = K::from_pair(pair(rq, o), 0);
+        for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
+            *a = residual(s.apply(*a));
+        }
+    }
+}
+
+/// The activation table, when its neighbouring entries differ by less than `2^26`: the
+/// interpolation's product `(b - a) * frac + 16` (`frac < 32`) then fits 32 bits.
+type NarrowTable<'t> = &'t [i32; ACT_TABLE_LEN];
+
+fn narrow_table(table: &[i32]) -> Option<NarrowTable<'_>> {
+    let table = <&[i32; ACT_TABLE_LEN]>::try_from(table).ok()?;
+    let narrow = table
+        .windows(2)
+        .all(|w| (i64::from(w[1]) - i64::from(w[0])).abs() < 1 << 26);
+    narrow.then_some(table)
+}
+
+/// [`activation_q10`](crate::kernels::gelu::activation_q10) with the linear tail in 32 bits, of a value `pre` not yet
+/// saturated to the residual range (within `±2^30`): below the table its first entry,
+/// above it `pre` saturated (the reference's input is, and the tail is the identity),
+/// else the interpolation (its `as i32` a wrapping add).
+#[inline(always)]
+fn interpolate(pre: i32, table: NarrowTable<'_>) -> i32 {
+    const UNIT: i32 = 1 << ACT_FRAC_BITS;
+    const STEP_BITS: u32 = ACT_FRAC_BITS - ACT_STEPS_PER_UNIT.trailing_zeros();
+    let lo = -ACT_RANGE * UNIT;
+    if pre < lo {
+        return table[0];
+    }
+    if pre >= -lo {
+        return residual(pre);
+    }
+    let offset = (pre - lo) as usize;
+    let frac = (offset & ((1 << STEP_BITS) - 1)) as i32;
+    let index = offset >> STEP_BITS;
+    match (table.get(index), table.get(index + 1)) {
+        (Some(&a), Some(&b)) => {
+            a.wrapping_add(((b - a) * frac + (1 << (STEP_BITS - 1))) >> STEP_BITS)
+        }
+        _ => 0,
+    }
+}
+
+/// [`super::activation`]: `acc[t][o] = sat_r(act_rq[o](f(sat_r(rq[o](acc)))))`.
+pub(super) fn activation(
+    acc: &mut [i32],
+    (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
+    table: &[i32],
+    width: usize,
+) {
+    let narrow = narrow_table(table);
+    let class = |o: usize| match narrow {
+        Some(_) => (Kind::of(pair(rq, o), 0), Kind::of(pair(act_rq, o), 0)),
+        None => (Kind::Neither, Kind::Neither),
+    };
+    runs(width, class, |run, kinds| match (kinds, narrow) {
+        ((pre, post), Some(narrow)) if pre != Kind::Neither && post != Kind::Neither => {
+            let tables = ((rq, act_rq), run);
+            with_kind!(
+                pre,
+                |A| with_kind!(
+                    post,
+                    |B| activation_columns::<A, B>(acc, tables, narrow, width),
+                    {}
+                ),
+                {}
+            )
+        }
+        _ => {
+            for o in run {
+                let (rq, act_rq) = (pair(rq, o), pair(act_rq, o));
+                for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
+                    *a = activation_element(*a, (rq, act_rq), table);
+                }
+            }
+        }
+    });
+}
+
+/// [`activation`] for a run of channels whose kinds are `A` (`rq`) and `B` (`act_rq`).
+#[inline(never)]
+fn activation_columns<A: FromPair, B: FromPair>(
+    acc: &mut [i32],
+    ((rq, act_rq), run): (Tables<'_>, Range<usize>),
+    table: NarrowTable<'_>,
+    width: usize,
+) {
+    for o in run {
+        let (pre, post) = (
+            A::from_pair(pair(rq, o), 0),
+            B::from_pair(pair(act_rq, o), 0),
+        );
+        for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
+            *a = residual(post.apply(interpolate(pre.apply(*a), table)));
+        }
+    }
+}
+
+/// [`super::onto_residual`] for a tile whose skip rows are all present (`skip` holds
+/// `acc.len()` values): `acc[t][o] = sat_r(rq[o](acc[t][o] * 2^e[t]) + rq[o](bias[o]) +
+/// skip_rq[o](skip[t][o]))`. The fast path takes a channel whose product term is a
+/// [`High`] for every row's exponent (total shift `total(0) - e[t]` from 33 to 62,
+/// uncapped), whose skip term is a [`Scale`] with a total shift of 17 or more (so
+/// within `±2^22` for every int8 input) and whose bias term, also a `Scale`, is within
+/// `±2^26`: the terms [`Scale::apply`] allows.
+pub(super) fn onto_residual(
+    acc: &mut [i32],
+    exponents: &[u8],
+    (rq, bias): (&[[i32; 2]], &[i32]),
+    (skip, skip_rq): (&[i8], &[[i32; 2]]),
+    width: usize,
+) {
+    let tokens = acc.len().checked_div(width).unwrap_or(0);
+    let exponent = |t: usize| i32::from(exponents.get(t).copied().unwrap_or(0));
+    let (low, top) = (0..tokens)
+        .map(exponent)
+        .fold((i32::MAX, 0), |(low, top), e| (low.min(e), top.max(e)));
+    let held = exponents.len() >= tokens && top <= 62;
+    let class = |o: usize| {
+        let (rq, skip_rq) = (pair(rq, o), pair(skip_rq, o));
+        let total = total_shift(rq, 0);
+        let product =
+            held && total.saturating_sub(top) >= 33 && total.saturating_sub(low.min(top)) <= 62;
+        match (product, Kind::of(skip_rq, 0)) {
+            (true, kind) if total_shift(skip_rq, 0) >= 17 => kind,
+            _ => Kind::Neither,
+        }
+    };
+    let exponents = exponents.get(..tokens).unwrap_or(&[]);
+    runs(width, class, |run, kind| {
+        let tables = (rq, bias, skip_rq);
+        with_kind!(
+            kind,
+            |K| onto_residual_columns::<K>(acc, (tables, run), (skip, exponents), width),
+            {
+                for o in run {
+                    let (rq, skip_rq) = (pair(rq, o), pair(skip_rq, o));
+                    let bias = rq.apply(bias.get(o).copied().unwrap_or(0));
+                    let rows = acc.chunks_exact_mut(width).zip(skip.chunks_exact(width));
+                    let values = rows.filter_map(|(a, x)| a.get_mut(o).zip(x.get(o)));
+                    for ((a, x), t) in values.zip(0..) {
+                        let product = rq.apply_scaled(*a, exponent(t));
+                        *a = saturate_residual(product + bias + skip_rq.apply(i32::from(*x)));
+                    }
+                }
+            }
+        )
+    });
+}
+
+/// [`onto_residual`]'s fast path for a run of channels whose skip terms are of kind
+/// `K`: per channel, the bias term by the product's own [`Scale`] at exponent 0 (the
+/// generic element function when it is not within `±2^26`), then per row the product
+/// term a [`High`] with `shift = total(0) - 32 - e[t]`.
+#[inline(never)]
+fn onto_residual_columns<K: FromPair>(
+    acc: &mut [i32],
+    ((rq, bias, skip_rq), run): ((Pairs<'_>, &[i32], Pairs<'_>), Range<usize>),
+    (skip, exponents): (&[i8], &[u8]),
+    width: usize,
+) {
+    for o in run {
+        let (rq, skip_scale) = (pair(rq, o), K::from_pair(pair(skip_rq, o), 0));
+        let bias = High::from_pair(rq, 0).apply(bias.get(o).copied().unwrap_or(0));
+        let base = total_shift(rq, 0) - 32;
+        let rows = acc.chunks_exact_mut(width).zip(skip.chunks_exact(width));
+        let values = rows
+            .filter_map(|(a, x)| a.get_mut(o).zip(x.get(o)))
+            .zip(exponents);
+        if bias.abs() < 1 << 26 {
+            for ((a, x), &e) in values {
+                let product = high(*a, rq.multiplier, (base - i32::from(e)) as u32);
+                *a = residual(product + bias + skip_scale.apply(i32::from(*x)));
+            }
+        } else {
+            let bias = i64::from(bias);
+            for ((a, x), &e) in values {
+                let product = rq.apply_scaled(*a, i32::from(e));
+                let skip = i64::from(skip_scale.apply(i32::from(*x)));
+                *a = saturate_residual(product + bias + skip);
+            }
+        }
+    }
+}
