@@ -384,11 +384,41 @@ pub fn isqrt_u64(x: u64) -> u64 {
     root
 }
 
+/// `x` clamped to `±RESIDUAL_MAX` in 32 bits. On a Cortex-M with the DSP extension:
+/// `SSAT` to 25 bits, then the one value that leaves below the range (`-2^24`) moved
+/// up by one, four instructions; the compiler's form of the clamp needs two constants
+/// in registers (eight instructions where the loop has no registers to spare).
+#[inline(always)]
+pub fn clamp_residual(x: i32) -> i32 {
+    #[cfg(tinyformer_dsp)]
+    {
+        let y: i32;
+        // SAFETY: register-only ARMv7-M instructions (present: cfg(tinyformer_dsp)
+        // implies ARMv7E-M); they write `y` and the flags, which are not preserved.
+        unsafe {
+            core::arch::asm!(
+                "ssat {y}, #25, {x}",
+                "cmp {y}, #0xff000000",
+                "it eq",
+                "addeq {y}, {y}, #1",
+                y = out(reg) y,
+                x = in(reg) x,
+                options(pure, nomem, nostack),
+            );
+        }
+        y
+    }
+    #[cfg(not(tinyformer_dsp))]
+    {
+        x.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
+    }
+}
+
 /// `i64::from(a) * i64::from(b)`: on a Cortex-M with the DSP extension one `SMULL`,
 /// written out because LLVM's demanded-bits analysis turns the product into a full
 /// 64 x 64-bit multiply (three instructions more) when only some of its bits are used.
 #[inline(always)]
-pub(crate) fn mul_wide(a: i32, b: i32) -> i64 {
+pub fn mul_wide(a: i32, b: i32) -> i64 {
     #[cfg(tinyformer_dsp)]
     {
         let (lo, hi): (u32, i32);

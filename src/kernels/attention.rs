@@ -7,6 +7,7 @@
 use super::matvec::{
     matmul_i8_strided_with, weighted_values_rows_with, Int8Kernel, QueryElem, RowsI8,
 };
+use super::requant;
 use super::softmax::{softmax_f32, softmax_q15, MASKED};
 use crate::quant::Requant;
 
@@ -195,14 +196,8 @@ pub fn attend_rows_i8_with(
         (hidden, head, head_dim),
         (rows, n),
     );
-    for t in 0..rows {
-        for (d, c) in head_row(ctx, t, hidden, (head, head_dim))
-            .iter_mut()
-            .enumerate()
-        {
-            *c = Requant::from_table(ctx_rq, d).add_scaled_residual(0, *c, 0);
-        }
-    }
+    let cols = head * head_dim..(head + 1) * head_dim;
+    requant::context(ctx, ctx_rq, (cols, hidden), rows);
 }
 
 /// This head's `head_dim` columns of row `t` of `ctx` (rows `hidden` wide); empty if

@@ -1,7 +1,7 @@
 //! LayerNorm over one token's hidden vector.
 
 use super::{avx512_variant, dispatch};
-use crate::quant::{div_round, isqrt_round, mul_wide, saturate_i8, RESIDUAL_MAX};
+use crate::quant::{clamp_residual, div_round, isqrt_round, mul_wide, saturate_i8};
 
 /// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -82,20 +82,26 @@ fn layer_norm_i32_with(
     narrow: bool,
 ) {
     let n = x.len().max(1) as i64;
-    let sum: i64 = x.iter().map(|&v| i64::from(residual(v))).sum();
+    // Up to 2^13 elements, one pass: the sum and the sum of squares (each square below
+    // 2^48, their sum below 2^61), and then `sum((x - m)^2) = sum(x^2) + n m^2 - 2 m
+    // sum(x)` exactly, for any `m` (the first two terms add up below 2^62, the third is
+    // at most 2^62 and the result in `[0, 2^62]`). Longer rows take a second pass over
+    // the deviations, whose sum saturates.
+    let short = x.len() <= 1 << 13;
+    let (sum, squares) = x.iter().fold((0i64, 0i64), |(sum, squares), &v| {
+        let v = clamp_residual(v);
+        (sum + i64::from(v), squares.wrapping_add(mul_wide(v, v)))
+    });
     // `|mean| <= RESIDUAL_MAX`, so `d` below fits `i32`.
     let mean = div_round(sum, n) as i32;
-    let square = |v: i32| {
-        let d = i64::from(residual(v) - mean);
-        (d * d) as u64
-    };
-    // Each square is below 2^50, so up to 2^13 of them cannot reach 2^63: the plain
-    // sum (which vectorises) equals the saturating one there; longer rows saturate.
-    let short = x.len() <= 1 << 13;
     let sum_sq: u64 = if short {
-        x.iter().map(|&v| square(v)).sum()
+        let m = i64::from(mean);
+        (squares + n * m * m - 2 * m * sum) as u64
     } else {
-        x.iter().fold(0u64, |acc, &v| acc.saturating_add(square(v)))
+        x.iter().fold(0u64, |acc, &v| {
+            let d = i64::from(clamp_residual(v) - mean);
+            acc.saturating_add((d * d) as u64)
+        })
     };
     // Variance with 8 fractional bits (Q8), so the standard deviation has 4 (Q4):
     // the floor of small integer variances would otherwise cost several percent.
@@ -117,7 +123,7 @@ fn layer_norm_i32_with(
         }
         _ => {
             let element = |x: i32, g: i32, b: i32| {
-                let d = i64::from(residual(x) - mean);
+                let d = i64::from(clamp_residual(x) - mean);
                 let z = (d * inv) >> (INV_BITS - NORM_BITS);
                 saturate_i8(scale(z, g, b) >> SCALE_SHIFT)
             };
@@ -134,12 +140,6 @@ fn layer_norm_i32_with(
             }
         }
     }
-}
-
-/// Clamps to `±RESIDUAL_MAX` in 32 bits.
-#[inline(always)]
-fn residual(v: i32) -> i32 {
-    v.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
 }
 
 /// The right shift from `z * gamma_q` to int8 units.
@@ -164,7 +164,7 @@ fn normalize_narrow(
     (mean, inv): (i32, i32),
 ) {
     for (((o, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma_q).zip(beta_q) {
-        let d = residual(x) - mean;
+        let d = clamp_residual(x) - mean;
         let z = (mul_wide(d, inv) >> (INV_BITS - NORM_BITS)) as i32;
         let t = mul_wide(z, g) + (i64::from(b) << NORM_BITS);
         *o = ((((t >> (SCALE_SHIFT - 1)) as i32) + 1) >> 1).clamp(-128, 127) as i8;
@@ -174,6 +174,7 @@ fn normalize_narrow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::RESIDUAL_MAX;
     use crate::rng::XorShift64Star;
 
     #[test]

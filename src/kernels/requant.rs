@@ -14,6 +14,8 @@
 //! `rq` tables hold one `(multiplier, shift)` pair per channel; a channel past the end
 //! of a table acts as the zero multiplier, as [`Requant::from_table`] does.
 
+use core::ops::Range;
+
 use super::gelu::{activation_q10, Tail};
 use super::{avx512_variant, dispatch};
 use crate::quant::{saturate_i8, saturate_residual, Requant};
@@ -329,6 +331,46 @@ mod x86 {
     const ACT_STEPS_SHIFT: u32 = ACT_FRAC_BITS - ACT_STEPS_PER_UNIT.trailing_zeros();
 }
 
+/// The attention context of one head, in place: for each of the first `rows` rows of
+/// `ctx` (rows `width` wide; the last may be short) that holds the columns `cols`,
+/// `c = rq[d].add_scaled_residual(0, c, 0)` for its column `cols.start + d`
+/// (`sat_r(rq[d](c))` for a valid pair).
+#[inline]
+pub fn context(
+    ctx: &mut [i32],
+    rq: &[[i32; 2]],
+    (cols, width): (Range<usize>, usize),
+    rows: usize,
+) {
+    if BY_CHANNEL {
+        return channels::context(ctx, rq, (cols, width), rows);
+    }
+    for row in ctx.chunks_mut(width.max(1)).take(rows) {
+        for (d, c) in row
+            .get_mut(cols.clone())
+            .unwrap_or(&mut [])
+            .iter_mut()
+            .enumerate()
+        {
+            *c = pair(rq, d).add_scaled_residual(0, *c, 0);
+        }
+    }
+}
+
+/// `sum[o] = sat_r(sat_r(sum[o]) + rq(row[o]))` for every `o` of both: an int8 row (an
+/// embedding table's) onto the residual grid with its one scale, added to `sum` (whose
+/// values are on that grid already, `±RESIDUAL_MAX`, in the forward pass).
+#[inline]
+pub fn add_row(sum: &mut [i32], row: &[i8], rq: Requant) {
+    if BY_CHANNEL {
+        return channels::add_row(sum, row, rq);
+    }
+    for (acc, &e) in sum.iter_mut().zip(row) {
+        let base = saturate_residual(i64::from(*acc));
+        *acc = saturate_residual(i64::from(base) + rq.apply(i32::from(e)));
+    }
+}
+
 /// A projection back into the residual stream plus the skip connection, in place: for
 /// every row `t` (`rows` wide), `acc[t][o] = sat_r(rq[o](acc[t][o] * 2^exponents[t]) +
 /// rq[o](bias[o]) + skip_rq[o](skip[t][o]))` ([`Requant::apply_scaled`]: the input
@@ -478,6 +520,24 @@ mod tests {
             let short = rows.saturating_sub(1);
             for (rq, act_rq) in [(&rq[..], &act_rq[..]), (&rq[..short], &act_rq[..])] {
                 let at = |o: usize| Requant::from_table(rq, o);
+                for (o, &[m, shift]) in rq.iter().enumerate().take(4) {
+                    let row_rq = Requant::new(m, shift);
+                    let row: Vec<i8> = acc.iter().map(|&a| (a >> (o * 5)) as i8).collect();
+                    let mut got = acc.clone();
+                    add_row(&mut got, &row, row_rq);
+                    let want: Vec<i32> = acc
+                        .iter()
+                        .zip(&row)
+                        .map(|(&a, &e)| {
+                            let base = i64::from(saturate_residual(i64::from(a)));
+                            saturate_residual(base + row_rq.apply(i32::from(e)))
+                        })
+                        .collect();
+                    assert_eq!(got, want, "add_row {rows}");
+                    let mut got = acc.clone();
+                    channels::add_row(&mut got, &row, row_rq);
+                    assert_eq!(got, want, "channels::add_row {rows}");
+                }
                 let mut got = vec![0i8; acc.len()];
                 to_i8(&mut got, &acc, rq, rows);
                 let want: Vec<i8> = acc
@@ -500,6 +560,28 @@ mod tests {
                 let mut got = acc.clone();
                 channels::to_wide(&mut got, rq, rows);
                 assert_eq!(got, want, "channels::to_wide {rows}");
+
+                // One head's columns of rows twice as wide, the last row short.
+                let (width, cols) = (2 * rows, rows / 2..rows / 2 + rows);
+                let ctx: Vec<i32> = values(tokens * width - rows / 2, &mut rng);
+                let mut want = ctx.clone();
+                for row in want.chunks_mut(width.max(1)).take(tokens) {
+                    if let Some(row) = row.get_mut(cols.clone()) {
+                        for (d, c) in row.iter_mut().enumerate() {
+                            *c = at(d).add_scaled_residual(0, *c, 0);
+                        }
+                    }
+                }
+                for channels in [false, true] {
+                    let mut got = ctx.clone();
+                    let place = (cols.clone(), width);
+                    if channels {
+                        channels::context(&mut got, rq, place, tokens);
+                    } else {
+                        context(&mut got, rq, place, tokens);
+                    }
+                    assert_eq!(got, want, "context {rows} {channels}");
+                }
 
                 for table in [&gelu, &wild, &gelu[..100].to_vec()] {
                     let mut got = acc.clone();

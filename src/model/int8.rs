@@ -206,10 +206,7 @@ impl<'p> Pass<'p> {
             let table_rows = [word, t, self.input.type_id(t)];
             sum.fill(0);
             for ((table, rq), r) in tables.iter().zip(table_rows) {
-                let scale = Requant::from_table(rq, r);
-                for (acc, &e) in sum.iter_mut().zip(row(table, r, hidden)) {
-                    *acc = saturate_residual(i64::from(*acc) + scale.apply(i32::from(e)));
-                }
+                requant::add_row(sum, row(table, r, hidden), Requant::from_table(rq, r));
             }
             obs.observe(Point::EmbSum, 0, Fixed::I32(sum));
             layer_norm_i32(token, sum, norm.gamma, norm.beta, norm.eps);

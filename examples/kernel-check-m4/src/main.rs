@@ -21,7 +21,7 @@ use tinyformer::kernels::matvec::{
     dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with,
     matmul_i8_into_with, matmul_i8_with, matvec_i16_with, matvec_i8_with, Int8Kernel,
 };
-use tinyformer::quant::i16_activation_limit;
+use tinyformer::quant::{clamp_residual, i16_activation_limit, mul_wide, RESIDUAL_MAX};
 
 /// Shape of the timed matrix-vector product (an FFN-sized row block).
 const ROWS: usize = 128;
@@ -76,11 +76,15 @@ const TIMED_TOKENS: usize = 8;
 struct Rng(u32);
 
 impl Rng {
-    fn byte(&mut self) -> i8 {
+    fn next(&mut self) -> u32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 17;
         self.0 ^= self.0 << 5;
-        (self.0 >> 24) as i8
+        self.0
+    }
+
+    fn byte(&mut self) -> i8 {
+        (self.next() >> 24) as i8
     }
 
     /// Fills `v` with pattern `kind`: random, all -128, all 127, alternating extremes,
@@ -150,6 +154,37 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
     let (fast, reference) = (Int8Kernel::Dsp, Int8Kernel::Scalar);
     let mut rng = Rng(0x1234_5678);
     let mut cases = 0u32;
+
+    // The 32-bit helpers written in assembly on this core, against their definitions:
+    // the residual clamp at and around its bounds and on random values, and the
+    // 32 x 32 -> 64-bit product.
+    let r = RESIDUAL_MAX as i32;
+    let edges = [
+        0,
+        1,
+        -1,
+        r,
+        r + 1,
+        -r,
+        -r - 1,
+        -r - 2,
+        1 << 24,
+        -(1 << 24),
+        i32::MAX,
+        i32::MIN,
+    ];
+    for i in 0..4096u32 {
+        let x = match edges.get(i as usize) {
+            Some(&x) => x,
+            None => (rng.next() as i32) >> (i % 8),
+        };
+        let y = rng.next() as i32;
+        cases += 1;
+        if clamp_residual(x) != x.clamp(-r, r) || mul_wide(x, y) != i64::from(x) * i64::from(y) {
+            say!(out, "FAIL clamp_residual / mul_wide at {x}, {y}");
+            return Err(());
+        }
+    }
 
     // Dot products: every length, every pair of patterns, and unequal lengths.
     let (mut a, mut b) = ([0i8; MAX_LEN], [0i8; MAX_LEN]);
@@ -265,7 +300,10 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                         got.fill(7);
                         matmul_i8_into_with(fast, rows, cols, x, w, bias, &mut got[..]);
                         if got[..n] != want[..n] {
-                            say!(out, "FAIL matmul into {tokens}x{rows}x{cols} pattern {pattern}");
+                            say!(
+                                out,
+                                "FAIL matmul into {tokens}x{rows}x{cols} pattern {pattern}"
+                            );
                             return Err(());
                         }
                     }

@@ -283,9 +283,10 @@ macro_rules! tile_step {
 
 /// A tile kernel `fn $name(acc, row, x)`: `acc[t] += dot(row, token t)` for the
 /// tile's tokens `$a` (one accumulator each), over `row.len() / 4` steps, with `x` the
-/// tokens' activations unpacked by [`unpack_tile`]. Two steps per loop iteration:
+/// tokens' activations unpacked by [`unpack_tile`]. Four steps per loop iteration:
 /// per step of `4 * tokens` MACs, 3 instructions for the weight word and 3 per token
-/// (15 for four tokens: 0.94 per MAC), plus 2 for the loop per two steps.
+/// (15 for four tokens: 0.94 per MAC), plus 2 for the loop per four steps (and 8 to
+/// enter it).
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_fn {
     ($(#[$doc:meta])* $name:ident, [$($a:ident),+]) => {
@@ -301,21 +302,31 @@ macro_rules! tile_fn {
             // SAFETY: reads `steps` words of `row` (`4 * steps <= row.len()` bytes; word
             // loads, which ARMv7-M allows unaligned) and `2 * TOKENS * steps` words of
             // `x` (checked above; `LDRD` needs 4-byte alignment, which `&[u32]` has):
-            // `steps >= 1` steps, as `(steps + 1) / 2 >= 1` iterations of two of which
-            // the first is skipped for an odd count, so the loop ends.
+            // `steps >= 1` steps, as `(steps + 3) / 4 >= 1` iterations of four of which
+            // the first enters past `(4 - steps % 4) % 4` steps, so the loop ends.
             // Every register written is an output; the DSP instructions exist on this
             // target (cfg(tinyformer_dsp)).
             unsafe {
                 asm!(
                     concat!(
-                        // n = ceil(steps / 2) iterations of two steps; an odd count
-                        // (carry clear) enters at the second step.
-                        "adds {n}, {n}, #1\n",
-                        "lsrs {n}, {n}, #1\n",
-                        "bcc 3f\n",
+                        // n = ceil(steps / 4) iterations of four steps; a count of
+                        // 1, 2 or 3 more than a multiple of four enters at the fourth,
+                        // third or second step (`w` is free until the loop).
+                        "and {w}, {n}, #3\n",
+                        "adds {n}, {n}, #3\n",
+                        "lsrs {n}, {n}, #2\n",
+                        "cmp {w}, #2\n",
+                        "bhi 3f\n",
+                        "beq 4f\n",
+                        "cmp {w}, #1\n",
+                        "beq 5f\n",
                         "2:\n",
                         tile_step!($($a),+),
                         "3:\n",
+                        tile_step!($($a),+),
+                        "4:\n",
+                        tile_step!($($a),+),
+                        "5:\n",
                         tile_step!($($a),+),
                         "subs {n}, {n}, #1\n",
                         "bne 2b\n",

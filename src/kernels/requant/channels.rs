@@ -16,7 +16,7 @@ use core::ops::Range;
 
 use super::{activation_element, pair};
 use crate::kernels::gelu::{ACT_FRAC_BITS, ACT_RANGE, ACT_STEPS_PER_UNIT, ACT_TABLE_LEN};
-use crate::quant::{saturate_i8, saturate_residual, Requant, RESIDUAL_MAX};
+use crate::quant::{clamp_residual, saturate_i8, saturate_residual, Requant};
 
 /// A channel's [`Requant::apply_scaled`]`(x, extra)` in 32-bit arithmetic, for
 /// results that are saturated to at most `±2^24` next, after adding terms of less
@@ -183,12 +183,6 @@ type Pairs<'a> = &'a [[i32; 2]];
 /// Two tables of pairs read in step.
 type Tables<'a> = (Pairs<'a>, Pairs<'a>);
 
-/// Clamps to `±RESIDUAL_MAX` in 32 bits.
-#[inline(always)]
-fn residual(x: i32) -> i32 {
-    x.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
-}
-
 /// [`super::to_i8`]: `out[t][o] = sat8(rq[o](acc[t][o]))`.
 pub(super) fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], width: usize) {
     runs(
@@ -254,7 +248,61 @@ fn to_wide_columns<K: FromPair>(
     for o in run {
         let s = K::from_pair(pair(rq, o), 0);
         for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-            *a = residual(s.apply(*a));
+            *a = clamp_residual(s.apply(*a));
+        }
+    }
+}
+
+/// [`super::context`]: `c = rq[d].add_scaled_residual(0, c, 0)` on the columns `cols`
+/// of the first `rows` rows (`width` wide). For a [`Scale`] kind that is
+/// `sat_r(rq[d](c))` (a total shift of 8 to 62, where both compute the same value).
+pub(super) fn context(
+    ctx: &mut [i32],
+    rq: &[[i32; 2]],
+    (cols, width): (Range<usize>, usize),
+    rows: usize,
+) {
+    let width = width.max(1);
+    let ctx = ctx
+        .get_mut(..rows.saturating_mul(width).min(ctx.len()))
+        .unwrap_or(&mut []);
+    let first = cols.start;
+    runs(
+        cols.len(),
+        |d| Kind::of(pair(rq, d), 0),
+        |run, kind| {
+            with_kind!(
+                kind,
+                |K| context_columns::<K>(ctx, (rq, run), (&cols, width)),
+                {
+                    for d in run {
+                        let rq = pair(rq, d);
+                        for row in ctx.chunks_mut(width) {
+                            if let (true, Some(c)) = (row.len() >= cols.end, row.get_mut(first + d))
+                            {
+                                *c = rq.add_scaled_residual(0, *c, 0);
+                            }
+                        }
+                    }
+                }
+            )
+        },
+    );
+}
+
+/// [`context`] for a run of columns of kind `K`.
+#[inline(never)]
+fn context_columns<K: FromPair>(
+    ctx: &mut [i32],
+    (rq, run): (Pairs<'_>, Range<usize>),
+    (cols, width): (&Range<usize>, usize),
+) {
+    for d in run {
+        let s = K::from_pair(pair(rq, d), 0);
+        for row in ctx.chunks_mut(width) {
+            if let (true, Some(c)) = (row.len() >= cols.end, row.get_mut(cols.start + d)) {
+                *c = clamp_residual(s.apply(*c));
+            }
         }
     }
 }
@@ -284,7 +332,7 @@ fn interpolate(pre: i32, table: NarrowTable<'_>) -> i32 {
         return table[0];
     }
     if pre >= -lo {
-        return residual(pre);
+        return clamp_residual(pre);
     }
     let offset = (pre - lo) as usize;
     let frac = (offset & ((1 << STEP_BITS) - 1)) as i32;
@@ -347,7 +395,7 @@ fn activation_columns<A: FromPair, B: FromPair>(
             B::from_pair(pair(act_rq, o), 0),
         );
         for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-            *a = residual(post.apply(interpolate(pre.apply(*a), table)));
+            *a = clamp_residual(post.apply(interpolate(pre.apply(*a), table)));
         }
     }
 }
@@ -426,7 +474,7 @@ fn onto_residual_columns<K: FromPair>(
         if bias.abs() < 1 << 26 {
             for ((a, x), &e) in values {
                 let product = high(*a, rq.multiplier, (base - i32::from(e)) as u32);
-                *a = residual(product + bias + skip_scale.apply(i32::from(*x)));
+                *a = clamp_residual(product + bias + skip_scale.apply(i32::from(*x)));
             }
         } else {
             let bias = i64::from(bias);
@@ -436,5 +484,27 @@ fn onto_residual_columns<K: FromPair>(
                 *a = saturate_residual(product + bias + skip);
             }
         }
+    }
+}
+
+/// [`super::add_row`]: `sum[o] = sat_r(sat_r(sum[o]) + rq(row[o]))`. An int8 input is within
+/// `2^(total-1)` for a total shift of 8 or more, so a [`Low`] is exact too, and each
+/// term within `±2^30`; `sum` is clamped first (`±2^24`), so the sum fits 32 bits.
+pub(super) fn add_row(sum: &mut [i32], row: &[i8], rq: Requant) {
+    with_kind!(
+        Kind::of(rq, 0),
+        |K| add_row_scaled(sum, row, K::from_pair(rq, 0)),
+        {
+            for (acc, &e) in sum.iter_mut().zip(row) {
+                *acc = saturate_residual(i64::from(clamp_residual(*acc)) + rq.apply(i32::from(e)));
+            }
+        }
+    )
+}
+
+#[inline(never)]
+fn add_row_scaled(sum: &mut [i32], row: &[i8], s: impl Scale) {
+    for (acc, &e) in sum.iter_mut().zip(row) {
+        *acc = clamp_residual(clamp_residual(*acc) + s.apply(i32::from(e)));
     }
 }
