@@ -92,10 +92,9 @@ impl Kind {
     /// The kind of `rq.apply_scaled(_, extra)`.
     #[inline(always)]
     fn of(rq: Requant, extra: i32) -> Self {
-        let total = total_shift(rq, extra);
-        if total >= 33 {
+        if High::from_pair(rq, extra).is_some() {
             Self::High
-        } else if total >= 8 && rq.multiplier.unsigned_abs() >= 1 << 30 {
+        } else if Low::from_pair(rq, extra).is_some() {
             Self::Low
         } else {
             Self::Neither
@@ -103,30 +102,31 @@ impl Kind {
     }
 }
 
-/// A [`Scale`] made from a channel's pair, which [`Kind::of`] classified as its kind.
+/// A [`Scale`] made from a channel's pair, if that pair is of its kind.
 trait FromPair: Scale {
-    fn from_pair(rq: Requant, extra: i32) -> Self;
+    fn from_pair(rq: Requant, extra: i32) -> Option<Self>;
 }
 
 impl FromPair for High {
     #[inline(always)]
-    fn from_pair(rq: Requant, extra: i32) -> Self {
-        let shift = (total_shift(rq, extra).min(62) - 32) as u32;
-        Self {
+    fn from_pair(rq: Requant, extra: i32) -> Option<Self> {
+        let total = total_shift(rq, extra);
+        (total >= 33).then(|| Self {
             multiplier: rq.multiplier,
-            shift,
-        }
+            shift: (total.min(62) - 32) as u32,
+        })
     }
 }
 
 impl FromPair for Low {
     #[inline(always)]
-    fn from_pair(rq: Requant, extra: i32) -> Self {
-        let up = (32 - total_shift(rq, extra)) as u32;
-        Self {
+    fn from_pair(rq: Requant, extra: i32) -> Option<Self> {
+        let total = total_shift(rq, extra);
+        let normalised = rq.multiplier.unsigned_abs() >= 1 << 30;
+        ((8..=32).contains(&total) && normalised).then(|| Self {
             multiplier: rq.multiplier,
-            up,
-        }
+            up: (32 - total) as u32,
+        })
     }
 }
 
@@ -150,12 +150,13 @@ fn runs<C: PartialEq + Copy>(
     }
 }
 
-/// `$body` with the type `$k` bound to the [`Scale`] of `$kind`, a [`Kind`] other than
-/// `Neither` (compiled per kind); `$neither` for `Neither`.
+/// `$body` with the type `$k` bound to the [`Scale`] of `$kind` (compiled per kind);
+/// `Neither` takes [`High`]'s code, whose loops run the definition's element function
+/// for a channel that is not of their kind.
 macro_rules! with_kind {
-    ($kind:expr, |$k:ident| $body:expr, $neither:expr) => {
+    ($kind:expr, |$k:ident| $body:expr) => {
         match $kind {
-            Kind::High => {
+            Kind::High | Kind::Neither => {
                 type $k = High;
                 $body
             }
@@ -163,7 +164,6 @@ macro_rules! with_kind {
                 type $k = Low;
                 $body
             }
-            Kind::Neither => $neither,
         }
     };
 }
@@ -185,21 +185,10 @@ type Tables<'a> = (Pairs<'a>, Pairs<'a>);
 
 /// [`super::to_i8`]: `out[t][o] = sat8(rq[o](acc[t][o]))`.
 pub(super) fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], width: usize) {
-    runs(
-        width,
-        |o| Kind::of(pair(rq, o), 0),
-        |run, kind| {
-            with_kind!(kind, |K| to_i8_columns::<K>(out, acc, (rq, run), width), {
-                for o in run {
-                    let rq = pair(rq, o);
-                    let values = out.chunks_exact_mut(width).zip(acc.chunks_exact(width));
-                    for (y, a) in values.filter_map(|(y, a)| y.get_mut(o).zip(a.get(o))) {
-                        *y = saturate_i8(rq.apply(*a));
-                    }
-                }
-            })
-        },
-    );
+    let kind = |o| Kind::of(pair(rq, o), 0);
+    runs(width, kind, |run, kind| {
+        with_kind!(kind, |K| to_i8_columns::<K>(out, acc, (rq, run), width))
+    });
 }
 
 /// [`to_i8`] for a run of channels of kind `K`.
@@ -207,14 +196,23 @@ pub(super) fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], width: usize) 
 fn to_i8_columns<K: FromPair>(
     out: &mut [i8],
     acc: &[i32],
-    (rq, run): (&[[i32; 2]], Range<usize>),
+    (rq, run): (Pairs<'_>, Range<usize>),
     width: usize,
 ) {
     for o in run {
-        let s = K::from_pair(pair(rq, o), 0);
-        for (y, a) in out.chunks_exact_mut(width).zip(acc.chunks_exact(width)) {
-            if let (Some(y), Some(&a)) = (y.get_mut(o), a.get(o)) {
-                *y = s.apply(a).clamp(-128, 127) as i8;
+        let rq = pair(rq, o);
+        let values = out.chunks_exact_mut(width).zip(acc.chunks_exact(width));
+        let values = values.filter_map(|(y, a)| y.get_mut(o).zip(a.get(o)));
+        match K::from_pair(rq, 0) {
+            Some(s) => {
+                for (y, &a) in values {
+                    *y = s.apply(a).clamp(-128, 127) as i8;
+                }
+            }
+            None => {
+                for (y, &a) in values {
+                    *y = saturate_i8(rq.apply(a));
+                }
             }
         }
     }
@@ -222,33 +220,25 @@ fn to_i8_columns<K: FromPair>(
 
 /// [`super::to_wide`]: `acc[t][o] = sat_r(rq[o](acc[t][o]))`.
 pub(super) fn to_wide(acc: &mut [i32], rq: &[[i32; 2]], width: usize) {
-    runs(
-        width,
-        |o| Kind::of(pair(rq, o), 0),
-        |run, kind| {
-            with_kind!(kind, |K| to_wide_columns::<K>(acc, (rq, run), width), {
-                for o in run {
-                    let rq = pair(rq, o);
-                    for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-                        *a = saturate_residual(rq.apply(*a));
-                    }
-                }
-            })
-        },
-    );
+    let kind = |o| Kind::of(pair(rq, o), 0);
+    runs(width, kind, |run, kind| {
+        with_kind!(kind, |K| to_wide_columns::<K>(acc, (rq, run), width))
+    });
 }
 
 /// [`to_wide`] for a run of channels of kind `K`.
 #[inline(never)]
 fn to_wide_columns<K: FromPair>(
     acc: &mut [i32],
-    (rq, run): (&[[i32; 2]], Range<usize>),
+    (rq, run): (Pairs<'_>, Range<usize>),
     width: usize,
 ) {
     for o in run {
-        let s = K::from_pair(pair(rq, o), 0);
-        for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-            *a = clamp_residual(s.apply(*a));
+        let rq = pair(rq, o);
+        let column = acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o));
+        match K::from_pair(rq, 0) {
+            Some(s) => column.for_each(|a| *a = clamp_residual(s.apply(*a))),
+            None => column.for_each(|a| *a = saturate_residual(rq.apply(*a))),
         }
     }
 }
@@ -266,28 +256,14 @@ pub(super) fn context(
     let ctx = ctx
         .get_mut(..rows.saturating_mul(width).min(ctx.len()))
         .unwrap_or(&mut []);
-    let first = cols.start;
-    runs(
-        cols.len(),
-        |d| Kind::of(pair(rq, d), 0),
-        |run, kind| {
-            with_kind!(
-                kind,
-                |K| context_columns::<K>(ctx, (rq, run), (&cols, width)),
-                {
-                    for d in run {
-                        let rq = pair(rq, d);
-                        for row in ctx.chunks_mut(width) {
-                            if let (true, Some(c)) = (row.len() >= cols.end, row.get_mut(first + d))
-                            {
-                                *c = rq.add_scaled_residual(0, *c, 0);
-                            }
-                        }
-                    }
-                }
-            )
-        },
-    );
+    let kind = |d| Kind::of(pair(rq, d), 0);
+    runs(cols.len(), kind, |run, kind| {
+        with_kind!(kind, |K| context_columns::<K>(
+            ctx,
+            (rq, run),
+            (&cols, width)
+        ))
+    });
 }
 
 /// [`context`] for a run of columns of kind `K`.
@@ -298,11 +274,12 @@ fn context_columns<K: FromPair>(
     (cols, width): (&Range<usize>, usize),
 ) {
     for d in run {
-        let s = K::from_pair(pair(rq, d), 0);
-        for row in ctx.chunks_mut(width) {
-            if let (true, Some(c)) = (row.len() >= cols.end, row.get_mut(cols.start + d)) {
-                *c = clamp_residual(s.apply(*c));
-            }
+        let rq = pair(rq, d);
+        let rows = ctx.chunks_mut(width).filter(|row| row.len() >= cols.end);
+        let column = rows.filter_map(|row| row.get_mut(cols.start + d));
+        match K::from_pair(rq, 0) {
+            Some(s) => column.for_each(|c| *c = clamp_residual(s.apply(*c))),
+            None => column.for_each(|c| *c = rq.add_scaled_residual(0, *c, 0)),
         }
     }
 }
@@ -345,73 +322,71 @@ fn interpolate(pre: i32, table: NarrowTable<'_>) -> i32 {
     }
 }
 
-/// [`super::activation`]: `acc[t][o] = sat_r(act_rq[o](f(sat_r(rq[o](acc)))))`.
+/// [`super::activation`]: `acc[t][o] = sat_r(act_rq[o](f(sat_r(rq[o](acc)))))`. The
+/// loops are compiled for the kinds of channel 0 (all channels have the same in a
+/// converted model); a channel of other kinds runs the element function.
 pub(super) fn activation(
     acc: &mut [i32],
     (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
     table: &[i32],
     width: usize,
 ) {
-    let narrow = narrow_table(table);
-    let class = |o: usize| match narrow {
-        Some(_) => (Kind::of(pair(rq, o), 0), Kind::of(pair(act_rq, o), 0)),
-        None => (Kind::Neither, Kind::Neither),
-    };
-    runs(width, class, |run, kinds| match (kinds, narrow) {
-        ((pre, post), Some(narrow)) if pre != Kind::Neither && post != Kind::Neither => {
-            let tables = ((rq, act_rq), run);
-            with_kind!(
-                pre,
-                |A| with_kind!(
-                    post,
-                    |B| activation_columns::<A, B>(acc, tables, narrow, width),
-                    {}
-                ),
-                {}
-            )
-        }
-        _ => {
-            for o in run {
-                let (rq, act_rq) = (pair(rq, o), pair(act_rq, o));
-                for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-                    *a = activation_element(*a, (rq, act_rq), table);
-                }
-            }
-        }
-    });
+    let tables = (rq, act_rq);
+    let kinds = (Kind::of(pair(rq, 0), 0), Kind::of(pair(act_rq, 0), 0));
+    with_kind!(kinds.0, |A| with_kind!(kinds.1, |B| {
+        activation_columns::<A, B>(acc, tables, table, width)
+    }))
 }
 
-/// [`activation`] for a run of channels whose kinds are `A` (`rq`) and `B` (`act_rq`).
+/// [`activation`] for channels whose kinds are `A` (`rq`) and `B` (`act_rq`).
 #[inline(never)]
 fn activation_columns<A: FromPair, B: FromPair>(
     acc: &mut [i32],
-    ((rq, act_rq), run): (Tables<'_>, Range<usize>),
-    table: NarrowTable<'_>,
+    (rq, act_rq): Tables<'_>,
+    table: &[i32],
     width: usize,
 ) {
-    for o in run {
-        let (pre, post) = (
-            A::from_pair(pair(rq, o), 0),
-            B::from_pair(pair(act_rq, o), 0),
-        );
-        for a in acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o)) {
-            *a = clamp_residual(post.apply(interpolate(pre.apply(*a), table)));
+    let narrow = narrow_table(table);
+    for o in 0..width {
+        let (rq, act_rq) = (pair(rq, o), pair(act_rq, o));
+        let column = acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o));
+        match (A::from_pair(rq, 0), B::from_pair(act_rq, 0), narrow) {
+            (Some(pre), Some(post), Some(narrow)) => column.for_each(|a| {
+                *a = clamp_residual(post.apply(interpolate(pre.apply(*a), narrow)));
+            }),
+            _ => column.for_each(|a| *a = activation_element(*a, (rq, act_rq), table)),
         }
     }
 }
 
 /// [`super::onto_residual`] for a tile whose skip rows are all present (`skip` holds
 /// `acc.len()` values): `acc[t][o] = sat_r(rq[o](acc[t][o] * 2^e[t]) + rq[o](bias[o]) +
-/// skip_rq[o](skip[t][o]))`. The fast path takes a channel whose product term is a
+/// skip_rq[o](skip[t][o]))`. The loops are compiled for the skip term's kind in channel
+/// 0 (as [`activation`]'s). The fast path takes a channel whose product term is a
 /// [`High`] for every row's exponent (total shift `total(0) - e[t]` from 33 to 62,
-/// uncapped), whose skip term is a [`Scale`] with a total shift of 17 or more (so
-/// within `±2^22` for every int8 input) and whose bias term, also a `Scale`, is within
-/// `±2^26`: the terms [`Scale::apply`] allows.
+/// uncapped), whose skip term is a [`Scale`] of that kind with a total shift of 17 or
+/// more (so within `±2^22` for every int8 input), and whose bias term (a `High` too)
+/// is within `±2^26`: the terms [`Scale::apply`] allows. Any other channel runs the
+/// element function.
 pub(super) fn onto_residual(
     acc: &mut [i32],
     exponents: &[u8],
     (rq, bias): (&[[i32; 2]], &[i32]),
     (skip, skip_rq): (&[i8], &[[i32; 2]]),
+    width: usize,
+) {
+    let tables = (rq, bias, skip_rq);
+    with_kind!(Kind::of(pair(skip_rq, 0), 0), |K| {
+        onto_residual_columns::<K>(acc, tables, (skip, exponents), width)
+    })
+}
+
+/// [`onto_residual`] with skip terms of kind `K`.
+#[inline(never)]
+fn onto_residual_columns<K: FromPair>(
+    acc: &mut [i32],
+    (rq, bias, skip_rq): (Pairs<'_>, &[i32], Pairs<'_>),
+    (skip, exponents): (&[i8], &[u8]),
     width: usize,
 ) {
     let tokens = acc.len().checked_div(width).unwrap_or(0);
@@ -420,91 +395,52 @@ pub(super) fn onto_residual(
         .map(exponent)
         .fold((i32::MAX, 0), |(low, top), e| (low.min(e), top.max(e)));
     let held = exponents.len() >= tokens && top <= 62;
-    let class = |o: usize| {
+    for o in 0..width {
         let (rq, skip_rq) = (pair(rq, o), pair(skip_rq, o));
+        let bias = bias.get(o).copied().unwrap_or(0);
+        let rows = acc.chunks_exact_mut(width).zip(skip.chunks_exact(width));
+        let values = rows.filter_map(|(a, x)| a.get_mut(o).zip(x.get(o)));
         let total = total_shift(rq, 0);
         let product =
             held && total.saturating_sub(top) >= 33 && total.saturating_sub(low.min(top)) <= 62;
-        match (product, Kind::of(skip_rq, 0)) {
-            (true, kind) if total_shift(skip_rq, 0) >= 17 => kind,
-            _ => Kind::Neither,
-        }
-    };
-    let exponents = exponents.get(..tokens).unwrap_or(&[]);
-    runs(width, class, |run, kind| {
-        let tables = (rq, bias, skip_rq);
-        with_kind!(
-            kind,
-            |K| onto_residual_columns::<K>(acc, (tables, run), (skip, exponents), width),
-            {
-                for o in run {
-                    let (rq, skip_rq) = (pair(rq, o), pair(skip_rq, o));
-                    let bias = rq.apply(bias.get(o).copied().unwrap_or(0));
-                    let rows = acc.chunks_exact_mut(width).zip(skip.chunks_exact(width));
-                    let values = rows.filter_map(|(a, x)| a.get_mut(o).zip(x.get(o)));
-                    for ((a, x), t) in values.zip(0..) {
-                        let product = rq.apply_scaled(*a, exponent(t));
-                        *a = saturate_residual(product + bias + skip_rq.apply(i32::from(*x)));
-                    }
+        let skip_scale = K::from_pair(skip_rq, 0).filter(|_| total_shift(skip_rq, 0) >= 17);
+        let bias_term = High::from_pair(rq, 0).map_or(0, |s| s.apply(bias));
+        match skip_scale {
+            Some(skip_scale) if product && bias_term.abs() < 1 << 26 => {
+                // Per row the product's shift is `total(0) - 32 - e[t]`, in `1..=30`.
+                let base = total - 32;
+                for ((a, x), &e) in values.zip(exponents) {
+                    let product = high(*a, rq.multiplier, (base - i32::from(e)) as u32);
+                    *a = clamp_residual(product + bias_term + skip_scale.apply(i32::from(*x)));
                 }
             }
-        )
-    });
-}
-
-/// [`onto_residual`]'s fast path for a run of channels whose skip terms are of kind
-/// `K`: per channel, the bias term by the product's own [`Scale`] at exponent 0 (the
-/// generic element function when it is not within `±2^26`), then per row the product
-/// term a [`High`] with `shift = total(0) - 32 - e[t]`.
-#[inline(never)]
-fn onto_residual_columns<K: FromPair>(
-    acc: &mut [i32],
-    ((rq, bias, skip_rq), run): ((Pairs<'_>, &[i32], Pairs<'_>), Range<usize>),
-    (skip, exponents): (&[i8], &[u8]),
-    width: usize,
-) {
-    for o in run {
-        let (rq, skip_scale) = (pair(rq, o), K::from_pair(pair(skip_rq, o), 0));
-        let bias = High::from_pair(rq, 0).apply(bias.get(o).copied().unwrap_or(0));
-        let base = total_shift(rq, 0) - 32;
-        let rows = acc.chunks_exact_mut(width).zip(skip.chunks_exact(width));
-        let values = rows
-            .filter_map(|(a, x)| a.get_mut(o).zip(x.get(o)))
-            .zip(exponents);
-        if bias.abs() < 1 << 26 {
-            for ((a, x), &e) in values {
-                let product = high(*a, rq.multiplier, (base - i32::from(e)) as u32);
-                *a = clamp_residual(product + bias + skip_scale.apply(i32::from(*x)));
-            }
-        } else {
-            let bias = i64::from(bias);
-            for ((a, x), &e) in values {
-                let product = rq.apply_scaled(*a, i32::from(e));
-                let skip = i64::from(skip_scale.apply(i32::from(*x)));
-                *a = saturate_residual(product + bias + skip);
+            _ => {
+                let bias = rq.apply(bias);
+                for ((a, x), t) in values.zip(0..) {
+                    let product = rq.apply_scaled(*a, exponent(t));
+                    *a = saturate_residual(product + bias + skip_rq.apply(i32::from(*x)));
+                }
             }
         }
     }
 }
 
-/// [`super::add_row`]: `sum[o] = sat_r(sat_r(sum[o]) + rq(row[o]))`. An int8 input is within
-/// `2^(total-1)` for a total shift of 8 or more, so a [`Low`] is exact too, and each
-/// term within `±2^30`; `sum` is clamped first (`±2^24`), so the sum fits 32 bits.
+/// [`super::add_row`]: `sum[o] = sat_r(sat_r(sum[o]) + rq(row[o]))`. An int8 input is
+/// within `2^(total-1)` for a total shift of 8 or more, so a [`Low`] is exact too, and
+/// each term within `±2^30`; `sum` is clamped first (`±2^24`), so the sum fits 32 bits.
 pub(super) fn add_row(sum: &mut [i32], row: &[i8], rq: Requant) {
-    with_kind!(
-        Kind::of(rq, 0),
-        |K| add_row_scaled(sum, row, K::from_pair(rq, 0)),
-        {
-            for (acc, &e) in sum.iter_mut().zip(row) {
-                *acc = saturate_residual(i64::from(clamp_residual(*acc)) + rq.apply(i32::from(e)));
-            }
-        }
-    )
+    with_kind!(Kind::of(rq, 0), |K| add_row_scaled::<K>(sum, row, rq))
 }
 
 #[inline(never)]
-fn add_row_scaled(sum: &mut [i32], row: &[i8], s: impl Scale) {
-    for (acc, &e) in sum.iter_mut().zip(row) {
-        *acc = clamp_residual(clamp_residual(*acc) + s.apply(i32::from(e)));
+fn add_row_scaled<K: FromPair>(sum: &mut [i32], row: &[i8], rq: Requant) {
+    let values = sum.iter_mut().zip(row);
+    match K::from_pair(rq, 0) {
+        Some(s) => values.for_each(|(acc, &e)| {
+            *acc = clamp_residual(clamp_residual(*acc) + s.apply(i32::from(e)));
+        }),
+        None => values.for_each(|(acc, &e)| {
+            *acc = saturate_residual(i64::from(clamp_residual(*acc)) + rq.apply(i32::from(e)));
+        }),
     }
 }
