@@ -82,26 +82,38 @@ fn layer_norm_i32_with(
     narrow: bool,
 ) {
     let n = x.len().max(1) as i64;
-    // Up to 2^13 elements, one pass: the sum and the sum of squares (each square below
-    // 2^48, their sum below 2^61), and then `sum((x - m)^2) = sum(x^2) + n m^2 - 2 m
-    // sum(x)` exactly, for any `m` (the first two terms add up below 2^62, the third is
-    // at most 2^62 and the result in `[0, 2^62]`). Longer rows take a second pass over
-    // the deviations, whose sum saturates.
     let short = x.len() <= 1 << 13;
-    let (sum, squares) = x.iter().fold((0i64, 0i64), |(sum, squares), &v| {
-        let v = clamp_residual(v);
-        (sum + i64::from(v), squares.wrapping_add(mul_wide(v, v)))
-    });
-    // `|mean| <= RESIDUAL_MAX`, so `d` below fits `i32`.
-    let mean = div_round(sum, n) as i32;
-    let sum_sq: u64 = if short {
-        let m = i64::from(mean);
-        (squares + n * m * m - 2 * m * sum) as u64
-    } else {
-        x.iter().fold(0u64, |acc, &v| {
+    let deviations = |mean: i32| {
+        x.iter().map(move |&v| {
             let d = i64::from(clamp_residual(v) - mean);
-            acc.saturating_add((d * d) as u64)
+            (d * d) as u64
         })
+    };
+    let (mean, sum_sq) = if narrow && short {
+        // One pass: the sum and the sum of squares (each square below 2^48, their sum
+        // below 2^61), then `sum((x - m)^2) = sum(x^2) + n m^2 - 2 m sum(x)` exactly,
+        // for any `m` (the first two terms add up below 2^62, the third is at most
+        // 2^62 and the result in `[0, 2^62]`).
+        let (sum, squares) = x.iter().fold((0i64, 0i64), |(sum, squares), &v| {
+            let v = clamp_residual(v);
+            (sum + i64::from(v), squares + mul_wide(v, v))
+        });
+        // `|mean| <= RESIDUAL_MAX`, so the deviations fit `i32`.
+        let mean = div_round(sum, n) as i32;
+        let m = i64::from(mean);
+        (mean, (squares + n * m * m - 2 * m * sum) as u64)
+    } else {
+        let sum: i64 = x.iter().map(|&v| i64::from(clamp_residual(v))).sum();
+        let mean = div_round(sum, n) as i32;
+        // Each square is below 2^50, so up to 2^13 of them cannot reach 2^63: the
+        // plain sum (which vectorises) equals the saturating one there; longer rows
+        // saturate.
+        let sum_sq = if short {
+            deviations(mean).sum()
+        } else {
+            deviations(mean).fold(0u64, u64::saturating_add)
+        };
+        (mean, sum_sq)
     };
     // Variance with 8 fractional bits (Q8), so the standard deviation has 4 (Q4):
     // the floor of small integer variances would otherwise cost several percent.
