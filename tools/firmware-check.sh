@@ -44,15 +44,15 @@ set -euo pipefail
 # inlined per call site) and 1.6 KB of stack.
 # The epilogues a channel at a time in 32-bit arithmetic (src/kernels/requant/channels.rs,
 # loops compiled per requantization kind) and LayerNorm's 32-bit form took instructions
-# per MAC 2.47 -> 1.89 for 4.4 KB of code.
-export BUDGET_RUNTIME_CODE_BYTES=103000 # measured 99,120 (rustc 1.95.0, 2026-12-01)
+# per MAC 2.47 -> 1.89 for 4.7 KB of code.
+export BUDGET_RUNTIME_CODE_BYTES=103000 # measured 99,412 (rustc 1.95.0, 2026-12-01)
 export BUDGET_STATIC_RAM_BYTES=20100   # measured 19,288 (the 3x96 default model)
 export BUDGET_STACK_PEAK_BYTES=4040    # measured 3,888 (1.5 KiB of it the multi-token kernel's buffers)
 export BUDGET_INSNS_PER_MAC=1.97       # measured 1.89 (3x96 default model)
 # The size firmware (opt-level "z", `--profile release-size --features defmt,small-crc,small-kernels`):
 # runtime code without the tokenizer's Unicode tables (the figure issue 13 sets at most
 # 32 KiB for). Capped at that goal rather than 4% above the measured value.
-export BUDGET_SIZE_RUNTIME_CODE_BYTES=32768 # measured 31,956 (rustc 1.95.0; 42,424 before issue 13)
+export BUDGET_SIZE_RUNTIME_CODE_BYTES=32768 # measured 31,872 (rustc 1.95.0; 42,424 before issue 13)
 # Size profiles built, run and measured besides opt-level 3 (`release-s` is opt-level
 # "s"; CI runs only "z": each one is a build and a QEMU run, about a minute), and the
 # features of the size firmware.

@@ -68,8 +68,9 @@ fn layer_norm_i32_body(out: &mut [i8], x: &[i32], gamma_q: &[i32], beta_q: &[i32
 }
 
 /// Whether [`layer_norm_i32`] takes its 32-bit form where it can: on 32-bit cores, where
-/// a 64-bit product costs several instructions and `SMULL`/`SMLAL` one.
-const NARROW: bool = cfg!(target_pointer_width = "32");
+/// a 64-bit product costs several instructions and `SMULL`/`SMLAL` one; not with
+/// `small-kernels` (one code path, the 64-bit one).
+const NARROW: bool = cfg!(target_pointer_width = "32") && !cfg!(feature = "small-kernels");
 
 /// [`layer_norm_i32`], in its 32-bit form when `narrow` and the row allows it (at most
 /// `2^13` elements and `inv < 2^31`): then `d` and `z` are `i32` (`|d| < 2^25`,

@@ -11,7 +11,7 @@
 //! before loop overhead. Lengths that are not a multiple of 4 finish with the scalar
 //! reference on the tail.
 //!
-//! Several tokens at once ([`matmul`], the encoder's batches): the tokens'
+//! Several tokens at once ([`matmul`], [`matmul_into`], the encoder's batches): the tokens'
 //! activations are unpacked to int16 once, so that one weight word, loaded and
 //! unpacked once, serves a tile of four tokens with one `LDRD` and two `SMLAD` each:
 //! 15 instructions per 16 MACs, 0.94 per MAC before loop overhead.
