@@ -6,10 +6,12 @@
 //!
 //! A requantization by a total right shift of 8 to 62 bits is a [`High`] (33 and
 //! more: the high word of the product, `SMMUL`, then a rounding shift) or a [`Low`]
-//! (the input shifted up first, then the rounded high word, `SMMULR`). Each channel's
-//! column goes through a loop compiled for its kind (`*_column`, not inlined, so that
-//! the loop has the core's registers to itself). A channel with neither kind, or a
-//! term out of the 32-bit bounds, runs the definition's element function instead, so
+//! (the input shifted up first, then the rounded high word, `SMMULR`). The columns go
+//! through loops compiled per kind (`*_columns`, not inlined, so that the loop has the
+//! core's registers to itself): for runs of channels of one kind, or, for the FFN
+//! activation and the residual projections, for the kinds of channel 0 (a converted
+//! model's tensor has one kind throughout). A channel of another kind, of neither, or
+//! with a term out of the 32-bit bounds, runs the definition's element function, so
 //! every result equals the row-at-a-time loops' (tested, on the host too).
 
 use core::ops::Range;
