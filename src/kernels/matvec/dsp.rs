@@ -403,7 +403,8 @@ fn unpack_tile(
 
 /// The products of a group of weight rows (`w` holds up to `sums.len()` rows of
 /// `row_len`) with a tile of `tokens` tokens (`tile`, rows of `row_len`):
-/// `sums[r][t] = dot(row r, token t)`, or 0 for a row `w` does not hold. Unpacks the
+/// `sums[r][t] = init[r] + dot(row r, token t)` (wrapping; a missing `init` is 0), or
+/// `init[r]` for a row `w` does not hold. Unpacks the
 /// tile's activations into `unpacked` chunk by chunk ([`unpack_tile`]), except that a
 /// tile of one chunk is unpacked only for its first group (`first_group`) and kept
 /// for the others. Not generic and not inlined: one copy serves every caller.
@@ -414,9 +415,11 @@ fn tile_group(
     unpacked: &mut [u32],
     (tile, w): (&[i8], &[i8]),
     (tokens, row_len): (usize, usize),
-    first_group: bool,
+    (first_group, init): (bool, &[i32]),
 ) {
-    sums.fill([0; TILE_TOKENS]);
+    for (r, sum) in sums.iter_mut().enumerate() {
+        *sum = [init.get(r).copied().unwrap_or(0); TILE_TOKENS];
+    }
     let body = row_len / STEP * STEP;
     let chunks = body.div_ceil(CHUNK_COLS);
     let rows = w.chunks_exact(row_len.max(1));
@@ -466,7 +469,7 @@ pub(super) fn matmul(
     bias: &[i32],
     mut store: impl FnMut(usize, usize, i32),
 ) {
-    tiles(rows, cols, xs, w, |(t0, tokens), group, sums| {
+    tiles(rows, cols, xs, (w, &[]), |(t0, tokens), group, sums| {
         for (o, acc) in group.zip(sums) {
             let b = bias.get(o).copied().unwrap_or(0);
             for (t, &acc) in acc.iter().enumerate().take(tokens) {
@@ -478,7 +481,9 @@ pub(super) fn matmul(
 
 /// [`matmul`] into rows of `out`: `out[t * out_stride + o]`, each tile's sums stored a
 /// token row at a time (contiguous stores, one bounds check per row); an element
-/// outside `out` is not written.
+/// outside `out` is not written. Where no sum can overflow (rows shorter than `2^15`:
+/// `|dot| < 2^29`; every `|bias| < 2^30`), the sums start from the bias, whose
+/// saturating addition is then the plain one, and the stores are copies.
 #[cfg(not(feature = "small-kernels"))]
 pub(super) fn matmul_into(
     (rows, cols): (usize, usize),
@@ -487,7 +492,9 @@ pub(super) fn matmul_into(
     out: &mut [i32],
     out_stride: usize,
 ) {
-    tiles(rows, cols, xs, w, |(t0, tokens), group, sums| {
+    let folded = cols < 1 << 15 && bias.iter().all(|b| b.unsigned_abs() < 1 << 30);
+    let init = if folded { bias } else { &[] };
+    tiles(rows, cols, xs, (w, init), |(t0, tokens), group, sums| {
         for t in 0..tokens.min(TILE_TOKENS) {
             let start = (t0 + t)
                 .saturating_mul(out_stride)
@@ -495,17 +502,14 @@ pub(super) fn matmul_into(
             let Some(y) = out.get_mut(start..).and_then(|y| y.get_mut(..group.len())) else {
                 continue;
             };
-            match bias.get(group.clone()) {
-                Some(bias) => {
-                    for ((y, acc), &b) in y.iter_mut().zip(sums).zip(bias) {
-                        *y = acc.get(t).copied().unwrap_or(0).saturating_add(b);
-                    }
+            let sums = sums.iter().map(|acc| acc.get(t).copied().unwrap_or(0));
+            if folded {
+                for (y, acc) in y.iter_mut().zip(sums) {
+                    *y = acc;
                 }
-                None => {
-                    for ((y, acc), o) in y.iter_mut().zip(sums).zip(group.clone()) {
-                        let b = bias.get(o).copied().unwrap_or(0);
-                        *y = acc.get(t).copied().unwrap_or(0).saturating_add(b);
-                    }
+            } else {
+                for ((y, acc), o) in y.iter_mut().zip(sums).zip(group.clone()) {
+                    *y = acc.saturating_add(bias.get(o).copied().unwrap_or(0));
                 }
             }
         }
@@ -513,8 +517,8 @@ pub(super) fn matmul_into(
 }
 
 /// The tiles of [`matmul`]: `emit((t0, tokens), group, sums)` with, for each output
-/// row `o` of `group`, `sums[o - group.start][t] = dot(W[o], token t0 + t)` for the
-/// tile's `t < tokens`. Only `emit` is generic; not inlined into the caller, so that it does not
+/// row `o` of `group`, `sums[o - group.start][t] = init[o] + dot(W[o], token t0 + t)`
+/// (wrapping; a missing `init` is 0) for the tile's `t < tokens`. Only `emit` is generic; not inlined into the caller, so that it does not
 /// hold several copies of the 1.5 KiB of stack buffers at once.
 #[cfg(not(feature = "small-kernels"))]
 #[inline(never)]
@@ -522,7 +526,7 @@ fn tiles(
     rows: usize,
     cols: usize,
     xs: &[i8],
-    w: &[i8],
+    (w, init): (&[i8], &[i32]),
     mut emit: impl FnMut((usize, usize), core::ops::Range<usize>, &[[i32; TILE_TOKENS]]),
 ) {
     if cols == 0 {
@@ -547,7 +551,8 @@ fn tiles(
                 .get(g0 * cols..group.end.min(whole_rows).max(g0) * cols)
                 .unwrap_or(&[]);
             let sums = sums.get_mut(..group.len()).unwrap_or(&mut []);
-            tile_group(sums, &mut unpacked, (tile, group_w), (n, cols), g0 == 0);
+            let init = init.get(g0..).unwrap_or(&[]);
+            tile_group(sums, &mut unpacked, (tile, group_w), (n, cols), (g0 == 0, init));
             emit((t0, n), group, sums);
         }
         t0 += n;
