@@ -552,7 +552,13 @@ fn tiles(
                 .unwrap_or(&[]);
             let sums = sums.get_mut(..group.len()).unwrap_or(&mut []);
             let init = init.get(g0..).unwrap_or(&[]);
-            tile_group(sums, &mut unpacked, (tile, group_w), (n, cols), (g0 == 0, init));
+            tile_group(
+                sums,
+                &mut unpacked,
+                (tile, group_w),
+                (n, cols),
+                (g0 == 0, init),
+            );
             emit((t0, n), group, sums);
         }
         t0 += n;
