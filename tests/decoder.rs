@@ -299,3 +299,46 @@ fn block_prefill_equals_stepping() {
         }
     }
 }
+
+/// An int8 decoder large enough that its prefill blocks' FFN projections are split
+/// across threads (16 tokens x 2048 x 256 = 8.4 M multiply-accumulates, at least
+/// `MIN_MACS`): the same logits after the prompt and after each later step on 1, 2 and
+/// 3 threads as the scalar reference on one (`Decoder::with_threads`; the parts are
+/// rows of the weight matrices, each computed as one thread computes it).
+#[cfg(feature = "threads")]
+#[cfg_attr(miri, ignore)] // interpreted, this model's prefill takes hours
+#[test]
+fn prefill_threads_give_the_reference_results() {
+    use common::{sized_decoder, DecoderShape};
+    use tinyformer::kernels::matvec::Int8Kernel;
+    let ctx = 40usize;
+    let shape = DecoderShape {
+        hidden: 256,
+        heads: 8,
+        kv_heads: 4,
+        ffn: 2048,
+        layers: 2,
+    };
+    let buf = AlignedBuf::from_bytes(&sized_decoder(DType::I8, true, ctx as u32, 11, shape));
+    let base = Decoder::from_bytes(buf.as_bytes()).unwrap();
+    let prompt: Vec<u32> = (0..35).map(|t| (t * 37 + 11) % 259).collect();
+    let run = |model: Decoder<'_>| {
+        let plan = model.plan_with_rows(ctx, 16).unwrap();
+        let mut a = arena(plan.total_bytes());
+        let mut state = State::with_plan(&model, bytemuck::cast_slice_mut(&mut a), plan).unwrap();
+        let mut out = vec![logits_vec(state.prefill(&prompt).unwrap())];
+        out.extend((0..3).map(|t| logits_vec(state.step(60 + t).unwrap())));
+        out
+    };
+    let reference = run(base.with_kernel(Int8Kernel::Scalar));
+    for threads in [1, 2, 3] {
+        let model = base.with_threads(threads);
+        assert_eq!(model.threads(), threads);
+        assert_eq!(
+            run(model),
+            reference,
+            "{threads} threads, {:?}",
+            model.kernel()
+        );
+    }
+}

@@ -27,6 +27,33 @@ pub fn tiny_decoder(
     max_seq: u32,
     seed: u64,
 ) -> Vec<u8> {
+    let shape = DecoderShape {
+        hidden: 16,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 24,
+        layers: 3,
+    };
+    sized_decoder(weight_dtype, separate_output, max_seq, seed, shape)
+}
+
+/// The dimensions of a [`sized_decoder`].
+pub struct DecoderShape {
+    pub hidden: u32,
+    pub heads: u32,
+    pub kv_heads: u32,
+    pub ffn: u32,
+    pub layers: u32,
+}
+
+/// [`tiny_decoder`] with other dimensions.
+pub fn sized_decoder(
+    weight_dtype: tinyformer::format::DType,
+    separate_output: bool,
+    max_seq: u32,
+    seed: u64,
+    shape: DecoderShape,
+) -> Vec<u8> {
     use tinyformer::format::writer::{write_model, TensorData};
     use tinyformer::format::{
         tensor_count, tensor_spec, Activation, Arch, Config, DType, DecoderParams, Pooling,
@@ -39,17 +66,17 @@ pub fn tiny_decoder(
         activation: Activation::Silu,
         pooling: Pooling::None,
         vocab_size: 259,
-        hidden: 16,
-        layers: 3,
-        heads: 4,
-        ffn: 24,
+        hidden: shape.hidden,
+        layers: shape.layers,
+        heads: shape.heads,
+        ffn: shape.ffn,
         max_positions: max_seq,
         type_vocab: 0,
         num_labels: 0,
         max_seq,
         layer_norm_eps_bits: 1e-5f32.to_bits(),
         decoder: Some(DecoderParams {
-            kv_heads: 2,
+            kv_heads: shape.kv_heads,
             rope_theta_bits: 10000f32.to_bits(),
             bos_id: 1,
             eos_id: 2,

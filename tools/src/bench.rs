@@ -297,7 +297,7 @@ pub fn cmd_bench(
 pub const DECODER_BENCH_TEXT: &str =
     "Once upon a time, a little fox found a shiny red ball in the tall grass.";
 
-/// Decoder throughput, one thread.
+/// Decoder throughput (prefill on the decoder's threads, decoding on one).
 #[derive(Debug, Serialize)]
 pub struct DecoderBenchResult {
     pub model: String,
@@ -309,6 +309,7 @@ pub struct DecoderBenchResult {
     /// Tokens generated per decode run (greedy, after a BOS-only prompt).
     pub decode_tokens: usize,
     pub rounds: usize,
+    /// Threads of the prefill's projections ([`tinyformer::Decoder::with_threads`]).
     pub threads: usize,
     /// Median over rounds of prompt tokens per second.
     pub prefill_tokens_per_s: f64,
@@ -367,7 +368,7 @@ pub fn bench_decoder(
         prompt_tokens: prompt,
         decode_tokens: steps,
         rounds: prefill.len(),
-        threads: 1,
+        threads: model.threads(),
         prefill_tokens_per_s: median(&prefill),
         decode_tokens_per_s: median(&decode),
         prefill_rows: runner.plan.rows,
@@ -394,9 +395,9 @@ pub fn cmd_bench_decoder(
     } else {
         writeln!(
             stdout,
-            "{}: {} decoder, context {}, arena {} bytes, 1 thread, median of {} rounds\n\
-             prefill {:>10.1} tokens/s ({} prompt tokens, blocks of {})\n\
-             decode  {:>10.1} tokens/s ({} tokens, greedy)",
+            "{}: {} decoder, context {}, arena {} bytes, median of {} rounds\n\
+             prefill {:>10.1} tokens/s ({} prompt tokens, blocks of {}, {} thread{})\n\
+             decode  {:>10.1} tokens/s ({} tokens, greedy, 1 thread)",
             r.model,
             r.dtype,
             r.ctx,
@@ -405,6 +406,8 @@ pub fn cmd_bench_decoder(
             r.prefill_tokens_per_s,
             r.prompt_tokens,
             r.prefill_rows,
+            r.threads,
+            if r.threads == 1 { "" } else { "s" },
             r.decode_tokens_per_s,
             r.decode_tokens
         )?;

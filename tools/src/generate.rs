@@ -17,9 +17,12 @@ use crate::decoder::LlamaSource;
 use crate::run::{read_lines, ModelBytes};
 
 impl ModelBytes {
-    /// Validates and loads a decoder model.
+    /// Validates and loads a decoder model (its prefill on the process's `--threads`,
+    /// [`crate::run::set_threads`]).
     pub fn decoder(&self) -> Result<Decoder<'_>> {
-        Decoder::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))
+        let model =
+            Decoder::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))?;
+        Ok(model.with_threads(crate::run::threads()))
     }
 
     /// Whether the file holds a decoder (validated; an invalid file gives the error).

@@ -129,6 +129,10 @@ enum Command {
         /// the text as plain text (by default they are matched, as Hugging Face does).
         #[arg(long)]
         no_special: bool,
+        /// Threads of an int8 model's prompt prefill (parts of each projection's
+        /// output rows; the same tokens for every count); decoding runs on one.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
         /// Print JSON Lines, one object per prompt, in input order: prompt, prompt_ids,
         /// ids (generated only), text (a prompt that fails: prompt and error).
         #[arg(long)]
@@ -259,7 +263,8 @@ enum Command {
         #[arg(long, default_value_t = tinyformer::model::MAX_BATCH_ROWS)]
         rows: usize,
         /// Threads of the int8 encoder's forward pass (parts of each batch of token
-        /// rows; the same results for every count).
+        /// rows), or of an int8 decoder's prefill (parts of each projection's output
+        /// rows); the same results for every count.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
         /// Decoders: context length (default: the model's max_seq).
@@ -351,8 +356,10 @@ fn run(command: Command) -> Result<()> {
             ctx,
             chat,
             no_special,
+            threads,
             json,
         } => {
+            run::set_threads(threads)?;
             let bytes = match model {
                 Some(path) => ModelBytes::open(&path)?,
                 None => generate::default_decoder(),

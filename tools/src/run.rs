@@ -44,7 +44,7 @@ impl ModelBytes {
     /// Validates and loads the model (on the process's `--threads`, [`set_threads`]).
     pub fn model(&self) -> Result<Model<'_>> {
         let model = Model::from_bytes(self.bytes()).map_err(|e| anyhow!("{}: {e}", self.name()))?;
-        Ok(model.with_threads(THREADS.load(Ordering::Relaxed)))
+        Ok(model.with_threads(threads()))
     }
 }
 
@@ -53,8 +53,9 @@ impl ModelBytes {
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// `--threads N`: every encoder loaded afterwards ([`ModelBytes::model`]) runs its
-/// forward pass on the calling thread plus rayon's global pool of `N - 1` workers
-/// (decoders: one thread).
+/// forward pass, and every decoder (`ModelBytes::decoder`) its int8 prefill's
+/// projections, on the calling thread plus rayon's global pool of `N - 1` workers
+/// (decoding steps: one thread).
 pub fn set_threads(threads: u16) -> Result<()> {
     let threads = usize::from(threads.max(1));
     if threads > 1 {
@@ -65,6 +66,11 @@ pub fn set_threads(threads: u16) -> Result<()> {
     }
     THREADS.store(threads, Ordering::Relaxed);
     Ok(())
+}
+
+/// The process's `--threads` ([`set_threads`]; 1 before).
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
 }
 
 /// Runs the model file's self-test (`Model::self_test`) in a heap arena of the size

@@ -343,3 +343,38 @@ fn tokenize_inspect_and_errors_on_decoder_files() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bert_encoder"), "{}", stderr(&o));
 }
+
+/// `--threads` on a decoder: `generate` prints the same tokens on 2 threads as on 1
+/// (stories260K's projections are too small to split; the split itself is checked
+/// against the scalar reference on a model large enough, in `tests/decoder.rs`), and
+/// `bench` reports the count it ran the prefill on.
+#[test]
+fn threads_option_on_decoders() {
+    let model = stories("stories260K-int8.tfm");
+    let generate = |threads: &str| {
+        let args = ["generate", "-m", &model, "-n", "20", "--threads", threads];
+        run(&[&args[..], &["--json", "Once upon a time"]].concat())
+    };
+    let (one, two) = (generate("1"), generate("2"));
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert!(two.status.success(), "{}", stderr(&two));
+    assert_eq!(one.stdout, two.stdout);
+    let o = run(&[
+        "bench",
+        "-m",
+        &model,
+        "--threads",
+        "2",
+        "--ctx",
+        "64",
+        "--prompt",
+        "16",
+        "--steps",
+        "8",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_lines(&o)[0]["threads"], 2);
+}

@@ -40,6 +40,8 @@ use crate::kernels::gelu::{activation_q10, Tail, ACT_FRAC_BITS};
 use crate::kernels::matvec::{matmul_i16_with, matvec_i16_with, Int8Kernel};
 use crate::kernels::rmsnorm::rms_norm_i32;
 use crate::kernels::rope::rope_i32;
+#[cfg(feature = "threads")]
+use crate::model::parallel::{each, MIN_MACS};
 use crate::model::{Fixed, FixedObserver, Point};
 use crate::quant::{narrow_row_i16, saturate_i8, saturate_residual, Requant};
 
@@ -60,6 +62,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
         tokens,
         pos,
         logits,
+        ..
     } = *step;
     let config = file.config();
     let Some(dec) = config.decoder else { return };
@@ -81,6 +84,11 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
     let act_table: &[i32] = file.tensor(K::ActTable, None);
     let rope: &[i32] = file.tensor(K::RopeTable, None);
     let kernel = kernel.resolved();
+    let exec = Exec {
+        kernel,
+        #[cfg(feature = "threads")]
+        threads: step.threads,
+    };
     let v = views::<i32, i16, i8>(plan, arena);
     // The block's rows of the scratch buffers (a plan has room for `plan.rows`).
     let x = v.residual.get_mut(..n * hidden).unwrap_or(&mut []);
@@ -117,8 +125,8 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
 
         // Attention block: the block's queries, keys and values.
         norm_rows(xq, e, context, x, file.tensor(K::RmsAttn, l), eps);
-        to_wide(query, xq, e, file, kernel, K::QueryW, K::QueryRq, l);
-        to_wide(wide_keys, xq, e, file, kernel, K::KeyW, K::KeyRq, l);
+        to_wide(query, xq, e, file, exec, K::QueryW, K::QueryRq, l);
+        to_wide(wide_keys, xq, e, file, exec, K::KeyW, K::KeyRq, l);
         // The values go straight into the cache rows of the block's positions, which
         // follow each other: `n` rows of `kv_dim` from `cache_row(0)`.
         let values = v
@@ -130,7 +138,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             xq,
             e,
             file,
-            kernel,
+            exec,
             (K::ValueW, K::ValueRq, l),
             |_, rq, acc, e| saturate_i8(i64::from(rq.apply_scaled_i32(acc, e))),
         );
@@ -202,15 +210,15 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             obs.observe(Point::Context, layer, Fixed::I32(c_row));
             *e = narrow_row_i16(row(xq, t, hidden), c_row);
         }
-        add_projection(x, xq, e, file, kernel, K::AttnOutW, K::AttnOutRq, l);
+        add_projection(x, xq, e, file, exec, K::AttnOutW, K::AttnOutRq, l);
         for t in 0..n {
             obs.observe(Point::AttnSum, layer, Fixed::I32(row(x, t, hidden)));
         }
 
         // SwiGLU block.
         norm_rows(xq, e, context, x, file.tensor(K::RmsFfn, l), eps);
-        to_wide(gate, xq, e, file, kernel, K::GateW, K::GateRq, l);
-        to_wide(up, xq, e, file, kernel, K::UpW, K::UpRq, l);
+        to_wide(gate, xq, e, file, exec, K::GateW, K::GateRq, l);
+        to_wide(up, xq, e, file, exec, K::UpW, K::UpRq, l);
         let hq = v.input.get_mut(..n * ffn).unwrap_or(&mut []);
         for (t, e) in e.iter_mut().enumerate() {
             let gate = row(gate, t, ffn);
@@ -221,7 +229,7 @@ pub(crate) fn step<O: FixedObserver>(step: &Step<'_, '_>, arena: &mut [u8], obs:
             obs.observe(Point::Act, layer, Fixed::I32(gate));
             *e = narrow_row_i16(row(hq, t, ffn), gate);
         }
-        add_projection(x, hq, e, file, kernel, K::DownW, K::DownRq, l);
+        add_projection(x, hq, e, file, exec, K::DownW, K::DownRq, l);
         for t in 0..n {
             obs.observe(Point::FfnSum, layer, Fixed::I32(row(x, t, hidden)));
         }
@@ -286,12 +294,12 @@ fn to_wide(
     xq: &[i16],
     e: &[i32],
     file: &ModelFile<'_>,
-    kernel: Int8Kernel,
+    exec: Exec,
     w: K,
     rq: K,
     l: Option<u16>,
 ) {
-    project(out, xq, e, file, kernel, (w, rq, l), |_, rq, acc, e| {
+    project(out, xq, e, file, exec, (w, rq, l), |_, rq, acc, e| {
         rq.add_scaled_residual(0, acc, e)
     });
 }
@@ -303,32 +311,46 @@ fn add_projection(
     xq: &[i16],
     e: &[i32],
     file: &ModelFile<'_>,
-    kernel: Int8Kernel,
+    exec: Exec,
     w: K,
     rq: K,
     l: Option<u16>,
 ) {
-    project(x, xq, e, file, kernel, (w, rq, l), |old, rq, acc, e| {
+    project(x, xq, e, file, exec, (w, rq, l), |old, rq, acc, e| {
         rq.add_scaled_residual(old, acc, e)
     });
+}
+
+/// The kernel of a block's weight products and, with the `threads` feature, the threads
+/// a block's projections may be split across ([`project`]).
+#[derive(Clone, Copy)]
+struct Exec {
+    kernel: Int8Kernel,
+    #[cfg(feature = "threads")]
+    threads: usize,
 }
 
 /// `out[t][o] = combine(out[t][o], rq[o], (W xq[t])[o], e[t])` for the `e.len()` token
 /// rows of `xq` and the rows `o` of `W` (`out.len() / e.len()` of them).
 #[allow(clippy::too_many_arguments)]
-fn project<T: Copy>(
+fn project<T: Copy + Send>(
     out: &mut [T],
     xq: &[i16],
     e: &[i32],
     file: &ModelFile<'_>,
-    kernel: Int8Kernel,
+    exec: Exec,
     (w, rq, l): (K, K, Option<u16>),
-    combine: impl Fn(T, Requant, i32, i32) -> T,
+    combine: impl Fn(T, Requant, i32, i32) -> T + Sync,
 ) {
     let rq: &[[i32; 2]] = file.tensor(rq, l);
     let w = file.tensor(w, l);
     let n = e.len().max(1);
     let (rows, cols) = (out.len() / n, xq.len() / n);
+    let kernel = exec.kernel;
+    #[cfg(feature = "threads")]
+    if exec.threads > 1 && n > 1 && n * rows * cols >= MIN_MACS {
+        return project_parts(out, (xq, e), (w, rq), (kernel, exec.threads), &combine);
+    }
     if n > 1 && kernel.has_i16_matmul() {
         matmul_i16_with(kernel, rows, cols, xq, w, |t, o, acc| {
             if let (Some(y), Some(&e)) = (out.get_mut(t * rows + o), e.get(t)) {
@@ -358,4 +380,41 @@ fn project<T: Copy>(
             }
         });
     }
+}
+
+/// [`project`] on `threads` threads: the rows of `W` in one part per thread (each
+/// part's slice of every token's row of `out`, and its rows of `W` and `rq`), each
+/// part's products by [`matmul_i16_with`] on `kernel` (every kernel gives the
+/// reference's values) with the same `combine`: the results of one thread.
+#[cfg(feature = "threads")]
+fn project_parts<T: Copy + Send>(
+    out: &mut [T],
+    (xq, e): (&[i16], &[i32]),
+    (w, rq): (&[i8], &[[i32; 2]]),
+    (kernel, threads): (Int8Kernel, usize),
+    combine: &(impl Fn(T, Requant, i32, i32) -> T + Sync),
+) {
+    let n = e.len().max(1);
+    let (rows, cols) = (out.len() / n, xq.len() / n);
+    let part = rows.div_ceil(threads).max(1);
+    let mut parts: std::vec::Vec<std::vec::Vec<&mut [T]>> = (0..rows.div_ceil(part))
+        .map(|_| std::vec::Vec::with_capacity(n))
+        .collect();
+    for token_out in out.chunks_exact_mut(rows.max(1)).take(n) {
+        for (outs, slice) in parts.iter_mut().zip(token_out.chunks_mut(part)) {
+            outs.push(slice);
+        }
+    }
+    let parts = parts.into_iter().enumerate();
+    each(threads, parts, |(p, mut outs)| {
+        let first = p * part;
+        let part_w = w.get(first * cols..).unwrap_or(&[]);
+        let part_rows = outs.first().map_or(0, |row| row.len());
+        matmul_i16_with(kernel, part_rows, cols, xq, part_w, |t, o, acc| {
+            let y = outs.get_mut(t).and_then(|row| row.get_mut(o));
+            if let (Some(y), Some(&e)) = (y, e.get(t)) {
+                *y = combine(*y, Requant::from_table(rq, first + o), acc, e);
+            }
+        });
+    });
 }

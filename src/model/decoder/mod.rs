@@ -36,6 +36,9 @@ pub struct Decoder<'a> {
     params: DecoderParams,
     /// The int8 kernel of every product in the int8 step, chosen once at load.
     kernel: Int8Kernel,
+    /// Threads a prefill block's projections are split across ([`Decoder::with_threads`]).
+    #[cfg(feature = "threads")]
+    threads: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -47,6 +50,8 @@ impl<'a> Decoder<'a> {
                 file,
                 params,
                 kernel: Int8Kernel::best(),
+                #[cfg(feature = "threads")]
+                threads: 1,
             }),
             None => Err(FormatError::WrongArch {
                 expected: Arch::LlamaDecoder,
@@ -84,6 +89,35 @@ impl<'a> Decoder<'a> {
     #[cfg(feature = "std")]
     pub fn with_kernel(self, kernel: Int8Kernel) -> Self {
         Self { kernel, ..self }
+    }
+
+    /// The decoder with the weight products of its int8 prefill blocks on up to
+    /// `threads` threads (`threads` feature; at least 1, the default): a projection
+    /// large enough to pay for waking them has its output rows split into one part per
+    /// thread, each computed exactly as one thread computes it, so the cache and the
+    /// logits do not depend on the count. Decoding steps (one token) stay on one
+    /// thread. The parts run on the calling thread and rayon's global pool, the
+    /// caller's to size (`threads - 1` workers). A [`State`] takes the count of the
+    /// decoder it is made from.
+    #[cfg(feature = "threads")]
+    pub fn with_threads(self, threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// Threads of the int8 prefill's projections: 1 unless [`Decoder::with_threads`]
+    /// chose more.
+    pub fn threads(&self) -> usize {
+        #[cfg(feature = "threads")]
+        {
+            self.threads
+        }
+        #[cfg(not(feature = "threads"))]
+        {
+            1
+        }
     }
 
     /// The arena layout for a context of `ctx` positions.
@@ -277,6 +311,8 @@ impl<'m, 'r> State<'m, 'r> {
         let step = Step {
             file: &self.model.file,
             kernel: self.model.kernel(),
+            #[cfg(feature = "threads")]
+            threads: self.model.threads(),
             plan: &self.plan,
             tokens,
             pos: self.pos,
@@ -309,6 +345,9 @@ pub(crate) struct Step<'s, 'f> {
     pub file: &'s ModelFile<'f>,
     /// The int8 kernel (int8 models).
     pub kernel: Int8Kernel,
+    /// Threads a block's projections may be split across (int8 models).
+    #[cfg(feature = "threads")]
+    pub threads: usize,
     pub plan: &'s DecoderPlan,
     /// A block of tokens at positions `pos..`: at most `plan.rows` (int8 models), one
     /// for a float model (its plan has one row).
