@@ -13,8 +13,9 @@
 //!
 //! Several tokens at once ([`matmul`], [`matmul_into`], the encoder's batches): the tokens'
 //! activations are unpacked to int16 once, so that one weight word, loaded and
-//! unpacked once, serves a tile of four tokens with one `LDRD` and two `SMLAD` each:
-//! 15 instructions per 16 MACs, 0.94 per MAC before loop overhead.
+//! unpacked once, serves a tile of four tokens, whose activations come two tokens at a
+//! time by one `LDM` of four words, with two `SMLAD` per token: 13 instructions per 16
+//! MACs, 0.81 per MAC before loop overhead.
 //!
 //! The `core::arch::arm` DSP intrinsics are unstable, so each instruction is a
 //! one-line `asm!` block; the build script enables this module (`cfg(tinyformer_dsp)`)
@@ -262,21 +263,39 @@ const CHUNK_COLS: usize = 128;
 const GROUP_ROWS: usize = 32;
 
 /// One 4-column step of a tile of tokens for one weight row: the row's word loaded
-/// and unpacked once (`we = [w0, w2]`, `w = [w1, w3]`), then per token its unpacked
-/// activations (`[x0, x2]`, `[x1, x3]`, one `LDRD`) and two `SMLAD` into that token's
+/// and unpacked once (`we = [w0, w2]`, `w = [w1, w3]`), then the tokens' unpacked
+/// activations (`[x0, x2]`, `[x1, x3]` each), two tokens at a time by one `LDM` into
+/// `r0..r3` (or one token by `LDRD` into `r0, r1`), and two `SMLAD` per token into its
 /// accumulator.
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_step {
-    ($($a:ident),+) => {
+    ($($tokens:tt),+) => {
         concat!(
             "ldr {w}, [{wp}], #4\n",
             "sxtb16 {we}, {w}\n",
             "sxtb16 {w}, {w}, ror #8\n",
-            $(
-                "ldrd {xe}, {xo}, [{xp}], #8\n",
-                "smlad {", stringify!($a), "}, {we}, {xe}, {", stringify!($a), "}\n",
-                "smlad {", stringify!($a), "}, {w}, {xo}, {", stringify!($a), "}\n",
-            )+
+            $(tile_tokens!($tokens),)+
+        )
+    };
+}
+
+/// The activations and `SMLAD` of one step for two tokens `($a, $b)` or one `$a`.
+#[cfg(not(feature = "small-kernels"))]
+macro_rules! tile_tokens {
+    (($a:ident, $b:ident)) => {
+        concat!(
+            "ldm {xp}!, {{r0, r1, r2, r3}}\n",
+            "smlad {", stringify!($a), "}, {we}, r0, {", stringify!($a), "}\n",
+            "smlad {", stringify!($a), "}, {w}, r1, {", stringify!($a), "}\n",
+            "smlad {", stringify!($b), "}, {we}, r2, {", stringify!($b), "}\n",
+            "smlad {", stringify!($b), "}, {w}, r3, {", stringify!($b), "}\n",
+        )
+    };
+    ($a:ident) => {
+        concat!(
+            "ldrd r0, r1, [{xp}], #8\n",
+            "smlad {", stringify!($a), "}, {we}, r0, {", stringify!($a), "}\n",
+            "smlad {", stringify!($a), "}, {w}, r1, {", stringify!($a), "}\n",
         )
     };
 }
@@ -284,12 +303,12 @@ macro_rules! tile_step {
 /// A tile kernel `fn $name(acc, row, x)`: `acc[t] += dot(row, token t)` for the
 /// tile's tokens `$a` (one accumulator each), over `row.len() / 4` steps, with `x` the
 /// tokens' activations unpacked by [`unpack_tile`]. Four steps per loop iteration:
-/// per step of `4 * tokens` MACs, 3 instructions for the weight word and 3 per token
-/// (15 for four tokens: 0.94 per MAC), plus 2 for the loop per four steps (and 8 to
-/// enter it).
+/// per step of `4 * tokens` MACs, 3 instructions for the weight word, one `LDM` per
+/// two tokens and two `SMLAD` per token (13 for four tokens, 0.81 per MAC), plus 2
+/// for the loop per four steps (and 8 to enter it). 13 registers for four tokens.
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_fn {
-    ($(#[$doc:meta])* $name:ident, [$($a:ident),+]) => {
+    ($(#[$doc:meta])* $name:ident, [$($a:ident),+], [$($tokens:tt),+]) => {
         $(#[$doc])*
         #[inline(always)]
         fn $name(acc: &mut [i32; TILE_TOKENS], row: &[i8], x: &[u32]) {
@@ -321,13 +340,13 @@ macro_rules! tile_fn {
                         "cmp {w}, #1\n",
                         "beq 5f\n",
                         "2:\n",
-                        tile_step!($($a),+),
+                        tile_step!($($tokens),+),
                         "3:\n",
-                        tile_step!($($a),+),
+                        tile_step!($($tokens),+),
                         "4:\n",
-                        tile_step!($($a),+),
+                        tile_step!($($tokens),+),
                         "5:\n",
-                        tile_step!($($a),+),
+                        tile_step!($($tokens),+),
                         "subs {n}, {n}, #1\n",
                         "bne 2b\n",
                     ),
@@ -337,8 +356,10 @@ macro_rules! tile_fn {
                     $($a = inout(reg) $a,)+
                     w = out(reg) _,
                     we = out(reg) _,
-                    xe = out(reg) _,
-                    xo = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    out("r2") _,
+                    out("r3") _,
                     options(readonly, nostack),
                 );
             }
@@ -354,25 +375,29 @@ tile_fn!(
     /// One token (a batch of one): 6 instructions per step of 4 MACs, about as many
     /// as [`dot4`]'s 25 per 16.
     tile1,
+    [a0],
     [a0]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
-    /// Two tokens: 9 instructions per step of 8 MACs.
+    /// Two tokens: 8 instructions per step of 8 MACs.
     tile2,
-    [a0, a1]
+    [a0, a1],
+    [(a0, a1)]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
-    /// Three tokens: 12 instructions per step of 12 MACs.
+    /// Three tokens: 11 instructions per step of 12 MACs.
     tile3,
-    [a0, a1, a2]
+    [a0, a1, a2],
+    [(a0, a1), a2]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
-    /// Four tokens: 15 instructions per step of 16 MACs.
+    /// Four tokens: 13 instructions per step of 16 MACs.
     tile4,
-    [a0, a1, a2, a3]
+    [a0, a1, a2, a3],
+    [(a0, a1), (a2, a3)]
 );
 /// Columns `cols` of the tile's token rows (`tile` holds `tokens` rows of `row_len`
 /// int8), unpacked for the tile kernels: per 4-column step, per token, `[x0, x2]` and
