@@ -266,7 +266,7 @@ const GROUP_ROWS: usize = 32;
 /// and unpacked once (`we = [w0, w2]`, `w = [w1, w3]`), then the tokens' unpacked
 /// activations (`[x0, x2]`, `[x1, x3]` each), two tokens at a time by one `LDM` into
 /// `r0..r3` (or one token by `LDRD` into `r0, r1`), and two `SMLAD` per token into its
-/// accumulator.
+/// accumulator register (`$a`, `$b`: `r8..r11`).
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_step {
     ($($tokens:tt),+) => {
@@ -285,86 +285,155 @@ macro_rules! tile_tokens {
     (($a:ident, $b:ident)) => {
         concat!(
             "ldm {xp}!, {{r0, r1, r2, r3}}\n",
-            "smlad {", stringify!($a), "}, {we}, r0, {", stringify!($a), "}\n",
-            "smlad {", stringify!($a), "}, {w}, r1, {", stringify!($a), "}\n",
-            "smlad {", stringify!($b), "}, {we}, r2, {", stringify!($b), "}\n",
-            "smlad {", stringify!($b), "}, {w}, r3, {", stringify!($b), "}\n",
+            "smlad ",
+            stringify!($a),
+            ", {we}, r0, ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($a),
+            ", {w}, r1, ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($b),
+            ", {we}, r2, ",
+            stringify!($b),
+            "\n",
+            "smlad ",
+            stringify!($b),
+            ", {w}, r3, ",
+            stringify!($b),
+            "\n",
         )
     };
     ($a:ident) => {
         concat!(
             "ldrd r0, r1, [{xp}], #8\n",
-            "smlad {", stringify!($a), "}, {we}, r0, {", stringify!($a), "}\n",
-            "smlad {", stringify!($a), "}, {w}, r1, {", stringify!($a), "}\n",
+            "smlad ",
+            stringify!($a),
+            ", {we}, r0, ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($a),
+            ", {w}, r1, ",
+            stringify!($a),
+            "\n",
         )
     };
 }
 
-/// A tile kernel `fn $name(acc, row, x)`: `acc[t] += dot(row, token t)` for the
-/// tile's tokens `$a` (one accumulator each), over `row.len() / 4` steps, with `x` the
-/// tokens' activations unpacked by [`unpack_tile`]. Four steps per loop iteration:
-/// per step of `4 * tokens` MACs, 3 instructions for the weight word, one `LDM` per
-/// two tokens and two `SMLAD` per token (13 for four tokens, 0.81 per MAC), plus 2
-/// for the loop per four steps (and 8 to enter it). 13 registers for four tokens.
+/// A tile kernel `fn $name(sums, (w, row_len), cols, x)`: `sums[r][t] += dot(W[r][cols],
+/// token t)` for every whole row `r` of `w` that `sums` has (rows of `row_len`) and the
+/// tile's tokens (accumulators `$accs`, registers `r8..`), with `x` the tokens' columns
+/// `cols` unpacked by [`unpack_tile`]. One `asm!` block runs all the rows, so that the
+/// row loop costs about 20 instructions: store and load the sums (one `STM` and one
+/// `LDM` for two or more tokens), the next row's pointers and the loop's entry from a
+/// state block on the stack.
+/// Four steps per loop iteration: per step of `4 * tokens` MACs, 3 instructions for the
+/// weight word, one `LDM` per two tokens and two `SMLAD` per token (13 for four tokens,
+/// 0.81 per MAC), plus 2 for the loop per four steps. 13 registers for four tokens.
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_fn {
-    ($(#[$doc:meta])* $name:ident, [$($a:ident),+], [$($tokens:tt),+]) => {
+    ($(#[$doc:meta])* $name:ident, $tokens:literal, ($store:literal, $load:literal), [$($pairs:tt),+]) => {
         $(#[$doc])*
         #[inline(always)]
-        fn $name(acc: &mut [i32; TILE_TOKENS], row: &[i8], x: &[u32]) {
-            const TOKENS: usize = [$(stringify!($a)),+].len();
-            let steps = row.len() / STEP;
-            if steps == 0 || x.len() < steps * 2 * TOKENS {
+        fn $name(
+            sums: &mut [[i32; TILE_TOKENS]],
+            (w, row_len): (&[i8], usize),
+            cols: core::ops::Range<usize>,
+            x: &[u32],
+        ) {
+            let steps = cols.len() / STEP;
+            let rows = sums.len().min(w.len().checked_div(row_len).unwrap_or(0));
+            if steps == 0 || rows == 0 || cols.end > row_len || x.len() < steps * 2 * $tokens {
                 return;
             }
-            let [$(mut $a),+, ..] = *acc;
-            // SAFETY: reads `steps` words of `row` (`4 * steps <= row.len()` bytes; word
-            // loads, which ARMv7-M allows unaligned) and `2 * TOKENS * steps` words of
-            // `x` (checked above; `LDRD` needs 4-byte alignment, which `&[u32]` has):
-            // `steps >= 1` steps, as `(steps + 3) / 4 >= 1` iterations of four of which
-            // the first enters past `(4 - steps % 4) % 4` steps, so the loop ends.
+            let sums = sums.as_mut_ptr_range();
+            // The row loop's state: the next row's sums, the end of the rows, the bytes
+            // from one row's last step to the next row's first, the activations, the
+            // loop's iterations of four steps and the steps past a multiple of four.
+            let mut state = [
+                sums.start as usize,
+                sums.start.wrapping_add(rows) as usize,
+                row_len - STEP * steps,
+                x.as_ptr() as usize,
+                steps.div_ceil(4),
+                steps % 4,
+            ];
+            // SAFETY: for each row `r < rows` (`rows * row_len <= w.len()`, `rows <=
+            // sums.len()`) reads `steps` words of `w` from `r * row_len + cols.start`
+            // (`cols.start + 4 * steps <= cols.end <= row_len`; word loads, which
+            // ARMv7-M allows unaligned), `2 * $tokens * steps` words of `x` (checked
+            // above; `LDM`/`LDRD` need 4-byte alignment, which `&[u32]` has), and loads
+            // and stores the `$tokens` first sums of `sums[r]` (16 bytes apart, 4-byte
+            // aligned). `steps >= 1`: `(steps + 3) / 4 >= 1` iterations of four of which
+            // the first enters past `(4 - steps % 4) % 4` steps, so each row's loop
+            // ends; the row loop ends at the `rows`-th row. The state pointer is kept
+            // 8 bytes below the stack pointer and the stack restored before the end.
             // Every register written is an output; the DSP instructions exist on this
             // target (cfg(tinyformer_dsp)).
             unsafe {
                 asm!(
                     concat!(
-                        // n = ceil(steps / 4) iterations of four steps; a count of
-                        // 1, 2 or 3 more than a multiple of four enters at the fourth,
-                        // third or second step (`w` is free until the loop).
-                        "and {w}, {n}, #3\n",
-                        "adds {n}, {n}, #3\n",
-                        "lsrs {n}, {n}, #2\n",
+                        "str {n}, [sp, #-8]!\n",
+                        "mov r0, {n}\n",
+                        "ldr r1, [r0]\n",
+                        "b 1f\n",
+                        // A row's end: its sums stored, the next row's pointers.
+                        "9:\n",
+                        "ldr r0, [sp]\n",
+                        "ldr r1, [r0]\n",
+                        $store, "\n",
+                        "adds r1, #16\n",
+                        "str r1, [r0]\n",
+                        "ldr r2, [r0, #4]\n",
+                        "cmp r1, r2\n",
+                        "beq 8f\n",
+                        "ldr r2, [r0, #8]\n",
+                        "add {wp}, r2\n",
+                        // A row's start: its sums and the loop's entry (a count of 1,
+                        // 2 or 3 steps more than a multiple of four enters at the
+                        // fourth, third or second step).
+                        "1:\n",
+                        "ldr {xp}, [r0, #12]\n",
+                        $load, "\n",
+                        "ldr {n}, [r0, #16]\n",
+                        "ldr {w}, [r0, #20]\n",
                         "cmp {w}, #2\n",
                         "bhi 3f\n",
                         "beq 4f\n",
                         "cmp {w}, #1\n",
                         "beq 5f\n",
                         "2:\n",
-                        tile_step!($($tokens),+),
+                        tile_step!($($pairs),+),
                         "3:\n",
-                        tile_step!($($tokens),+),
+                        tile_step!($($pairs),+),
                         "4:\n",
-                        tile_step!($($tokens),+),
+                        tile_step!($($pairs),+),
                         "5:\n",
-                        tile_step!($($tokens),+),
+                        tile_step!($($pairs),+),
                         "subs {n}, {n}, #1\n",
                         "bne 2b\n",
+                        "b 9b\n",
+                        "8:\n",
+                        "add sp, #8\n",
                     ),
-                    n = inout(reg) steps => _,
-                    wp = inout(reg) row.as_ptr() => _,
-                    xp = inout(reg) x.as_ptr() => _,
-                    $($a = inout(reg) $a,)+
+                    n = inout(reg) state.as_mut_ptr() => _,
+                    wp = inout(reg) w.as_ptr().wrapping_add(cols.start) => _,
+                    xp = out(reg) _,
                     w = out(reg) _,
                     we = out(reg) _,
                     out("r0") _,
                     out("r1") _,
                     out("r2") _,
                     out("r3") _,
-                    options(readonly, nostack),
+                    out("r8") _,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r11") _,
                 );
-            }
-            for (acc, value) in acc.iter_mut().zip([$($a),+]) {
-                *acc = value;
             }
         }
     };
@@ -375,29 +444,33 @@ tile_fn!(
     /// One token (a batch of one): 6 instructions per step of 4 MACs, about as many
     /// as [`dot4`]'s 25 per 16.
     tile1,
-    [a0],
-    [a0]
+    1,
+    ("str r8, [r1]", "ldr r8, [r1]"),
+    [r8]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
     /// Two tokens: 8 instructions per step of 8 MACs.
     tile2,
-    [a0, a1],
-    [(a0, a1)]
+    2,
+    ("stm r1, {{r8, r9}}", "ldm r1, {{r8, r9}}"),
+    [(r8, r9)]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
     /// Three tokens: 11 instructions per step of 12 MACs.
     tile3,
-    [a0, a1, a2],
-    [(a0, a1), a2]
+    3,
+    ("stm r1, {{r8, r9, r10}}", "ldm r1, {{r8, r9, r10}}"),
+    [(r8, r9), r10]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
     /// Four tokens: 13 instructions per step of 16 MACs.
     tile4,
-    [a0, a1, a2, a3],
-    [(a0, a1), (a2, a3)]
+    4,
+    ("stm r1, {{r8, r9, r10, r11}}", "ldm r1, {{r8, r9, r10, r11}}"),
+    [(r8, r9), (r10, r11)]
 );
 /// Columns `cols` of the tile's token rows (`tile` holds `tokens` rows of `row_len`
 /// int8), unpacked for the tile kernels: per 4-column step, per token, `[x0, x2]` and
@@ -456,14 +529,12 @@ fn tile_group(
         if chunks > 1 || first_group {
             unpack_tile(x, tile, (tokens, row_len), cols.clone());
         }
-        for (acc, row) in sums.iter_mut().zip(rows.clone()) {
-            let row = row.get(cols.clone()).unwrap_or(&[]);
-            match tokens {
-                1 => tile1(acc, row, x),
-                2 => tile2(acc, row, x),
-                3 => tile3(acc, row, x),
-                _ => tile4(acc, row, x),
-            }
+        let group = (w, row_len);
+        match tokens {
+            1 => tile1(sums, group, cols, x),
+            2 => tile2(sums, group, cols, x),
+            3 => tile3(sums, group, cols, x),
+            _ => tile4(sums, group, cols, x),
         }
     }
     if body < row_len {
