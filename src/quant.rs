@@ -384,6 +384,22 @@ pub fn isqrt_u64(x: u64) -> u64 {
     root
 }
 
+/// The instructions of [`clamp_residual`] on DSP targets, in place on the register
+/// `$r` (an `asm!` operand such as `"{x}"`); they write the flags.
+#[cfg(tinyformer_dsp)]
+macro_rules! clamp_residual_asm {
+    ($r:literal) => {
+        concat!(
+            "ssat ", $r, ", #25, ", $r, "\n",
+            "cmp ", $r, ", #0xff000000\n",
+            "it eq\n",
+            "addeq ", $r, ", ", $r, ", #1",
+        )
+    };
+}
+#[cfg(tinyformer_dsp)]
+pub(crate) use clamp_residual_asm;
+
 /// `x` clamped to `±RESIDUAL_MAX` in 32 bits. On a Cortex-M with the DSP extension:
 /// `SSAT` to 25 bits, then the one value that leaves below the range (`-2^24`) moved
 /// up by one, four instructions; the compiler's form of the clamp needs two constants
@@ -397,12 +413,8 @@ pub fn clamp_residual(x: i32) -> i32 {
         // implies ARMv7E-M); they write `y` and the flags, which are not preserved.
         unsafe {
             core::arch::asm!(
-                "ssat {y}, #25, {x}",
-                "cmp {y}, #0xff000000",
-                "it eq",
-                "addeq {y}, {y}, #1",
-                y = out(reg) y,
-                x = in(reg) x,
+                clamp_residual_asm!("{y}"),
+                y = inout(reg) x => y,
                 options(pure, nomem, nostack),
             );
         }
