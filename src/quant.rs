@@ -390,10 +390,20 @@ pub fn isqrt_u64(x: u64) -> u64 {
 macro_rules! clamp_residual_asm {
     ($r:literal) => {
         concat!(
-            "ssat ", $r, ", #25, ", $r, "\n",
-            "cmp ", $r, ", #0xff000000\n",
+            "ssat ",
+            $r,
+            ", #25, ",
+            $r,
+            "\n",
+            "cmp ",
+            $r,
+            ", #0xff000000\n",
             "it eq\n",
-            "addeq ", $r, ", ", $r, ", #1",
+            "addeq ",
+            $r,
+            ", ",
+            $r,
+            ", #1",
         )
     };
 }

@@ -262,6 +262,11 @@ const CHUNK_COLS: usize = 128;
 #[cfg(not(feature = "small-kernels"))]
 const GROUP_ROWS: usize = 32;
 
+/// Steps per iteration of the tile kernels' loops (their `TBB` table has this many
+/// entries).
+#[cfg(not(feature = "small-kernels"))]
+const UNROLL: usize = 8;
+
 /// One 4-column step of a tile of tokens for one weight row: the row's word loaded
 /// and unpacked once (`we = [w0, w2]`, `w = [w1, w3]`), then the tokens' unpacked
 /// activations (`[x0, x2]`, `[x1, x3]` each), two tokens at a time by one `LDM` into
@@ -328,12 +333,13 @@ macro_rules! tile_tokens {
 /// token t)` for every whole row `r` of `w` that `sums` has (rows of `row_len`) and the
 /// tile's tokens (accumulators `$accs`, registers `r8..`), with `x` the tokens' columns
 /// `cols` unpacked by [`unpack_tile`]. One `asm!` block runs all the rows, so that the
-/// row loop costs about 20 instructions: store and load the sums (one `STM` and one
-/// `LDM` for two or more tokens), the next row's pointers and the loop's entry from a
-/// state block on the stack.
-/// Four steps per loop iteration: per step of `4 * tokens` MACs, 3 instructions for the
-/// weight word, one `LDM` per two tokens and two `SMLAD` per token (13 for four tokens,
-/// 0.81 per MAC), plus 2 for the loop per four steps. 13 registers for four tokens.
+/// row loop costs about 15 instructions: store and load the sums (one `STM` and one
+/// `LDM` for two or more tokens), the next row's pointers from a state block on the
+/// stack, and the jump into the loop (`TBB`: a count of steps that is not a multiple
+/// of [`UNROLL`] enters past the steps it does not have). Per step of `4 * tokens`
+/// MACs: 3 instructions for the weight word, one `LDM` per two tokens and two `SMLAD`
+/// per token (13 for four tokens, 0.81 per MAC), plus 2 for the loop per [`UNROLL`]
+/// steps. 13 registers for four tokens.
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_fn {
     ($(#[$doc:meta])* $name:ident, $tokens:literal, ($store:literal, $load:literal), [$($pairs:tt),+]) => {
@@ -359,8 +365,8 @@ macro_rules! tile_fn {
                 sums.start.wrapping_add(rows) as usize,
                 row_len - STEP * steps,
                 x.as_ptr() as usize,
-                steps.div_ceil(4),
-                steps % 4,
+                steps.div_ceil(UNROLL),
+                (UNROLL - steps % UNROLL) % UNROLL,
             ];
             // SAFETY: for each row `r < rows` (`rows * row_len <= w.len()`, `rows <=
             // sums.len()`) reads `steps` words of `w` from `r * row_len + cols.start`
@@ -368,9 +374,10 @@ macro_rules! tile_fn {
             // ARMv7-M allows unaligned), `2 * $tokens * steps` words of `x` (checked
             // above; `LDM`/`LDRD` need 4-byte alignment, which `&[u32]` has), and loads
             // and stores the `$tokens` first sums of `sums[r]` (16 bytes apart, 4-byte
-            // aligned). `steps >= 1`: `(steps + 3) / 4 >= 1` iterations of four of which
-            // the first enters past `(4 - steps % 4) % 4` steps, so each row's loop
-            // ends; the row loop ends at the `rows`-th row. The state pointer is kept
+            // aligned). `steps >= 1`: `ceil(steps / UNROLL) >= 1` iterations of which
+            // the first enters past `(UNROLL - steps % UNROLL) % UNROLL` steps (a `TBB`
+            // index below the table's 8 entries), so each row's loop ends; the row
+            // loop ends at the `rows`-th row. The state pointer is kept
             // 8 bytes below the stack pointer and the stack restored before the end.
             // Every register written is an output; the DSP instructions exist on this
             // target (cfg(tinyformer_dsp)).
@@ -393,29 +400,35 @@ macro_rules! tile_fn {
                         "beq 8f\n",
                         "ldr r2, [r0, #8]\n",
                         "add {wp}, r2\n",
-                        // A row's start: its sums and the loop's entry (a count of 1,
-                        // 2 or 3 steps more than a multiple of four enters at the
-                        // fourth, third or second step).
+                        // A row's start: its sums, then a jump to the loop's entry.
                         "1:\n",
                         "ldr {xp}, [r0, #12]\n",
                         $load, "\n",
                         "ldr {n}, [r0, #16]\n",
                         "ldr {w}, [r0, #20]\n",
-                        "cmp {w}, #2\n",
-                        "bhi 3f\n",
-                        "beq 4f\n",
-                        "cmp {w}, #1\n",
-                        "beq 5f\n",
-                        "2:\n",
+                        "tbb [pc, {w}]\n",
+                        "19:\n",
+                        ".byte (20f - 19b) / 2, (21f - 19b) / 2, (22f - 19b) / 2, (23f - 19b) / 2\n",
+                        ".byte (24f - 19b) / 2, (25f - 19b) / 2, (26f - 19b) / 2, (27f - 19b) / 2\n",
+                        ".p2align 1\n",
+                        "20:\n",
                         tile_step!($($pairs),+),
-                        "3:\n",
+                        "21:\n",
                         tile_step!($($pairs),+),
-                        "4:\n",
+                        "22:\n",
                         tile_step!($($pairs),+),
-                        "5:\n",
+                        "23:\n",
+                        tile_step!($($pairs),+),
+                        "24:\n",
+                        tile_step!($($pairs),+),
+                        "25:\n",
+                        tile_step!($($pairs),+),
+                        "26:\n",
+                        tile_step!($($pairs),+),
+                        "27:\n",
                         tile_step!($($pairs),+),
                         "subs {n}, {n}, #1\n",
-                        "bne 2b\n",
+                        "bne 20b\n",
                         "b 9b\n",
                         "8:\n",
                         "add sp, #8\n",
