@@ -17,11 +17,15 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
 use tinyformer::kernels::attention::{weighted_values, weighted_values_reference};
+use tinyformer::kernels::gelu::{act_table_input, activation_q10, gelu, Tail, ACT_TABLE_LEN};
 use tinyformer::kernels::matvec::{
     dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with,
     matmul_i8_into_with, matmul_i8_with, matvec_i16_with, matvec_i8_with, Int8Kernel,
 };
-use tinyformer::quant::{clamp_residual, i16_activation_limit, mul_wide, RESIDUAL_MAX};
+use tinyformer::kernels::requant;
+use tinyformer::quant::{
+    clamp_residual, i16_activation_limit, mul_wide, saturate_residual, Requant, RESIDUAL_MAX,
+};
 
 /// Shape of the timed matrix-vector product (an FFN-sized row block).
 const ROWS: usize = 128;
@@ -182,6 +186,113 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         cases += 1;
         if clamp_residual(x) != x.clamp(-r, r) || mul_wide(x, y) != i64::from(x) * i64::from(y) {
             say!(out, "FAIL clamp_residual / mul_wide at {x}, {y}");
+            return Err(());
+        }
+    }
+
+    // The epilogues with loops in assembly on this core (the FFN activation and the
+    // residual projections), against their definitions element by element: channels
+    // of every requantization kind (total right shifts of 33..62, whose loops are
+    // assembly, 8..32 with a normalised multiplier, and others), accumulators and
+    // biases random at every magnitude and at the extremes, rows with exponents.
+    let table: [i32; ACT_TABLE_LEN] =
+        // GELU in Q10, tilted so that neighbouring entries differ (below the table is
+        // its first entry, not its second).
+        core::array::from_fn(|i| (gelu(act_table_input(i) as f32) * 1024.0) as i32 + 3 * i as i32 - 700);
+    let pair = |rng: &mut Rng, kind: u32| -> [i32; 2] {
+        let normalised = (1 << 30) | (rng.next() >> 2) as i32;
+        let total = match kind {
+            0 => 33 + rng.next() % 30,
+            1 => 8 + rng.next() % 25,
+            _ => 1 + rng.next() % 62,
+        } as i32;
+        let m = if kind == 2 {
+            (rng.next() >> (rng.next() % 31)) as i32
+        } else {
+            normalised
+        };
+        [m, 31 - total]
+    };
+    let value = |rng: &mut Rng, i: usize| match i % 7 {
+        0 => [i32::MAX, i32::MIN, 0, 1, -1][(rng.next() % 5) as usize],
+        _ => (rng.next() as i32) >> (rng.next() % 32),
+    };
+    for trial in 0..3000u32 {
+        let (width, rows) = (1 + (trial % 12) as usize, 1 + (trial / 12 % 9) as usize);
+        // Every channel of the fast loops' kinds on most trials (each channel's pair
+        // still checked), other kinds mixed in on the rest.
+        let mixed = trial % 4 == 3;
+        let kind = |rng: &mut Rng, fast: u32| if mixed { rng.next() % 3 } else { fast };
+        let (mut rq, mut act_rq, mut skip_rq) = ([[0i32; 2]; 12], [[0i32; 2]; 12], [[0i32; 2]; 12]);
+        let (mut bias, mut skip, mut exponents) = ([0i32; 12], [0i8; 108], [0u8; 9]);
+        for o in 0..width {
+            let k = kind(&mut rng, 0);
+            rq[o] = pair(&mut rng, k);
+            let k = kind(&mut rng, 1);
+            act_rq[o] = pair(&mut rng, k);
+            let k = kind(&mut rng, 1);
+            skip_rq[o] = pair(&mut rng, k);
+            bias[o] = value(&mut rng, o + 1);
+        }
+        for e in exponents.iter_mut() {
+            *e = (rng.next() % [4, 12, 32][(trial % 3) as usize]) as u8;
+        }
+        rng.fill(&mut skip, (trial % PATTERNS as u32) as usize);
+        let mut acc = [0i32; 108];
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = value(&mut rng, i);
+        }
+        let n = width * rows;
+        let (mut got, mut want) = (acc, acc);
+        requant::activation(
+            &mut got[..n],
+            (&rq[..width], &act_rq[..width]),
+            &table,
+            width,
+        );
+        for (i, w) in want[..n].iter_mut().enumerate() {
+            let (pre, post) = (
+                Requant::new(rq[i % width][0], rq[i % width][1]),
+                Requant::new(act_rq[i % width][0], act_rq[i % width][1]),
+            );
+            let x = saturate_residual(pre.apply(*w));
+            *w = saturate_residual(post.apply(activation_q10(x, &table, Tail::Linear)));
+        }
+        cases += 1;
+        if got[..n] != want[..n] {
+            say!(
+                out,
+                "FAIL activation {rows}x{width} trial {trial}: {:?} want {:?}",
+                &got[..n],
+                &want[..n]
+            );
+            return Err(());
+        }
+        let (mut got, mut want) = (acc, acc);
+        requant::onto_residual(
+            &mut got[..n],
+            &exponents[..rows],
+            (&rq[..width], &bias[..width]),
+            (&skip[..n], &skip_rq[..width]),
+            width,
+        );
+        for (i, w) in want[..n].iter_mut().enumerate() {
+            let (o, t) = (i % width, i / width);
+            let rq = Requant::new(rq[o][0], rq[o][1]);
+            let skip_rq = Requant::new(skip_rq[o][0], skip_rq[o][1]);
+            let sum = rq.apply_scaled(*w, i32::from(exponents[t]))
+                + rq.apply(bias[o])
+                + skip_rq.apply(i32::from(skip[i]));
+            *w = saturate_residual(sum);
+        }
+        cases += 1;
+        if got[..n] != want[..n] {
+            say!(
+                out,
+                "FAIL onto_residual {rows}x{width} trial {trial}: {:?} want {:?}",
+                &got[..n],
+                &want[..n]
+            );
             return Err(());
         }
     }
