@@ -284,48 +284,51 @@ macro_rules! tile_step {
     };
 }
 
-/// The activations and `SMLAD` of one step for two tokens `($a, $b)` or one `$a`.
+/// The two `SMLAD` of one step for the token whose accumulator is `$a` and whose
+/// unpacked activations are in `$e`, `$o`.
+#[cfg(not(feature = "small-kernels"))]
+macro_rules! tile_smlad {
+    ($a:ident, $e:ident, $o:ident) => {
+        concat!(
+            "smlad ",
+            stringify!($a),
+            ", {we}, ",
+            stringify!($e),
+            ", ",
+            stringify!($a),
+            "\n",
+            "smlad ",
+            stringify!($a),
+            ", {w}, ",
+            stringify!($o),
+            ", ",
+            stringify!($a),
+            "\n",
+        )
+    };
+}
+
+/// The activations and `SMLAD` of one step for three tokens `($a, $b, $c)` (one `LDM`
+/// of six words), two `($a, $b)` (four words) or one `$a` (`LDRD`).
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_tokens {
     (($a:ident, $b:ident)) => {
         concat!(
             "ldm {xp}!, {{r0, r1, r2, r3}}\n",
-            "smlad ",
-            stringify!($a),
-            ", {we}, r0, ",
-            stringify!($a),
-            "\n",
-            "smlad ",
-            stringify!($a),
-            ", {w}, r1, ",
-            stringify!($a),
-            "\n",
-            "smlad ",
-            stringify!($b),
-            ", {we}, r2, ",
-            stringify!($b),
-            "\n",
-            "smlad ",
-            stringify!($b),
-            ", {w}, r3, ",
-            stringify!($b),
-            "\n",
+            tile_smlad!($a, r0, r1),
+            tile_smlad!($b, r2, r3),
+        )
+    };
+    (($a:ident, $b:ident, $c:ident)) => {
+        concat!(
+            "ldm {xp}!, {{r0, r1, r2, r3, r4, r5}}\n",
+            tile_smlad!($a, r0, r1),
+            tile_smlad!($b, r2, r3),
+            tile_smlad!($c, r4, r5),
         )
     };
     ($a:ident) => {
-        concat!(
-            "ldrd r0, r1, [{xp}], #8\n",
-            "smlad ",
-            stringify!($a),
-            ", {we}, r0, ",
-            stringify!($a),
-            "\n",
-            "smlad ",
-            stringify!($a),
-            ", {w}, r1, ",
-            stringify!($a),
-            "\n",
-        )
+        concat!("ldrd r0, r1, [{xp}], #8\n", tile_smlad!($a, r0, r1))
     };
 }
 
@@ -338,11 +341,16 @@ macro_rules! tile_tokens {
 /// stack, and the jump into the loop (`TBB`: a count of steps that is not a multiple
 /// of [`UNROLL`] enters past the steps it does not have). Per step of `4 * tokens`
 /// MACs: 3 instructions for the weight word, one `LDM` per two tokens and two `SMLAD`
-/// per token (13 for four tokens, 0.81 per MAC), plus 2 for the loop per [`UNROLL`]
-/// steps. 13 registers for four tokens.
+/// per token (13 for four tokens, 0.81 per MAC), plus 2 or 3 for the loop per
+/// [`UNROLL`] steps: a count (`$row_start` loads it, `$loop_end` counts down) or, where
+/// no register is left for one, the activations' end (`$operands`: the kernel's own
+/// registers). 13 registers for three and four tokens.
 #[cfg(not(feature = "small-kernels"))]
 macro_rules! tile_fn {
-    ($(#[$doc:meta])* $name:ident, $tokens:literal, ($store:literal, $load:literal), [$($pairs:tt),+]) => {
+    (
+        $(#[$doc:meta])* $name:ident, $tokens:literal, ($store:literal, $load:literal),
+        [$($pairs:tt),+], ($row_start:literal, $loop_end:literal), [$($operands:tt)*]
+    ) => {
         $(#[$doc])*
         #[inline(always)]
         fn $name(
@@ -357,9 +365,11 @@ macro_rules! tile_fn {
                 return;
             }
             let sums = sums.as_mut_ptr_range();
-            // The row loop's state: the next row's sums, the end of the rows, the bytes
-            // from one row's last step to the next row's first, the activations, the
-            // loop's iterations of four steps and the steps past a multiple of four.
+            // The row loop's state (passed in `r0`, kept at the stack pointer): the next
+            // row's sums, the end of the rows, the bytes from one row's last step to
+            // the next row's first, the activations, the loop's iterations, the steps
+            // its first iteration skips, and the activations' end (copied to the stack
+            // for kernels whose loop ends on it).
             let mut state = [
                 sums.start as usize,
                 sums.start.wrapping_add(rows) as usize,
@@ -367,6 +377,7 @@ macro_rules! tile_fn {
                 x.as_ptr() as usize,
                 steps.div_ceil(UNROLL),
                 (UNROLL - steps % UNROLL) % UNROLL,
+                x.as_ptr().wrapping_add(steps * 2 * $tokens) as usize,
             ];
             // SAFETY: for each row `r < rows` (`rows * row_len <= w.len()`, `rows <=
             // sums.len()`) reads `steps` words of `w` from `r * row_len + cols.start`
@@ -377,15 +388,17 @@ macro_rules! tile_fn {
             // aligned). `steps >= 1`: `ceil(steps / UNROLL) >= 1` iterations of which
             // the first enters past `(UNROLL - steps % UNROLL) % UNROLL` steps (a `TBB`
             // index below the table's 8 entries), so each row's loop ends; the row
-            // loop ends at the `rows`-th row. The state pointer is kept
-            // 8 bytes below the stack pointer and the stack restored before the end.
+            // loop ends at the `rows`-th row (a loop that ends on the activations' end
+            // meets it after the same `steps`). The state pointer and the activations'
+            // end are kept in 8 bytes below the stack pointer, restored before the end.
             // Every register written is an output; the DSP instructions exist on this
             // target (cfg(tinyformer_dsp)).
             unsafe {
                 asm!(
                     concat!(
-                        "str {n}, [sp, #-8]!\n",
-                        "mov r0, {n}\n",
+                        "str r0, [sp, #-8]!\n",
+                        "ldr r1, [r0, #24]\n",
+                        "str r1, [sp, #4]\n",
                         "ldr r1, [r0]\n",
                         "b 1f\n",
                         // A row's end: its sums stored, the next row's pointers.
@@ -404,7 +417,7 @@ macro_rules! tile_fn {
                         "1:\n",
                         "ldr {xp}, [r0, #12]\n",
                         $load, "\n",
-                        "ldr {n}, [r0, #16]\n",
+                        $row_start, "\n",
                         "ldr {w}, [r0, #20]\n",
                         "tbb [pc, {w}]\n",
                         "19:\n",
@@ -427,25 +440,21 @@ macro_rules! tile_fn {
                         tile_step!($($pairs),+),
                         "27:\n",
                         tile_step!($($pairs),+),
-                        "subs {n}, {n}, #1\n",
+                        $loop_end, "\n",
                         "bne 20b\n",
                         "b 9b\n",
                         "8:\n",
                         "add sp, #8\n",
                     ),
-                    n = inout(reg) state.as_mut_ptr() => _,
                     wp = inout(reg) w.as_ptr().wrapping_add(cols.start) => _,
                     xp = out(reg) _,
                     w = out(reg) _,
                     we = out(reg) _,
-                    out("r0") _,
+                    inout("r0") state.as_mut_ptr() => _,
                     out("r1") _,
                     out("r2") _,
                     out("r3") _,
-                    out("r8") _,
-                    out("r9") _,
-                    out("r10") _,
-                    out("r11") _,
+                    $($operands)*
                 );
             }
         }
@@ -459,7 +468,9 @@ tile_fn!(
     tile1,
     1,
     ("str r8, [r1]", "ldr r8, [r1]"),
-    [r8]
+    [r8],
+    ("ldr {n}, [r0, #16]", "subs {n}, {n}, #1"),
+    [n = out(reg) _, out("r8") _]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
@@ -467,15 +478,20 @@ tile_fn!(
     tile2,
     2,
     ("stm r1, {{r8, r9}}", "ldm r1, {{r8, r9}}"),
-    [(r8, r9)]
+    [(r8, r9)],
+    ("ldr {n}, [r0, #16]", "subs {n}, {n}, #1"),
+    [n = out(reg) _, out("r8") _, out("r9") _]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
-    /// Three tokens: 11 instructions per step of 12 MACs.
+    /// Three tokens: 10 instructions per step of 12 MACs (one `LDM` of six words, so
+    /// the loop ends on the activations' end, kept on the stack, instead of a count).
     tile3,
     3,
     ("stm r1, {{r8, r9, r10}}", "ldm r1, {{r8, r9, r10}}"),
-    [(r8, r9), r10]
+    [(r8, r9, r10)],
+    ("", "ldr {w}, [sp, #4]\ncmp {xp}, {w}"),
+    [out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _]
 );
 #[cfg(not(feature = "small-kernels"))]
 tile_fn!(
@@ -483,7 +499,9 @@ tile_fn!(
     tile4,
     4,
     ("stm r1, {{r8, r9, r10, r11}}", "ldm r1, {{r8, r9, r10, r11}}"),
-    [(r8, r9), (r10, r11)]
+    [(r8, r9), (r10, r11)],
+    ("ldr {n}, [r0, #16]", "subs {n}, {n}, #1"),
+    [n = out(reg) _, out("r8") _, out("r9") _, out("r10") _, out("r11") _]
 );
 /// Columns `cols` of the tile's token rows (`tile` holds `tokens` rows of `row_len`
 /// int8), unpacked for the tile kernels: per 4-column step, per token, `[x0, x2]` and
