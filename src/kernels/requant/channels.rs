@@ -108,12 +108,6 @@ impl Kind {
 trait FromPair: Scale {
     fn from_pair(rq: Requant, extra: i32) -> Option<Self>;
 
-    /// `self` if it is a [`High`] (known per type at compile time).
-    #[inline(always)]
-    fn as_high(self) -> Option<High> {
-        None
-    }
-
     /// `self` if it is a [`Low`] (known per type at compile time).
     #[inline(always)]
     fn as_low(self) -> Option<Low> {
@@ -129,11 +123,6 @@ impl FromPair for High {
             multiplier: rq.multiplier,
             shift: (total.min(62) - 32) as u32,
         })
-    }
-
-    #[inline(always)]
-    fn as_high(self) -> Option<High> {
-        Some(self)
     }
 }
 
@@ -355,6 +344,12 @@ pub(super) fn activation(
     table: &[i32],
     width: usize,
 ) {
+    #[cfg(tinyformer_dsp)]
+    if let Some(narrow) = narrow_table(table) {
+        if activation_dsp(acc, (rq, act_rq), narrow, width) {
+            return;
+        }
+    }
     let tables = (rq, act_rq);
     let kinds = (Kind::of(pair(rq, 0), 0), Kind::of(pair(act_rq, 0), 0));
     with_kind!(kinds.0, |A| with_kind!(kinds.1, |B| {
@@ -375,51 +370,81 @@ fn activation_columns<A: FromPair, B: FromPair>(
         let (rq, act_rq) = (pair(rq, o), pair(act_rq, o));
         let column = acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o));
         match (A::from_pair(rq, 0), B::from_pair(act_rq, 0), narrow) {
-            (Some(pre), Some(post), Some(narrow)) => {
-                #[cfg(tinyformer_dsp)]
-                if let (Some(pre), Some(post)) = (pre.as_high(), post.as_low()) {
-                    activation_column_dsp(acc, (o, width), (pre, post), narrow);
-                    continue;
-                }
-                column.for_each(|a| {
-                    *a = clamp_residual(post.apply(interpolate(pre.apply(*a), narrow)));
-                })
-            }
+            (Some(pre), Some(post), Some(narrow)) => column.for_each(|a| {
+                *a = clamp_residual(post.apply(interpolate(pre.apply(*a), narrow)));
+            }),
             _ => column.for_each(|a| *a = activation_element(*a, (rq, act_rq), table)),
         }
     }
 }
 
-/// [`activation_columns`]' loop for channel `o` of `acc` (rows `width` wide) whose
-/// requantizations are a [`High`] before the activation and a [`Low`] after it, on DSP
-/// cores: one `asm!` loop over the column with the constants in registers, about 30
-/// instructions per element (the compiler's form of the same arithmetic reloads its
-/// constants from the stack: 42). The same steps as the Rust loop: `High::apply`,
-/// [`interpolate`] (below the table its first entry, above it the clamped input), then
-/// `Low::apply` (its [`SATURATED`] branch) and the residual clamp.
+/// [`activation`] on DSP cores when every channel's requantization is a [`High`]
+/// before the activation and a [`Low`] after it, with total shifts of at most 62 (no
+/// cap) and the table narrow; `false` (nothing written) otherwise. One `asm!` block
+/// runs all the channels: per channel its constants from the raw pairs (`High`'s
+/// shift `total - 32 = -1 - shift`, `Low`'s `up = 32 - total = 1 + shift`), about 20
+/// instructions, then its column, about 29 per element (the compiler's form of the
+/// same arithmetic reloads its constants from the stack: 42 per element, 70 per
+/// channel). The same steps as [`activation_columns`]' loop: `High::apply`,
+/// [`interpolate`] (below the table its first entry, above it the clamped input),
+/// then `Low::apply` (its [`SATURATED`] branch) and the residual clamp.
 #[cfg(tinyformer_dsp)]
-#[inline(always)]
-fn activation_column_dsp(
+fn activation_dsp(
     acc: &mut [i32],
-    (o, width): (usize, usize),
-    (pre, post): (High, Low),
+    (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
     table: NarrowTable<'_>,
-) {
+    width: usize,
+) -> bool {
     const UNIT: i32 = 1 << ACT_FRAC_BITS;
     const STEP_BITS: u32 = ACT_FRAC_BITS - ACT_STEPS_PER_UNIT.trailing_zeros();
     let rows = acc.len().checked_div(width).unwrap_or(0);
-    if o >= width || rows == 0 {
-        return;
+    let (Some(rq), Some(act_rq)) = (rq.get(..width), act_rq.get(..width)) else {
+        return false;
+    };
+    // `High` uncapped: total 33..=62; `Low`: total 8..=32, normalised multiplier.
+    let kinds = rq.iter().zip(act_rq).all(|(&[_, pre], &[m, post])| {
+        (-31..=-2).contains(&pre) && (-1..=23).contains(&post) && m.unsigned_abs() >= 1 << 30
+    });
+    if !kinds {
+        return false;
     }
-    // SAFETY: loads and stores `acc[o + t * width]` for `t < rows` (`o < width`, so
-    // below `rows * width <= acc.len()`; 4-byte aligned), reads `table[0]` and
-    // `table[i]`, `table[i + 1]` for `i = (pre + HALF) >> STEP_BITS` with `0 <= pre +
-    // HALF < 2 * HALF` (checked first), so `i + 1 <= ACT_TABLE_LEN - 1`. `rows >= 1`:
-    // the count-down loop ends. Shifts: `pre.shift - 1` in `0..=29`, `post.up` in
-    // `0..=24` (their kinds' ranges). Register-only ARMv7E-M instructions otherwise
+    if rows == 0 {
+        return true;
+    }
+    // The channel loop's state: the next column, the next pairs of each table, the
+    // rows, the channels left.
+    let mut state = [
+        acc.as_mut_ptr() as usize,
+        rq.as_ptr() as usize,
+        act_rq.as_ptr() as usize,
+        rows,
+        width,
+    ];
+    // SAFETY: for channel `o < width` (the pairs `rq[o]`, `act_rq[o]`, both tables
+    // hold `width`) loads and stores `acc[o + t * width]` for `t < rows` (below `rows *
+    // width <= acc.len()`; 4-byte aligned) and reads `table[0]` and `table[i]`,
+    // `table[i + 1]` for `i = (pre + HALF) >> STEP_BITS` with `0 <= pre + HALF < 2 *
+    // HALF` (checked first), so `i + 1 <= ACT_TABLE_LEN - 1`. `rows >= 1` and `width >=
+    // 1`: both count-down loops end. Shifts: `-2 - shift` in `0..=29` and `1 + shift`
+    // in `0..=24` (checked above). Register-only ARMv7E-M instructions otherwise
     // (cfg(tinyformer_dsp)); every register written is an output.
     unsafe {
         core::arch::asm!(
+            // A channel: its column and constants.
+            "10:",
+            "ldr {p}, [{st}]",
+            "add {x}, {p}, #4",
+            "str {x}, [{st}]",
+            "ldr {a}, [{st}, #4]",
+            "ldrd {m1}, {s1}, [{a}], #8",
+            "str {a}, [{st}, #4]",
+            "mvn {s1}, {s1}",
+            "sub {s1}, {s1}, #1",
+            "ldr {a}, [{st}, #8]",
+            "ldrd {m2}, {up}, [{a}], #8",
+            "str {a}, [{st}, #8]",
+            "add {up}, {up}, #1",
+            "ldr {n}, [{st}, #12]",
             "1:",
             // pre = High::apply(acc)
             "ldr {x}, [{p}]",
@@ -453,6 +478,11 @@ fn activation_column_dsp(
             "add {p}, {p}, {stride}",
             "subs {n}, {n}, #1",
             "bne 1b",
+            // the next channel
+            "ldr {x}, [{st}, #16]",
+            "subs {x}, {x}, #1",
+            "str {x}, [{st}, #16]",
+            "bne 10b",
             "b 9f",
             // below the table: its first entry
             "3:",
@@ -470,14 +500,15 @@ fn activation_column_dsp(
             "rsbmi {x}, {x}, #0",
             "b 6b",
             "9:",
-            p = inout(reg) acc.as_mut_ptr().wrapping_add(o) => _,
-            n = inout(reg) rows => _,
+            st = in(reg) state.as_mut_ptr(),
             stride = in(reg) width * 4,
-            m1 = in(reg) pre.multiplier,
-            s1 = in(reg) pre.shift - 1,
             tbl = in(reg) table.as_ptr(),
-            up = in(reg) post.up,
-            m2 = in(reg) post.multiplier,
+            p = out(reg) _,
+            n = out(reg) _,
+            m1 = out(reg) _,
+            s1 = out(reg) _,
+            up = out(reg) _,
+            m2 = out(reg) _,
             x = out(reg) _,
             off = out(reg) _,
             a = out(reg) _,
@@ -491,6 +522,7 @@ fn activation_column_dsp(
             options(nostack),
         );
     }
+    true
 }
 
 /// [`super::onto_residual`] for a tile whose skip rows are all present (`skip` holds
