@@ -109,6 +109,7 @@ trait FromPair: Scale {
     fn from_pair(rq: Requant, extra: i32) -> Option<Self>;
 
     /// `self` if it is a [`Low`] (known per type at compile time).
+    #[cfg(tinyformer_dsp)]
     #[inline(always)]
     fn as_low(self) -> Option<Low> {
         None
@@ -137,6 +138,7 @@ impl FromPair for Low {
         })
     }
 
+    #[cfg(tinyformer_dsp)]
     #[inline(always)]
     fn as_low(self) -> Option<Low> {
         Some(self)
