@@ -515,17 +515,39 @@ fn unpack_tile(
     (tokens, row_len): (usize, usize),
     cols: core::ops::Range<usize>,
 ) {
+    let n = (cols.len() / STEP).min(out.len() / (2 * tokens).max(1));
     for t in 0..tokens {
         let start = t * row_len;
-        let x = tile
-            .get(start + cols.start..start + cols.end)
-            .unwrap_or(&[]);
-        for (step, chunk) in out.chunks_exact_mut(2 * tokens).zip(steps(x)) {
-            let v = word(chunk);
-            if let Some([even, odd]) = step.get_mut(2 * t..2 * t + 2) {
-                *even = sxtb16(v);
-                *odd = sxtb16_ror8(v);
-            }
+        let Some(x) = tile.get(start + cols.start..start + cols.end) else {
+            continue;
+        };
+        if n == 0 {
+            continue;
+        }
+        // SAFETY: reads `n` words of `x` (`4 * n <= cols.len() == x.len()`; word loads,
+        // which ARMv7-M allows unaligned) and writes words `2 * (s * tokens + t)` and
+        // the next for `s < n` (`t < tokens`, so below `2 * tokens * n <= out.len()`;
+        // `STRD` needs 4-byte alignment, which `&mut [u32]` has). `n >= 1`: the
+        // count-down loop ends. Every register written is an output; the DSP
+        // instructions exist on this target (cfg(tinyformer_dsp)).
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {v}, [{src}], #4",
+                "sxtb16 {e}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "strd {e}, {v}, [{dst}]",
+                "add {dst}, {dst}, {stride}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) x.as_ptr() => _,
+                dst = inout(reg) out.as_mut_ptr().wrapping_add(2 * t) => _,
+                n = inout(reg) n => _,
+                stride = in(reg) 8 * tokens,
+                v = out(reg) _,
+                e = out(reg) _,
+                options(nostack),
+            );
         }
     }
 }
