@@ -776,6 +776,16 @@ pub fn matmul_i8_strided_with(
     // (`small-kernels`: every product through the per-row dot products below, one code
     // path: 2.6 KB less in the size firmware, 7.0 instead of 3.5 instructions per MAC
     // at opt-level "z", see docs/FIRMWARE.md.)
+    #[cfg(all(tinyformer_dsp, not(feature = "small-kernels")))]
+    if x_held
+        && fits
+        && cols > 0
+        && x.stride >= cols
+        && w.stride >= cols
+        && kernel.for_int8() == Int8Kernel::Dsp
+    {
+        return dsp::matmul_into(x, (w, bias), out, out_stride);
+    }
     if x_held
         && fits
         && x.stride == cols
@@ -784,10 +794,6 @@ pub fn matmul_i8_strided_with(
         && !cfg!(feature = "small-kernels")
     {
         let xs = x.data.get(..x.rows * cols).unwrap_or(&[]);
-        #[cfg(all(tinyformer_dsp, not(feature = "small-kernels")))]
-        if kernel.for_int8() == Int8Kernel::Dsp {
-            return dsp::matmul_into((w.rows, cols), xs, (w.data, bias), out, out_stride);
-        }
         matmul_i8_with(kernel, w.rows, cols, xs, w.data, bias, |t, o, acc| {
             if let Some(y) = out.get_mut(t * out_stride + o) {
                 *y = acc;

@@ -20,7 +20,8 @@ use tinyformer::kernels::attention::{weighted_values, weighted_values_reference}
 use tinyformer::kernels::gelu::{act_table_input, activation_q10, gelu, Tail, ACT_TABLE_LEN};
 use tinyformer::kernels::matvec::{
     dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with,
-    matmul_i8_into_with, matmul_i8_with, matvec_i16_with, matvec_i8_with, Int8Kernel,
+    matmul_i8_into_with, matmul_i8_strided_reference, matmul_i8_strided_with, matmul_i8_with,
+    matvec_i16_with, matvec_i8_with, Int8Kernel, RowsI8,
 };
 use tinyformer::kernels::requant;
 use tinyformer::quant::{
@@ -471,6 +472,48 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                                 "FAIL dots_i16 head {head} keys {keys} stride {stride}: dsp {:?} reference {:?}",
                                 &got[..keys],
                                 &want[..keys]
+                            );
+                            return Err(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // The scores of a block of queries against the keys of one head (the encoder's
+    // attention): both operands row-strided (a head's columns of `[tokens, hidden]`
+    // rows), through the tiles of 1..=4 tokens, the key rows in groups (more than 32
+    // keys), the last key cut short (not held: its scores are the bias, 0).
+    for (hidden, head) in [(12, 4), (96, 32), (100, 30), (64, 64), (40, 13)] {
+        for queries in [1, 2, 3, 5, 6, 7, 9] {
+            for keys in [1, 4, 13, 33, 40] {
+                for offset in [0, hidden - head] {
+                    for cut in [0, 1] {
+                        rng.fill(&mut xs[..queries * hidden], (queries + keys) % PATTERNS);
+                        let len = (keys * hidden).min(weights.len());
+                        rng.fill(&mut weights[..len], (keys + offset) % PATTERNS);
+                        let x = RowsI8 {
+                            data: &xs[offset..queries * hidden],
+                            rows: queries,
+                            cols: head,
+                            stride: hidden,
+                        };
+                        let w = RowsI8 {
+                            data: &weights[offset..len - cut],
+                            rows: keys,
+                            ..x
+                        };
+                        got.fill(7);
+                        want.fill(7);
+                        matmul_i8_strided_with(fast, x, w, &[], &mut got[..], keys);
+                        matmul_i8_strided_reference(x, w, &[], &mut want[..], keys);
+                        cases += 1;
+                        let n = queries * keys;
+                        if got[..n] != want[..n] {
+                            say!(
+                                out,
+                                "FAIL strided scores hidden {hidden} head {head} {queries}x{keys} offset {offset} cut {cut}"
                             );
                             return Err(());
                         }

@@ -24,6 +24,8 @@
 
 use core::arch::asm;
 
+#[cfg(not(feature = "small-kernels"))]
+use super::RowsI8;
 use super::{dot_i16_reference, dot_i8_reference};
 
 /// Int8 elements per step.
@@ -333,7 +335,7 @@ macro_rules! tile_tokens {
 }
 
 /// A tile kernel `fn $name(sums, (w, row_len), cols, x)`: `sums[r][t] += dot(W[r][cols],
-/// token t)` for every whole row `r` of `w` that `sums` has (rows of `row_len`) and the
+/// token t)` for every row `r` that `sums` has and `w` holds (rows `row_len` apart) and the
 /// tile's tokens (accumulators `$accs`, registers `r8..`), with `x` the tokens' columns
 /// `cols` unpacked by [`unpack_tile`]. One `asm!` block runs all the rows, so that the
 /// row loop costs about 15 instructions: store and load the sums (one `STM` and one
@@ -360,7 +362,9 @@ macro_rules! tile_fn {
             x: &[u32],
         ) {
             let steps = cols.len() / STEP;
-            let rows = sums.len().min(w.len().checked_div(row_len).unwrap_or(0));
+            // The rows `w` holds (row `r`'s columns at `r * row_len + cols`).
+            let held = w.len().checked_sub(cols.end).and_then(|n| n.checked_div(row_len));
+            let rows = sums.len().min(held.map_or(0, |n| n + 1));
             if steps == 0 || rows == 0 || cols.end > row_len || x.len() < steps * 2 * $tokens {
                 return;
             }
@@ -379,10 +383,10 @@ macro_rules! tile_fn {
                 (UNROLL - steps % UNROLL) % UNROLL,
                 x.as_ptr().wrapping_add(steps * 2 * $tokens) as usize,
             ];
-            // SAFETY: for each row `r < rows` (`rows * row_len <= w.len()`, `rows <=
-            // sums.len()`) reads `steps` words of `w` from `r * row_len + cols.start`
-            // (`cols.start + 4 * steps <= cols.end <= row_len`; word loads, which
-            // ARMv7-M allows unaligned), `2 * $tokens * steps` words of `x` (checked
+            // SAFETY: for each row `r < rows` (`(rows - 1) * row_len + cols.end <=
+            // w.len()`, `rows <= sums.len()`) reads `steps` words of `w` from `r *
+            // row_len + cols.start` (`cols.start + 4 * steps <= cols.end <= row_len`;
+            // word loads, which ARMv7-M allows unaligned), `2 * $tokens * steps` words of `x` (checked
             // above; `LDM`/`LDRD` need 4-byte alignment, which `&[u32]` has), and loads
             // and stores the `$tokens` first sums of `sums[r]` (16 bytes apart, 4-byte
             // aligned). `steps >= 1`: `ceil(steps / UNROLL) >= 1` iterations of which
@@ -553,7 +557,8 @@ fn unpack_tile(
 }
 
 /// The products of a group of weight rows (`w` holds up to `sums.len()` rows of
-/// `row_len`) with a tile of `tokens` tokens (`tile`, rows of `row_len`):
+/// `cols` columns, `w_stride` apart) with a tile of `tokens` tokens (`tile`, rows
+/// `x_stride` apart):
 /// `sums[r][t] = init[r] + dot(row r, token t)` (wrapping; a missing `init` is 0), or
 /// `init[r]` for a row `w` does not hold. Unpacks the
 /// tile's activations into `unpacked` chunk by chunk ([`unpack_tile`]), except that a
@@ -565,24 +570,32 @@ fn tile_group(
     sums: &mut [[i32; TILE_TOKENS]],
     unpacked: &mut [u32],
     (tile, w): (&[i8], &[i8]),
-    (tokens, row_len): (usize, usize),
+    (tokens, cols_len): (usize, usize),
+    (x_stride, w_stride): (usize, usize),
     (first_group, init): (bool, &[i32]),
 ) {
     for (r, sum) in sums.iter_mut().enumerate() {
         *sum = [init.get(r).copied().unwrap_or(0); TILE_TOKENS];
     }
-    let body = row_len / STEP * STEP;
+    // Only the rows `w` holds completely (the others' sums stay at `init`).
+    let held = w
+        .len()
+        .checked_sub(cols_len)
+        .map(|room| room / w_stride.max(1) + 1);
+    let w = w
+        .get(..held.map_or(0, |n| (n - 1) * w_stride + cols_len))
+        .unwrap_or(&[]);
+    let body = cols_len / STEP * STEP;
     let chunks = body.div_ceil(CHUNK_COLS);
-    let rows = w.chunks_exact(row_len.max(1));
     for c in 0..chunks {
         let cols = c * CHUNK_COLS..((c + 1) * CHUNK_COLS).min(body);
         let Some(x) = unpacked.get_mut(..2 * tokens * cols.len() / STEP) else {
             return;
         };
         if chunks > 1 || first_group {
-            unpack_tile(x, tile, (tokens, row_len), cols.clone());
+            unpack_tile(x, tile, (tokens, x_stride), cols.clone());
         }
-        let group = (w, row_len);
+        let group = (w, w_stride);
         match tokens {
             1 => tile1(sums, group, cols, x),
             2 => tile2(sums, group, cols, x),
@@ -590,13 +603,15 @@ fn tile_group(
             _ => tile4(sums, group, cols, x),
         }
     }
-    if body < row_len {
-        for (acc, row) in sums.iter_mut().zip(rows) {
-            let row_tail = row.get(body..).unwrap_or(&[]);
+    if body < cols_len {
+        // Row `r`'s last columns, rows `stride` apart.
+        let tail = |r: usize, stride: usize| r * stride + body..r * stride + cols_len;
+        for (r, acc) in sums.iter_mut().enumerate() {
+            let Some(row_tail) = w.get(tail(r, w_stride)) else {
+                break;
+            };
             for (t, acc) in acc.iter_mut().enumerate().take(tokens) {
-                let x_tail = tile
-                    .get(t * row_len + body..(t + 1) * row_len)
-                    .unwrap_or(&[]);
+                let x_tail = tile.get(tail(t, x_stride)).unwrap_or(&[]);
                 *acc = acc.wrapping_add(dot(x_tail, row_tail));
             }
         }
@@ -618,7 +633,8 @@ pub(super) fn matmul(
     bias: &[i32],
     mut store: impl FnMut(usize, usize, i32),
 ) {
-    tiles(rows, cols, xs, (w, &[]), |(t0, tokens), group, sums| {
+    let (x, w) = (RowsI8::contiguous(xs, cols), RowsI8::contiguous(w, cols));
+    tiles(rows, x, (w, &[]), |(t0, tokens), group, sums| {
         for (o, acc) in group.zip(sums) {
             let b = bias.get(o).copied().unwrap_or(0);
             for (t, &acc) in acc.iter().enumerate().take(tokens) {
@@ -628,22 +644,23 @@ pub(super) fn matmul(
     });
 }
 
-/// [`matmul`] into rows of `out`: `out[t * out_stride + o]`, each tile's sums stored a
-/// token row at a time (contiguous stores, one bounds check per row); an element
-/// outside `out` is not written. Where no sum can overflow (rows shorter than `2^15`:
-/// `|dot| < 2^29`; every `|bias| < 2^30`), the sums start from the bias, whose
-/// saturating addition is then the plain one, and the stores are copies.
+/// [`matmul`] into rows of `out`, for row-strided operands (`x` and `w` as wide as
+/// each other, rows at least that far apart; the attention scores' heads too): `out[t *
+/// out_stride + o] = dot(W[o], x row t) + bias[o]` (saturating) for `o < w.rows`, each
+/// tile's sums stored a token row at a time (contiguous stores, one bounds check per
+/// row); an element outside `out` is not written. Where no sum can overflow (rows
+/// shorter than `2^15`: `|dot| < 2^29`; every `|bias| < 2^30`), the sums start from the
+/// bias, whose saturating addition is then the plain one, and the stores are copies.
 #[cfg(not(feature = "small-kernels"))]
 pub(super) fn matmul_into(
-    (rows, cols): (usize, usize),
-    xs: &[i8],
-    (w, bias): (&[i8], &[i32]),
+    x: RowsI8<'_>,
+    (w, bias): (RowsI8<'_>, &[i32]),
     out: &mut [i32],
     out_stride: usize,
 ) {
-    let folded = cols < 1 << 15 && bias.iter().all(|b| b.unsigned_abs() < 1 << 30);
+    let folded = x.cols < 1 << 15 && bias.iter().all(|b| b.unsigned_abs() < 1 << 30);
     let init = if folded { bias } else { &[] };
-    tiles(rows, cols, xs, (w, init), |(t0, tokens), group, sums| {
+    tiles(w.rows, x, (w, init), |(t0, tokens), group, sums| {
         for t in 0..tokens.min(TILE_TOKENS) {
             let start = (t0 + t)
                 .saturating_mul(out_stride)
@@ -673,32 +690,31 @@ pub(super) fn matmul_into(
 #[inline(never)]
 fn tiles(
     rows: usize,
-    cols: usize,
-    xs: &[i8],
-    (w, init): (&[i8], &[i32]),
+    x: RowsI8<'_>,
+    (w, init): (RowsI8<'_>, &[i32]),
     mut emit: impl FnMut((usize, usize), core::ops::Range<usize>, &[[i32; TILE_TOKENS]]),
 ) {
+    let cols = x.cols.min(w.cols);
     if cols == 0 {
         return;
     }
-    let tokens = xs.len() / cols;
-    let whole_rows = rows.min(w.len() / cols);
+    let tokens = x.held();
     let mut unpacked = [0u32; 2 * TILE_TOKENS * CHUNK_COLS / STEP];
     let mut sums = [[0i32; TILE_TOKENS]; GROUP_ROWS];
     let mut t0 = 0;
     while t0 < tokens {
-        // Tiles of 4, but 5 left is 3 + 2 (a tile of one token is the slowest).
+        // Tiles of 4 and 3 (0.81 and 0.83 instructions per MAC), not 2 or 1 (1.0 and
+        // 1.5) where that can be helped: 5 is 3 + 2, 6 is 3 + 3, 9 is 3 + 3 + 3.
         let n = match tokens - t0 {
-            5 => 3,
+            5 | 6 | 9 => 3,
             left => left.min(TILE_TOKENS),
         };
-        let tile = xs.get(t0 * cols..(t0 + n) * cols).unwrap_or(&[]);
+        let tile = x.data.get(t0 * x.stride..).unwrap_or(&[]);
         for g0 in (0..rows).step_by(GROUP_ROWS) {
             let group = g0..(g0 + GROUP_ROWS).min(rows);
-            // The group's whole rows (none past `whole_rows`: their sums stay 0).
-            let group_w = w
-                .get(g0 * cols..group.end.min(whole_rows).max(g0) * cols)
-                .unwrap_or(&[]);
+            // The group's rows (the kernels skip those `w` does not hold: their sums
+            // stay at `init`).
+            let group_w = w.data.get(g0 * w.stride..).unwrap_or(&[]);
             let sums = sums.get_mut(..group.len()).unwrap_or(&mut []);
             let init = init.get(g0..).unwrap_or(&[]);
             tile_group(
@@ -706,6 +722,7 @@ fn tiles(
                 &mut unpacked,
                 (tile, group_w),
                 (n, cols),
+                (x.stride, w.stride),
                 (g0 == 0, init),
             );
             emit((t0, n), group, sums);
