@@ -25,7 +25,8 @@ use tinyformer::kernels::matvec::{
 };
 use tinyformer::kernels::requant;
 use tinyformer::quant::{
-    clamp_residual, i16_activation_limit, mul_wide, saturate_residual, Requant, RESIDUAL_MAX,
+    clamp_residual, i16_activation_limit, mul_wide, saturate_i8, saturate_residual, Requant,
+    RESIDUAL_MAX,
 };
 
 /// Shape of the timed matrix-vector product (an FFN-sized row block).
@@ -268,6 +269,38 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                 &want[..n]
             );
             return Err(());
+        }
+        // The plain requantizations (keys and values to int8, queries to the wide grid,
+        // a head's context columns), on both tables (their kinds differ per channel).
+        for table in [&rq[..width], &act_rq[..width]] {
+            let apply = |o: usize, a: i32| Requant::new(table[o][0], table[o][1]).apply(a);
+            let mut got8 = [0i8; 108];
+            requant::to_i8(&mut got8[..n], &acc[..n], table, width);
+            let (mut got, mut want) = (acc, acc);
+            requant::to_wide(&mut got[..n], table, width);
+            let mut ok = (0..n).all(|i| got8[i] == saturate_i8(apply(i % width, acc[i])));
+            for (i, w) in want[..n].iter_mut().enumerate() {
+                *w = saturate_residual(apply(i % width, *w));
+            }
+            ok &= got[..n] == want[..n];
+            // A head of columns `1..width` (the pairs from its first column).
+            let (mut got, mut want) = (acc, acc);
+            requant::context(&mut got[..n], table, (1..width, width), rows);
+            for (i, w) in want[..n].iter_mut().enumerate() {
+                if i % width >= 1 {
+                    let rq = Requant::new(table[i % width - 1][0], table[i % width - 1][1]);
+                    *w = rq.add_scaled_residual(0, *w, 0);
+                }
+            }
+            ok &= got[..n] == want[..n];
+            cases += 1;
+            if !ok {
+                say!(
+                    out,
+                    "FAIL to_i8 / to_wide / context {rows}x{width} trial {trial}"
+                );
+                return Err(());
+            }
         }
         let (mut got, mut want) = (acc, acc);
         requant::onto_residual(
