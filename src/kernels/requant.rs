@@ -16,7 +16,7 @@
 
 use core::ops::Range;
 
-use super::gelu::{activation_q10, Tail};
+use super::gelu::{activation_q10, Tail, ACT_TABLE_LEN};
 use super::{avx512_variant, dispatch};
 use crate::quant::{saturate_i8, saturate_residual, Requant};
 
@@ -130,18 +130,58 @@ fn to_wide_body(acc: &mut [i32], rq: &[[i32; 2]], rows: usize) {
     }
 }
 
+/// The FFN activation's table ([`activation_q10`]'s, Q10) with what the 32-bit loops
+/// need to know about it, found by one pass over it when it is read, so that a
+/// layer's batches share it.
+#[derive(Clone, Copy)]
+pub struct ActTable<'t> {
+    entries: &'t [i32],
+    /// The table, when it is complete and its neighbouring entries differ by less than
+    /// `2^26`: the interpolation's product `(b - a) * frac + 16` (`frac < 32`) then
+    /// fits 32 bits.
+    narrow: Option<&'t [i32; ACT_TABLE_LEN]>,
+    /// The largest magnitude of an entry (what an interpolated value is within; the
+    /// DSP loop's bound).
+    #[cfg(tinyformer_dsp)]
+    largest: u32,
+}
+
+impl<'t> ActTable<'t> {
+    /// The table `entries` (any length; [`activation_q10`] defines the function).
+    pub fn new(entries: &'t [i32]) -> Self {
+        let steps = entries.windows(2);
+        let narrow = steps
+            .map(|w| (i64::from(w[1]) - i64::from(w[0])).unsigned_abs())
+            .all(|step| step < 1 << 26);
+        Self {
+            entries,
+            narrow: <&[i32; ACT_TABLE_LEN]>::try_from(entries)
+                .ok()
+                .filter(|_| narrow),
+            #[cfg(tinyformer_dsp)]
+            largest: entries.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0),
+        }
+    }
+
+    /// The entries.
+    pub fn entries(&self) -> &'t [i32] {
+        self.entries
+    }
+}
+
 /// The FFN's first epilogue, in place: `acc[t][o] = sat_r(act_rq[o](f(sat_r(rq[o](acc)))))`
 /// with `f` the Q10 activation by interpolation in `table` (linear tail).
 #[inline]
 pub fn activation(
     acc: &mut [i32],
     (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
-    table: &[i32],
+    table: ActTable<'_>,
     rows: usize,
 ) {
     if BY_CHANNEL {
         return channels::activation(acc, (rq, act_rq), table, rows);
     }
+    let table = table.entries;
     dispatch!(
         activation_avx512,
         activation_body(acc, (rq, act_rq), table, rows)
@@ -585,9 +625,9 @@ mod tests {
 
                 for table in [&gelu, &wild, &gelu[..100].to_vec()] {
                     let mut got = acc.clone();
-                    activation(&mut got, (rq, act_rq), table, rows);
+                    activation(&mut got, (rq, act_rq), ActTable::new(table), rows);
                     let mut by_channel = acc.clone();
-                    channels::activation(&mut by_channel, (rq, act_rq), table, rows);
+                    channels::activation(&mut by_channel, (rq, act_rq), ActTable::new(table), rows);
                     let want: Vec<i32> = acc
                         .iter()
                         .enumerate()

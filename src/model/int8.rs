@@ -373,7 +373,7 @@ impl<'p> Pass<'p> {
         let weights = FfnWeights::load(self, layer);
         let (hidden, ffn) = (self.hidden, self.ffn);
         let Ffn { wide, act } = buffers;
-        let act_table: &[i32] = self.file.tensor(K::ActTable, None);
+        let act_table = requant::ActTable::new(self.file.tensor(K::ActTable, None));
         for batch in x.chunks_mut(self.batch_rows * hidden) {
             let rows = batch.len() / hidden;
             let residual = residual.get_mut(..rows * hidden).unwrap_or(&mut []);
@@ -404,7 +404,7 @@ impl<'p> Pass<'p> {
     fn ffn_rows<O: FixedObserver>(
         &self,
         weights: &FfnWeights<'_>,
-        (layer, act_table): (usize, &[i32]),
+        (layer, act_table): (usize, requant::ActTable<'_>),
         (batch, residual, wide, act): (&mut [i8], &mut [i32], &mut [i32], &mut [i8]),
         obs: &mut O,
     ) {

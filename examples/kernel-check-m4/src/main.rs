@@ -249,7 +249,7 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         requant::activation(
             &mut got[..n],
             (&rq[..width], &act_rq[..width]),
-            &table,
+            requant::ActTable::new(&table),
             width,
         );
         for (i, w) in want[..n].iter_mut().enumerate() {

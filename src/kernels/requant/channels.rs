@@ -16,7 +16,7 @@
 
 use core::ops::Range;
 
-use super::{activation_element, pair};
+use super::{activation_element, pair, ActTable};
 use crate::kernels::gelu::{ACT_FRAC_BITS, ACT_RANGE, ACT_STEPS_PER_UNIT, ACT_TABLE_LEN};
 use crate::quant::{clamp_residual, saturate_i8, saturate_residual, Requant};
 
@@ -354,17 +354,9 @@ fn context_columns<K: FromPair>(
     }
 }
 
-/// The activation table, when its neighbouring entries differ by less than `2^26`: the
-/// interpolation's product `(b - a) * frac + 16` (`frac < 32`) then fits 32 bits.
+/// The activation table, when its neighbouring entries differ by less than `2^26`
+/// ([`ActTable`]'s `narrow`).
 type NarrowTable<'t> = &'t [i32; ACT_TABLE_LEN];
-
-fn narrow_table(table: &[i32]) -> Option<NarrowTable<'_>> {
-    let table = <&[i32; ACT_TABLE_LEN]>::try_from(table).ok()?;
-    let narrow = table
-        .windows(2)
-        .all(|w| (i64::from(w[1]) - i64::from(w[0])).abs() < 1 << 26);
-    narrow.then_some(table)
-}
 
 /// [`activation_q10`](crate::kernels::gelu::activation_q10) with the linear tail in 32 bits, of a value `pre` not yet
 /// saturated to the residual range (within `±2^30`): below the table its first entry,
@@ -398,12 +390,12 @@ fn interpolate(pre: i32, table: NarrowTable<'_>) -> i32 {
 pub(super) fn activation(
     acc: &mut [i32],
     (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
-    table: &[i32],
+    table: ActTable<'_>,
     width: usize,
 ) {
     #[cfg(tinyformer_dsp)]
-    if let Some(narrow) = narrow_table(table) {
-        if activation_dsp(acc, (rq, act_rq), narrow, width) {
+    if let Some(narrow) = table.narrow {
+        if activation_dsp(acc, (rq, act_rq), (narrow, table.largest), width) {
             return;
         }
     }
@@ -419,10 +411,10 @@ pub(super) fn activation(
 fn activation_columns<A: FromPair, B: FromPair>(
     acc: &mut [i32],
     (rq, act_rq): Tables<'_>,
-    table: &[i32],
+    table: ActTable<'_>,
     width: usize,
 ) {
-    let narrow = narrow_table(table);
+    let (narrow, table) = (table.narrow, table.entries);
     for o in 0..width {
         let (rq, act_rq) = (pair(rq, o), pair(act_rq, o));
         let column = acc.chunks_exact_mut(width).filter_map(|row| row.get_mut(o));
@@ -602,16 +594,17 @@ unsafe fn columns_dsp(
 /// cap) and the table narrow; `false` (nothing written) otherwise. One `asm!` block
 /// runs all the channels: per channel its constants from the raw pairs (`High`'s
 /// shift `total - 32 = -1 - shift`, `Low`'s `up = 32 - total = 1 + shift`), about 20
-/// instructions, then its column, about 29 per element (the compiler's form of the
+/// instructions, then its column, about 26 per element (the compiler's form of the
 /// same arithmetic reloads its constants from the stack: 42 per element, 70 per
-/// channel). The same steps as [`activation_columns`]' loop: `High::apply`,
+/// channel), as `Low::apply` needs no overflow check on values from the table where
+/// its largest entry allows (checked once; otherwise `false`). The same steps as [`activation_columns`]' loop: `High::apply`,
 /// [`interpolate`] (below the table its first entry, above it the clamped input),
 /// then `Low::apply` (its [`SATURATED`] branch) and the residual clamp.
 #[cfg(tinyformer_dsp)]
 fn activation_dsp(
     acc: &mut [i32],
     (rq, act_rq): (&[[i32; 2]], &[[i32; 2]]),
-    table: NarrowTable<'_>,
+    (table, largest): (NarrowTable<'_>, u32),
     width: usize,
 ) -> bool {
     const UNIT: i32 = 1 << ACT_FRAC_BITS;
@@ -624,7 +617,11 @@ fn activation_dsp(
     let kinds = rq.iter().zip(act_rq).all(|(&[_, pre], &[m, post])| {
         (-31..=-2).contains(&pre) && (-1..=23).contains(&post) && m.unsigned_abs() >= 1 << 30
     });
-    if !kinds {
+    // An interpolated value lies between two entries, so where `x << up` fits for every
+    // entry and every channel's `up = 1 + shift`, `Low::apply` needs no check on it
+    // (only on the clamped input above the table).
+    let up = act_rq.iter().map(|&[_, post]| post + 1).max().unwrap_or(0);
+    if !kinds || (0..=24).contains(&up) && largest >= 1 << (31 - up) {
         return false;
     }
     if rows == 0 {
@@ -665,13 +662,13 @@ fn activation_dsp(
             "add {up}, {up}, #1",
             "ldr {n}, [{st}, #12]",
             "1:",
-            // pre = High::apply(acc)
+            // pre = High::apply(acc); offset = pre - lo, below the table (negative) or
+            // above it
             "ldr {x}, [{p}]",
             "smmul {x}, {x}, {m1}",
             "asr {x}, {x}, {s1}",
             "add {x}, {x}, #1",
             "asr {x}, {x}, #1",
-            // the table: offset = pre - lo, below it (negative) or above it
             "adds {off}, {x}, #{half}",
             "bmi 3f",
             "cmp {off}, #{span}",
@@ -684,12 +681,9 @@ fn activation_dsp(
             "mul {off}, {off}, {b}",
             "add {off}, {off}, #{round}",
             "add {x}, {a}, {off}, asr #{step_bits}",
-            // post = Low::apply(x): exact when x << up fits
+            // post = Low::apply(x), x from the table: x << up fits
             "2:",
             "lsl {off}, {x}, {up}",
-            "asr {a}, {off}, {up}",
-            "cmp {a}, {x}",
-            "bne 5f",
             "smmulr {x}, {off}, {m2}",
             "6:",
             crate::quant::clamp_residual_asm!("{x}"),
@@ -707,12 +701,16 @@ fn activation_dsp(
             "3:",
             "ldr {x}, [{tbl}]",
             "b 2b",
-            // above the table: the input, clamped
+            // above the table: the input, clamped, then Low::apply with its check:
+            // SATURATED with the sign of x * m2 when x << up does not fit
             "4:",
             crate::quant::clamp_residual_asm!("{x}"),
-            "b 2b",
-            // x << up does not fit: SATURATED with the sign of x * m2
-            "5:",
+            "lsl {off}, {x}, {up}",
+            "asr {a}, {off}, {up}",
+            "cmp {a}, {x}",
+            "it eq",
+            "smmulreq {x}, {off}, {m2}",
+            "beq 6b",
             "teq {x}, {m2}",
             "mov {x}, #{saturated}",
             "it mi",
