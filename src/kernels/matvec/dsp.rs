@@ -574,9 +574,11 @@ fn tile_group(
     (x_stride, w_stride): (usize, usize),
     (first_group, init): (bool, &[i32]),
 ) {
-    for (r, sum) in sums.iter_mut().enumerate() {
-        *sum = [init.get(r).copied().unwrap_or(0); TILE_TOKENS];
+    let (head, rest) = sums.split_at_mut(init.len().min(sums.len()));
+    for (sum, &b) in head.iter_mut().zip(init) {
+        *sum = [b; TILE_TOKENS];
     }
+    rest.fill([0; TILE_TOKENS]);
     // Only the rows `w` holds completely (the others' sums stay at `init`).
     let held = w
         .len()
