@@ -204,7 +204,7 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
     let pair = |rng: &mut Rng, kind: u32| -> [i32; 2] {
         let normalised = (1 << 30) | (rng.next() >> 2) as i32;
         let total = match kind {
-            0 => 33 + rng.next() % 30,
+            0 => 33 + rng.next() % 38,
             1 => 8 + rng.next() % 25,
             _ => 1 + rng.next() % 62,
         } as i32;
@@ -238,6 +238,19 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
         }
         for e in exponents.iter_mut() {
             *e = (rng.next() % [4, 12, 32][(trial % 3) as usize]) as u8;
+        }
+        // Some trials where the residual projections' bias term has its shift capped
+        // (a total shift of 63 or 64, every row's exponent 2 or 3) and the skip term is
+        // of the fast loop's kind (a total shift of 17 to 32).
+        if trial % 8 == 5 {
+            for e in exponents.iter_mut() {
+                *e = 2 + (rng.next() % 2) as u8;
+            }
+            for o in 0..width {
+                let normalised = |rng: &mut Rng| (1 << 30) | (rng.next() >> 2) as i32;
+                rq[o] = [normalised(&mut rng), 31 - (63 + (rng.next() % 2) as i32)];
+                skip_rq[o] = [normalised(&mut rng), 31 - (17 + (rng.next() % 16) as i32)];
+            }
         }
         rng.fill(&mut skip, (trial % PATTERNS as u32) as usize);
         let mut acc = [0i32; 108];

@@ -107,13 +107,6 @@ impl Kind {
 /// A [`Scale`] made from a channel's pair, if that pair is of its kind.
 trait FromPair: Scale {
     fn from_pair(rq: Requant, extra: i32) -> Option<Self>;
-
-    /// `self` if it is a [`Low`] (known per type at compile time).
-    #[cfg(tinyformer_dsp)]
-    #[inline(always)]
-    fn as_low(self) -> Option<Low> {
-        None
-    }
 }
 
 impl FromPair for High {
@@ -136,12 +129,6 @@ impl FromPair for Low {
             multiplier: rq.multiplier,
             up: (32 - total) as u32,
         })
-    }
-
-    #[cfg(tinyformer_dsp)]
-    #[inline(always)]
-    fn as_low(self) -> Option<Low> {
-        Some(self)
     }
 }
 
@@ -758,6 +745,10 @@ pub(super) fn onto_residual(
     (skip, skip_rq): (&[i8], &[[i32; 2]]),
     width: usize,
 ) {
+    #[cfg(tinyformer_dsp)]
+    if onto_residual_dsp(acc, exponents, (rq, bias), (skip, skip_rq), width) {
+        return;
+    }
     let tables = (rq, bias, skip_rq);
     with_kind!(Kind::of(pair(skip_rq, 0), 0), |K| {
         onto_residual_columns::<K>(acc, tables, (skip, exponents), width)
@@ -792,18 +783,6 @@ fn onto_residual_columns<K: FromPair>(
             Some(skip_scale) if product && bias_term.abs() < 1 << 26 => {
                 // Per row the product's shift is `total(0) - 32 - e[t]`, in `1..=30`.
                 let base = total - 32;
-                #[cfg(tinyformer_dsp)]
-                if let Some(skip_scale) = skip_scale.as_low().filter(|s| s.up <= 15) {
-                    let (acc, tables) = (&mut *acc, (rq.multiplier, base, bias_term));
-                    onto_residual_column_dsp(
-                        acc,
-                        (skip, exponents),
-                        (o, width),
-                        tables,
-                        skip_scale,
-                    );
-                    continue;
-                }
                 for ((a, x), &e) in values.zip(exponents) {
                     let product = high(*a, rq.multiplier, (base - i32::from(e)) as u32);
                     *a = clamp_residual(product + bias_term + skip_scale.apply(i32::from(*x)));
@@ -820,36 +799,113 @@ fn onto_residual_columns<K: FromPair>(
     }
 }
 
-/// [`onto_residual_columns`]' fast loop for channel `o` of `acc` (rows `width` wide)
-/// whose skip term is a [`Low`], on DSP cores: one `asm!` loop over the column with the
-/// constants in registers, 20 instructions per element (the compiler's: 33). The same
-/// arithmetic: the product's `high` with the row's shift `base - e[t]` (`1..=30`, the
-/// caller checked), plus `bias_term`, plus the skip term `Low::apply(x)`, which needs no
-/// overflow check here (for `up <= 15`, the caller's check: `|x| <= 128`), clamped to
-/// the residual range.
+/// [`onto_residual`] on DSP cores when every channel takes [`onto_residual_columns`]'
+/// fast path with a [`Low`] skip term (a total shift of 17 to 32: `up <= 15`, so `x
+/// << up` fits for any int8 `x` and needs no check), checked first; `false` (nothing
+/// written) otherwise. One `asm!` block runs all the channels: per channel its
+/// constants from the raw pairs and its bias term (`High::apply(bias)`, the shift
+/// capped at 30 as `High::from_pair` caps it), about 37 instructions, then its
+/// column, 20 per element (the compiler's loops: 33 per element, about 107 per
+/// channel): the product's `high` with the row's shift `base - e[t]` (`1..=30`), plus
+/// the bias term, plus `Low::apply(x)`, clamped to the residual range.
 #[cfg(tinyformer_dsp)]
-#[inline(always)]
-fn onto_residual_column_dsp(
+fn onto_residual_dsp(
     acc: &mut [i32],
-    (skip, exponents): (&[i8], &[u8]),
-    (o, width): (usize, usize),
-    (multiplier, base, bias_term): (i32, i32, i32),
-    skip_scale: Low,
-) {
-    let rows = (acc.len().checked_div(width).unwrap_or(0))
-        .min(skip.len().checked_div(width).unwrap_or(0))
-        .min(exponents.len());
-    if o >= width || rows == 0 {
-        return;
+    exponents: &[u8],
+    (rq, bias): (&[[i32; 2]], &[i32]),
+    (skip, skip_rq): (&[i8], &[[i32; 2]]),
+    width: usize,
+) -> bool {
+    let rows = acc.len().checked_div(width).unwrap_or(0);
+    let (Some(rq), Some(bias), Some(skip_rq)) =
+        (rq.get(..width), bias.get(..width), skip_rq.get(..width))
+    else {
+        return false;
+    };
+    let Some(row_exponents) = exponents.get(..rows) else {
+        return false;
+    };
+    if rows == 0 || skip.len() < rows * width {
+        return false;
     }
-    // SAFETY: loads and stores `acc[o + t * width]` and loads `skip[o + t * width]`
-    // and `exponents[t]` for `t < rows` (`o < width`, so below `rows * width`, which
-    // `acc` and `skip` hold, and `rows <= exponents.len()`); `rows >= 1`, so the
-    // count-down loop ends. Shifts: `base - 1 - e[t]` in `0..=29`, `up <= 15` (the
-    // caller's checks). Register-only ARMv7E-M instructions otherwise
-    // (cfg(tinyformer_dsp)); every register written is an output.
+    let (low, top) = row_exponents
+        .iter()
+        .fold((u8::MAX, 0), |(low, top), &e| (low.min(e), top.max(e)));
+    let (low, top) = (i32::from(low), i32::from(top));
+    let fast = rq
+        .iter()
+        .zip(bias)
+        .zip(skip_rq)
+        .all(|((&[m, shift], &b), &[ms, skip_shift])| {
+            let rq = Requant::new(m, shift);
+            let total = total_shift(rq, 0);
+            let bias_term = High::from_pair(rq, 0).map_or(i32::MAX, |s| s.apply(b));
+            top <= 62
+                && total.saturating_sub(top) >= 33
+                && total.saturating_sub(low) <= 62
+                && bias_term.unsigned_abs() < 1 << 26
+                && (-1..=14).contains(&skip_shift)
+                && ms.unsigned_abs() >= 1 << 30
+        });
+    if !fast {
+        return false;
+    }
+    // The channel loop's state (kept at the stack pointer): the next column of `acc`
+    // and of `skip`, the next pair of each table, the next bias, the exponents, the
+    // rows, the channels left.
+    let mut state = [
+        acc.as_mut_ptr() as usize,
+        skip.as_ptr() as usize,
+        rq.as_ptr() as usize,
+        skip_rq.as_ptr() as usize,
+        bias.as_ptr() as usize,
+        row_exponents.as_ptr() as usize,
+        rows,
+        width,
+    ];
+    // SAFETY: for channel `o < width` (every table holds `width`, checked) loads and
+    // stores `acc[o + t * width]` and loads `skip[o + t * width]` and `exponents[t]` for
+    // `t < rows` (below `rows * width`, which `acc` and `skip` hold, and `rows <=
+    // exponents.len()`); `rows >= 1` and `width >= 1`: both count-down loops end. The
+    // state pointer is kept 8 bytes below the stack pointer, restored before the end.
+    // Shifts: `base - 1 - e[t]` in `0..=29`, `up = 1 + shift` in `0..=15`, the bias
+    // term's in `0..=29` (checked above). Register-only ARMv7E-M instructions
+    // otherwise (cfg(tinyformer_dsp)); every register written is an output.
     unsafe {
         core::arch::asm!(
+            "str {a}, [sp, #-8]!",
+            // A channel: its columns, constants and bias term.
+            "10:",
+            "ldr {a}, [sp]",
+            "ldr {p}, [{a}]",
+            "add {e}, {p}, #4",
+            "str {e}, [{a}]",
+            "ldr {xp}, [{a}, #4]",
+            "add {e}, {xp}, #1",
+            "str {e}, [{a}, #4]",
+            "ldr {e}, [{a}, #8]",
+            "ldrd {m}, {base1}, [{e}], #8",
+            "str {e}, [{a}, #8]",
+            "ldr {e}, [{a}, #12]",
+            "ldrd {ms}, {up}, [{e}], #8",
+            "str {e}, [{a}, #12]",
+            "add {up}, {up}, #1",
+            "ldr {e}, [{a}, #16]",
+            "ldr {bias}, [{e}], #4",
+            "str {e}, [{a}, #16]",
+            // base = total - 32 = -1 - shift; the bias term's shift min(base, 30)
+            "mvn {base1}, {base1}",
+            "sub {y}, {base1}, #1",
+            "cmp {y}, #29",
+            "it gt",
+            "movgt {y}, #29",
+            "smmul {bias}, {bias}, {m}",
+            "asr {bias}, {bias}, {y}",
+            "add {bias}, {bias}, #1",
+            "asr {bias}, {bias}, #1",
+            "sub {base1}, {base1}, #1",
+            "ldr {ep}, [{a}, #20]",
+            "ldr {n}, [{a}, #24]",
             "1:",
             // the product: high(acc, m, base - e[t]), plus the bias term
             "ldr {a}, [{p}]",
@@ -870,22 +926,29 @@ fn onto_residual_column_dsp(
             "add {p}, {p}, {stride}",
             "subs {n}, {n}, #1",
             "bne 1b",
-            p = inout(reg) acc.as_mut_ptr().wrapping_add(o) => _,
-            ep = inout(reg) exponents.as_ptr() => _,
-            xp = inout(reg) skip.as_ptr().wrapping_add(o) => _,
-            n = inout(reg) rows => _,
+            // the next channel
+            "ldr {a}, [sp]",
+            "ldr {e}, [{a}, #28]",
+            "subs {e}, {e}, #1",
+            "str {e}, [{a}, #28]",
+            "bne 10b",
+            "add sp, #8",
+            a = inout(reg) state.as_mut_ptr() => _,
             stride = in(reg) width * 4,
-            base1 = in(reg) base - 1,
-            m = in(reg) multiplier,
-            bias = in(reg) bias_term,
-            up = in(reg) skip_scale.up,
-            ms = in(reg) skip_scale.multiplier,
-            a = out(reg) _,
+            p = out(reg) _,
+            ep = out(reg) _,
+            xp = out(reg) _,
+            n = out(reg) _,
+            base1 = out(reg) _,
+            m = out(reg) _,
+            bias = out(reg) _,
+            up = out(reg) _,
+            ms = out(reg) _,
             e = out(reg) _,
             y = out(reg) _,
-            options(nostack),
         );
     }
+    true
 }
 
 /// [`super::add_row`]: `sum[o] = sat_r(sat_r(sum[o]) + rq(row[o]))`. An int8 input is
