@@ -18,6 +18,7 @@ use cortex_m_semihosting::{debug, hio};
 use panic_semihosting as _;
 use tinyformer::kernels::attention::{weighted_values, weighted_values_reference};
 use tinyformer::kernels::gelu::{act_table_input, activation_q10, gelu, Tail, ACT_TABLE_LEN};
+use tinyformer::kernels::layernorm::{layer_norm_i32, layer_norm_i32_reference};
 use tinyformer::kernels::matvec::{
     dot_i8_with, dots_i16, dots_i16_reference, dots_i8_reference, dots_i8_with,
     matmul_i8_into_with, matmul_i8_strided_reference, matmul_i8_strided_with, matmul_i8_with,
@@ -340,6 +341,47 @@ fn run(out: &mut Option<hio::HostStream>) -> Result<(), ()> {
                 &got[..n],
                 &want[..n]
             );
+            return Err(());
+        }
+    }
+
+    // LayerNorm (its 32-bit form with the statistics and the normalisation in
+    // assembly on this core) against its 64-bit reference: rows of 1 to 130 values
+    // (the assembly sums take rows shorter than 128), values at and past the residual
+    // range, parameters of every size.
+    for case in 0..1200u32 {
+        let n = [1, 2, 3, 7, 96, 127, 128, 130][(case % 8) as usize];
+        let amp = [1u32, 40, 3000, 1 << 24, u32::MAX][(case % 5) as usize];
+        let mut x = [0i32; 130];
+        for (i, v) in x[..n].iter_mut().enumerate() {
+            *v = match (case as usize + i) % 11 {
+                0 => r,
+                1 => -r - 5,
+                2 => i32::MIN,
+                _ => ((rng.next() % amp) as i32).wrapping_sub((amp / 2) as i32),
+            };
+        }
+        let (mut gq, mut bq) = ([0i32; 130], [0i32; 130]);
+        for (g, b) in gq[..n].iter_mut().zip(&mut bq[..n]) {
+            let wide = case % 3 == 0;
+            *g = if wide {
+                rng.next() as i32
+            } else {
+                (rng.next() % (1 << 20)) as i32 - (1 << 19)
+            };
+            *b = if wide {
+                rng.next() as i32
+            } else {
+                (rng.next() % (1 << 20)) as i32 - (1 << 19)
+            };
+        }
+        let eps = [0i64, 1, 1 << 20][(case % 3) as usize];
+        let (mut got, mut want) = ([0i8; 130], [0i8; 130]);
+        layer_norm_i32(&mut got[..n], &x[..n], &gq[..n], &bq[..n], eps);
+        layer_norm_i32_reference(&mut want[..n], &x[..n], &gq[..n], &bq[..n], eps);
+        cases += 1;
+        if got[..n] != want[..n] {
+            say!(out, "FAIL layer_norm_i32 n {n} case {case}");
             return Err(());
         }
     }
