@@ -109,8 +109,14 @@ fn layer_norm_i32_with(
         // for any `m` (the first two terms add up below 2^62, the third is at most
         // 2^62 and the result in `[0, 2^62]`).
         let (sum, squares) = sums(x);
-        // `|mean| <= RESIDUAL_MAX`, so the deviations fit `i32`.
-        let mean = div_round(sum, n) as i32;
+        // `|mean| <= RESIDUAL_MAX`, so the deviations fit `i32`. (In 32 bits where
+        // the sum fits: one `SDIV` instead of a 64-bit division's call.)
+        let mean = match (i32::try_from(sum), i32::try_from(n)) {
+            (Ok(sum), Ok(n)) if sum.unsigned_abs() < 1 << 30 && n < 1 << 16 => {
+                (if sum >= 0 { sum + n / 2 } else { sum - n / 2 }) / n
+            }
+            _ => div_round(sum, n) as i32,
+        };
         let m = i64::from(mean);
         (mean, (squares + n * m * m - 2 * m * sum) as u64)
     } else {
@@ -129,8 +135,16 @@ fn layer_norm_i32_with(
     // Variance with 8 fractional bits (Q8), so the standard deviation has 4 (Q4):
     // the floor of small integer variances would otherwise cost several percent.
     let n_u = n as u64;
-    let var_q8 = ((sum_sq / n_u) << VAR_BITS)
-        + (((sum_sq % n_u) << VAR_BITS) / n_u)
+    // (32-bit divisions on 32-bit cores: the remainder is below `n < 2^16`.)
+    let (quotient, fraction) = match u16::try_from(n) {
+        Ok(d) if narrow => {
+            let (q, r) = div_rem_u16(sum_sq, d);
+            (q, u64::from(((r as u32) << VAR_BITS) / u32::from(d)))
+        }
+        _ => (sum_sq / n_u, ((sum_sq % n_u) << VAR_BITS) / n_u),
+    };
+    let var_q8 = (quotient << VAR_BITS)
+        + fraction
         + ((eps.clamp(0, i64::from(i32::MAX)) as u64) << VAR_BITS);
     let std_q4 = isqrt_round(var_q8);
     let inv = if std_q4 == 0 {
@@ -172,6 +186,23 @@ const SCALE_SHIFT: u32 = NORM_BITS + PARAM_BITS;
 #[inline(always)]
 fn scale(z: i64, g: i32, b: i32) -> i64 {
     z * i64::from(g) + (i64::from(b) << NORM_BITS) + (1 << (SCALE_SHIFT - 1))
+}
+
+/// `(a / d, a % d)` for `d >= 1` below `2^16` in 32-bit divisions (a digit of 16 bits
+/// at a time: each partial dividend `r * 2^16 + digit < 2^32`), where a 64-bit
+/// division is a library call on a 32-bit core. `d == 0` gives `(0, 0)`.
+fn div_rem_u16(a: u64, d: u16) -> (u64, u64) {
+    let d = u32::from(d);
+    if d == 0 {
+        return (0, 0);
+    }
+    let (mut quotient, mut remainder) = (0u64, 0u32);
+    for shift in [48, 32, 16, 0] {
+        let part = (remainder << 16) | ((a >> shift) as u32 & 0xffff);
+        quotient = (quotient << 16) | u64::from(part / d);
+        remainder = part % d;
+    }
+    (quotient, u64::from(remainder))
 }
 
 /// The sum and the sum of squares of the clamped values of `x` (at most `2^13` of
@@ -370,6 +401,24 @@ mod tests {
     }
 
     /// The 32-bit form equals the 64-bit one, wherever it applies.
+    #[test]
+    fn division_by_16_bit_divisors() {
+        let mut rng = XorShift64Star::new(3);
+        for case in 0..if cfg!(miri) { 50 } else { 20_000 } {
+            let a = match case % 4 {
+                0 => u64::MAX,
+                1 => rng.next_u64() >> (rng.next_u32() % 64),
+                _ => rng.next_u64(),
+            };
+            let d = [1u16, 2, 96, 384, u16::MAX, (rng.next_u32() as u16).max(1)][case % 6];
+            assert_eq!(
+                div_rem_u16(a, d),
+                (a / u64::from(d), a % u64::from(d)),
+                "{a} / {d}"
+            );
+        }
+    }
+
     #[test]
     fn narrow_form_equals_wide() {
         let mut rng = XorShift64Star::new(9);
