@@ -531,24 +531,43 @@ fn unpack_tile(
         // SAFETY: reads `n` words of `x` (`4 * n <= cols.len() == x.len()`; word loads,
         // which ARMv7-M allows unaligned) and writes words `2 * (s * tokens + t)` and
         // the next for `s < n` (`t < tokens`, so below `2 * tokens * n <= out.len()`;
-        // `STRD` needs 4-byte alignment, which `&mut [u32]` has). `n >= 1`: the
-        // count-down loop ends. Every register written is an output; the DSP
+        // `STRD` needs 4-byte alignment, which `&mut [u32]` has): an odd step first,
+        // then `n / 2` iterations of two (skipped when 0), so the loop ends. Every register written is an output; the DSP
         // instructions exist on this target (cfg(tinyformer_dsp)).
         unsafe {
             asm!(
-                "2:",
+                // An odd count starts with one step, then two steps per iteration.
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
                 "ldr {v}, [{src}], #4",
                 "sxtb16 {e}, {v}",
                 "sxtb16 {v}, {v}, ror #8",
                 "strd {e}, {v}, [{dst}]",
                 "add {dst}, {dst}, {stride}",
+                "3:",
+                "cmp {n}, #0",
+                "beq 4f",
+                "2:",
+                // (Two word loads: the rows need not be word-aligned, `LDRD` must.)
+                "ldr {v}, [{src}], #4",
+                "ldr {w}, [{src}], #4",
+                "sxtb16 {e}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "strd {e}, {v}, [{dst}]",
+                "add {dst}, {dst}, {stride}",
+                "sxtb16 {e}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "strd {e}, {w}, [{dst}]",
+                "add {dst}, {dst}, {stride}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
+                "4:",
                 src = inout(reg) x.as_ptr() => _,
                 dst = inout(reg) out.as_mut_ptr().wrapping_add(2 * t) => _,
                 n = inout(reg) n => _,
                 stride = in(reg) 8 * tokens,
                 v = out(reg) _,
+                w = out(reg) _,
                 e = out(reg) _,
                 options(nostack),
             );
