@@ -832,21 +832,21 @@ fn onto_residual_dsp(
         .iter()
         .fold((u8::MAX, 0), |(low, top), &e| (low.min(e), top.max(e)));
     let (low, top) = (i32::from(low), i32::from(top));
-    let fast = rq
-        .iter()
-        .zip(bias)
-        .zip(skip_rq)
-        .all(|((&[m, shift], &b), &[ms, skip_shift])| {
-            let rq = Requant::new(m, shift);
-            let total = total_shift(rq, 0);
-            let bias_term = High::from_pair(rq, 0).map_or(i32::MAX, |s| s.apply(b));
-            top <= 62
-                && total.saturating_sub(top) >= 33
-                && total.saturating_sub(low) <= 62
-                && bias_term.unsigned_abs() < 1 << 26
-                && (-1..=14).contains(&skip_shift)
-                && ms.unsigned_abs() >= 1 << 30
-        });
+    // The fast path's conditions on the raw pairs: with `total = 31 - shift`, `total -
+    // top >= 33` and `total - low <= 62`; the skip term a `Low` of total 17..=32; the
+    // bias term (a `High`, its shift `min(total, 62) - 32`) within `2^26`.
+    let shifts = -31 - low..=-2 - top;
+    let fast = top <= 62
+        && rq
+            .iter()
+            .zip(bias)
+            .zip(skip_rq)
+            .all(|((&[m, shift], &b), &[ms, skip_shift])| {
+                shifts.contains(&shift)
+                    && (-1..=14).contains(&skip_shift)
+                    && ms.unsigned_abs() >= 1 << 30
+                    && high(b, m, (-1 - shift).min(30) as u32).unsigned_abs() < 1 << 26
+            });
     if !fast {
         return false;
     }
