@@ -27,6 +27,8 @@ use core::arch::asm;
 #[cfg(not(feature = "small-kernels"))]
 use super::RowsI8;
 use super::{dot_i16_reference, dot_i8_reference};
+#[cfg(not(feature = "small-kernels"))]
+use core::mem::MaybeUninit;
 
 /// Int8 elements per step.
 const STEP: usize = 4;
@@ -510,30 +512,41 @@ tile_fn!(
 /// Columns `cols` of the tile's token rows (`tile` holds `tokens` rows of `row_len`
 /// int8), unpacked for the tile kernels: per 4-column step, per token, `[x0, x2]` and
 /// `[x1, x3]` as int16 halves (`SXTB16`), so step `s` of token `t` is at words
-/// `2 * (s * tokens + t)`. The kernels then read the unpacked words in order.
+/// `2 * (s * tokens + t)`. The kernels then read the unpacked words in order: the
+/// written part of `out`, returned. (`out` is not zeroed first: 1 KiB a call.)
 #[cfg(not(feature = "small-kernels"))]
 #[inline(never)]
-fn unpack_tile(
-    out: &mut [u32],
+fn unpack_tile<'u>(
+    out: &'u mut [MaybeUninit<u32>],
     tile: &[i8],
     (tokens, row_len): (usize, usize),
     cols: core::ops::Range<usize>,
-) {
+) -> &'u [u32] {
     let n = (cols.len() / STEP).min(out.len() / (2 * tokens).max(1));
+    let len = 2 * tokens * n;
     for t in 0..tokens {
         let start = t * row_len;
-        let Some(x) = tile.get(start + cols.start..start + cols.end) else {
+        let x = tile.get(start + cols.start..start + cols.end);
+        let Some(x) = x.filter(|_| n > 0) else {
+            // (Never for the tiles' rows, which `x` holds; written all the same.)
+            for step in out
+                .get_mut(..len)
+                .unwrap_or(&mut [])
+                .chunks_exact_mut(2 * tokens)
+            {
+                for word in step.get_mut(2 * t..2 * t + 2).unwrap_or(&mut []) {
+                    word.write(0);
+                }
+            }
             continue;
         };
-        if n == 0 {
-            continue;
-        }
         // SAFETY: reads `n` words of `x` (`4 * n <= cols.len() == x.len()`; word loads,
         // which ARMv7-M allows unaligned) and writes words `2 * (s * tokens + t)` and
         // the next for `s < n` (`t < tokens`, so below `2 * tokens * n <= out.len()`;
-        // `STRD` needs 4-byte alignment, which `&mut [u32]` has): an odd step first,
-        // then `n / 2` iterations of two (skipped when 0), so the loop ends. Every register written is an output; the DSP
-        // instructions exist on this target (cfg(tinyformer_dsp)).
+        // `STRD` needs 4-byte alignment, which `MaybeUninit<u32>` has): an odd step
+        // first, then `n / 2` iterations of two (skipped when 0), so the loop ends.
+        // Every register written is an output; the DSP instructions exist on this
+        // target (cfg(tinyformer_dsp)).
         unsafe {
             asm!(
                 // An odd count starts with one step, then two steps per iteration.
@@ -573,31 +586,51 @@ fn unpack_tile(
             );
         }
     }
+    // SAFETY: every word of `out[..len]` was written above: words `2 * (s * tokens +
+    // t)` and the next, for every `t < tokens` and `s < n`.
+    unsafe { assume_init(out.get(..len).unwrap_or(&[])) }
+}
+
+/// `words` as the values they hold.
+///
+/// # Safety
+///
+/// Every element of `words` must have been written.
+#[cfg(not(feature = "small-kernels"))]
+unsafe fn assume_init<T>(words: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and the caller promises every
+    // element is initialised.
+    unsafe { &*(core::ptr::from_ref(words) as *const [T]) }
 }
 
 /// The products of a group of weight rows (`w` holds up to `sums.len()` rows of
 /// `cols` columns, `w_stride` apart) with a tile of `tokens` tokens (`tile`, rows
 /// `x_stride` apart):
 /// `sums[r][t] = init[r] + dot(row r, token t)` (wrapping; a missing `init` is 0), or
-/// `init[r]` for a row `w` does not hold. Unpacks the
-/// tile's activations into `unpacked` chunk by chunk ([`unpack_tile`]), except that a
-/// tile of one chunk is unpacked only for its first group (`first_group`) and kept
-/// for the others. Not generic and not inlined: one copy serves every caller.
+/// `init[r]` for a row `w` does not hold; `sums` is written first and returned
+/// initialised. Unpacks the tile's activations into `unpacked` chunk by chunk
+/// ([`unpack_tile`]), except that a tile of one chunk is unpacked only for its first
+/// group (`first_group`) and kept for the others. Not generic and not inlined: one
+/// copy serves every caller.
 #[cfg(not(feature = "small-kernels"))]
 #[inline(never)]
-fn tile_group(
-    sums: &mut [[i32; TILE_TOKENS]],
-    unpacked: &mut [u32],
+fn tile_group<'s>(
+    sums: &'s mut [MaybeUninit<[i32; TILE_TOKENS]>],
+    unpacked: &mut [MaybeUninit<u32>],
     (tile, w): (&[i8], &[i8]),
     (tokens, cols_len): (usize, usize),
     (x_stride, w_stride): (usize, usize),
     (first_group, init): (bool, &[i32]),
-) {
+) -> &'s mut [[i32; TILE_TOKENS]] {
     let (head, rest) = sums.split_at_mut(init.len().min(sums.len()));
     for (sum, &b) in head.iter_mut().zip(init) {
-        *sum = [b; TILE_TOKENS];
+        sum.write([b; TILE_TOKENS]);
     }
-    rest.fill([0; TILE_TOKENS]);
+    for sum in rest {
+        sum.write([0; TILE_TOKENS]);
+    }
+    // SAFETY: every element of `sums` was written just above.
+    let sums = unsafe { &mut *(core::ptr::from_mut(sums) as *mut [[i32; TILE_TOKENS]]) };
     // Only the rows `w` holds completely (the others' sums stay at `init`).
     let held = w
         .len()
@@ -611,11 +644,16 @@ fn tile_group(
     for c in 0..chunks {
         let cols = c * CHUNK_COLS..((c + 1) * CHUNK_COLS).min(body);
         let Some(x) = unpacked.get_mut(..2 * tokens * cols.len() / STEP) else {
-            return;
+            return sums;
         };
-        if chunks > 1 || first_group {
-            unpack_tile(x, tile, (tokens, x_stride), cols.clone());
-        }
+        let x = if chunks > 1 || first_group {
+            unpack_tile(x, tile, (tokens, x_stride), cols.clone())
+        } else {
+            // SAFETY: a tile of one chunk was unpacked by its first group (`tiles`
+            // calls `first_group` first for each tile), the same tokens and columns:
+            // these words, all written by `unpack_tile`.
+            unsafe { assume_init(x) }
+        };
         let group = (w, w_stride);
         match tokens {
             1 => tile1(sums, group, cols, x),
@@ -637,6 +675,7 @@ fn tile_group(
             }
         }
     }
+    sums
 }
 
 /// `matmul_i8_reference(rows, cols, xs, w, bias, store)`: tiles of up to
@@ -763,8 +802,9 @@ fn tiles(
         return;
     }
     let tokens = x.held();
-    let mut unpacked = [0u32; 2 * TILE_TOKENS * CHUNK_COLS / STEP];
-    let mut sums = [[0i32; TILE_TOKENS]; GROUP_ROWS];
+    // Not zeroed (1.5 KiB a call): `tile_group` writes what it reads.
+    let mut unpacked = [MaybeUninit::<u32>::uninit(); 2 * TILE_TOKENS * CHUNK_COLS / STEP];
+    let mut sums = [MaybeUninit::<[i32; TILE_TOKENS]>::uninit(); GROUP_ROWS];
     let mut t0 = 0;
     while t0 < tokens {
         // Tiles of 4 and 3 (0.81 and 0.83 instructions per MAC), not 2 or 1 (1.0 and
@@ -781,7 +821,7 @@ fn tiles(
             let group_w = w.data.get(g0 * w.stride..).unwrap_or(&[]);
             let sums = sums.get_mut(..group.len()).unwrap_or(&mut []);
             let init = init.get(g0..).unwrap_or(&[]);
-            tile_group(
+            let sums = tile_group(
                 sums,
                 &mut unpacked,
                 (tile, group_w),
