@@ -384,6 +384,82 @@ pub fn isqrt_u64(x: u64) -> u64 {
     root
 }
 
+/// `a / b` (`b >= 1`; 0 for `b == 0`). On 32-bit cores, where a 64-bit division is a
+/// library call of about 250 instructions, a quotient below `2^32` is found with two
+/// 32-bit divisions of 16-bit digits (the divisor normalised, as in Knuth's
+/// algorithm D, [`div_2by1`]), and a divisor of 33 bits or more from the quotient of
+/// its top 32 bits, corrected by one; other quotients take the library's division.
+/// On 64-bit hosts the plain division.
+#[inline]
+pub fn div_u64(a: u64, b: u64) -> u64 {
+    if cfg!(target_pointer_width = "64") {
+        a.checked_div(b).unwrap_or(0)
+    } else {
+        div_u64_narrow(a, b)
+    }
+}
+
+/// [`div_u64`]'s 32-bit form (tested against the plain division on every target).
+fn div_u64_narrow(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        return 0;
+    }
+    let (a_hi, a_lo) = ((a >> 32) as u32, a as u32);
+    match u32::try_from(b) {
+        // The quotient fits 32 bits.
+        Ok(b) if a_hi < b => u64::from(div_2by1(a_hi, a_lo, b)),
+        Ok(_) => a / b,
+        Err(_) => {
+            // `b >= 2^32`: with `s` the shift that puts `b`'s top bit at bit 63, the
+            // quotient of `a / 2` by the top 32 bits of `b << s`, shifted back, is
+            // the true quotient or one more; it is lowered by one, then raised again
+            // when the remainder is still `b` or more (Hacker's Delight, `divDu`).
+            let s = b.leading_zeros();
+            let top = ((b << s) >> 32) as u32;
+            let half = a >> 1;
+            let q = div_2by1((half >> 32) as u32, half as u32, top) >> (31 - s);
+            let q = u64::from(q.saturating_sub(1));
+            if a - q * b >= b {
+                q + 1
+            } else {
+                q
+            }
+        }
+    }
+}
+
+/// `(hi * 2^32 + lo) / d` for `hi < d` (so the quotient fits 32 bits), in 32-bit
+/// operations: `d` normalised (top bit set), then two quotient digits of 16 bits,
+/// each estimated from the top digit of `d` and corrected at most twice (Knuth's
+/// algorithm D).
+fn div_2by1(hi: u32, lo: u32, d: u32) -> u32 {
+    const B: u32 = 1 << 16;
+    let s = d.leading_zeros();
+    let d = d << s;
+    let (d1, d0) = (d >> 16, d & 0xffff);
+    let top = (hi << s) | lo.checked_shr(32 - s).unwrap_or(0);
+    let low = lo << s;
+    let (l1, l0) = (low >> 16, low & 0xffff);
+    // One 16-bit digit of the quotient of `(r * 2^16 + next) / d`, `r < d`.
+    let digit = |r: u32, next: u32| {
+        let (mut q, mut rest) = (r / d1, r % d1);
+        while q >= B || q * d0 > (rest << 16) + next {
+            q -= 1;
+            rest += d1;
+            if rest >= B {
+                break;
+            }
+        }
+        q
+    };
+    let q1 = digit(top, l1);
+    let r = (top << 16)
+        .wrapping_add(l1)
+        .wrapping_sub(q1.wrapping_mul(d));
+    let q0 = digit(r, l0);
+    (q1 << 16) | q0
+}
+
 /// The instructions of [`clamp_residual`] on DSP targets, in place on the register
 /// `$r` (an `asm!` operand such as `"{x}"`); they write the flags.
 #[cfg(tinyformer_dsp)]
@@ -543,6 +619,47 @@ pub const LOG2_E: Requant = Requant::new(1_549_082_005, 1);
 
 #[cfg(test)]
 mod scaled_tests {
+    #[test]
+    fn narrow_division_equals_the_plain_one() {
+        let mut rng = crate::rng::XorShift64Star::new(11);
+        let edges: [u64; 13] = [
+            0,
+            1,
+            2,
+            3,
+            (1 << 16) - 1,
+            1 << 16,
+            (1 << 31) - 1,
+            1 << 31,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 32) + 1,
+            1 << 62,
+            u64::MAX,
+        ];
+        for case in 0..if cfg!(miri) { 400 } else { 200_000 } {
+            let pick = |rng: &mut crate::rng::XorShift64Star| match rng.next_u32() % 4 {
+                0 => edges[(rng.next_u32() % 13) as usize],
+                1 => rng.next_u64() >> (rng.next_u32() % 64),
+                2 => rng.next_u64() >> 32,
+                _ => rng.next_u64(),
+            };
+            let (a, b) = (pick(&mut rng), pick(&mut rng));
+            let want = a.checked_div(b).unwrap_or(0);
+            assert_eq!(div_u64_narrow(a, b), want, "case {case}: {a} / {b}");
+        }
+        // The forward pass's divisions: 2^62 by softmax sums, 2^44 by LayerNorm
+        // deviations.
+        for b in (1u64..1 << 20)
+            .step_by(7)
+            .chain((1 << 30..1 << 40).step_by(1 << 22))
+        {
+            for a in [1u64 << 62, 1 << 44] {
+                assert_eq!(div_u64_narrow(a, b), a / b, "{a} / {b}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

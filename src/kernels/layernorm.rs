@@ -1,7 +1,7 @@
 //! LayerNorm over one token's hidden vector.
 
 use super::{avx512_variant, dispatch};
-use crate::quant::{clamp_residual, div_round, isqrt_round, mul_wide, saturate_i8};
+use crate::quant::{clamp_residual, div_round, div_u64, isqrt_round, mul_wide, saturate_i8};
 
 /// In-place `x = (x - mean) / sqrt(var + eps) * gamma + beta` in `f32`.
 pub fn layer_norm_f32(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
@@ -150,7 +150,7 @@ fn layer_norm_i32_with(
     let inv = if std_q4 == 0 {
         0
     } else {
-        (1i64 << (INV_BITS + VAR_BITS / 2)) / std_q4 as i64
+        div_u64(1 << (INV_BITS + VAR_BITS / 2), std_q4) as i64
     };
     let n = out.len();
     let in_step = x.len() == n && gamma_q.len() == n && beta_q.len() == n;

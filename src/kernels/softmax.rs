@@ -2,7 +2,7 @@
 
 #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
 use crate::quant::EXP2_LUT;
-use crate::quant::{exp2_neg_q16, exp2_neg_q16_below_31, Requant};
+use crate::quant::{div_u64, exp2_neg_q16, exp2_neg_q16_below_31, Requant};
 
 /// In-place `f32` softmax over `x[i]` where `keep(i)`; other entries become 0.
 pub fn softmax_f32(x: &mut [f32], keep: impl Fn(usize) -> bool) {
@@ -382,7 +382,7 @@ fn exponentials_avx512(scores: &mut [i32], max: i32, to_log2: Requant) -> u64 {
 
 /// Turns weights summing to `sum` into Q15 probabilities (see [`softmax_q15`]).
 fn normalize(scores: &mut [i32], sum: u64) {
-    let recip = (1u64 << 62) / sum.max(1);
+    let recip = div_u64(1 << 62, sum.max(1));
     #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
     if recip <= u64::from(u32::MAX) && std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
