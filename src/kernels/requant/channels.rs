@@ -601,14 +601,20 @@ fn activation_dsp(
         return false;
     };
     // `High` uncapped: total 33..=62; `Low`: total 8..=32, normalised multiplier.
-    let kinds = rq.iter().zip(act_rq).all(|(&[_, pre], &[m, post])| {
-        (-31..=-2).contains(&pre) && (-1..=23).contains(&post) && m.unsigned_abs() >= 1 << 30
-    });
     // An interpolated value lies between two entries, so where `x << up` fits for every
     // entry and every channel's `up = 1 + shift`, `Low::apply` needs no check on it
-    // (only on the clamped input above the table).
-    let up = act_rq.iter().map(|&[_, post]| post + 1).max().unwrap_or(0);
-    if !kinds || (0..=24).contains(&up) && largest >= 1 << (31 - up) {
+    // (only on the clamped input above the table): the largest `up`, if every
+    // channel's kinds are right.
+    let up = rq
+        .iter()
+        .zip(act_rq)
+        .try_fold(0, |up, (&[_, pre], &[m, post])| {
+            let kinds = (-31..=-2).contains(&pre)
+                && (-1..=23).contains(&post)
+                && m.unsigned_abs() >= 1 << 30;
+            kinds.then_some(up.max(post + 1))
+        });
+    if up.is_none_or(|up| largest >= 1 << (31 - up)) {
         return false;
     }
     if rows == 0 {
