@@ -1,6 +1,6 @@
 //! RMSNorm over one token's hidden vector (Llama-family decoders).
 
-use crate::quant::{isqrt_round, RESIDUAL_MAX};
+use crate::quant::{clamp_residual, isqrt_round, RESIDUAL_MAX};
 
 /// In-place `x = x / sqrt(mean(x^2) + eps) * weight` in `f32`, in llama2.c's order
 /// of operations (`ss` summed element by element, `1 / sqrt`, then `w * (ss * x)`),
@@ -72,19 +72,12 @@ pub fn rms_norm_i32(out: &mut [i32], x: &[i32], gamma_q: &[i32], eps: i64) {
     }
 }
 
-/// `x` clamped to `±RESIDUAL_MAX`.
-#[inline(always)]
-fn residual(v: i32) -> i32 {
-    // RESIDUAL_MAX < 2^24 fits i32.
-    v.clamp(-(RESIDUAL_MAX as i32), RESIDUAL_MAX as i32)
-}
-
-/// `sum(residual(x)^2)`, saturating at `u64::MAX`. Each square is below `2^48`, so
+/// `sum(clamp_residual(x)^2)`, saturating at `u64::MAX`. Each square is below `2^48`, so
 /// fewer than `2^15` of them cannot reach `2^63`: the plain sum (one
 /// multiply-accumulate per element); longer rows saturate step by step.
 fn sum_of_squares(x: &[i32]) -> u64 {
     let square = |v: i32| {
-        // |residual(v)|: RESIDUAL_MAX < 2^24 fits u32.
+        // |clamp_residual(v)|: RESIDUAL_MAX < 2^24 fits u32.
         let a = v.unsigned_abs().min(RESIDUAL_MAX as u32);
         u64::from(a) * u64::from(a)
     };
@@ -116,7 +109,7 @@ fn div_rem_small(a: u64, d: u32) -> (u64, u64) {
 
 /// The per-element step for `inv < 2^31`, in 32x32-bit products:
 ///
-/// - `z = floor(x * inv / 2^24)` with `x = residual(v)`, `|x| < 2^24`: with `x + 2^24
+/// - `z = floor(x * inv / 2^24)` with `x = clamp_residual(v)`, `|x| < 2^24`: with `x + 2^24
 ///   >= 0` the product is unsigned, and subtracting `inv * 2^24` (a multiple of
 ///   `2^24`) after it is subtracting `inv` after the shift, so `z = ((x + 2^24) * inv
 ///   >> 24) - inv`; the shifted product is below `2^25 * 2^31 / 2^24 = 2^32`, and
@@ -127,7 +120,7 @@ fn div_rem_small(a: u64, d: u32) -> (u64, u64) {
 fn normalize_32(out: &mut [i32], x: &[i32], gamma_q: &[i32], inv: u32) {
     const BIAS: i32 = 1 << 24;
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma_q) {
-        let biased = (residual(v) + BIAS) as u32;
+        let biased = (clamp_residual(v) + BIAS) as u32;
         let scaled = ((u64::from(biased) * u64::from(inv)) >> (INV_BITS - NORM_BITS)) as u32;
         let z = scaled.wrapping_sub(inv) as i32;
         let product = i64::from(z) * i64::from(g);
@@ -143,7 +136,7 @@ fn normalize_32(out: &mut [i32], x: &[i32], gamma_q: &[i32], inv: u32) {
 /// The per-element step in 64-bit arithmetic, for any `inv` in `[0, 2^44]`.
 fn normalize_64(out: &mut [i32], x: &[i32], gamma_q: &[i32], inv: i64) {
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(gamma_q) {
-        let z = (i64::from(residual(v)) * inv) >> (INV_BITS - NORM_BITS);
+        let z = (i64::from(clamp_residual(v)) * inv) >> (INV_BITS - NORM_BITS);
         let y = (z * i64::from(g)) >> (NORM_BITS + RMS_WEIGHT_BITS - RMS_OUT_BITS);
         *o = y.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     }
