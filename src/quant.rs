@@ -389,10 +389,10 @@ pub fn isqrt_u64(x: u64) -> u64 {
 /// 32-bit divisions of 16-bit digits (the divisor normalised, as in Knuth's
 /// algorithm D, [`div_2by1`]), and a divisor of 33 bits or more from the quotient of
 /// its top 32 bits, corrected by one; other quotients take the library's division.
-/// On 64-bit hosts the plain division.
+/// On 64-bit hosts, and with `small-kernels` (code size first), the plain division.
 #[inline]
 pub fn div_u64(a: u64, b: u64) -> u64 {
-    if cfg!(target_pointer_width = "64") {
+    if cfg!(target_pointer_width = "64") || cfg!(feature = "small-kernels") {
         a.checked_div(b).unwrap_or(0)
     } else {
         div_u64_narrow(a, b)

@@ -45,10 +45,15 @@ set -euo pipefail
 # The epilogues a channel at a time in 32-bit arithmetic (src/kernels/requant/channels.rs,
 # loops compiled per requantization kind) and LayerNorm's 32-bit form took instructions
 # per MAC 2.47 -> 1.86 for 4.7 KB of code.
-export BUDGET_RUNTIME_CODE_BYTES=103000 # measured 99,440 (rustc 1.95.0, 2026-12-01)
+# Then the tile kernels' rows, steps and activations by LDM/STM in one asm block, the
+# epilogues' channel loops (activation, residual projections, keys/values, queries,
+# contexts), LayerNorm's loops and its divisions in assembly or 32-bit arithmetic, and
+# the attention scores through the tiles took 1.86 -> 1.49 for 7.6 KB of code. The
+# instruction budget is issue 13's bar (1.5), not a margin above the measured value.
+export BUDGET_RUNTIME_CODE_BYTES=110500 # measured 107,056 (rustc 1.95.0, 2026-12-01)
 export BUDGET_STATIC_RAM_BYTES=20100   # measured 19,288 (the 3x96 default model)
-export BUDGET_STACK_PEAK_BYTES=4060    # measured 3,908 (1.5 KiB of it the multi-token kernel's buffers)
-export BUDGET_INSNS_PER_MAC=1.94       # measured 1.86 (3x96 default model)
+export BUDGET_STACK_PEAK_BYTES=4200    # measured 4,028 (1.5 KiB of it the multi-token kernel's buffers)
+export BUDGET_INSNS_PER_MAC=1.50       # measured 1.49 (6,852,472 per inference, 3x96 default model)
 # The size firmware (opt-level "z", `--profile release-size --features defmt,small-crc,small-kernels`):
 # runtime code without the tokenizer's Unicode tables (the figure issue 13 sets at most
 # 32 KiB for). Capped at that goal rather than 4% above the measured value.
