@@ -19,10 +19,10 @@ set -euo pipefail
 # when it was last set. A change that needs more raises the budget in the same commit:
 # run this script, take the figure it prints, set the budget about 4% above it and
 # update the measured value in the comment.
-export BUDGET_FLASH_BYTES=444000             # measured 441,408 (rustc 1.95.0, 2026-12-01)
+export BUDGET_FLASH_BYTES=444000             # measured 440,336 (rustc 1.95.0, 2026-12-01)
 export BUDGET_STATIC_RAM_BYTES=93400         # measured 89,828
-export BUDGET_STACK_PEAK_BYTES=3160          # measured 3,036
-export BUDGET_INSNS_PER_TOKEN=1242000        # measured 1,198,447 (mean, sampled run)
+export BUDGET_STACK_PEAK_BYTES=3160          # measured 3,028
+export BUDGET_INSNS_PER_TOKEN=1242000        # measured 1,192,669 (mean, sampled run)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=$(realpath "${1:-$root/models/stories260K/stories260K-int8.tfm}")

@@ -3,8 +3,12 @@
 #  1. builds examples/kernel-check-m4 and runs it: it compares the DSP kernels with the
 #     scalar reference on every vector length 0..=300, on matrices of 0..=9 rows, and
 #     on products of 0..=9 tokens (the tiled multi-token kernel: tiles of 4, 3, 2 and
-#     1 tokens, row groups and column chunks with their leftovers) (random and
-#     -128/127 extremes) and exits non-zero on the first mismatch;
+#     1 tokens, row groups and column chunks with their leftovers; row-strided
+#     operands, as the attention scores' heads) (random and -128/127 extremes), the
+#     epilogues and LayerNorm whose loops are assembly on this core (the FFN
+#     activation, the residual projections, keys/values, queries, contexts: every
+#     requantization kind, extremes, capped shifts) against their definitions, and
+#     exits non-zero on the first mismatch;
 #  2. counts the instructions of one 128x384 matrix-vector product with each kernel,
 #     and of the DSP kernel's product of that matrix with 8 tokens (QEMU TCG plugin
 #     tools/qemu/insncount.c), and prints instructions per MAC.

@@ -3,7 +3,9 @@
 //! Runs the Cortex-M DSP kernels (`SMLAD`) and the scalar references on many
 //! pseudo-random and extreme vectors (every length 0..=300, matrices of 0..=9 rows;
 //! int8 activations as the encoder's, int16 as the decoder's, and the decoder's
-//! attention scores; products of 0..=9 tokens at once, as the encoder's batches) and
+//! attention scores; products of 0..=9 tokens at once, as the encoder's batches, and
+//! of row-strided operands, as its attention scores), and the epilogues and
+//! LayerNorm whose loops are assembly on this core against their definitions, and
 //! exits with status 1 at the first mismatch, 0 if all agree. Then it times one
 //! 128x384 matrix-vector product with each kernel, and the same matrix times 8 tokens
 //! with the DSP kernel, between marker functions, so `tools/kernel-check-m4.sh` can
