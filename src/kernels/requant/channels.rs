@@ -81,6 +81,31 @@ impl Scale for Low {
 /// compute (one of magnitude `2^29 - 1` or more).
 const SATURATED: i32 = 1 << 28;
 
+/// The instructions of [`Low::apply`]'s saturated case on DSP targets: register `$x`
+/// becomes [`SATURATED`] with the sign of `$x * $m` (`asm!` operands such as `"{x}"`;
+/// needs a `sat = const SATURATED` operand; writes the flags).
+#[cfg(tinyformer_dsp)]
+macro_rules! low_saturated_asm {
+    ($x:literal, $m:literal) => {
+        concat!(
+            "teq ",
+            $x,
+            ", ",
+            $m,
+            "\n",
+            "mov ",
+            $x,
+            ", #{sat}\n",
+            "it mi\n",
+            "rsbmi ",
+            $x,
+            ", ",
+            $x,
+            ", #0",
+        )
+    };
+}
+
 /// Which [`Scale`] applies a channel's requantization, if one does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -194,9 +219,9 @@ pub(super) fn to_i8(out: &mut [i8], acc: &[i32], rq: &[[i32; 2]], width: usize) 
             let rows = (acc.len() / width).min(out.len() / width);
             let src = (acc.as_ptr().wrapping_add(run.start), 4 * width);
             let dst = (out.as_mut_ptr().wrapping_add(run.start).cast::<u8>(), width);
-            let (pairs, channels) = (rq.get(run.clone()).unwrap_or(&[]), run.len());
-            if pairs.len() == channels && rows > 0 && run.end <= width {
-                // SAFETY: channel `c < channels` of row `t < rows` is `acc[t * width +
+            let pairs = rq.get(run.clone()).filter(|_| rows > 0 && run.end <= width);
+            if let Some(pairs) = pairs {
+                // SAFETY: channel `c < run.len()` of row `t < rows` is `acc[t * width +
                 // run.start + c]` and `out[t * width + run.start + c]`, below `rows *
                 // width`, which both hold; its pair is `pairs[c]`.
                 let done = unsafe { columns_dsp(kind, Dst::I8, src, dst, pairs, rows) };
@@ -244,13 +269,13 @@ pub(super) fn to_wide(acc: &mut [i32], rq: &[[i32; 2]], width: usize) {
         {
             let rows = acc.len() / width;
             let column = acc.as_mut_ptr().wrapping_add(run.start);
-            let (pairs, channels) = (rq.get(run.clone()).unwrap_or(&[]), run.len());
-            if pairs.len() == channels && rows > 0 && run.end <= width {
+            let pairs = rq.get(run.clone()).filter(|_| rows > 0 && run.end <= width);
+            if let Some(pairs) = pairs {
                 let (src, dst) = (
                     (column.cast_const(), 4 * width),
                     (column.cast::<u8>(), 4 * width),
                 );
-                // SAFETY: channel `c < channels` of row `t < rows` is `acc[t * width +
+                // SAFETY: channel `c < run.len()` of row `t < rows` is `acc[t * width +
                 // run.start + c]`, below `rows * width`; its pair is `pairs[c]`.
                 let done = unsafe { columns_dsp(kind, Dst::Wide, src, dst, pairs, rows) };
                 if done {
@@ -299,13 +324,15 @@ pub(super) fn context(
             // The rows that hold the columns (the last may be short).
             let rows = ctx.len() / width + usize::from(ctx.len() % width >= cols.end.max(1));
             let column = ctx.as_mut_ptr().wrapping_add(cols.start + run.start);
-            let (pairs, channels) = (rq.get(run.clone()).unwrap_or(&[]), run.len());
-            if pairs.len() == channels && rows > 0 && cols.end <= width {
+            let pairs = rq
+                .get(run.clone())
+                .filter(|_| rows > 0 && cols.end <= width);
+            if let Some(pairs) = pairs {
                 let (src, dst) = (
                     (column.cast_const(), 4 * width),
                     (column.cast::<u8>(), 4 * width),
                 );
-                // SAFETY: column `c < channels` of row `t < rows` is `ctx[t * width +
+                // SAFETY: column `c < run.len()` of row `t < rows` is `ctx[t * width +
                 // cols.start + run.start + c]`, inside row `t` (`cols.start + run.end <=
                 // cols.end <= width`), which `ctx` holds up to `cols.end` (the rows
                 // counted); its pair is `pairs[c]` (`rq[run.start + c]`).
@@ -535,7 +562,7 @@ unsafe fn columns_dsp(
     // `x << up` does not fit: SATURATED with the sign of `x * m`.
     macro_rules! low_tail {
         () => {
-            "5:\nteq {x}, {m}\nmov {x}, #{sat}\nit mi\nrsbmi {x}, {x}, #0\nb 6b"
+            concat!("5:\n", low_saturated_asm!("{x}", "{m}"), "\nb 6b")
         };
     }
     match (kind, out) {
@@ -704,10 +731,7 @@ fn activation_dsp(
             "it eq",
             "smmulreq {x}, {off}, {m2}",
             "beq 6b",
-            "teq {x}, {m2}",
-            "mov {x}, #{saturated}",
-            "it mi",
-            "rsbmi {x}, {x}, #0",
+            low_saturated_asm!("{x}", "{m2}"),
             "b 6b",
             "9:",
             st = in(reg) state.as_mut_ptr(),
@@ -728,7 +752,7 @@ fn activation_dsp(
             frac = const (1 << STEP_BITS) - 1,
             step_bits = const STEP_BITS,
             round = const 1 << (STEP_BITS - 1),
-            saturated = const SATURATED,
+            sat = const SATURATED,
             options(nostack),
         );
     }
